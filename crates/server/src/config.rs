@@ -1,0 +1,336 @@
+//! Layered configuration: built-in defaults, then an optional TOML file, then
+//! `FOODFAST_*` environment variables, then command-line flags. Everything is
+//! validated here, at start, and a bad value names the variable to fix.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::Value;
+use foodfast_store::StoresConfig;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub grpc: GrpcConfig,
+    pub stores: StoresConfig,
+    pub health: HealthConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcConfig {
+    pub listen_addr: SocketAddr,
+    /// HTTP/2 streams one connection may have open at once.
+    pub max_concurrent_streams: u32,
+    /// Largest message accepted or sent, in bytes.
+    pub max_message_bytes: usize,
+    /// How long open streams and calls get to finish after SIGTERM/SIGINT.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            listen_addr: ([127, 0, 0, 1], 50051).into(),
+            max_concurrent_streams: 1024,
+            max_message_bytes: 4 * 1024 * 1024,
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// How often every store is pinged for the health service.
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Duration,
+    /// A store that has not answered a ping within this is down.
+    #[serde(with = "humantime_serde")]
+    pub probe_timeout: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self { probe_interval: Duration::from_secs(2), probe_timeout: Duration::from_secs(1) }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `foodfast=debug,info`.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Pretty, filter: "info".into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// One environment variable and the configuration key it sets.
+pub struct Setting {
+    pub env: &'static str,
+    pub key: &'static str,
+    pub help: &'static str,
+}
+
+/// Every environment variable FoodFast reads. README's configuration table
+/// lists the same ones (a test checks).
+pub const SETTINGS: &[Setting] = &[
+    Setting { env: "FOODFAST_GRPC_ADDR", key: "grpc.listen_addr", help: "gRPC listen address" },
+    Setting {
+        env: "FOODFAST_GRPC_MAX_CONCURRENT_STREAMS",
+        key: "grpc.max_concurrent_streams",
+        help: "HTTP/2 streams per connection",
+    },
+    Setting { env: "FOODFAST_GRPC_MAX_MESSAGE_BYTES", key: "grpc.max_message_bytes", help: "largest message, bytes" },
+    Setting {
+        env: "FOODFAST_SHUTDOWN_GRACE",
+        key: "grpc.shutdown_grace",
+        help: "time streams get to finish on SIGTERM",
+    },
+    Setting { env: "FOODFAST_DATABASE_URL", key: "stores.postgres.url", help: "CockroachDB or PostgreSQL URL" },
+    Setting {
+        env: "FOODFAST_DATABASE_MAX_CONNECTIONS",
+        key: "stores.postgres.max_connections",
+        help: "connection pool size",
+    },
+    Setting {
+        env: "FOODFAST_DATABASE_MAX_TX_ATTEMPTS",
+        key: "stores.postgres.max_tx_attempts",
+        help: "attempts of a transaction that keeps hitting 40001",
+    },
+    Setting {
+        env: "FOODFAST_SCYLLA_CONTACT_POINTS",
+        key: "stores.scylla.contact_points",
+        help: "ScyllaDB/Cassandra nodes, comma-separated host:port",
+    },
+    Setting { env: "FOODFAST_SCYLLA_KEYSPACE", key: "stores.scylla.keyspace", help: "keyspace FoodFast owns" },
+    Setting {
+        env: "FOODFAST_SCYLLA_REPLICATION",
+        key: "stores.scylla.replication",
+        help: "replication map used when migrate creates the keyspace",
+    },
+    Setting { env: "FOODFAST_REDIS_URL", key: "stores.redis.url", help: "Redis URL" },
+    Setting {
+        env: "FOODFAST_STORES_CONNECT_TIMEOUT",
+        key: "stores.connect_timeout",
+        help: "how long start-up waits for the stores",
+    },
+    Setting {
+        env: "FOODFAST_HEALTH_PROBE_INTERVAL",
+        key: "health.probe_interval",
+        help: "how often stores are pinged for health",
+    },
+    Setting { env: "FOODFAST_LOG_FORMAT", key: "log.format", help: "`pretty` or `json`" },
+    Setting { env: "FOODFAST_LOG", key: "log.filter", help: "tracing filter, e.g. `info`" },
+];
+
+/// The variable naming the optional configuration file.
+pub const CONFIG_FILE_ENV: &str = "FOODFAST_CONFIG";
+
+/// Values given as command-line flags, the last layer.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub grpc_addr: Option<SocketAddr>,
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("{setting}: {message}")]
+    Invalid { setting: String, message: String },
+}
+
+impl Config {
+    /// Loads defaults < `file` (or `FOODFAST_CONFIG`) < the `FOODFAST_*`
+    /// variables in `env` < flags. `env` is the process environment in
+    /// `main`, a plain map in tests.
+    pub fn load(
+        file: Option<&Path>,
+        env: &BTreeMap<String, String>,
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        let file = file.map(Path::to_path_buf).or_else(|| env.get(CONFIG_FILE_ENV).map(PathBuf::from));
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = &file {
+            if !path.is_file() {
+                return Err(ConfigError::File { path: path.clone(), message: "no such file".into() });
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        for setting in SETTINGS {
+            if let Some(raw) = env.get(setting.env) {
+                // Typed like figment's own Env provider: "8" is a number, "true" a bool.
+                let value: Value = raw.parse().unwrap_or_else(|_| Value::from(raw.clone()));
+                figment = figment.merge(Serialized::global(setting.key, value));
+            }
+        }
+        if let Some(addr) = overrides.grpc_addr {
+            figment = figment.merge(Serialized::global("grpc.listen_addr", addr));
+        }
+        if let Some(format) = overrides.log_format {
+            figment = figment.merge(Serialized::global("log.format", format));
+        }
+        let config: Config = figment.extract().map_err(|err| describe(err, file.as_deref(), env))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid { setting: setting_name(key), message };
+        self.stores.validate().map_err(|err| invalid(err.key, err.message))?;
+        if self.grpc.max_concurrent_streams == 0 {
+            return Err(invalid("grpc.max_concurrent_streams", "must be at least 1".into()));
+        }
+        if self.health.probe_timeout.is_zero() || self.health.probe_interval.is_zero() {
+            return Err(invalid("health.probe_interval", "health probe interval and timeout must be positive".into()));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.filter)
+            .map_err(|err| invalid("log.filter", format!("not a tracing filter: {err}")))?;
+        Ok(())
+    }
+}
+
+/// How a key is named to a person: by its environment variable when it has
+/// one, else by its key.
+fn setting_name(key: &str) -> String {
+    match SETTINGS.iter().find(|setting| setting.key == key) {
+        Some(setting) => format!("{} ({key})", setting.env),
+        None => key.to_string(),
+    }
+}
+
+fn describe(err: figment::Error, file: Option<&Path>, env: &BTreeMap<String, String>) -> ConfigError {
+    let key = err.path.join(".");
+    let from_env = SETTINGS.iter().any(|s| s.key == key && env.contains_key(s.env));
+    let message = err.kind.to_string();
+    match file {
+        Some(path) if !from_env => ConfigError::File { path: path.to_path_buf(), message: format!("{key}: {message}") },
+        _ => ConfigError::Invalid { setting: setting_name(&key), message },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::load(None, &env(pairs), &Overrides::default())
+    }
+
+    #[test]
+    fn the_defaults_parse_and_validate() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.grpc.listen_addr, "127.0.0.1:50051".parse().unwrap());
+        assert_eq!(config.stores.scylla.keyspace, "foodfast");
+        assert_eq!(config.log.format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn every_setting_names_a_real_key() {
+        let defaults = Figment::from(Serialized::defaults(Config::default()));
+        for setting in SETTINGS {
+            assert!(
+                defaults.find_value(setting.key).is_ok(),
+                "{} points at {}, which is not a configuration key",
+                setting.env,
+                setting.key
+            );
+        }
+    }
+
+    #[test]
+    fn layers_apply_file_then_environment_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("foodfast.toml");
+        std::fs::write(
+            &file,
+            "[grpc]\nlisten_addr = \"127.0.0.1:7001\"\n[stores.redis]\nurl = \"redis://file:6379\"\n\
+             [stores.scylla]\nkeyspace = \"from_file\"\n",
+        )
+        .unwrap();
+        let vars = env(&[
+            ("FOODFAST_REDIS_URL", "redis://env:6379"),
+            ("FOODFAST_GRPC_ADDR", "127.0.0.1:7002"),
+            ("FOODFAST_SCYLLA_CONTACT_POINTS", "10.0.0.1:9042, 10.0.0.2:9042"),
+            ("FOODFAST_DATABASE_MAX_CONNECTIONS", "7"),
+            ("FOODFAST_SHUTDOWN_GRACE", "45s"),
+        ]);
+        let flags = Overrides { grpc_addr: Some("127.0.0.1:7003".parse().unwrap()), log_format: Some(LogFormat::Json) };
+        let config = Config::load(Some(&file), &vars, &flags).unwrap();
+        assert_eq!(config.stores.scylla.keyspace, "from_file");
+        assert_eq!(config.stores.redis.url, "redis://env:6379");
+        assert_eq!(config.grpc.listen_addr, "127.0.0.1:7003".parse().unwrap());
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert_eq!(config.stores.scylla.contact_points, ["10.0.0.1:9042", "10.0.0.2:9042"]);
+        assert_eq!(config.stores.postgres.max_connections, 7);
+        assert_eq!(config.grpc.shutdown_grace, Duration::from_secs(45));
+
+        let from_variable =
+            Config::load(None, &env(&[(CONFIG_FILE_ENV, file.to_str().unwrap())]), &Overrides::default());
+        assert_eq!(from_variable.unwrap().grpc.listen_addr, "127.0.0.1:7001".parse().unwrap());
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let cases = [
+            ("FOODFAST_GRPC_ADDR", "not-an-address"),
+            ("FOODFAST_DATABASE_MAX_CONNECTIONS", "lots"),
+            ("FOODFAST_DATABASE_MAX_CONNECTIONS", "0"),
+            ("FOODFAST_SCYLLA_KEYSPACE", "bad-name"),
+            ("FOODFAST_REDIS_URL", "http://example"),
+            ("FOODFAST_DATABASE_URL", "postgresql://host:notaport/db"),
+            ("FOODFAST_LOG_FORMAT", "xml"),
+            ("FOODFAST_SHUTDOWN_GRACE", "soon"),
+        ];
+        for (var, value) in cases {
+            let err = load(&[(var, value)]).expect_err(var).to_string();
+            assert!(err.contains(var), "{var}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_missing_or_bad_file_is_named() {
+        let err = Config::load(Some(Path::new("/nonexistent/foodfast.toml")), &env(&[]), &Overrides::default());
+        assert!(err.unwrap_err().to_string().contains("/nonexistent/foodfast.toml"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "[grpc]\nlisten_adr = \"127.0.0.1:1\"\n").unwrap();
+        let err = Config::load(Some(&file), &env(&[]), &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("bad.toml") && err.contains("listen_adr"), "{err}");
+    }
+
+    #[test]
+    fn readme_documents_every_variable() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+        for setting in SETTINGS {
+            assert!(readme.contains(setting.env), "README.md does not document {}", setting.env);
+        }
+        assert!(readme.contains(CONFIG_FILE_ENV));
+    }
+}

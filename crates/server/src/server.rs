@@ -1,0 +1,103 @@
+//! The one function that assembles the gRPC server: limits, health,
+//! reflection, every `foodfast.v1` service, and graceful shutdown.
+
+use std::future::Future;
+
+use foodfast_store::Stores;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+
+use crate::api;
+use crate::config::Config;
+use crate::health;
+
+/// Serves on `listener` until `shutdown` resolves. Then health turns
+/// NOT_SERVING, streams are told to end (through the cancellation token
+/// handlers hold), and open calls get `grpc.shutdown_grace` to finish before
+/// the server stops regardless.
+pub async fn serve(
+    config: &Config,
+    stores: Stores,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    // NOT_SERVING until the first probe has seen the stores.
+    health::publish_shutting_down(&reporter).await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(foodfast_api::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(foodfast_api::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let stopping = CancellationToken::new();
+    let health_task = tokio::spawn(health::watch_stores(
+        stores.clone(),
+        reporter.clone(),
+        config.health.probe_interval,
+        config.health.probe_timeout,
+        stopping.clone(),
+    ));
+
+    let grpc = &config.grpc;
+    let router = Server::builder()
+        .tcp_nodelay(true)
+        .max_concurrent_streams(Some(grpc.max_concurrent_streams))
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+    let router = api::add_services(router, grpc.max_message_bytes);
+
+    let local_addr = listener.local_addr()?;
+    tracing::info!(%local_addr, "foodfast gRPC server listening");
+
+    let drain = {
+        let stopping = stopping.clone();
+        let reporter = reporter.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: draining open calls and streams");
+            stopping.cancel();
+            health::publish_shutting_down(&reporter).await;
+        }
+    };
+    let server = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), drain);
+    let grace = grpc.shutdown_grace;
+    tokio::select! {
+        result = server => result?,
+        _ = async { stopping.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(?grace, "shutdown grace expired with calls still open; stopping anyway");
+        }
+    }
+    stopping.cancel();
+    health_task.await?;
+    tracing::info!("foodfast gRPC server stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    tokio::select! {
+        _ = terminate => tracing::info!("received SIGTERM"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT"),
+    }
+}

@@ -1,0 +1,174 @@
+//! The assembled server on the real stores: health per service following the
+//! stores, reflection listing the whole contract, UNIMPLEMENTED for what has
+//! not landed yet.
+
+use std::time::{Duration, Instant};
+
+use foodfast_api::v1::order_service_client::OrderServiceClient;
+use foodfast_api::v1::tracking_service_client::TrackingServiceClient;
+use foodfast_api::v1::{GetOrderRequest, TrackOrderRequest};
+use foodfast_server::config::Config;
+use foodfast_store::{Stores, StoresConfig};
+use foodfast_testkit::PrivateRedis;
+use prost::Message;
+use tokio::sync::oneshot;
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+struct RunningServer {
+    channel: Channel,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningServer {
+    async fn start(stores: StoresConfig) -> Self {
+        let mut config = Config { stores, ..Config::default() };
+        config.health.probe_interval = Duration::from_millis(100);
+        config.health.probe_timeout = Duration::from_millis(500);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stores = Stores::connect(&config.stores).await.unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            foodfast_server::server::serve(&config, stores, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+        Self { channel, stop: Some(stop), task }
+    }
+
+    async fn shut_down(mut self) {
+        self.stop.take().unwrap().send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), self.task).await.unwrap().unwrap().unwrap();
+    }
+}
+
+async fn status(channel: &Channel, service: &str) -> ServingStatus {
+    let response =
+        HealthClient::new(channel.clone()).check(HealthCheckRequest { service: service.into() }).await.unwrap();
+    response.into_inner().status()
+}
+
+async fn wait_for(channel: &Channel, service: &str, wanted: ServingStatus) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen = status(channel, service).await;
+        if seen == wanted {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{service:?} stayed {seen:?}, expected {wanted:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn health_turns_not_serving_while_redis_is_down_and_serving_when_it_is_back() {
+    let mut redis = PrivateRedis::start();
+    let mut stores = foodfast_testkit::fresh_stores().await;
+    stores.redis.url = redis.url();
+    let server = RunningServer::start(stores).await;
+
+    for service in ["", "foodfast.v1.OrderService", "foodfast.v1.DriverService"] {
+        wait_for(&server.channel, service, ServingStatus::Serving).await;
+    }
+
+    redis.kill();
+    for service in ["", "foodfast.v1.OrderService", "foodfast.v1.DriverService"] {
+        wait_for(&server.channel, service, ServingStatus::NotServing).await;
+    }
+
+    redis.restart();
+    for service in ["", "foodfast.v1.OrderService", "foodfast.v1.DriverService"] {
+        wait_for(&server.channel, service, ServingStatus::Serving).await;
+    }
+    server.shut_down().await;
+}
+
+#[tokio::test]
+async fn rpcs_not_built_yet_answer_unimplemented() {
+    let server = RunningServer::start(foodfast_testkit::fresh_stores().await).await;
+
+    let unary =
+        OrderServiceClient::new(server.channel.clone()).get_order(GetOrderRequest::default()).await.unwrap_err();
+    assert_eq!(unary.code(), tonic::Code::Unimplemented);
+
+    let stream =
+        TrackingServiceClient::new(server.channel.clone()).track_order(TrackOrderRequest::default()).await.unwrap_err();
+    assert_eq!(stream.code(), tonic::Code::Unimplemented);
+    server.shut_down().await;
+}
+
+/// Every service declared in `proto/`, from the descriptor set itself.
+fn declared_services() -> Vec<String> {
+    let set = prost_types::FileDescriptorSet::decode(foodfast_api::FILE_DESCRIPTOR_SET).unwrap();
+    let mut services: Vec<String> = set
+        .file
+        .iter()
+        .filter(|file| file.package() == "foodfast.v1")
+        .flat_map(|file| file.service.iter().map(move |s| format!("{}.{}", file.package(), s.name())))
+        .collect();
+    services.sort();
+    services
+}
+
+#[tokio::test]
+async fn reflection_v1_and_v1alpha_list_every_service() {
+    use tonic_reflection::pb::{v1, v1alpha};
+    let server = RunningServer::start(foodfast_testkit::fresh_stores().await).await;
+    let declared = declared_services();
+    assert_eq!(declared.len(), 9, "{declared:?}");
+
+    let request = v1::ServerReflectionRequest {
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(String::new())),
+        ..Default::default()
+    };
+    let mut responses = v1::server_reflection_client::ServerReflectionClient::new(server.channel.clone())
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        responses.next().await.unwrap().unwrap().message_response
+    else {
+        panic!("v1 reflection did not list services")
+    };
+    let listed: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for service in &declared {
+        assert!(listed.contains(service), "v1 reflection lacks {service}: {listed:?}");
+    }
+    assert!(listed.iter().any(|s| s == "grpc.health.v1.Health"));
+
+    let request = v1alpha::ServerReflectionRequest {
+        message_request: Some(v1alpha::server_reflection_request::MessageRequest::ListServices(String::new())),
+        ..Default::default()
+    };
+    let mut responses = v1alpha::server_reflection_client::ServerReflectionClient::new(server.channel.clone())
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        responses.next().await.unwrap().unwrap().message_response
+    else {
+        panic!("v1alpha reflection did not list services")
+    };
+    let listed: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for service in &declared {
+        assert!(listed.contains(service), "v1alpha reflection lacks {service}");
+    }
+    server.shut_down().await;
+}
+
+#[test]
+fn every_declared_service_has_its_store_dependencies_listed() {
+    let mut listed: Vec<String> =
+        foodfast_server::health::SERVICE_DEPENDENCIES.iter().map(|(name, _)| name.to_string()).collect();
+    listed.sort();
+    assert_eq!(listed, declared_services());
+}

@@ -1,0 +1,92 @@
+use std::fmt;
+
+/// Which store an error came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Scylla,
+    Redis,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Postgres => "postgres",
+            Backend::Scylla => "scylla",
+            Backend::Redis => "redis",
+        })
+    }
+}
+
+/// Everything that can go wrong below the domain. Driver errors are kept as
+/// sources for logs; callers map the variant, never the driver's text, to a
+/// client-facing status.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached or dropped the connection.
+    #[error("{backend} is unavailable: {source}")]
+    Unavailable {
+        backend: Backend,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A SERIALIZABLE transaction kept conflicting after every retry.
+    #[error("transaction still conflicted after {attempts} attempts")]
+    Conflict { attempts: u32 },
+    /// The store answered with an error that is not about availability.
+    #[error("{backend} query failed: {source}")]
+    Query {
+        backend: Backend,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A migration file applied earlier has different contents now.
+    #[error(
+        "migration {name} was applied with checksum {applied} but the file now has checksum {current}; \
+         applied migrations must never be edited, add a new one instead"
+    )]
+    MigrationEdited { name: String, applied: String, current: String },
+    /// A migration recorded as applied is missing from this build.
+    #[error("migration {name} is recorded as applied but is not part of this build")]
+    MigrationUnknown { name: String },
+    /// A migration failed to apply.
+    #[error("migration {name} failed: {source}")]
+    MigrationFailed {
+        name: String,
+        #[source]
+        source: Box<StoreError>,
+    },
+}
+
+impl StoreError {
+    pub(crate) fn postgres(err: tokio_postgres::Error) -> Self {
+        if err.is_closed() || err.as_db_error().is_none() {
+            StoreError::Unavailable { backend: Backend::Postgres, source: Box::new(err) }
+        } else {
+            StoreError::Query { backend: Backend::Postgres, source: Box::new(err) }
+        }
+    }
+
+    pub(crate) fn postgres_pool(err: deadpool_postgres::PoolError) -> Self {
+        match err {
+            deadpool_postgres::PoolError::Backend(err) => Self::postgres(err),
+            other => StoreError::Unavailable { backend: Backend::Postgres, source: Box::new(other) },
+        }
+    }
+
+    pub(crate) fn redis(err: ::redis::RedisError) -> Self {
+        if err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal() || err.is_timeout() {
+            StoreError::Unavailable { backend: Backend::Redis, source: Box::new(err) }
+        } else {
+            StoreError::Query { backend: Backend::Redis, source: Box::new(err) }
+        }
+    }
+
+    pub(crate) fn scylla_unavailable(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Unavailable { backend: Backend::Scylla, source: Box::new(err) }
+    }
+
+    pub(crate) fn scylla_query(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Query { backend: Backend::Scylla, source: Box::new(err) }
+    }
+}

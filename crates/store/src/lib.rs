@@ -1,0 +1,110 @@
+//! Every connection FoodFast makes. The server and the gateway reach
+//! CockroachDB (PostgreSQL in development), ScyllaDB (Cassandra in development)
+//! and Redis only through this crate.
+
+pub mod error;
+pub mod health;
+pub mod migrate;
+pub mod postgres;
+pub mod redis;
+pub mod scylla;
+pub mod sql;
+
+use std::time::Duration;
+
+pub use error::{Backend, StoreError};
+
+/// The three stores, connected.
+#[derive(Clone)]
+pub struct Stores {
+    pub postgres: postgres::Postgres,
+    pub redis: redis::Redis,
+    pub scylla: scylla::Scylla,
+}
+
+/// Where the stores are and how to reach them.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoresConfig {
+    pub postgres: postgres::PostgresConfig,
+    pub scylla: scylla::ScyllaConfig,
+    pub redis: redis::RedisConfig,
+    /// How long start-up keeps retrying a store that does not answer yet.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for StoresConfig {
+    fn default() -> Self {
+        Self {
+            postgres: Default::default(),
+            scylla: Default::default(),
+            redis: Default::default(),
+            connect_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A configuration value that cannot work, by its key (e.g. `postgres.url`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct InvalidSetting {
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl StoresConfig {
+    /// Checks what would otherwise fail only at the first connection.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        let invalid = |key, message| Err(InvalidSetting { key, message });
+        if let Err(err) = self.postgres.url.parse::<tokio_postgres::Config>() {
+            return invalid("stores.postgres.url", format!("not a PostgreSQL URL: {err}"));
+        }
+        if self.postgres.max_connections == 0 {
+            return invalid("stores.postgres.max_connections", "must be at least 1".into());
+        }
+        if self.postgres.max_tx_attempts == 0 {
+            return invalid("stores.postgres.max_tx_attempts", "must be at least 1".into());
+        }
+        if self.scylla.contact_points.is_empty() {
+            return invalid("stores.scylla.contact_points", "needs at least one host:port".into());
+        }
+        if let Err(message) = scylla::validate_keyspace_name(&self.scylla.keyspace) {
+            return invalid("stores.scylla.keyspace", message);
+        }
+        if let Err(err) = ::redis::Client::open(self.redis.url.as_str()) {
+            return invalid("stores.redis.url", format!("not a Redis URL: {err}"));
+        }
+        Ok(())
+    }
+}
+
+impl Stores {
+    /// Connects to all three stores, retrying each until `connect_timeout`.
+    pub async fn connect(config: &StoresConfig) -> Result<Self, StoreError> {
+        let deadline = tokio::time::Instant::now() + config.connect_timeout;
+        let postgres = retry_until(deadline, "postgres", || postgres::Postgres::connect(&config.postgres)).await?;
+        let redis = retry_until(deadline, "redis", || redis::Redis::connect(&config.redis)).await?;
+        let scylla = retry_until(deadline, "scylla", || scylla::Scylla::connect(&config.scylla)).await?;
+        Ok(Self { postgres, redis, scylla })
+    }
+}
+
+async fn retry_until<T, F, Fut>(deadline: tokio::time::Instant, store: &str, mut connect: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match connect().await {
+            Ok(connected) => return Ok(connected),
+            Err(err) if tokio::time::Instant::now() + backoff < deadline => {
+                tracing::warn!(store, error = %err, retry_in = ?backoff, "store not reachable yet");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
