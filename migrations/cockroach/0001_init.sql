@@ -81,7 +81,7 @@ CREATE TABLE IF NOT EXISTS drivers (
     offers_accepted INT8 NOT NULL DEFAULT 0,
     last_offer_at TIMESTAMPTZ,
     created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    CONSTRAINT drivers_capacity_check CHECK (active_deliveries <= capacity)
+    CONSTRAINT drivers_load_within_capacity CHECK (active_deliveries <= capacity)
 );
 
 CREATE TABLE IF NOT EXISTS orders (

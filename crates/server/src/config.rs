@@ -73,7 +73,7 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::Pretty, filter: "info".into() }
+        Self { format: LogFormat::Pretty, filter: "info,scylla=warn".into() }
     }
 }
 

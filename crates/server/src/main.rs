@@ -71,11 +71,18 @@ fn main() -> ExitCode {
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve { .. } => {
+            let mut shutdown = Box::pin(server::shutdown_signal()?);
             let listener = tokio::net::TcpListener::bind(config.grpc.listen_addr)
                 .await
                 .map_err(|err| anyhow::anyhow!("cannot listen on {}: {err}", config.grpc.listen_addr))?;
-            let stores = Stores::connect(&config.stores).await?;
-            server::serve(&config, stores, listener, server::shutdown_signal()).await
+            let stores = tokio::select! {
+                stores = Stores::connect(&config.stores) => stores?,
+                _ = &mut shutdown => {
+                    tracing::info!("stopped before the stores were connected");
+                    return Ok(());
+                }
+            };
+            server::serve(&config, stores, listener, shutdown).await
         }
         Command::Migrate => {
             let stores = Stores::connect(&config.stores).await?;

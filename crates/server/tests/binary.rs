@@ -73,13 +73,31 @@ async fn sigterm_shuts_the_server_down_cleanly() {
         .spawn()
         .unwrap();
     foodfast_testkit::wait_for_port(port, Duration::from_secs(30));
+    wait_until_serving(port).await;
 
     let started = Instant::now();
     let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(killed.success());
-    let output = child.wait_with_output().unwrap();
+    // Waited for off the runtime, so the test's own client connection keeps
+    // answering the server's HTTP/2 GOAWAY/PING while it drains.
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
     assert!(output.status.success(), "{}", text(&output));
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
     let logs = text(&output);
     assert!(logs.contains("received SIGTERM") && logs.contains("foodfast gRPC server stopped"), "{logs}");
+}
+
+async fn wait_until_serving(port: u16) {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.connect().await.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let request = tonic_health::pb::HealthCheckRequest { service: String::new() };
+        if health.check(request).await.unwrap().into_inner().status() == ServingStatus::Serving {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the server never became SERVING");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -24,7 +24,7 @@ impl fmt::Display for Backend {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The store could not be reached or dropped the connection.
-    #[error("{backend} is unavailable: {source}")]
+    #[error("{backend} is unavailable")]
     Unavailable {
         backend: Backend,
         #[source]
@@ -34,7 +34,7 @@ pub enum StoreError {
     #[error("transaction still conflicted after {attempts} attempts")]
     Conflict { attempts: u32 },
     /// The store answered with an error that is not about availability.
-    #[error("{backend} query failed: {source}")]
+    #[error("{backend} query failed")]
     Query {
         backend: Backend,
         #[source]
@@ -50,7 +50,7 @@ pub enum StoreError {
     #[error("migration {name} is recorded as applied but is not part of this build")]
     MigrationUnknown { name: String },
     /// A migration failed to apply.
-    #[error("migration {name} failed: {source}")]
+    #[error("migration {name} failed")]
     MigrationFailed {
         name: String,
         #[source]
@@ -88,5 +88,36 @@ impl StoreError {
 
     pub(crate) fn scylla_query(err: impl std::error::Error + Send + Sync + 'static) -> Self {
         StoreError::Query { backend: Backend::Scylla, source: Box::new(err) }
+    }
+}
+
+/// Displays an error with all its sources, `outer: inner: innermost`, for
+/// logs (the `Display` of each error names only itself).
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(err) = source {
+            write!(f, ": {err}")?;
+            source = err.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_names_every_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let err = StoreError::MigrationFailed {
+            name: "0001_init.sql".into(),
+            source: Box::new(StoreError::Unavailable { backend: Backend::Redis, source: Box::new(io) }),
+        };
+        assert_eq!(Chain(&err).to_string(), "migration 0001_init.sql failed: redis is unavailable: connection refused");
     }
 }

@@ -30,7 +30,7 @@ impl Stores {
         let answered = |result: Result<Result<(), crate::StoreError>, _>, backend: Backend| match result {
             Ok(Ok(())) => true,
             Ok(Err(err)) => {
-                tracing::warn!(store = %backend, error = %err, "health probe failed");
+                tracing::warn!(store = %backend, error = %crate::error::Chain(&err), "health probe failed");
                 false
             }
             Err(_) => {

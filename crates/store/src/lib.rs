@@ -12,7 +12,7 @@ pub mod sql;
 
 use std::time::Duration;
 
-pub use error::{Backend, StoreError};
+pub use error::{Backend, Chain, StoreError};
 
 /// The three stores, connected.
 #[derive(Clone)]
@@ -100,7 +100,7 @@ where
         match connect().await {
             Ok(connected) => return Ok(connected),
             Err(err) if tokio::time::Instant::now() + backoff < deadline => {
-                tracing::warn!(store, error = %err, retry_in = ?backoff, "store not reachable yet");
+                tracing::warn!(store, error = %crate::error::Chain(&err), retry_in = ?backoff, "store not reachable yet");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }

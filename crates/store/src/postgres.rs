@@ -98,7 +98,7 @@ impl Postgres {
                     if attempt >= self.max_tx_attempts {
                         return Err(StoreError::Conflict { attempts: attempt });
                     }
-                    tracing::debug!(attempt, error = %err, "serialization conflict, retrying transaction");
+                    tracing::debug!(attempt, error = %crate::Chain(&err), "serialization conflict, retrying transaction");
                     tokio::time::sleep(retry_backoff(attempt)).await;
                     attempt += 1;
                 }

@@ -1,0 +1,79 @@
+# FoodFast: the two commands a newcomer needs are `make run` and `make test`.
+# Everything else here is a step of those two.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+VENV := .local/venv
+PYTHON := $(VENV)/bin/python
+FOODFAST_GRPC_ADDR ?= 127.0.0.1:50051
+
+.PHONY: help run test services stop migrate build build-release tools lint lint-proto \
+        test-tools test-rust test-interop
+
+help:
+	@echo "make run    start PostgreSQL, Redis and Cassandra, build, migrate and serve FoodFast"
+	@echo "make test   the same set-up, then every test (what CI runs)"
+	@echo "make stop   stop the development services"
+
+## The two commands ##########################################################
+
+run: services build-release
+	target/release/foodfast migrate
+	@echo "FoodFast gRPC listens on $(FOODFAST_GRPC_ADDR) (health, reflection: try grpcurl -plaintext $(FOODFAST_GRPC_ADDR) list)"
+	FOODFAST_GRPC_ADDR=$(FOODFAST_GRPC_ADDR) target/release/foodfast serve
+
+test: services tools lint test-tools test-rust test-interop
+
+## Steps #####################################################################
+
+services:
+	scripts/services.sh start
+
+stop:
+	scripts/services.sh stop
+
+build:
+	$(CARGO) build --workspace --all-targets --locked
+
+build-release:
+	$(CARGO) build --release --locked --bin foodfast
+
+migrate: build
+	target/debug/foodfast migrate
+
+# Developer tools from their registries: buf (npm), the Python gRPC client
+# used as an outside client in the interop test (PyPI).
+tools: node_modules/.package-lock.json $(VENV)/.installed
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+
+$(VENV)/.installed: tests/interop/requirements.txt
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
+	touch $@
+
+lint: lint-proto
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+lint-proto: node_modules/.package-lock.json
+	npx --no-install buf lint
+	npx --no-install buf build -o /dev/null
+
+# The CockroachDB parser check's own tests (the Rust tests run it on our SQL).
+test-tools:
+	go -C tools/crdbcheck vet ./...
+	go -C tools/crdbcheck test ./...
+
+test-rust: build
+	$(CARGO) test --workspace --locked
+
+# A client that is not part of the project (Python grpcio) checks health
+# and lists every service through reflection, against `foodfast serve`.
+test-interop: build $(VENV)/.installed
+	target/debug/foodfast migrate
+	$(PYTHON) -m pytest -q tests/interop
