@@ -1,0 +1,15 @@
+//! FoodFast's rules as plain types and functions: no I/O, no clock, no storage or transport types.
+//!
+//! Handlers validate input with [`validation`], then ask these modules what to do; the store and the
+//! server only carry the answers.
+
+pub mod access;
+pub mod address;
+pub mod geo;
+pub mod hours;
+pub mod menu;
+pub mod money;
+pub mod order;
+pub mod pricing;
+pub mod restaurant;
+pub mod validation;

@@ -1,0 +1,93 @@
+//! A restaurant as the marketplace sees it: where it is, when it is open,
+//! how far it delivers and how long it takes.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::address::Address;
+use crate::hours::OpeningHours;
+use crate::money::Currency;
+use crate::pricing::RestaurantTerms;
+use crate::validation::FieldError;
+
+/// Longest delivery radius a restaurant may set.
+pub const MAX_DELIVERY_RADIUS_M: u32 = 50_000;
+/// Longest average preparation time.
+pub const MAX_PREP_TIME: Duration = Duration::from_secs(4 * 3600);
+pub const MAX_CUISINES: usize = 10;
+pub const MAX_NAME_LEN: usize = 200;
+
+/// What a restaurant's staff or an admin edit.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RestaurantProfile {
+    pub name: String,
+    pub phone: String,
+    pub address: Address,
+    /// Lowercase cuisine tags, e.g. `pizza`.
+    pub cuisines: Vec<String>,
+    pub time_zone: chrono_tz::Tz,
+    pub opening_hours: OpeningHours,
+    pub delivery_radius_m: u32,
+    pub prep_time: Duration,
+    pub currency: Currency,
+    /// Temporarily not taking orders.
+    pub paused: bool,
+}
+
+impl RestaurantProfile {
+    /// Checks the fields a constructor cannot, naming the field under
+    /// `profile.`.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        let name = self.name.trim();
+        if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
+            return Err(FieldError::new("profile.name", format!("must be 1 to {MAX_NAME_LEN} characters")));
+        }
+        if self.cuisines.is_empty() || self.cuisines.len() > MAX_CUISINES {
+            return Err(FieldError::new("profile.cuisines", format!("must list 1 to {MAX_CUISINES} cuisines")));
+        }
+        if let Some(bad) = self.cuisines.iter().find(|c| !is_cuisine_tag(c)) {
+            return Err(FieldError::new(
+                "profile.cuisines",
+                format!("{bad:?} is not a cuisine tag (lowercase letters, digits, '-' or '_', at most 40)"),
+            ));
+        }
+        if !(1..=MAX_DELIVERY_RADIUS_M).contains(&self.delivery_radius_m) {
+            return Err(FieldError::new(
+                "profile.delivery_radius_m",
+                format!("must be 1 to {MAX_DELIVERY_RADIUS_M} meters"),
+            ));
+        }
+        if self.prep_time > MAX_PREP_TIME {
+            return Err(FieldError::new("profile.average_prep_time", "must be at most 4 hours"));
+        }
+        self.opening_hours.validate().map_err(|err| FieldError::new("profile.opening_hours", err.to_string()))
+    }
+
+    /// Whether an order placed at `at` is taken: not paused and within the
+    /// opening hours in the restaurant's own time zone.
+    pub fn is_open(&self, at: DateTime<Utc>) -> bool {
+        !self.paused && self.opening_hours.is_open(self.time_zone, at)
+    }
+
+    /// What pricing needs to know of the restaurant.
+    pub fn terms(&self) -> RestaurantTerms {
+        RestaurantTerms {
+            location: self.address.location,
+            delivery_radius_m: self.delivery_radius_m,
+            prep_time: self.prep_time,
+            currency: self.currency,
+        }
+    }
+}
+
+/// Normalizes a cuisine filter or tag: trimmed and lowercased.
+pub fn normalize_cuisine(tag: &str) -> String {
+    tag.trim().to_lowercase()
+}
+
+fn is_cuisine_tag(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag.len() <= 40
+        && tag.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
