@@ -20,54 +20,73 @@ CREATE TABLE IF NOT EXISTS users (
 CREATE TABLE IF NOT EXISTS restaurants (
     id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
     name TEXT NOT NULL,
-    address TEXT NOT NULL,
-    city TEXT NOT NULL,
+    phone TEXT NOT NULL DEFAULT '',
+    -- {"location": {"lat", "lng"}, "formatted", "instructions"}
+    address JSONB NOT NULL,
     lat DOUBLE PRECISION NOT NULL CHECK (lat BETWEEN -90 AND 90),
     lng DOUBLE PRECISION NOT NULL CHECK (lng BETWEEN -180 AND 180),
-    -- H3 cells of the location at two resolutions (h3o cell indexes as
-    -- INT8): search covers the query circle with cells, then filters by
+    -- H3 cells of the location (h3o cell indexes as INT8): search covers the
+    -- query circle with cells of one of these resolutions, then filters by
     -- exact distance.
-    h3_res6 BIGINT NOT NULL,
-    h3_res8 BIGINT NOT NULL,
-    cuisine TEXT NOT NULL,
-    rating NUMERIC(2, 1),
+    h3_res6 INT8 NOT NULL,
+    h3_res8 INT8 NOT NULL,
+    cuisines TEXT[] NOT NULL,
+    rating DOUBLE PRECISION NOT NULL DEFAULT 0,
+    rating_count INT4 NOT NULL DEFAULT 0,
     -- IANA time zone the opening hours are written in.
     time_zone TEXT NOT NULL,
-    -- [{"day": 0-6, "open": "HH:MM", "close": "HH:MM"}]
+    -- [{"day": "Mon", "opens": "HH:MM", "closes": "HH:MM"}]
     opening_hours JSONB NOT NULL,
     delivery_radius_m INT4 NOT NULL CHECK (delivery_radius_m > 0),
-    prep_time_minutes INT4 NOT NULL CHECK (prep_time_minutes >= 0),
+    prep_time_s INT4 NOT NULL CHECK (prep_time_s >= 0),
     currency TEXT NOT NULL,
-    is_active BOOLEAN NOT NULL DEFAULT true,
+    -- Temporarily not taking orders (e.g. overloaded kitchen).
+    paused BOOLEAN NOT NULL DEFAULT false,
+    image_url TEXT NOT NULL DEFAULT '',
     -- Per-restaurant event counter: each order event takes the next value in
     -- the same transaction, giving watchers a gap-free cursor in commit order.
     event_seq INT8 NOT NULL DEFAULT 0,
+    -- Optimistic concurrency for menu editors (UpsertMenu's expected version).
     menu_version INT8 NOT NULL DEFAULT 0,
+    menu_updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- Bumped by every change to the restaurant or its menu: a cached menu is
+    -- only ever replaced by one of a higher revision.
+    revision INT8 NOT NULL DEFAULT 1,
     created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
 CREATE INDEX IF NOT EXISTS restaurants_h3_res6_idx ON restaurants (h3_res6);
 CREATE INDEX IF NOT EXISTS restaurants_h3_res8_idx ON restaurants (h3_res8);
-CREATE INDEX IF NOT EXISTS restaurants_city_cuisine_idx ON restaurants (city, cuisine);
 
-CREATE TABLE IF NOT EXISTS menu_items (
-    id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+CREATE TABLE IF NOT EXISTS menu_categories (
+    id UUID PRIMARY KEY,
     restaurant_id UUID NOT NULL REFERENCES restaurants (id),
-    category TEXT NOT NULL,
-    position INT4 NOT NULL DEFAULT 0,
+    name TEXT NOT NULL,
+    position INT4 NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS menu_categories_restaurant_idx ON menu_categories (restaurant_id, position);
+
+-- Items are never deleted (orders keep pointing at them): an item left out of
+-- a new menu is archived.
+CREATE TABLE IF NOT EXISTS menu_items (
+    id UUID PRIMARY KEY,
+    restaurant_id UUID NOT NULL REFERENCES restaurants (id),
+    category_id UUID NOT NULL,
+    position INT4 NOT NULL,
     name TEXT NOT NULL,
     description TEXT NOT NULL DEFAULT '',
     price NUMERIC(12, 2) NOT NULL CHECK (price >= 0),
     available BOOLEAN NOT NULL DEFAULT true,
-    -- [{"name", "required", "max_choices", "options": [{"name", "surcharge"}]}]
-    customizations JSONB NOT NULL DEFAULT '[]',
     image_url TEXT,
-    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- [{"id", "name", "min_choices", "max_choices", "options": [{"id", "name", "surcharge", "available"}]}]
+    customizations JSONB NOT NULL DEFAULT '[]',
+    archived BOOLEAN NOT NULL DEFAULT false,
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
-CREATE INDEX IF NOT EXISTS menu_items_restaurant_idx ON menu_items (restaurant_id, category, position);
+CREATE INDEX IF NOT EXISTS menu_items_restaurant_idx ON menu_items (restaurant_id, archived, position);
 
 CREATE TABLE IF NOT EXISTS drivers (
     -- The driver's user id.
@@ -89,6 +108,11 @@ CREATE TABLE IF NOT EXISTS orders (
     customer_id UUID NOT NULL REFERENCES users (id),
     restaurant_id UUID NOT NULL REFERENCES restaurants (id),
     driver_id UUID REFERENCES drivers (id),
+    -- Names and the pickup address as they were when the order was placed.
+    customer_name TEXT NOT NULL,
+    restaurant_name TEXT NOT NULL,
+    restaurant_address JSONB NOT NULL,
+    customer_note TEXT NOT NULL DEFAULT '',
     status TEXT NOT NULL CHECK (status IN (
         'pending', 'confirmed', 'preparing', 'ready_for_pickup', 'driver_assigned',
         'picked_up', 'delivering', 'delivered', 'cancelled', 'rejected'
@@ -105,9 +129,14 @@ CREATE TABLE IF NOT EXISTS orders (
     payment_method_id TEXT NOT NULL,
     -- The provider's authorization; its idempotency key is the order id.
     payment_id TEXT,
-    payment_status TEXT NOT NULL CHECK (payment_status IN ('authorized', 'captured', 'voided')),
-    estimated_delivery_min TIMESTAMPTZ NOT NULL,
-    estimated_delivery_max TIMESTAMPTZ NOT NULL,
+    -- *_pending: decided in the transaction, not yet confirmed by the
+    -- provider; the payment reconciler finishes it (idempotently).
+    payment_status TEXT NOT NULL CHECK (payment_status IN (
+        'authorized', 'capture_pending', 'captured', 'void_pending', 'voided', 'refund_pending', 'refunded'
+    )),
+    estimated_ready_at TIMESTAMPTZ NOT NULL,
+    estimated_delivery_earliest TIMESTAMPTZ NOT NULL,
+    estimated_delivery_latest TIMESTAMPTZ NOT NULL,
     -- Sequence number of the order's latest event (order_events.seq).
     last_event_seq INT8 NOT NULL DEFAULT 0,
     created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
@@ -115,7 +144,7 @@ CREATE TABLE IF NOT EXISTS orders (
 );
 
 CREATE INDEX IF NOT EXISTS orders_customer_history_idx ON orders (customer_id, created_at DESC, id DESC);
-CREATE INDEX IF NOT EXISTS orders_restaurant_status_idx ON orders (restaurant_id, status);
+CREATE INDEX IF NOT EXISTS orders_restaurant_status_idx ON orders (restaurant_id, status, created_at);
 CREATE INDEX IF NOT EXISTS orders_driver_idx ON orders (driver_id);
 CREATE INDEX IF NOT EXISTS orders_status_idx ON orders (status, created_at);
 
@@ -127,8 +156,9 @@ CREATE TABLE IF NOT EXISTS order_items (
     name TEXT NOT NULL,
     unit_price NUMERIC(12, 2) NOT NULL,
     quantity INT4 NOT NULL CHECK (quantity BETWEEN 1 AND 99),
-    -- [{"name", "option", "surcharge"}]
-    customizations JSONB NOT NULL DEFAULT '[]',
+    -- [{"customization_id", "customization_name", "option_id", "option_name", "surcharge"}]
+    choices JSONB NOT NULL DEFAULT '[]',
+    note TEXT NOT NULL DEFAULT '',
     line_total NUMERIC(12, 2) NOT NULL,
     PRIMARY KEY (order_id, line_no)
 );
@@ -141,23 +171,30 @@ CREATE TABLE IF NOT EXISTS order_events (
     seq INT8 NOT NULL,
     restaurant_id UUID NOT NULL,
     restaurant_seq INT8 NOT NULL,
+    -- status_changed, driver_assigned, ...
+    kind TEXT NOT NULL,
     status TEXT NOT NULL,
+    previous_status TEXT,
     actor_id UUID,
-    actor_role TEXT NOT NULL,
-    reason TEXT,
+    actor TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
     created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (order_id, seq)
 );
 
 CREATE UNIQUE INDEX IF NOT EXISTS order_events_restaurant_cursor_idx ON order_events (restaurant_id, restaurant_seq);
 
+-- A CreateOrder claims its key before anything else; the order id is fixed
+-- at the claim, so a retry after a crash reuses it (and the payment
+-- provider's idempotency key with it).
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     customer_id UUID NOT NULL REFERENCES users (id),
     idempotency_key TEXT NOT NULL,
     -- SHA-256 of the canonical request: the same key with another request is refused.
     request_hash TEXT NOT NULL,
     order_id UUID NOT NULL,
-    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    completed BOOLEAN NOT NULL DEFAULT false,
+    claimed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (customer_id, idempotency_key)
 );
 

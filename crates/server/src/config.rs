@@ -10,7 +10,11 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use figment::value::Value;
+use foodfast_domain::pricing::PricingPolicy;
+use foodfast_payments::PaymentsConfig;
 use foodfast_store::StoresConfig;
+
+use crate::auth::TokenKey;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -20,6 +24,68 @@ pub struct Config {
     pub stores: StoresConfig,
     pub health: HealthConfig,
     pub log: LogConfig,
+    pub auth: AuthConfig,
+    pub payments: PaymentsConfig,
+    pub pricing: PricingPolicy,
+    pub service: ServiceSettings,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Token keys as `kid:secret`; the first signs, all verify (rotation:
+    /// put the new key first and keep the old one until its tokens expire).
+    #[serde(deserialize_with = "foodfast_store::comma_separated")]
+    pub keys: Vec<String>,
+}
+
+impl AuthConfig {
+    pub fn token_keys(&self) -> Result<Vec<TokenKey>, String> {
+        self.keys.iter().map(|key| TokenKey::parse(key)).collect()
+    }
+}
+
+/// Tunables of the order and restaurant services.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSettings {
+    /// How long the restaurant menu stays in the Redis cache.
+    #[serde(with = "humantime_serde")]
+    pub menu_cache_ttl: Duration,
+    /// A CreateOrder that claimed its idempotency key and has not finished
+    /// after this long is presumed dead; a retry takes its place.
+    #[serde(with = "humantime_serde")]
+    pub idempotency_stale_after: Duration,
+    /// How long a retry waits for an in-flight CreateOrder with its key.
+    #[serde(with = "humantime_serde")]
+    pub idempotency_wait: Duration,
+    /// Messages a WatchOrders stream buffers for a slow client before it
+    /// stops reading (backpressure).
+    pub watch_buffer: usize,
+    /// A stream with nothing to say sends a heartbeat this often.
+    #[serde(with = "humantime_serde")]
+    pub watch_heartbeat: Duration,
+    /// Streams re-read the database this often even without a wake-up, so a
+    /// lost pub/sub message only delays them.
+    #[serde(with = "humantime_serde")]
+    pub watch_poll_interval: Duration,
+    /// How often unsettled payment calls are retried.
+    #[serde(with = "humantime_serde")]
+    pub payment_sweep_interval: Duration,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        Self {
+            menu_cache_ttl: Duration::from_secs(300),
+            idempotency_stale_after: Duration::from_secs(30),
+            idempotency_wait: Duration::from_secs(10),
+            watch_buffer: 64,
+            watch_heartbeat: Duration::from_secs(15),
+            watch_poll_interval: Duration::from_secs(2),
+            payment_sweep_interval: Duration::from_secs(10),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -139,6 +205,25 @@ pub const SETTINGS: &[Setting] = &[
         key: "health.probe_interval",
         help: "how often stores are pinged for health",
     },
+    Setting {
+        env: "FOODFAST_AUTH_KEYS",
+        key: "auth.keys",
+        help: "token keys `kid:secret`, comma-separated; the first signs",
+    },
+    Setting { env: "FOODFAST_PAYMENTS_URL", key: "payments.base_url", help: "payment provider base URL" },
+    Setting { env: "FOODFAST_PAYMENTS_API_KEY", key: "payments.api_key", help: "payment provider API key" },
+    Setting { env: "FOODFAST_TAX_RATE", key: "pricing.tax_rate", help: "tax rate on the subtotal, e.g. 0.08" },
+    Setting {
+        env: "FOODFAST_DELIVERY_FEE_BASE",
+        key: "pricing.delivery_fee_base",
+        help: "delivery fee before distance",
+    },
+    Setting {
+        env: "FOODFAST_DELIVERY_FEE_PER_KM",
+        key: "pricing.delivery_fee_per_km",
+        help: "delivery fee per kilometer",
+    },
+    Setting { env: "FOODFAST_MENU_CACHE_TTL", key: "service.menu_cache_ttl", help: "menu cache lifetime" },
     Setting { env: "FOODFAST_LOG_FORMAT", key: "log.format", help: "`pretty` or `json`" },
     Setting { env: "FOODFAST_LOG", key: "log.filter", help: "tracing filter, e.g. `info`" },
 ];
@@ -204,6 +289,13 @@ impl Config {
         }
         if self.health.probe_timeout.is_zero() || self.health.probe_interval.is_zero() {
             return Err(invalid("health.probe_interval", "health probe interval and timeout must be positive".into()));
+        }
+        self.auth.token_keys().map_err(|message| invalid("auth.keys", message))?;
+        self.pricing.validate().map_err(|err| invalid("pricing", err.to_string()))?;
+        foodfast_payments::HttpPaymentGateway::new(self.payments.clone())
+            .map_err(|err| invalid("payments.base_url", err.to_string()))?;
+        if self.service.watch_buffer == 0 {
+            return Err(invalid("service.watch_buffer", "must be at least 1".into()));
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.filter)
             .map_err(|err| invalid("log.filter", format!("not a tracing filter: {err}")))?;

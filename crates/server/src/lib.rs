@@ -2,7 +2,11 @@
 //! the API handlers. `main.rs` is only the command line around it.
 
 pub mod api;
+pub mod auth;
 pub mod config;
+pub mod convert;
+pub mod error;
 pub mod health;
 pub mod server;
+pub mod settlement;
 pub mod telemetry;

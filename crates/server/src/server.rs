@@ -2,16 +2,24 @@
 //! reflection, every `foodfast.v1` service, and graceful shutdown.
 
 use std::future::Future;
+use std::sync::Arc;
 
+use foodfast_payments::{HttpPaymentGateway, PaymentGateway};
 use foodfast_store::Stores;
+use foodfast_store::fanout::Fanout;
+use foodfast_store::orders::Orders;
+use foodfast_store::restaurants::Restaurants;
+use foodfast_store::users::Users;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
 use crate::api;
+use crate::auth::Tokens;
 use crate::config::Config;
 use crate::health;
+use crate::settlement::PaymentSettler;
 
 /// Serves on `listener` until `shutdown` resolves. Then health turns
 /// NOT_SERVING, streams are told to end (through the cancellation token
@@ -37,6 +45,29 @@ pub async fn serve(
         .build_v1alpha()?;
 
     let stopping = CancellationToken::new();
+    let token_keys = config.auth.token_keys().map_err(anyhow::Error::msg)?;
+    if token_keys.is_empty() {
+        tracing::warn!("no FOODFAST_AUTH_KEYS configured: every bearer token is refused, only public calls work");
+    }
+    let tokens = Tokens::new(&token_keys);
+    let payments: Arc<dyn PaymentGateway> = Arc::new(HttpPaymentGateway::new(config.payments.clone())?);
+    let orders = Orders::new(stores.postgres.clone());
+    let app = api::App {
+        restaurants: Restaurants::new(stores.postgres.clone(), stores.redis.clone(), config.service.menu_cache_ttl),
+        orders: orders.clone(),
+        users: Users::new(stores.postgres.clone()),
+        fanout: Fanout::start(stores.redis.clone(), stopping.clone()),
+        settler: PaymentSettler::start(
+            orders,
+            payments.clone(),
+            config.service.payment_sweep_interval,
+            stopping.clone(),
+        ),
+        payments,
+        pricing: Arc::new(config.pricing.clone()),
+        settings: Arc::new(config.service.clone()),
+        stopping: stopping.clone(),
+    };
     let health_task = tokio::spawn(health::watch_stores(
         stores.clone(),
         reporter.clone(),
@@ -54,7 +85,7 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
-    let router = api::add_services(router, grpc.max_message_bytes);
+    let router = api::add_services(router, app, &tokens, grpc.max_message_bytes);
 
     let local_addr = listener.local_addr()?;
     tracing::info!(%local_addr, "foodfast gRPC server listening");

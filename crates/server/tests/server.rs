@@ -4,9 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use foodfast_api::v1::order_service_client::OrderServiceClient;
+use foodfast_api::v1::dispatch_service_client::DispatchServiceClient;
 use foodfast_api::v1::tracking_service_client::TrackingServiceClient;
-use foodfast_api::v1::{GetOrderRequest, TrackOrderRequest};
+use foodfast_api::v1::{GetMatchingStateRequest, TrackOrderRequest};
 use foodfast_server::config::Config;
 use foodfast_store::{Stores, StoresConfig};
 use foodfast_testkit::PrivateRedis;

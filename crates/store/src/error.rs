@@ -40,6 +40,13 @@ pub enum StoreError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A query the caller should not have made, e.g. a search radius out of
+    /// range.
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    /// Stored data that cannot be read back: a bug or a manual edit.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
     /// A migration file applied earlier has different contents now.
     #[error(
         "migration {name} was applied with checksum {applied} but the file now has checksum {current}; \

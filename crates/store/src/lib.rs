@@ -3,12 +3,16 @@
 //! and Redis only through this crate.
 
 pub mod error;
+pub mod fanout;
 pub mod health;
 pub mod migrate;
+pub mod orders;
 pub mod postgres;
 pub mod redis;
+pub mod restaurants;
 pub mod scylla;
 pub mod sql;
+pub mod users;
 
 use std::time::Duration;
 
@@ -107,4 +111,21 @@ where
             Err(err) => return Err(err),
         }
     }
+}
+
+/// Deserializes a list from a list or from one comma-separated string (as
+/// environment variables give it), for `#[serde(deserialize_with)]`.
+pub fn comma_separated<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        Joined(String),
+        List(Vec<String>),
+    }
+    Ok(match serde::Deserialize::deserialize(deserializer)? {
+        OneOrMany::Joined(joined) => {
+            joined.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+        }
+        OneOrMany::List(list) => list,
+    })
 }

@@ -15,7 +15,7 @@ use crate::StoreError;
 pub struct ScyllaConfig {
     /// `host:port` of one or more nodes; the driver discovers the rest. A
     /// comma-separated string is accepted too (as environment variables give).
-    #[serde(deserialize_with = "comma_separated")]
+    #[serde(deserialize_with = "crate::comma_separated")]
     pub contact_points: Vec<String>,
     /// The keyspace FoodFast owns. Letters, digits and `_`, at most 48.
     pub keyspace: String,
@@ -35,21 +35,6 @@ impl Default for ScyllaConfig {
             connect_timeout: Duration::from_secs(5),
         }
     }
-}
-
-fn comma_separated<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        Joined(String),
-        List(Vec<String>),
-    }
-    Ok(match serde::Deserialize::deserialize(deserializer)? {
-        OneOrMany::Joined(joined) => {
-            joined.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
-        }
-        OneOrMany::List(list) => list,
-    })
 }
 
 /// The keyspace name is spliced into CQL, so it is held to CQL's unquoted

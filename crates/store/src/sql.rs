@@ -1,6 +1,34 @@
 //! Every SQL statement the store sends, in one place, so that a test can run
 //! each through CockroachDB's parser (`tools/crdbcheck`).
 
+/// The columns every restaurant read selects, in the order
+/// `restaurants::restaurant_from_row` reads them.
+macro_rules! restaurant_columns {
+    () => {
+        "id, name, phone, address, cuisines, time_zone, opening_hours, delivery_radius_m, prep_time_s, currency, \
+         paused, rating, rating_count, image_url, menu_version, menu_updated_at, revision, created_at, updated_at"
+    };
+}
+
+/// The columns every order read selects, in the order `orders::order_from_row`
+/// reads them.
+macro_rules! order_columns {
+    () => {
+        "id, customer_id, customer_name, restaurant_id, restaurant_name, restaurant_address, driver_id, status, \
+         delivery_address, customer_note, currency, subtotal, delivery_fee, tax, total, payment_method_id, \
+         payment_id, payment_status, estimated_ready_at, estimated_delivery_earliest, estimated_delivery_latest, \
+         last_event_seq, created_at, updated_at"
+    };
+}
+
+/// The columns of an order event, in the order `orders::event_from_row` reads them.
+macro_rules! event_columns {
+    () => {
+        "order_id, seq, restaurant_id, restaurant_seq, kind, status, previous_status, actor_id, actor, reason, \
+         created_at"
+    };
+}
+
 macro_rules! statements {
     ($($(#[$doc:meta])* $name:ident = $sql:expr;)*) => {
         $($(#[$doc])* pub const $name: &str = $sql;)*
@@ -19,6 +47,114 @@ statements! {
     )";
     SELECT_MIGRATIONS = "SELECT name, checksum FROM schema_migrations ORDER BY name";
     INSERT_MIGRATION = "INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)";
+
+    INSERT_RESTAURANT = concat!(
+        "INSERT INTO restaurants (id, name, phone, address, lat, lng, h3_res6, h3_res8, cuisines, time_zone,
+            opening_hours, delivery_radius_m, prep_time_s, currency, paused)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+        RETURNING ",
+        restaurant_columns!()
+    );
+    UPDATE_RESTAURANT = concat!(
+        "UPDATE restaurants SET name = $2, phone = $3, address = $4, lat = $5, lng = $6, h3_res6 = $7,
+            h3_res8 = $8, cuisines = $9, time_zone = $10, opening_hours = $11, delivery_radius_m = $12,
+            prep_time_s = $13, currency = $14, paused = $15, revision = revision + 1, updated_at = now()
+        WHERE id = $1
+        RETURNING ",
+        restaurant_columns!()
+    );
+    SELECT_RESTAURANT = concat!("SELECT ", restaurant_columns!(), " FROM restaurants WHERE id = $1");
+    SEARCH_RESTAURANTS_RES6 = concat!("SELECT ", restaurant_columns!(), " FROM restaurants WHERE h3_res6 = ANY($1)");
+    SEARCH_RESTAURANTS_RES8 = concat!("SELECT ", restaurant_columns!(), " FROM restaurants WHERE h3_res8 = ANY($1)");
+
+    LOCK_MENU_VERSION = "SELECT menu_version FROM restaurants WHERE id = $1 FOR UPDATE";
+    BUMP_MENU_VERSION = "UPDATE restaurants SET menu_version = menu_version + 1, menu_updated_at = now(),
+            revision = revision + 1, updated_at = now()
+        WHERE id = $1";
+    DELETE_MENU_CATEGORIES = "DELETE FROM menu_categories WHERE restaurant_id = $1";
+    INSERT_MENU_CATEGORY = "INSERT INTO menu_categories (id, restaurant_id, name, position) VALUES ($1, $2, $3, $4)";
+    ARCHIVE_MENU_ITEMS = "UPDATE menu_items SET archived = true, updated_at = now()
+        WHERE restaurant_id = $1 AND NOT archived";
+    UPSERT_MENU_ITEM = "INSERT INTO menu_items (id, restaurant_id, category_id, position, name, description, price,
+            available, image_url, customizations, archived)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, false)
+        ON CONFLICT (id) DO UPDATE SET category_id = excluded.category_id, position = excluded.position,
+            name = excluded.name, description = excluded.description, price = excluded.price,
+            available = excluded.available, image_url = excluded.image_url,
+            customizations = excluded.customizations, archived = false, updated_at = now()
+        WHERE menu_items.restaurant_id = excluded.restaurant_id";
+    SELECT_MENU_CATEGORIES = "SELECT id, name FROM menu_categories WHERE restaurant_id = $1 ORDER BY position";
+    SELECT_MENU_ITEMS = "SELECT id, category_id, name, description, price, available, image_url, customizations
+        FROM menu_items WHERE restaurant_id = $1 AND NOT archived ORDER BY position";
+    SELECT_MENU_ITEMS_BY_ID = "SELECT id, category_id, name, description, price, available, image_url, customizations
+        FROM menu_items WHERE restaurant_id = $1 AND id = ANY($2) AND NOT archived";
+
+    INSERT_USER = "INSERT INTO users (id, email, phone, name, role, password_hash, restaurant_id)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    SELECT_USER_NAME = "SELECT name FROM users WHERE id = $1";
+
+    CLAIM_IDEMPOTENCY_KEY = "INSERT INTO idempotency_keys (customer_id, idempotency_key, request_hash, order_id)
+        VALUES ($1, $2, $3, $4)
+        ON CONFLICT (customer_id, idempotency_key) DO NOTHING";
+    SELECT_IDEMPOTENCY_KEY = "SELECT request_hash, order_id, completed, claimed_at < $3
+        FROM idempotency_keys WHERE customer_id = $1 AND idempotency_key = $2";
+    TAKE_OVER_IDEMPOTENCY_KEY = "UPDATE idempotency_keys SET claimed_at = now()
+        WHERE customer_id = $1 AND idempotency_key = $2 AND NOT completed AND claimed_at < $3";
+    COMPLETE_IDEMPOTENCY_KEY = "UPDATE idempotency_keys SET completed = true
+        WHERE customer_id = $1 AND idempotency_key = $2 AND order_id = $3 AND NOT completed";
+    RELEASE_IDEMPOTENCY_KEY = "DELETE FROM idempotency_keys
+        WHERE customer_id = $1 AND idempotency_key = $2 AND order_id = $3 AND NOT completed";
+
+    NEXT_RESTAURANT_EVENT_SEQ = "UPDATE restaurants SET event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq";
+    INSERT_ORDER = "INSERT INTO orders (id, customer_id, customer_name, restaurant_id, restaurant_name,
+            restaurant_address, status, delivery_address, dropoff_lat, dropoff_lng, customer_note, currency,
+            subtotal, delivery_fee, tax, total, payment_method_id, payment_id, payment_status, estimated_ready_at,
+            estimated_delivery_earliest, estimated_delivery_latest, last_event_seq)
+        VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, 'authorized',
+            $18, $19, $20, 1)";
+    INSERT_ORDER_ITEM = "INSERT INTO order_items (order_id, line_no, menu_item_id, name, unit_price, quantity,
+            choices, note, line_total)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+    INSERT_ORDER_EVENT = "INSERT INTO order_events (order_id, seq, restaurant_id, restaurant_seq, kind, status,
+            previous_status, actor_id, actor, reason)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+    SELECT_ORDER = concat!("SELECT ", order_columns!(), " FROM orders WHERE id = $1");
+    LOCK_ORDER = concat!("SELECT ", order_columns!(), " FROM orders WHERE id = $1 FOR UPDATE");
+    SELECT_ORDER_ITEMS = "SELECT line_no, menu_item_id, name, unit_price, quantity, choices, note, line_total
+        FROM order_items WHERE order_id = $1 ORDER BY line_no";
+    SELECT_ORDER_EVENTS = concat!("SELECT ", event_columns!(), " FROM order_events WHERE order_id = $1 ORDER BY seq");
+    SELECT_CUSTOMER_ORDERS_FIRST = concat!(
+        "SELECT ", order_columns!(), " FROM orders WHERE customer_id = $1
+        ORDER BY created_at DESC, id DESC LIMIT $2"
+    );
+    SELECT_CUSTOMER_ORDERS_AFTER = concat!(
+        "SELECT ", order_columns!(), " FROM orders WHERE customer_id = $1 AND (created_at, id) < ($3, $4)
+        ORDER BY created_at DESC, id DESC LIMIT $2"
+    );
+    UPDATE_ORDER_STATUS = concat!(
+        "UPDATE orders SET status = $2, driver_id = $3, payment_status = $4, last_event_seq = last_event_seq + 1,
+            updated_at = now()
+        WHERE id = $1
+        RETURNING ", order_columns!()
+    );
+
+    SELECT_RESTAURANT_EVENT_SEQ = "SELECT event_seq FROM restaurants WHERE id = $1";
+    SELECT_OPEN_RESTAURANT_ORDERS = concat!(
+        "SELECT ", order_columns!(), " FROM orders
+        WHERE restaurant_id = $1 AND status NOT IN ('delivered', 'cancelled', 'rejected')
+        ORDER BY created_at, id"
+    );
+    SELECT_RESTAURANT_EVENTS_AFTER = concat!(
+        "SELECT ", event_columns!(), " FROM order_events
+        WHERE restaurant_id = $1 AND restaurant_seq > $2
+        ORDER BY restaurant_seq LIMIT $3"
+    );
+
+    SELECT_UNSETTLED_PAYMENTS = "SELECT id, payment_id, payment_status FROM orders
+        WHERE payment_status IN ('capture_pending', 'void_pending', 'refund_pending')
+        ORDER BY updated_at LIMIT $1";
+    SETTLE_PAYMENT = "UPDATE orders SET payment_status = $3 WHERE id = $1 AND payment_status = $2";
 }
 
 /// CQL the store sends. Statements that name the keyspace are built by

@@ -1,0 +1,362 @@
+//! `OrderService`: quotes, placing orders exactly once, history, cancelling.
+
+use std::time::Instant;
+
+use chrono::Utc;
+use foodfast_api::v1 as pb;
+use foodfast_api::v1::order_service_server::OrderService;
+use foodfast_domain::access::{OrderParties, Principal, Role};
+use foodfast_domain::address::Address;
+use foodfast_domain::order::OrderAction;
+use foodfast_domain::pricing::{Cart, Quote, canonical_cart_hash};
+use foodfast_domain::validation::{FieldError, max_len, non_empty, page_size, parse_uuid};
+use foodfast_payments::AuthorizeRequest;
+use foodfast_store::orders::{Claim, NewOrder, Order, TransitionRequest};
+use foodfast_store::restaurants::Restaurant;
+use sha2::{Digest, Sha256};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use super::App;
+use crate::auth::principal;
+use crate::convert;
+use crate::error::ApiError;
+
+/// Longest idempotency key accepted.
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+const DEFAULT_PAGE_SIZE: u32 = 20;
+const MAX_PAGE_SIZE: u32 = 100;
+
+pub struct OrderApi {
+    app: App,
+}
+
+impl OrderApi {
+    pub fn new(app: App) -> Self {
+        Self { app }
+    }
+
+    /// Prices a cart against the restaurant's current menu, server-side.
+    async fn price(
+        &self,
+        restaurant_id: Uuid,
+        cart: &Cart,
+        dropoff: &Address,
+    ) -> Result<(Restaurant, Quote), ApiError> {
+        let restaurant = self
+            .app
+            .restaurants
+            .get(restaurant_id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("restaurant {restaurant_id} not found")))?;
+        let ids: Vec<Uuid> = cart.lines.iter().map(|line| line.item_id).collect();
+        let items = self.app.restaurants.items(restaurant_id, &ids).await?;
+        let quote = foodfast_domain::pricing::quote(
+            &self.app.pricing,
+            &restaurant.profile.terms(),
+            &items,
+            cart,
+            dropoff.location,
+            Utc::now(),
+        )?;
+        Ok((restaurant, quote))
+    }
+
+    /// Places the order whose idempotency key this call owns. Whatever
+    /// fails before the order is written gives the key back.
+    async fn place(&self, request: &PlaceRequest<'_>, order_id: Uuid) -> Result<Order, ApiError> {
+        let placed = self.authorize_and_write(request, order_id).await;
+        if placed.is_err()
+            && let Err(err) = self.app.orders.release(request.customer_id, request.key, order_id).await
+        {
+            tracing::warn!(order = %order_id, error = %foodfast_store::Chain(&err), "could not release idempotency key");
+        }
+        placed
+    }
+
+    async fn authorize_and_write(&self, request: &PlaceRequest<'_>, order_id: Uuid) -> Result<Order, ApiError> {
+        let now = Utc::now();
+        let (restaurant, quote) = self.price(request.restaurant_id, &request.cart, &request.address).await?;
+        if !restaurant.profile.is_open(now) {
+            return Err(ApiError::FailedPrecondition(format!(
+                "restaurant {:?} is not taking orders right now",
+                restaurant.profile.name
+            )));
+        }
+        let customer_name = self
+            .app
+            .users
+            .name(request.customer_id)
+            .await?
+            .ok_or_else(|| ApiError::FailedPrecondition("the caller's account does not exist".into()))?;
+        let authorization = self
+            .app
+            .payments
+            .authorize(&AuthorizeRequest {
+                order_id,
+                customer_id: request.customer_id,
+                amount: quote.total,
+                currency: quote.currency.as_str().to_string(),
+                payment_method_id: request.payment_method_id.to_string(),
+            })
+            .await?;
+        let new = NewOrder {
+            id: order_id,
+            customer_id: request.customer_id,
+            customer_name,
+            restaurant_id: restaurant.id,
+            restaurant_name: restaurant.profile.name.clone(),
+            restaurant_address: restaurant.profile.address.clone(),
+            delivery_address: request.address.clone(),
+            customer_note: request.customer_note.to_string(),
+            line_notes: request.notes.clone(),
+            estimated_ready_at: now + restaurant.profile.prep_time,
+            quote,
+            payment_method_id: request.payment_method_id.to_string(),
+            payment_id: authorization.payment_id.clone(),
+            idempotency_key: request.key.to_string(),
+        };
+        match self.app.orders.place(&new).await {
+            Ok((order, _event)) => {
+                self.app.announce(order.restaurant_id, order.id).await;
+                Ok(order)
+            }
+            Err(err) => {
+                // Nothing was written: release the hold rather than leave it
+                // to expire at the provider.
+                if let Err(void) = self.app.payments.void(&authorization.payment_id, order_id).await {
+                    tracing::warn!(order = %order_id, error = %foodfast_store::Chain(&void), "could not void the hold");
+                }
+                Err(err.into())
+            }
+        }
+    }
+
+    async fn with_history(&self, order: &Order) -> Result<pb::Order, ApiError> {
+        let history = self.app.orders.events(order.id).await?;
+        Ok(convert::order(order, &history))
+    }
+}
+
+/// A validated CreateOrder.
+struct PlaceRequest<'a> {
+    customer_id: Uuid,
+    key: &'a str,
+    restaurant_id: Uuid,
+    cart: Cart,
+    notes: Vec<String>,
+    address: Address,
+    payment_method_id: &'a str,
+    customer_note: &'a str,
+}
+
+impl PlaceRequest<'_> {
+    /// What "the same request" means for an idempotency key.
+    fn fingerprint(&self) -> String {
+        let cart = canonical_cart_hash(self.restaurant_id, &self.cart, self.address.location, self.payment_method_id);
+        let mut hasher = Sha256::new();
+        for part in [cart.as_str(), &self.address.formatted, &self.address.instructions, self.customer_note] {
+            hasher.update(part.as_bytes());
+            hasher.update([0]);
+        }
+        for note in &self.notes {
+            hasher.update(note.as_bytes());
+            hasher.update([0]);
+        }
+        hex::encode(hasher.finalize())
+    }
+}
+
+fn parties(order: &Order) -> OrderParties {
+    OrderParties { customer_id: order.customer_id, restaurant_id: order.restaurant_id, driver_id: order.driver_id }
+}
+
+/// Non-operators learn nothing about orders that are not theirs, not even
+/// whether they exist.
+pub(crate) fn not_visible(principal: &Principal, order_id: Uuid) -> ApiError {
+    if principal.is_operator() {
+        ApiError::NotFound(format!("order {order_id} not found"))
+    } else {
+        ApiError::PermissionDenied(format!("order {order_id} is not yours or does not exist"))
+    }
+}
+
+#[tonic::async_trait]
+impl OrderService for OrderApi {
+    async fn quote(&self, request: Request<pb::QuoteRequest>) -> Result<Response<pb::QuoteResponse>, Status> {
+        let request = request.into_inner();
+        let restaurant_id = parse_uuid("restaurant_id", &request.restaurant_id).map_err(ApiError::from)?;
+        let (cart, notes) = convert::parse_cart(&request.items).map_err(ApiError::from)?;
+        let address =
+            convert::parse_address("delivery_address", request.delivery_address.as_ref()).map_err(ApiError::from)?;
+        let (_, quote) = self.price(restaurant_id, &cart, &address).await?;
+        Ok(Response::new(convert::quote_response(&quote, &notes, Utc::now())))
+    }
+
+    async fn create_order(
+        &self,
+        request: Request<pb::CreateOrderRequest>,
+    ) -> Result<Response<pb::CreateOrderResponse>, Status> {
+        let caller = principal(&request)?;
+        if caller.role != Role::Customer {
+            return Err(ApiError::PermissionDenied("only customers place orders".into()).into());
+        }
+        let request = request.into_inner();
+        let place = parse_place_request(caller.user_id, &request).map_err(ApiError::from)?;
+        let fingerprint = place.fingerprint();
+        let waited = Instant::now();
+        let settings = &self.app.settings;
+        let order = loop {
+            let claim = self
+                .app
+                .orders
+                .claim(caller.user_id, place.key, &fingerprint, settings.idempotency_stale_after)
+                .await
+                .map_err(ApiError::from)?;
+            match claim {
+                Claim::Owned { order_id } => break self.place(&place, order_id).await?,
+                Claim::Completed { order_id } => {
+                    break self.app.orders.get(order_id).await.map_err(ApiError::from)?.ok_or_else(|| {
+                        ApiError::NotFound(format!("order {order_id} of this idempotency key no longer exists"))
+                    })?;
+                }
+                Claim::Mismatch => return Err(ApiError::IdempotencyKeyReused(place.key.to_string()).into()),
+                Claim::InProgress if waited.elapsed() < settings.idempotency_wait => {
+                    tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+                }
+                Claim::InProgress => {
+                    return Err(ApiError::Aborted(
+                        "an order request with this idempotency key is still being placed; retry shortly".into(),
+                    )
+                    .into());
+                }
+            }
+        };
+        Ok(Response::new(pb::CreateOrderResponse { order: Some(self.with_history(&order).await?) }))
+    }
+
+    async fn get_order(&self, request: Request<pb::GetOrderRequest>) -> Result<Response<pb::GetOrderResponse>, Status> {
+        let caller = principal(&request)?;
+        let order_id = parse_uuid("order_id", &request.get_ref().order_id).map_err(ApiError::from)?;
+        let order = match self.app.orders.get(order_id).await.map_err(ApiError::from)? {
+            Some(order) if caller.may_view_order(&parties(&order)) => order,
+            _ => return Err(not_visible(&caller, order_id).into()),
+        };
+        Ok(Response::new(pb::GetOrderResponse { order: Some(self.with_history(&order).await?) }))
+    }
+
+    async fn list_orders(
+        &self,
+        request: Request<pb::ListOrdersRequest>,
+    ) -> Result<Response<pb::ListOrdersResponse>, Status> {
+        let caller = principal(&request)?;
+        let request = request.into_inner();
+        let customer_id = if request.customer_id.is_empty() {
+            caller.user_id
+        } else {
+            parse_uuid("customer_id", &request.customer_id).map_err(ApiError::from)?
+        };
+        if !caller.may_list_orders_of(customer_id) {
+            return Err(ApiError::PermissionDenied("you may list only your own orders".into()).into());
+        }
+        let after = super::page_token::decode_order_page(&request.page_token, customer_id).map_err(ApiError::from)?;
+        let limit = page_size(request.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
+        let mut orders =
+            self.app.orders.list_for_customer(customer_id, after, limit + 1).await.map_err(ApiError::from)?;
+        let next_page_token = if orders.len() > limit as usize {
+            orders.truncate(limit as usize);
+            orders
+                .last()
+                .map(|o| super::page_token::encode_order_page(customer_id, o.created_at, o.id))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListOrdersResponse {
+            orders: orders.iter().map(|order| convert::order(order, &[])).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn cancel_order(
+        &self,
+        request: Request<pb::CancelOrderRequest>,
+    ) -> Result<Response<pb::CancelOrderResponse>, Status> {
+        let caller = principal(&request)?;
+        let request = request.into_inner();
+        let order_id = parse_uuid("order_id", &request.order_id).map_err(ApiError::from)?;
+        max_len("reason", &request.reason, 500).map_err(ApiError::from)?;
+        let order = self.app.transition(&caller, order_id, OrderAction::Cancel, request.reason.trim()).await?;
+        Ok(Response::new(pb::CancelOrderResponse { order: Some(self.with_history(&order).await?) }))
+    }
+}
+
+fn parse_place_request(customer_id: Uuid, request: &pb::CreateOrderRequest) -> Result<PlaceRequest<'_>, FieldError> {
+    non_empty("idempotency_key", &request.idempotency_key)?;
+    max_len("idempotency_key", &request.idempotency_key, MAX_IDEMPOTENCY_KEY_LEN)?;
+    non_empty("payment_method_id", &request.payment_method_id)?;
+    max_len("payment_method_id", &request.payment_method_id, 255)?;
+    max_len("customer_note", &request.customer_note, 500)?;
+    let (cart, notes) = convert::parse_cart(&request.items)?;
+    Ok(PlaceRequest {
+        customer_id,
+        key: &request.idempotency_key,
+        restaurant_id: parse_uuid("restaurant_id", &request.restaurant_id)?,
+        cart,
+        notes,
+        address: convert::parse_address("delivery_address", request.delivery_address.as_ref())?,
+        payment_method_id: &request.payment_method_id,
+        customer_note: request.customer_note.trim(),
+    })
+}
+
+impl App {
+    /// Runs one action through the state machine for `caller`, then wakes
+    /// the watchers and, if the action owes the payment provider a call, the
+    /// settlement worker.
+    pub(crate) async fn transition(
+        &self,
+        caller: &Principal,
+        order_id: Uuid,
+        action: OrderAction,
+        reason: &str,
+    ) -> Result<Order, ApiError> {
+        let request = TransitionRequest {
+            order_id,
+            action,
+            actor: caller.actor(),
+            actor_id: Some(caller.user_id),
+            reason,
+            driver_id: None,
+        };
+        let transitioned = self
+            .orders
+            .transition(request, {
+                let caller = *caller;
+                move |order| caller.may_act_on_order(&parties(order))
+            })
+            .await
+            .map_err(|failure| match failure {
+                foodfast_store::orders::TransitionFailure::NotFound(_)
+                | foodfast_store::orders::TransitionFailure::Forbidden(_) => not_visible(caller, order_id),
+                other => other.into(),
+            })?;
+        if transitioned.order.payment_status.unsettled().is_some() {
+            self.settler.nudge();
+        }
+        self.announce(transitioned.order.restaurant_id, order_id).await;
+        Ok(transitioned.order)
+    }
+
+    /// Wakes every watcher of the restaurant and the order, on every replica.
+    /// A lost wake-up only delays them until their next poll.
+    pub(crate) async fn announce(&self, restaurant_id: Uuid, order_id: Uuid) {
+        for topic in
+            [foodfast_store::fanout::restaurant_topic(restaurant_id), foodfast_store::fanout::order_topic(order_id)]
+        {
+            if let Err(err) = self.fanout.publish(&topic).await {
+                tracing::warn!(%topic, error = %foodfast_store::Chain(&err), "could not publish a wake-up");
+            }
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! Proto ↔ domain. Requests become domain types through `TryFrom`-style
+//! functions that name the offending field; domain and store types become
+//! proto messages through plain functions.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use foodfast_api::v1 as pb;
+use foodfast_domain::address::Address;
+use foodfast_domain::geo::LatLng;
+use foodfast_domain::hours::{OpeningHours, OpeningPeriod, parse_time, parse_time_zone};
+use foodfast_domain::menu::{Customization, CustomizationOption, Menu, MenuCategory, MenuItem};
+use foodfast_domain::money::{Currency, format_amount, parse_amount};
+use foodfast_domain::order::{Actor, OrderStatus};
+use foodfast_domain::pricing::{Cart, CartLine, Choice, PricedChoice, PricedLine, Quote};
+use foodfast_domain::restaurant::{RestaurantProfile, normalize_cuisine};
+use foodfast_domain::validation::{FieldError, parse_uuid};
+use foodfast_store::orders::{EventKind, Order, OrderEvent, OrderLine};
+use foodfast_store::restaurants::{MenuSnapshot, Restaurant};
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: at.timestamp(), nanos: at.timestamp_subsec_nanos() as i32 }
+}
+
+pub fn duration(d: Duration) -> prost_types::Duration {
+    prost_types::Duration { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
+}
+
+pub fn from_duration(field: &str, d: &prost_types::Duration) -> Result<Duration, FieldError> {
+    if d.seconds < 0 || d.nanos < 0 {
+        return Err(FieldError::new(field, "must not be negative"));
+    }
+    Ok(Duration::new(d.seconds as u64, d.nanos as u32))
+}
+
+pub fn money(amount: Decimal, currency: &Currency) -> pb::Money {
+    pb::Money { currency_code: currency.as_str().to_string(), amount: format_amount(amount) }
+}
+
+pub fn lat_lng(p: LatLng) -> pb::LatLng {
+    pb::LatLng { lat: p.lat, lng: p.lng }
+}
+
+pub fn address(a: &Address) -> pb::Address {
+    pb::Address {
+        location: Some(lat_lng(a.location)),
+        formatted: a.formatted.clone(),
+        instructions: a.instructions.clone(),
+    }
+}
+
+pub fn parse_address(field: &str, a: Option<&pb::Address>) -> Result<Address, FieldError> {
+    let a = a.ok_or_else(|| FieldError::new(field, "is required"))?;
+    Address::new(field, a.location.as_ref().map(|l| (l.lat, l.lng)), &a.formatted, &a.instructions)
+}
+
+pub fn order_status(status: OrderStatus) -> pb::OrderStatus {
+    match status {
+        OrderStatus::Pending => pb::OrderStatus::Pending,
+        OrderStatus::Confirmed => pb::OrderStatus::Confirmed,
+        OrderStatus::Preparing => pb::OrderStatus::Preparing,
+        OrderStatus::ReadyForPickup => pb::OrderStatus::ReadyForPickup,
+        OrderStatus::DriverAssigned => pb::OrderStatus::DriverAssigned,
+        OrderStatus::PickedUp => pb::OrderStatus::PickedUp,
+        OrderStatus::Delivering => pb::OrderStatus::Delivering,
+        OrderStatus::Delivered => pb::OrderStatus::Delivered,
+        OrderStatus::Cancelled => pb::OrderStatus::Cancelled,
+        OrderStatus::Rejected => pb::OrderStatus::Rejected,
+    }
+}
+
+fn actor(actor: Actor) -> pb::Actor {
+    match actor {
+        Actor::Customer => pb::Actor::Customer,
+        Actor::Restaurant => pb::Actor::Restaurant,
+        Actor::Driver => pb::Actor::Driver,
+        Actor::Support => pb::Actor::Support,
+        Actor::Admin => pb::Actor::Admin,
+        Actor::System => pb::Actor::System,
+    }
+}
+
+pub fn order_event(event: &OrderEvent) -> pb::OrderEvent {
+    pb::OrderEvent {
+        seq: event.seq as u64,
+        order_id: event.order_id.to_string(),
+        kind: match event.kind {
+            EventKind::StatusChanged => pb::OrderEventKind::StatusChanged,
+            EventKind::DriverAssigned => pb::OrderEventKind::DriverAssigned,
+        } as i32,
+        status: order_status(event.status) as i32,
+        previous_status: event.previous_status.map_or(pb::OrderStatus::Unspecified, order_status) as i32,
+        actor: actor(event.actor) as i32,
+        occurred_at: Some(timestamp(event.created_at)),
+        reason: event.reason.clone(),
+        driver: None,
+    }
+}
+
+fn selected_option(choice: &PricedChoice, currency: &Currency) -> pb::SelectedOption {
+    pb::SelectedOption {
+        customization_id: choice.customization_id.to_string(),
+        customization_name: choice.customization_name.clone(),
+        option_id: choice.option_id.to_string(),
+        option_name: choice.option_name.clone(),
+        surcharge: Some(money(choice.surcharge, currency)),
+    }
+}
+
+fn order_line(line: &OrderLine, currency: &Currency) -> pb::OrderLine {
+    pb::OrderLine {
+        item_id: line.item_id.to_string(),
+        name: line.name.clone(),
+        quantity: line.quantity,
+        unit_price: Some(money(line.unit_price, currency)),
+        options: line.choices.iter().map(|c| selected_option(c, currency)).collect(),
+        note: line.note.clone(),
+        line_total: Some(money(line.line_total, currency)),
+    }
+}
+
+pub fn priced_line(line: &PricedLine, note: &str, currency: &Currency) -> pb::OrderLine {
+    pb::OrderLine {
+        item_id: line.item_id.to_string(),
+        name: line.name.clone(),
+        quantity: line.quantity,
+        unit_price: Some(money(line.unit_price, currency)),
+        options: line.choices.iter().map(|c| selected_option(c, currency)).collect(),
+        note: note.to_string(),
+        line_total: Some(money(line.line_total, currency)),
+    }
+}
+
+pub fn price(
+    subtotal: Decimal,
+    delivery_fee: Decimal,
+    tax: Decimal,
+    total: Decimal,
+    c: &Currency,
+) -> pb::PriceBreakdown {
+    pb::PriceBreakdown {
+        subtotal: Some(money(subtotal, c)),
+        delivery_fee: Some(money(delivery_fee, c)),
+        tax: Some(money(tax, c)),
+        total: Some(money(total, c)),
+    }
+}
+
+pub fn quote_response(quote: &Quote, notes: &[String], quoted_at: DateTime<Utc>) -> pb::QuoteResponse {
+    let c = &quote.currency;
+    pb::QuoteResponse {
+        items: quote
+            .lines
+            .iter()
+            .enumerate()
+            .map(|(i, line)| priced_line(line, notes.get(i).map_or("", String::as_str), c))
+            .collect(),
+        price: Some(price(quote.subtotal, quote.delivery_fee, quote.tax, quote.total, c)),
+        estimated_delivery: Some(pb::EtaWindow {
+            earliest: Some(timestamp(quote.eta_earliest)),
+            latest: Some(timestamp(quote.eta_latest)),
+        }),
+        delivery_distance_m: quote.distance_m,
+        quoted_at: Some(timestamp(quoted_at)),
+    }
+}
+
+/// The order as clients see it; `history` is empty where it is not asked for.
+pub fn order(order: &Order, history: &[OrderEvent]) -> pb::Order {
+    let c = &order.currency;
+    pb::Order {
+        order_id: order.id.to_string(),
+        customer_id: order.customer_id.to_string(),
+        customer_name: order.customer_name.clone(),
+        restaurant_id: order.restaurant_id.to_string(),
+        restaurant_name: order.restaurant_name.clone(),
+        restaurant_address: Some(address(&order.restaurant_address)),
+        status: order_status(order.status) as i32,
+        items: order.lines.iter().map(|line| order_line(line, c)).collect(),
+        price: Some(price(order.subtotal, order.delivery_fee, order.tax, order.total, c)),
+        delivery_address: Some(address(&order.delivery_address)),
+        customer_note: order.customer_note.clone(),
+        driver: order
+            .driver_id
+            .map(|driver_id| pb::DriverSummary { driver_id: driver_id.to_string(), ..Default::default() }),
+        estimated_delivery: Some(pb::EtaWindow {
+            earliest: Some(timestamp(order.estimated_delivery_earliest)),
+            latest: Some(timestamp(order.estimated_delivery_latest)),
+        }),
+        estimated_ready_at: Some(timestamp(order.estimated_ready_at)),
+        history: history.iter().map(order_event).collect(),
+        last_event_seq: order.last_event_seq as u64,
+        created_at: Some(timestamp(order.created_at)),
+        updated_at: Some(timestamp(order.updated_at)),
+    }
+}
+
+fn weekday(day: chrono::Weekday) -> pb::Weekday {
+    match day {
+        chrono::Weekday::Mon => pb::Weekday::Monday,
+        chrono::Weekday::Tue => pb::Weekday::Tuesday,
+        chrono::Weekday::Wed => pb::Weekday::Wednesday,
+        chrono::Weekday::Thu => pb::Weekday::Thursday,
+        chrono::Weekday::Fri => pb::Weekday::Friday,
+        chrono::Weekday::Sat => pb::Weekday::Saturday,
+        chrono::Weekday::Sun => pb::Weekday::Sunday,
+    }
+}
+
+fn parse_weekday(field: &str, day: i32) -> Result<chrono::Weekday, FieldError> {
+    Ok(match pb::Weekday::try_from(day) {
+        Ok(pb::Weekday::Monday) => chrono::Weekday::Mon,
+        Ok(pb::Weekday::Tuesday) => chrono::Weekday::Tue,
+        Ok(pb::Weekday::Wednesday) => chrono::Weekday::Wed,
+        Ok(pb::Weekday::Thursday) => chrono::Weekday::Thu,
+        Ok(pb::Weekday::Friday) => chrono::Weekday::Fri,
+        Ok(pb::Weekday::Saturday) => chrono::Weekday::Sat,
+        Ok(pb::Weekday::Sunday) => chrono::Weekday::Sun,
+        _ => return Err(FieldError::new(field, "must name a weekday")),
+    })
+}
+
+pub fn profile(p: &RestaurantProfile) -> pb::RestaurantProfile {
+    pb::RestaurantProfile {
+        name: p.name.clone(),
+        address: Some(address(&p.address)),
+        cuisines: p.cuisines.clone(),
+        phone: p.phone.clone(),
+        time_zone: p.time_zone.name().to_string(),
+        opening_hours: p
+            .opening_hours
+            .0
+            .iter()
+            .map(|period| pb::OpeningPeriod {
+                day: weekday(period.day) as i32,
+                opens_at: period.opens.format("%H:%M").to_string(),
+                closes_at: period.closes.format("%H:%M").to_string(),
+            })
+            .collect(),
+        delivery_radius_m: p.delivery_radius_m,
+        average_prep_time: Some(duration(p.prep_time)),
+        currency_code: p.currency.as_str().to_string(),
+        paused: p.paused,
+    }
+}
+
+pub fn parse_profile(p: Option<&pb::RestaurantProfile>) -> Result<RestaurantProfile, FieldError> {
+    let p = p.ok_or_else(|| FieldError::new("profile", "is required"))?;
+    let mut periods = Vec::with_capacity(p.opening_hours.len());
+    for (i, period) in p.opening_hours.iter().enumerate() {
+        let field = |name: &str| format!("profile.opening_hours[{i}].{name}");
+        periods.push(OpeningPeriod {
+            day: parse_weekday(&field("day"), period.day)?,
+            opens: parse_time(&period.opens_at).map_err(|err| FieldError::new(field("opens_at"), err.to_string()))?,
+            closes: parse_time(&period.closes_at)
+                .map_err(|err| FieldError::new(field("closes_at"), err.to_string()))?,
+        });
+    }
+    let profile = RestaurantProfile {
+        name: p.name.trim().to_string(),
+        phone: p.phone.trim().to_string(),
+        address: parse_address("profile.address", p.address.as_ref())?,
+        cuisines: p.cuisines.iter().map(|c| normalize_cuisine(c)).collect(),
+        time_zone: parse_time_zone(&p.time_zone)
+            .map_err(|err| FieldError::new("profile.time_zone", err.to_string()))?,
+        opening_hours: OpeningHours(periods),
+        delivery_radius_m: p.delivery_radius_m,
+        prep_time: p
+            .average_prep_time
+            .as_ref()
+            .map(|d| from_duration("profile.average_prep_time", d))
+            .transpose()?
+            .unwrap_or_default(),
+        currency: Currency::new(&p.currency_code)
+            .map_err(|err| FieldError::new("profile.currency_code", err.to_string()))?,
+        paused: p.paused,
+    };
+    profile.validate()?;
+    Ok(profile)
+}
+
+pub fn restaurant(r: &Restaurant, now: DateTime<Utc>) -> pb::Restaurant {
+    pb::Restaurant {
+        restaurant_id: r.id.to_string(),
+        profile: Some(profile(&r.profile)),
+        open_now: r.profile.is_open(now),
+        rating: r.rating,
+        rating_count: r.rating_count,
+        image_url: r.image_url.clone(),
+        created_at: Some(timestamp(r.created_at)),
+        updated_at: Some(timestamp(r.updated_at)),
+    }
+}
+
+pub fn menu_categories(menu: &Menu, currency: &Currency) -> Vec<pb::MenuCategory> {
+    menu.categories
+        .iter()
+        .map(|category| pb::MenuCategory {
+            category_id: category.id.to_string(),
+            name: category.name.clone(),
+            items: category
+                .items
+                .iter()
+                .map(|item| pb::MenuItem {
+                    item_id: item.id.to_string(),
+                    name: item.name.clone(),
+                    description: item.description.clone(),
+                    price: Some(money(item.price, currency)),
+                    available: item.available,
+                    image_url: item.image_url.clone().unwrap_or_default(),
+                    customizations: item
+                        .customizations
+                        .iter()
+                        .map(|c| pb::Customization {
+                            customization_id: c.id.to_string(),
+                            name: c.name.clone(),
+                            min_choices: c.min_choices,
+                            max_choices: c.max_choices,
+                            options: c
+                                .options
+                                .iter()
+                                .map(|o| pb::CustomizationOption {
+                                    option_id: o.id.to_string(),
+                                    name: o.name.clone(),
+                                    surcharge: Some(money(o.surcharge, currency)),
+                                    available: o.available,
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+pub fn menu_response(snapshot: &MenuSnapshot, now: DateTime<Utc>) -> pb::GetMenuResponse {
+    let r = &snapshot.restaurant;
+    pb::GetMenuResponse {
+        restaurant: Some(restaurant(r, now)),
+        categories: menu_categories(&snapshot.menu, &r.profile.currency),
+        menu_version: r.menu_version.to_string(),
+        menu_updated_at: Some(timestamp(r.menu_updated_at)),
+    }
+}
+
+/// An id the client may leave empty for something new.
+fn id_or_new(field: &str, id: &str) -> Result<Uuid, FieldError> {
+    if id.is_empty() { Ok(Uuid::new_v4()) } else { parse_uuid(field, id) }
+}
+
+/// A price in the restaurant's currency; any other currency is refused.
+fn parse_price(field: &str, m: Option<&pb::Money>, currency: &Currency) -> Result<Decimal, FieldError> {
+    let Some(m) = m else { return Ok(Decimal::ZERO) };
+    if !m.currency_code.is_empty() && m.currency_code != currency.as_str() {
+        return Err(FieldError::new(
+            format!("{field}.currency_code"),
+            format!("must be the restaurant's currency {currency}"),
+        ));
+    }
+    parse_amount(&m.amount).map_err(|err| FieldError::new(format!("{field}.amount"), err.to_string()))
+}
+
+pub fn parse_menu(categories: &[pb::MenuCategory], currency: &Currency) -> Result<Menu, FieldError> {
+    let mut menu = Menu { categories: Vec::with_capacity(categories.len()) };
+    for (ci, category) in categories.iter().enumerate() {
+        let cf = format!("categories[{ci}]");
+        let mut items = Vec::with_capacity(category.items.len());
+        for (ii, item) in category.items.iter().enumerate() {
+            let f = format!("{cf}.items[{ii}]");
+            let mut customizations = Vec::with_capacity(item.customizations.len());
+            for (ki, c) in item.customizations.iter().enumerate() {
+                let kf = format!("{f}.customizations[{ki}]");
+                let mut options = Vec::with_capacity(c.options.len());
+                for (oi, o) in c.options.iter().enumerate() {
+                    let of = format!("{kf}.options[{oi}]");
+                    options.push(CustomizationOption {
+                        id: id_or_new(&format!("{of}.option_id"), &o.option_id)?,
+                        name: o.name.trim().to_string(),
+                        surcharge: parse_price(&format!("{of}.surcharge"), o.surcharge.as_ref(), currency)?,
+                        available: o.available,
+                    });
+                }
+                customizations.push(Customization {
+                    id: id_or_new(&format!("{kf}.customization_id"), &c.customization_id)?,
+                    name: c.name.trim().to_string(),
+                    min_choices: c.min_choices,
+                    max_choices: c.max_choices,
+                    options,
+                });
+            }
+            items.push(MenuItem {
+                id: id_or_new(&format!("{f}.item_id"), &item.item_id)?,
+                name: item.name.trim().to_string(),
+                description: item.description.trim().to_string(),
+                price: parse_price(&format!("{f}.price"), item.price.as_ref(), currency)?,
+                available: item.available,
+                image_url: Some(item.image_url.trim().to_string()).filter(|url| !url.is_empty()),
+                customizations,
+            });
+        }
+        menu.categories.push(MenuCategory {
+            id: id_or_new(&format!("{cf}.category_id"), &category.category_id)?,
+            name: category.name.trim().to_string(),
+            items,
+        });
+    }
+    menu.validate().map_err(|err| FieldError::new("categories", err.to_string()))?;
+    Ok(menu)
+}
+
+/// The cart and the notes of its lines (by line index).
+pub fn parse_cart(items: &[pb::CartItem]) -> Result<(Cart, Vec<String>), FieldError> {
+    let mut lines = Vec::with_capacity(items.len());
+    let mut notes = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let f = format!("items[{i}]");
+        let mut choices = Vec::new();
+        for (ci, c) in item.customizations.iter().enumerate() {
+            let cf = format!("{f}.customizations[{ci}]");
+            let customization_id = parse_uuid(&format!("{cf}.customization_id"), &c.customization_id)?;
+            for (oi, option_id) in c.option_ids.iter().enumerate() {
+                let option_id = parse_uuid(&format!("{cf}.option_ids[{oi}]"), option_id)?;
+                choices.push(Choice { customization_id, option_id });
+            }
+        }
+        foodfast_domain::validation::max_len(&format!("{f}.note"), &item.note, 500)?;
+        lines.push(CartLine {
+            item_id: parse_uuid(&format!("{f}.item_id"), &item.item_id)?,
+            quantity: item.quantity,
+            choices,
+        });
+        notes.push(item.note.trim().to_string());
+    }
+    Ok((Cart { lines }, notes))
+}

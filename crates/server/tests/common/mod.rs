@@ -1,0 +1,337 @@
+//! A FoodFast server on the real stores, with the payment sandbox as the
+//! provider, and helpers to act as each kind of caller.
+
+#![allow(dead_code)] // Each test binary uses a different part of this.
+
+use std::time::Duration;
+
+use foodfast_api::v1 as pb;
+use foodfast_api::v1::order_service_client::OrderServiceClient;
+use foodfast_api::v1::restaurant_service_client::RestaurantServiceClient;
+use foodfast_domain::access::{Principal, Role};
+use foodfast_payment_sandbox::Sandbox;
+use foodfast_server::auth::{TokenKey, Tokens};
+use foodfast_server::config::Config;
+use foodfast_store::users::{NewUser, UserRole, Users};
+use foodfast_store::{Stores, migrate};
+use tokio::sync::oneshot;
+use tonic::metadata::MetadataValue;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+pub const TEST_KEY: &str = "test:a-test-signing-key-that-is-long-enough";
+
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+pub type Authed = InterceptedService<Channel, Bearer>;
+
+pub struct TestServer {
+    pub channel: Channel,
+    pub tokens: Tokens,
+    pub sandbox: Sandbox,
+    pub stores: Stores,
+    pub config: Config,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Migrated fresh stores, a sandbox provider, then the server.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let sandbox = Sandbox::start("127.0.0.1:0".parse().unwrap()).await;
+        let mut config = Config { stores: foodfast_testkit::fresh_stores().await, ..Config::default() };
+        config.auth.keys = vec![TEST_KEY.into()];
+        config.payments.base_url = sandbox.base_url();
+        config.payments.timeout = Duration::from_millis(500);
+        config.payments.max_attempts = 2;
+        config.payments.backoff_base = Duration::from_millis(10);
+        config.service.watch_poll_interval = Duration::from_millis(500);
+        config.service.payment_sweep_interval = Duration::from_millis(200);
+        adjust(&mut config);
+        let stores = Stores::connect(&config.stores).await.unwrap();
+        migrate::migrate_postgres(&stores.postgres, &migrate::cockroach_migrations()).await.unwrap();
+        let tokens = Tokens::new(&[TokenKey::parse(TEST_KEY).unwrap()]);
+        let mut server = Self { channel: dead_channel(), tokens, sandbox, stores, config, stop: None, task: None };
+        server.boot().await;
+        server
+    }
+
+    async fn boot(&mut self) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let config = self.config.clone();
+        let stores = self.stores.clone();
+        self.task = Some(tokio::spawn(async move {
+            foodfast_server::server::serve(&config, stores, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+        }));
+        self.stop = Some(stop);
+        self.channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    }
+
+    /// Stops the server (streams end) and starts a new one on the same stores.
+    pub async fn restart(&mut self) {
+        self.shut_down().await;
+        self.boot().await;
+    }
+
+    pub async fn shut_down(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(30), task).await.unwrap().unwrap().unwrap();
+        }
+    }
+
+    fn bearer(&self, principal: Option<&Principal>) -> Bearer {
+        Bearer(principal.map(|p| {
+            let token = self.tokens.mint(p, Duration::from_secs(600)).unwrap();
+            format!("Bearer {token}").parse().unwrap()
+        }))
+    }
+
+    pub fn restaurants(&self, caller: Option<&Principal>) -> RestaurantServiceClient<Authed> {
+        RestaurantServiceClient::with_interceptor(self.channel.clone(), self.bearer(caller))
+    }
+
+    pub fn orders(&self, caller: Option<&Principal>) -> OrderServiceClient<Authed> {
+        OrderServiceClient::with_interceptor(self.channel.clone(), self.bearer(caller))
+    }
+
+    async fn user(&self, role: UserRole, restaurant_id: Option<Uuid>) -> Uuid {
+        let email = format!("{}@example.test", Uuid::new_v4().simple());
+        Users::new(self.stores.postgres.clone())
+            .create(&NewUser {
+                email: &email,
+                phone: None,
+                name: "Test Person",
+                role,
+                password_hash: "!",
+                restaurant_id,
+            })
+            .await
+            .unwrap()
+    }
+
+    pub async fn customer(&self) -> Principal {
+        Principal { user_id: self.user(UserRole::Customer, None).await, role: Role::Customer, restaurant_id: None }
+    }
+
+    pub async fn admin(&self) -> Principal {
+        Principal { user_id: self.user(UserRole::Admin, None).await, role: Role::Admin, restaurant_id: None }
+    }
+
+    pub async fn staff(&self, restaurant_id: Uuid) -> Principal {
+        Principal {
+            user_id: self.user(UserRole::RestaurantStaff, Some(restaurant_id)).await,
+            role: Role::RestaurantStaff,
+            restaurant_id: Some(restaurant_id),
+        }
+    }
+
+    /// An open restaurant at `(lat, lng)` with a small menu; returns it and
+    /// its menu as the server stored them.
+    pub async fn restaurant_at(
+        &self,
+        name: &str,
+        cuisine: &str,
+        lat: f64,
+        lng: f64,
+    ) -> (pb::Restaurant, pb::UpsertMenuResponse) {
+        let admin = self.admin().await;
+        let restaurant = self
+            .restaurants(Some(&admin))
+            .create_restaurant(pb::CreateRestaurantRequest { profile: Some(profile(name, cuisine, lat, lng)) })
+            .await
+            .unwrap()
+            .into_inner()
+            .restaurant
+            .unwrap();
+        let menu = self
+            .restaurants(Some(&admin))
+            .upsert_menu(pb::UpsertMenuRequest {
+                restaurant_id: restaurant.restaurant_id.clone(),
+                categories: demo_menu(),
+                expected_menu_version: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        (restaurant, menu)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn dead_channel() -> Channel {
+    Channel::from_static("http://127.0.0.1:9").connect_lazy()
+}
+
+pub fn money(amount: &str) -> pb::Money {
+    pb::Money { currency_code: "EUR".into(), amount: amount.into() }
+}
+
+/// Open around the clock, every day.
+pub fn profile(name: &str, cuisine: &str, lat: f64, lng: f64) -> pb::RestaurantProfile {
+    pb::RestaurantProfile {
+        name: name.into(),
+        address: Some(pb::Address {
+            location: Some(pb::LatLng { lat, lng }),
+            formatted: format!("{name}, 1 Test Street"),
+            instructions: String::new(),
+        }),
+        cuisines: vec![cuisine.into()],
+        phone: "+3312345678".into(),
+        time_zone: "Europe/Paris".into(),
+        opening_hours: (1..=7)
+            .map(|day| pb::OpeningPeriod { day, opens_at: "00:00".into(), closes_at: "00:00".into() })
+            .collect(),
+        delivery_radius_m: 8_000,
+        average_prep_time: Some(prost_types::Duration { seconds: 900, nanos: 0 }),
+        currency_code: "EUR".into(),
+        paused: false,
+    }
+}
+
+/// Two categories; the pizza has a required size and optional toppings, the
+/// soup is sold out.
+pub fn demo_menu() -> Vec<pb::MenuCategory> {
+    vec![
+        pb::MenuCategory {
+            category_id: String::new(),
+            name: "Pizza".into(),
+            items: vec![pb::MenuItem {
+                item_id: String::new(),
+                name: "Margherita".into(),
+                description: "Tomato, mozzarella, basil".into(),
+                price: Some(money("9.50")),
+                available: true,
+                image_url: String::new(),
+                customizations: vec![
+                    pb::Customization {
+                        customization_id: String::new(),
+                        name: "Size".into(),
+                        min_choices: 1,
+                        max_choices: 1,
+                        options: vec![
+                            pb::CustomizationOption {
+                                option_id: String::new(),
+                                name: "Regular".into(),
+                                surcharge: Some(money("0")),
+                                available: true,
+                            },
+                            pb::CustomizationOption {
+                                option_id: String::new(),
+                                name: "Large".into(),
+                                surcharge: Some(money("3.00")),
+                                available: true,
+                            },
+                        ],
+                    },
+                    pb::Customization {
+                        customization_id: String::new(),
+                        name: "Extra toppings".into(),
+                        min_choices: 0,
+                        max_choices: 2,
+                        options: vec![
+                            pb::CustomizationOption {
+                                option_id: String::new(),
+                                name: "Olives".into(),
+                                surcharge: Some(money("1.25")),
+                                available: true,
+                            },
+                            pb::CustomizationOption {
+                                option_id: String::new(),
+                                name: "Truffle".into(),
+                                surcharge: Some(money("6.00")),
+                                available: false,
+                            },
+                        ],
+                    },
+                ],
+            }],
+        },
+        pb::MenuCategory {
+            category_id: String::new(),
+            name: "Starters".into(),
+            items: vec![
+                pb::MenuItem {
+                    item_id: String::new(),
+                    name: "Bruschetta".into(),
+                    description: String::new(),
+                    price: Some(money("5.00")),
+                    available: true,
+                    image_url: String::new(),
+                    customizations: vec![],
+                },
+                pb::MenuItem {
+                    item_id: String::new(),
+                    name: "Soup of the day".into(),
+                    description: String::new(),
+                    price: Some(money("6.00")),
+                    available: false,
+                    image_url: String::new(),
+                    customizations: vec![],
+                },
+            ],
+        },
+    ]
+}
+
+/// The item named `name` in a stored menu.
+pub fn item<'m>(menu: &'m pb::UpsertMenuResponse, name: &str) -> &'m pb::MenuItem {
+    menu.categories.iter().flat_map(|c| &c.items).find(|i| i.name == name).unwrap()
+}
+
+/// A cart line of `quantity` × the named item with the named options.
+pub fn line(menu: &pb::UpsertMenuResponse, name: &str, quantity: u32, options: &[(&str, &str)]) -> pb::CartItem {
+    let item = item(menu, name);
+    let customizations = options
+        .iter()
+        .map(|(customization, option)| {
+            let c = item.customizations.iter().find(|c| c.name == *customization).unwrap();
+            let o = c.options.iter().find(|o| o.name == *option).unwrap();
+            pb::CustomizationChoice {
+                customization_id: c.customization_id.clone(),
+                option_ids: vec![o.option_id.clone()],
+            }
+        })
+        .collect();
+    pb::CartItem { item_id: item.item_id.clone(), quantity, customizations, note: String::new() }
+}
+
+/// A delivery address `north_m` meters north of (lat, lng).
+pub fn address_near(lat: f64, lng: f64, north_m: f64) -> pb::Address {
+    pb::Address {
+        location: Some(pb::LatLng { lat: lat + north_m / 111_195.0, lng }),
+        formatted: "2 Customer Road".into(),
+        instructions: "Ring twice".into(),
+    }
+}

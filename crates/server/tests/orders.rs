@@ -1,0 +1,623 @@
+//! Quotes, orders placed exactly once, payments, transitions and the
+//! restaurant's live stream, against the real PostgreSQL and Redis and the
+//! payment sandbox.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestServer, address_near, item, line};
+use foodfast_api::v1 as pb;
+use foodfast_payment_sandbox::IntentStatus;
+use tokio_stream::StreamExt;
+use tonic::Code;
+
+const LAT: f64 = 48.8566;
+const LNG: f64 = 2.3522;
+
+struct Shop {
+    server: TestServer,
+    restaurant: pb::Restaurant,
+    menu: pb::UpsertMenuResponse,
+}
+
+async fn shop() -> Shop {
+    let server = TestServer::start().await;
+    let (restaurant, menu) = server.restaurant_at("Luigi", "pizza", LAT, LNG).await;
+    Shop { server, restaurant, menu }
+}
+
+impl Shop {
+    fn order_request(&self, key: &str, payment_method_id: &str) -> pb::CreateOrderRequest {
+        pb::CreateOrderRequest {
+            idempotency_key: key.into(),
+            restaurant_id: self.restaurant.restaurant_id.clone(),
+            items: vec![
+                line(&self.menu, "Margherita", 2, &[("Size", "Large"), ("Extra toppings", "Olives")]),
+                line(&self.menu, "Bruschetta", 1, &[]),
+            ],
+            delivery_address: Some(address_near(LAT, LNG, 2_000.0)),
+            payment_method_id: payment_method_id.into(),
+            customer_note: "No cutlery".into(),
+        }
+    }
+
+    async fn order_count(&self) -> i64 {
+        let client = self.server.stores.postgres.client().await.unwrap();
+        client.query_one("SELECT count(*) FROM orders", &[]).await.unwrap().get(0)
+    }
+}
+
+fn amount(m: &Option<pb::Money>) -> String {
+    m.as_ref().unwrap().amount.clone()
+}
+
+#[tokio::test]
+async fn quote_prices_on_the_server_and_ignores_nothing_the_client_cannot_set() {
+    let shop = shop().await;
+    let request = shop.order_request("unused", "pm_card_visa");
+    let quote = shop
+        .server
+        .orders(None)
+        .quote(pb::QuoteRequest {
+            restaurant_id: request.restaurant_id.clone(),
+            items: request.items.clone(),
+            delivery_address: request.delivery_address.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // Margherita 9.50 + Large 3.00 + Olives 1.25 = 13.75 × 2, Bruschetta 5.00.
+    assert_eq!(amount(&quote.items[0].unit_price), "13.75");
+    assert_eq!(amount(&quote.items[0].line_total), "27.50");
+    let price = quote.price.unwrap();
+    assert_eq!(amount(&price.subtotal), "32.50");
+    let (subtotal, fee, tax, total): (f64, f64, f64, f64) = (
+        amount(&price.subtotal).parse().unwrap(),
+        amount(&price.delivery_fee).parse().unwrap(),
+        amount(&price.tax).parse().unwrap(),
+        amount(&price.total).parse().unwrap(),
+    );
+    assert!(fee > 0.0);
+    assert!((subtotal + fee + tax - total).abs() < 0.001);
+    assert!(quote.delivery_distance_m.abs_diff(2_000) <= 2);
+    let eta = quote.estimated_delivery.unwrap();
+    assert!(eta.latest.unwrap().seconds > eta.earliest.unwrap().seconds);
+}
+
+#[tokio::test]
+async fn create_order_writes_the_order_its_first_event_and_authorizes_payment() {
+    let shop = shop().await;
+    let customer = shop.server.customer().await;
+    let order = shop
+        .server
+        .orders(Some(&customer))
+        .create_order(shop.order_request("key-1", "pm_card_visa"))
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap();
+    assert_eq!(order.status(), pb::OrderStatus::Pending);
+    assert_eq!(order.customer_id, customer.user_id.to_string());
+    assert_eq!(order.items.len(), 2);
+    assert_eq!(order.customer_note, "No cutlery");
+    assert_eq!(order.history.len(), 1);
+    assert_eq!(order.history[0].seq, 1);
+    assert_eq!(order.history[0].status(), pb::OrderStatus::Pending);
+    assert_eq!(order.last_event_seq, 1);
+
+    let intents = shop.server.sandbox.intents();
+    assert_eq!(intents.len(), 1);
+    assert_eq!(intents[0].status, IntentStatus::Authorized);
+    assert_eq!(intents[0].metadata.get("order_id"), Some(&order.order_id));
+
+    let fetched = shop
+        .server
+        .orders(Some(&customer))
+        .get_order(pb::GetOrderRequest { order_id: order.order_id.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap();
+    assert_eq!(fetched, order);
+}
+
+#[tokio::test]
+async fn twenty_concurrent_retries_with_one_key_make_one_order() {
+    let shop = shop().await;
+    let customer = shop.server.customer().await;
+    let mut calls = Vec::new();
+    for _ in 0..20 {
+        let mut client = shop.server.orders(Some(&customer));
+        let request = shop.order_request("same-key", "pm_card_visa");
+        calls.push(tokio::spawn(async move { client.create_order(request).await }));
+    }
+    let mut ids = std::collections::HashSet::new();
+    for call in calls {
+        let order = call.await.unwrap().unwrap().into_inner().order.unwrap();
+        ids.insert(order.order_id);
+    }
+    assert_eq!(ids.len(), 1, "every retry answers with the same order");
+    assert_eq!(shop.order_count().await, 1);
+    assert_eq!(shop.server.sandbox.intents().len(), 1, "one authorization");
+
+    // The same key with a different request is refused.
+    let mut different = shop.order_request("same-key", "pm_card_visa");
+    different.items[0].quantity = 3;
+    let err = shop.server.orders(Some(&customer)).create_order(different).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("idempotency key"), "{}", err.message());
+    assert_eq!(shop.order_count().await, 1);
+}
+
+#[tokio::test]
+async fn declined_timed_out_and_failing_payments_leave_no_order() {
+    let shop = shop().await;
+    let customer = shop.server.customer().await;
+    for (method, code) in [
+        ("pm_card_declined", Code::FailedPrecondition),
+        ("pm_card_insufficient_funds", Code::FailedPrecondition),
+        ("pm_provider_timeout", Code::Unavailable),
+        ("pm_provider_error", Code::Unavailable),
+    ] {
+        let err = shop
+            .server
+            .orders(Some(&customer))
+            .create_order(shop.order_request(&format!("key-{method}"), method))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), code, "{method}: {}", err.message());
+    }
+    assert_eq!(shop.order_count().await, 0);
+    let client = shop.server.stores.postgres.client().await.unwrap();
+    let keys: i64 = client.query_one("SELECT count(*) FROM idempotency_keys", &[]).await.unwrap().get(0);
+    assert_eq!(keys, 0, "a failed attempt leaves no claimed key behind");
+    let events: i64 = client.query_one("SELECT count(*) FROM order_events", &[]).await.unwrap().get(0);
+    assert_eq!(events, 0);
+
+    // After a decline the same key may be used again, e.g. with another card.
+    let order = shop
+        .server
+        .orders(Some(&customer))
+        .create_order(shop.order_request("key-pm_card_declined", "pm_card_visa"))
+        .await
+        .unwrap();
+    assert_eq!(order.into_inner().order.unwrap().status(), pb::OrderStatus::Pending);
+}
+
+#[tokio::test]
+async fn every_bad_cart_is_refused_with_the_field_or_item_named() {
+    let shop = shop().await;
+    let customer = shop.server.customer().await;
+    let good = shop.order_request("k", "pm_card_visa");
+    let soup = item(&shop.menu, "Soup of the day").item_id.clone();
+
+    let mut cases: Vec<(pb::CreateOrderRequest, Code, &str)> = Vec::new();
+    let mut r = good.clone();
+    r.items.clear();
+    cases.push((r, Code::InvalidArgument, "empty"));
+    let mut r = good.clone();
+    r.items[0].quantity = 0;
+    cases.push((r, Code::InvalidArgument, "quantity"));
+    let mut r = good.clone();
+    r.items[0].quantity = 100;
+    cases.push((r, Code::InvalidArgument, "quantity"));
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let mut r = good.clone();
+    r.items[1].item_id = unknown.clone();
+    cases.push((r, Code::InvalidArgument, &unknown));
+    let mut r = good.clone();
+    r.items[1].item_id = "nope".into();
+    cases.push((r, Code::InvalidArgument, "items[1].item_id"));
+    let mut r = good.clone();
+    r.items[1] = pb::CartItem { item_id: soup, quantity: 1, customizations: vec![], note: String::new() };
+    cases.push((r, Code::FailedPrecondition, "Soup of the day"));
+    let mut r = good.clone();
+    r.items[0] = line(&shop.menu, "Margherita", 1, &[]);
+    cases.push((r, Code::InvalidArgument, "Size"));
+    let mut r = good.clone();
+    r.items[0] = line(&shop.menu, "Margherita", 1, &[("Size", "Large"), ("Size", "Regular")]);
+    cases.push((r, Code::InvalidArgument, "Size"));
+    let mut r = good.clone();
+    r.items[0] = line(&shop.menu, "Margherita", 1, &[("Size", "Large"), ("Extra toppings", "Truffle")]);
+    cases.push((r, Code::FailedPrecondition, "Truffle"));
+    let mut r = good.clone();
+    r.delivery_address = Some(address_near(LAT, LNG, 9_000.0));
+    cases.push((r, Code::FailedPrecondition, "delivery"));
+    let mut r = good.clone();
+    r.delivery_address = Some(address_near(95.0, LNG, 0.0));
+    cases.push((r, Code::InvalidArgument, "delivery_address.location"));
+    let mut r = good.clone();
+    r.idempotency_key.clear();
+    cases.push((r, Code::InvalidArgument, "idempotency_key"));
+    let mut r = good.clone();
+    r.payment_method_id.clear();
+    cases.push((r, Code::InvalidArgument, "payment_method_id"));
+    let mut r = good.clone();
+    r.restaurant_id = uuid::Uuid::new_v4().to_string();
+    cases.push((r, Code::NotFound, "restaurant"));
+
+    for (i, (request, code, needle)) in cases.into_iter().enumerate() {
+        let err = shop.server.orders(Some(&customer)).create_order(request).await.unwrap_err();
+        assert_eq!(err.code(), code, "case {i}: {}", err.message());
+        assert!(err.message().contains(needle), "case {i}: {:?} lacks {needle:?}", err.message());
+    }
+    assert_eq!(shop.order_count().await, 0);
+    assert!(shop.server.sandbox.intents().is_empty(), "nothing was charged");
+}
+
+#[tokio::test]
+async fn a_closed_or_paused_restaurant_takes_no_orders() {
+    let shop = shop().await;
+    let admin = shop.server.admin().await;
+    let mut paused = common::profile("Luigi", "pizza", LAT, LNG);
+    paused.paused = true;
+    shop.server
+        .restaurants(Some(&admin))
+        .update_restaurant(pb::UpdateRestaurantRequest {
+            restaurant_id: shop.restaurant.restaurant_id.clone(),
+            profile: Some(paused),
+            update_mask: Some(prost_types::FieldMask { paths: vec!["paused".into()] }),
+        })
+        .await
+        .unwrap();
+    let customer = shop.server.customer().await;
+    let err =
+        shop.server.orders(Some(&customer)).create_order(shop.order_request("k", "pm_card_visa")).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("not taking orders"), "{}", err.message());
+    assert_eq!(shop.order_count().await, 0);
+}
+
+#[tokio::test]
+async fn transitions_follow_the_state_machine_and_move_the_money() {
+    let shop = shop().await;
+    let customer = shop.server.customer().await;
+    let staff = shop.server.staff(shop.restaurant.restaurant_id.parse().unwrap()).await;
+    let place = |key: &'static str| {
+        let mut client = shop.server.orders(Some(&customer));
+        let request = shop.order_request(key, "pm_card_visa");
+        async move { client.create_order(request).await.unwrap().into_inner().order.unwrap() }
+    };
+    let update = |order_id: &str, status: &str, reason: &str| {
+        let mut client = shop.server.restaurants(Some(&staff));
+        let request = pb::UpdateOrderStatusRequest {
+            order_id: order_id.into(),
+            status: status.into(),
+            reason: reason.into(),
+            prep_time: None,
+        };
+        async move { client.update_order_status(request).await }
+    };
+
+    // Accept → preparing → ready; the capture is settled by the worker.
+    let order = place("a").await;
+    let accepted = update(&order.order_id, "accepted", "").await.unwrap().into_inner();
+    assert_eq!(accepted.status(), pb::OrderStatus::Confirmed);
+    assert_eq!(accepted.seq, 2);
+    // Illegal: ready is fine from confirmed, but "accepted" twice is not.
+    let err = update(&order.order_id, "accepted", "").await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(update(&order.order_id, "preparing", "").await.unwrap().into_inner().seq, 3);
+    assert_eq!(
+        update(&order.order_id, "ready_for_pickup", "").await.unwrap().into_inner().status(),
+        pb::OrderStatus::ReadyForPickup
+    );
+    // The customer may no longer cancel once preparation started.
+    let err = shop
+        .server
+        .orders(Some(&customer))
+        .cancel_order(pb::CancelOrderRequest { order_id: order.order_id.clone(), reason: "changed my mind".into() })
+        .await
+        .unwrap_err();
+    assert!(matches!(err.code(), Code::FailedPrecondition | Code::PermissionDenied), "{err:?}");
+    wait_for_intent(&shop, &order.order_id, IntentStatus::Captured).await;
+
+    // Reject needs a reason and voids the hold.
+    let order = place("b").await;
+    let err = update(&order.order_id, "rejected", "").await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let err = update(&order.order_id, "delivered", "").await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("status"));
+    assert_eq!(
+        update(&order.order_id, "rejected", "out of dough").await.unwrap().into_inner().status(),
+        pb::OrderStatus::Rejected
+    );
+    wait_for_intent(&shop, &order.order_id, IntentStatus::Canceled).await;
+    let err = update(&order.order_id, "accepted", "").await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "a rejected order stays rejected");
+
+    // The customer cancels a pending order: voided, history complete.
+    let order = place("c").await;
+    let cancelled = shop
+        .server
+        .orders(Some(&customer))
+        .cancel_order(pb::CancelOrderRequest { order_id: order.order_id.clone(), reason: "changed my mind".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap();
+    assert_eq!(cancelled.status(), pb::OrderStatus::Cancelled);
+    let statuses: Vec<_> = cancelled.history.iter().map(|e| (e.seq, e.status())).collect();
+    assert_eq!(statuses, vec![(1, pb::OrderStatus::Pending), (2, pb::OrderStatus::Cancelled)]);
+    assert_eq!(cancelled.history[1].reason, "changed my mind");
+    wait_for_intent(&shop, &order.order_id, IntentStatus::Canceled).await;
+
+    // Strangers see nothing and change nothing, and cannot tell whether it exists.
+    let stranger = shop.server.customer().await;
+    for order_id in [order.order_id.clone(), uuid::Uuid::new_v4().to_string()] {
+        let err = shop
+            .server
+            .orders(Some(&stranger))
+            .get_order(pb::GetOrderRequest { order_id: order_id.clone() })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied);
+        let err = shop
+            .server
+            .orders(Some(&stranger))
+            .cancel_order(pb::CancelOrderRequest { order_id, reason: String::new() })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied);
+    }
+    let other_staff = shop.server.staff(uuid::Uuid::new_v4()).await;
+    let mut client = shop.server.restaurants(Some(&other_staff));
+    let err = client
+        .update_order_status(pb::UpdateOrderStatusRequest {
+            order_id: order.order_id.clone(),
+            status: "accepted".into(),
+            reason: String::new(),
+            prep_time: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+}
+
+async fn wait_for_intent(shop: &Shop, order_id: &str, status: IntentStatus) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let intent = shop
+            .server
+            .sandbox
+            .intents()
+            .into_iter()
+            .find(|i| i.metadata.get("order_id").map(String::as_str) == Some(order_id));
+        if intent.as_ref().is_some_and(|i| i.status == status) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "payment of {order_id} is {intent:?}, expected {status:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn list_orders_pages_a_customers_history_newest_first() {
+    let shop = shop().await;
+    let customer = shop.server.customer().await;
+    let mut placed = Vec::new();
+    for i in 0..5 {
+        let order = shop
+            .server
+            .orders(Some(&customer))
+            .create_order(shop.order_request(&format!("h{i}"), "pm_card_visa"))
+            .await
+            .unwrap()
+            .into_inner()
+            .order
+            .unwrap();
+        placed.push(order.order_id);
+    }
+    placed.reverse();
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = shop
+            .server
+            .orders(Some(&customer))
+            .list_orders(pb::ListOrdersRequest { customer_id: String::new(), page_size: 2, page_token: token })
+            .await
+            .unwrap()
+            .into_inner();
+        seen.extend(page.orders.into_iter().map(|o| o.order_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(seen, placed);
+
+    let stranger = shop.server.customer().await;
+    let err = shop
+        .server
+        .orders(Some(&stranger))
+        .list_orders(pb::ListOrdersRequest {
+            customer_id: customer.user_id.to_string(),
+            page_size: 0,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+}
+
+type Watch = tonic::codec::Streaming<pb::WatchOrdersResponse>;
+
+async fn next_message(stream: &mut Watch) -> pb::WatchOrdersResponse {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("no message within 10 s")
+            .expect("stream ended")
+            .expect("stream failed");
+        if !matches!(message.payload, Some(pb::watch_orders_response::Payload::Heartbeat(_))) {
+            return message;
+        }
+    }
+}
+
+fn change(message: &pb::WatchOrdersResponse) -> (String, u64, pb::OrderStatus) {
+    match &message.payload {
+        Some(pb::watch_orders_response::Payload::Change(change)) => {
+            let event = change.event.as_ref().unwrap();
+            (event.order_id.clone(), event.seq, event.status())
+        }
+        other => panic!("expected a change, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_watcher_that_reconnects_gets_every_missed_event_once_in_order() {
+    let mut shop = shop().await;
+    let customer = shop.server.customer().await;
+    let restaurant_id = shop.restaurant.restaurant_id.clone();
+    let staff = shop.server.staff(restaurant_id.parse().unwrap()).await;
+    let existing = shop
+        .server
+        .orders(Some(&customer))
+        .create_order(shop.order_request("before", "pm_card_visa"))
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap();
+
+    // Two staff watch at once: both get the snapshot, then caught_up.
+    let mut first = shop
+        .server
+        .restaurants(Some(&staff))
+        .watch_orders(pb::WatchOrdersRequest { restaurant_id: restaurant_id.clone(), after_cursor: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut second = shop
+        .server
+        .restaurants(Some(&staff))
+        .watch_orders(pb::WatchOrdersRequest { restaurant_id: restaurant_id.clone(), after_cursor: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
+    for stream in [&mut first, &mut second] {
+        match next_message(stream).await.payload {
+            Some(pb::watch_orders_response::Payload::Snapshot(order)) => assert_eq!(order.order_id, existing.order_id),
+            other => panic!("expected the snapshot, got {other:?}"),
+        }
+        match next_message(stream).await.payload {
+            Some(pb::watch_orders_response::Payload::CaughtUp(caught_up)) => assert_eq!(caught_up.open_orders, 1),
+            other => panic!("expected caught_up, got {other:?}"),
+        }
+    }
+
+    // A new order arrives live on both.
+    let live = shop
+        .server
+        .orders(Some(&customer))
+        .create_order(shop.order_request("live", "pm_card_visa"))
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap();
+    let mut cursor = String::new();
+    for stream in [&mut first, &mut second] {
+        let message = next_message(stream).await;
+        assert_eq!(change(&message), (live.order_id.clone(), 1, pb::OrderStatus::Pending));
+        cursor = message.cursor.clone();
+    }
+    drop(first);
+    drop(second);
+
+    // While nobody watches: three new orders and two transitions, then the
+    // server restarts.
+    let mut missed = Vec::new();
+    for key in ["m1", "m2", "m3"] {
+        let order = shop
+            .server
+            .orders(Some(&customer))
+            .create_order(shop.order_request(key, "pm_card_visa"))
+            .await
+            .unwrap()
+            .into_inner()
+            .order
+            .unwrap();
+        missed.push((order.order_id, 1, pb::OrderStatus::Pending));
+    }
+    let mut staff_client = shop.server.restaurants(Some(&staff));
+    for (order_id, status, expected) in [
+        (&live.order_id, "accepted", pb::OrderStatus::Confirmed),
+        (&existing.order_id, "rejected", pb::OrderStatus::Rejected),
+    ] {
+        let seq = staff_client
+            .update_order_status(pb::UpdateOrderStatusRequest {
+                order_id: order_id.clone(),
+                status: status.into(),
+                reason: "busy".into(),
+                prep_time: None,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .seq;
+        missed.push((order_id.clone(), seq, expected));
+    }
+    shop.server.restart().await;
+
+    let mut resumed = shop
+        .server
+        .restaurants(Some(&staff))
+        .watch_orders(pb::WatchOrdersRequest { restaurant_id: restaurant_id.clone(), after_cursor: cursor })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut replayed = Vec::new();
+    for _ in 0..missed.len() {
+        replayed.push(change(&next_message(&mut resumed).await));
+    }
+    assert_eq!(replayed, missed, "every missed event, once, in commit order");
+    match next_message(&mut resumed).await.payload {
+        Some(pb::watch_orders_response::Payload::CaughtUp(_)) => {}
+        other => panic!("expected caught_up after the replay, got {other:?}"),
+    }
+    // And nothing more until something happens.
+    let quiet = tokio::time::timeout(Duration::from_millis(1500), resumed.next()).await;
+    assert!(
+        quiet.is_err()
+            || matches!(
+                quiet,
+                Ok(Some(Ok(pb::WatchOrdersResponse {
+                    payload: Some(pb::watch_orders_response::Payload::Heartbeat(_)),
+                    ..
+                })))
+            ),
+        "no duplicate after the replay: {quiet:?}"
+    );
+    shop.server.shut_down().await;
+}
+
+#[tokio::test]
+async fn watching_needs_the_restaurants_staff_and_a_valid_cursor() {
+    let shop = shop().await;
+    let restaurant_id = shop.restaurant.restaurant_id.clone();
+    let customer = shop.server.customer().await;
+    let err = shop
+        .server
+        .restaurants(Some(&customer))
+        .watch_orders(pb::WatchOrdersRequest { restaurant_id: restaurant_id.clone(), after_cursor: String::new() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let staff = shop.server.staff(restaurant_id.parse().unwrap()).await;
+    let err = shop
+        .server
+        .restaurants(Some(&staff))
+        .watch_orders(pb::WatchOrdersRequest { restaurant_id, after_cursor: "garbage".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("after_cursor"));
+}

@@ -1,0 +1,247 @@
+//! Restaurants, search and menus against the real PostgreSQL and Redis.
+
+mod common;
+
+use common::{TestServer, demo_menu, item, profile};
+use foodfast_api::v1 as pb;
+use foodfast_testkit::PrivateRedis;
+use tonic::Code;
+
+const LAT: f64 = 48.8566;
+const LNG: f64 = 2.3522;
+/// Meters per degree of latitude.
+const M_PER_DEG: f64 = 111_195.0;
+
+fn search(
+    lat: f64,
+    lng: f64,
+    radius_m: u32,
+    cuisine: &str,
+    page_size: u32,
+    page_token: &str,
+) -> pb::SearchNearbyRequest {
+    pb::SearchNearbyRequest {
+        lat,
+        lng,
+        radius_m,
+        cuisine: cuisine.into(),
+        open_now: false,
+        page_size,
+        page_token: page_token.into(),
+    }
+}
+
+#[tokio::test]
+async fn search_finds_restaurants_by_distance_cuisine_and_page() {
+    let server = TestServer::start().await;
+    // Six restaurants due north of the query point at 300 m steps, and one
+    // 20 km away. Cuisines alternate.
+    let mut expected = Vec::new();
+    for i in 1..=6 {
+        let cuisine = if i % 2 == 0 { "pizza" } else { "sushi" };
+        let (restaurant, _) =
+            server.restaurant_at(&format!("R{i}"), cuisine, LAT + (i as f64 * 300.0) / M_PER_DEG, LNG).await;
+        expected.push((restaurant.restaurant_id, cuisine));
+    }
+    server.restaurant_at("Far away", "pizza", LAT + 20_000.0 / M_PER_DEG, LNG).await;
+    let mut client = server.restaurants(None);
+
+    let all = client.search_nearby(search(LAT, LNG, 5_000, "", 0, "")).await.unwrap().into_inner();
+    let ids: Vec<_> = all.restaurants.iter().map(|r| r.restaurant_id.clone()).collect();
+    assert_eq!(ids, expected.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(), "nearest first, far one left out");
+    let distances: Vec<u32> = all.restaurants.iter().map(|r| r.distance_m).collect();
+    for (i, d) in distances.iter().enumerate() {
+        let want = (i as u32 + 1) * 300;
+        assert!(d.abs_diff(want) <= 2, "distance {d} for {want}");
+    }
+    assert!(all.restaurants.iter().all(|r| r.open_now && r.delivery_fee.is_some()));
+
+    // A smaller radius cuts by exact distance, not by cell.
+    let near = client.search_nearby(search(LAT, LNG, 1_000, "", 0, "")).await.unwrap().into_inner();
+    assert_eq!(near.restaurants.len(), 3);
+
+    let pizza = client.search_nearby(search(LAT, LNG, 5_000, "Pizza", 0, "")).await.unwrap().into_inner();
+    let pizza_ids: Vec<_> = pizza.restaurants.iter().map(|r| r.restaurant_id.clone()).collect();
+    let want: Vec<_> = expected.iter().filter(|(_, c)| *c == "pizza").map(|(id, _)| id.clone()).collect();
+    assert_eq!(pizza_ids, want);
+
+    // Pages of two walk the same order without repeats or gaps.
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client.search_nearby(search(LAT, LNG, 5_000, "", 2, &token)).await.unwrap().into_inner();
+        assert!(page.restaurants.len() <= 2);
+        paged.extend(page.restaurants.into_iter().map(|r| r.restaurant_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(paged, ids);
+
+    // A token from one query does not page another.
+    let first = client.search_nearby(search(LAT, LNG, 5_000, "", 2, "")).await.unwrap().into_inner();
+    let err = client.search_nearby(search(LAT, LNG, 4_000, "", 2, &first.next_page_token)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("page_token"), "{}", err.message());
+}
+
+#[tokio::test]
+async fn search_rejects_bad_coordinates_and_radius() {
+    let server = TestServer::start().await;
+    let mut client = server.restaurants(None);
+    for (request, field) in [
+        (search(91.0, LNG, 1_000, "", 0, ""), "lat"),
+        (search(LAT, -181.0, 1_000, "", 0, ""), "lng"),
+        (search(LAT, LNG, 50_001, "", 0, ""), "radius_m"),
+        (search(LAT, LNG, 1_000, "", 0, "not-a-token"), "page_token"),
+    ] {
+        let err = client.search_nearby(request).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{field}");
+        assert!(err.message().contains(field), "{field}: {}", err.message());
+    }
+}
+
+#[tokio::test]
+async fn only_admins_create_restaurants_and_bad_profiles_are_refused() {
+    let server = TestServer::start().await;
+    let customer = server.customer().await;
+    let err = server
+        .restaurants(Some(&customer))
+        .create_restaurant(pb::CreateRestaurantRequest { profile: Some(profile("X", "pizza", LAT, LNG)) })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = server
+        .restaurants(None)
+        .create_restaurant(pb::CreateRestaurantRequest { profile: Some(profile("X", "pizza", LAT, LNG)) })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+
+    let admin = server.admin().await;
+    let mut client = server.restaurants(Some(&admin));
+    let mut bad_zone = profile("X", "pizza", LAT, LNG);
+    bad_zone.time_zone = "Mars/Olympus".into();
+    let mut bad_radius = profile("X", "pizza", LAT, LNG);
+    bad_radius.delivery_radius_m = 0;
+    let mut bad_hours = profile("X", "pizza", LAT, LNG);
+    bad_hours.opening_hours[0].opens_at = "25:00".into();
+    let mut no_name = profile("X", "pizza", LAT, LNG);
+    no_name.name = "  ".into();
+    for (bad, field) in [
+        (bad_zone, "profile.time_zone"),
+        (bad_radius, "profile.delivery_radius_m"),
+        (bad_hours, "profile.opening_hours[0].opens_at"),
+        (no_name, "profile.name"),
+    ] {
+        let err = client.create_restaurant(pb::CreateRestaurantRequest { profile: Some(bad) }).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{field}");
+        assert!(err.message().contains(field), "{field}: {}", err.message());
+    }
+}
+
+#[tokio::test]
+async fn the_menu_is_cached_invalidated_by_upsert_and_served_without_redis() {
+    let mut redis = PrivateRedis::start();
+    let server = TestServer::start_with(|config| config.stores.redis.url = redis.url()).await;
+    let (restaurant, stored) = server.restaurant_at("Cached", "pizza", LAT, LNG).await;
+    let id = restaurant.restaurant_id.clone();
+    let mut client = server.restaurants(None);
+
+    let first = client.get_menu(pb::GetMenuRequest { restaurant_id: id.clone() }).await.unwrap().into_inner();
+    assert_eq!(first.categories, stored.categories);
+    assert_eq!(first.menu_version, stored.menu_version);
+
+    // Served from the cache: a change written behind the store's back is
+    // not seen until the cache is invalidated.
+    let client_pg = server.stores.postgres.client().await.unwrap();
+    client_pg.execute("UPDATE menu_items SET name = 'Sneaky' WHERE name = 'Bruschetta'", &[]).await.unwrap();
+    let cached = client.get_menu(pb::GetMenuRequest { restaurant_id: id.clone() }).await.unwrap().into_inner();
+    assert!(cached.categories.iter().flat_map(|c| &c.items).any(|i| i.name == "Bruschetta"), "cache hit expected");
+
+    // UpsertMenu invalidates: the new menu is served at once.
+    let staff = server.staff(id.parse().unwrap()).await;
+    let mut categories = demo_menu();
+    categories[1].items[0].name = "Garlic bread".into();
+    let updated = server
+        .restaurants(Some(&staff))
+        .upsert_menu(pb::UpsertMenuRequest {
+            restaurant_id: id.clone(),
+            categories,
+            expected_menu_version: stored.menu_version.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(updated.menu_version, stored.menu_version);
+    let fresh = client.get_menu(pb::GetMenuRequest { restaurant_id: id.clone() }).await.unwrap().into_inner();
+    assert!(fresh.categories.iter().flat_map(|c| &c.items).any(|i| i.name == "Garlic bread"));
+    assert_eq!(fresh.menu_version, updated.menu_version);
+
+    // A stale expected version is refused and changes nothing.
+    let err = server
+        .restaurants(Some(&staff))
+        .upsert_menu(pb::UpsertMenuRequest {
+            restaurant_id: id.clone(),
+            categories: demo_menu(),
+            expected_menu_version: stored.menu_version.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Aborted);
+
+    // Redis down: the menu still comes, from the database.
+    redis.kill();
+    let without_redis = client.get_menu(pb::GetMenuRequest { restaurant_id: id.clone() }).await.unwrap().into_inner();
+    assert_eq!(without_redis.menu_version, updated.menu_version);
+    assert_eq!(without_redis.categories, fresh.categories);
+    redis.restart();
+}
+
+#[tokio::test]
+async fn menus_are_edited_only_by_their_staff_and_validated() {
+    let server = TestServer::start().await;
+    let (restaurant, stored) = server.restaurant_at("Mine", "pizza", LAT, LNG).await;
+    let (other, _) = server.restaurant_at("Theirs", "pizza", LAT, LNG).await;
+    let stranger = server.staff(other.restaurant_id.parse().unwrap()).await;
+    let err = server
+        .restaurants(Some(&stranger))
+        .upsert_menu(pb::UpsertMenuRequest {
+            restaurant_id: restaurant.restaurant_id.clone(),
+            categories: demo_menu(),
+            expected_menu_version: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    let staff = server.staff(restaurant.restaurant_id.parse().unwrap()).await;
+    let mut negative = demo_menu();
+    negative[0].items[0].price = Some(common::money("-1.00"));
+    let mut foreign = demo_menu();
+    foreign[1].items[0].item_id = String::from("not-a-uuid");
+    for (categories, field) in [(negative, "categories[0].items[0].price"), (foreign, "categories[1].items[0].item_id")]
+    {
+        let err = server
+            .restaurants(Some(&staff))
+            .upsert_menu(pb::UpsertMenuRequest {
+                restaurant_id: restaurant.restaurant_id.clone(),
+                categories,
+                expected_menu_version: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{field}");
+        assert!(err.message().contains(field), "{field}: {}", err.message());
+    }
+    // Nothing changed.
+    let menu = server
+        .restaurants(None)
+        .get_menu(pb::GetMenuRequest { restaurant_id: restaurant.restaurant_id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(menu.menu_version, stored.menu_version);
+    assert_eq!(item(&stored, "Margherita").price, menu.categories[0].items[0].price);
+}

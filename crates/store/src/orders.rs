@@ -1,0 +1,652 @@
+//! Orders on CockroachDB. Every change to an order is one SERIALIZABLE
+//! transaction that also appends its `order_events` row, with the order's
+//! next `seq` and the restaurant's next `restaurant_seq`: the status history,
+//! the outbox, and the cursor restaurant dashboards resume from.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use foodfast_domain::address::Address;
+use foodfast_domain::money::Currency;
+use foodfast_domain::order::{
+    self, Actor, Decision, OrderAction, OrderState, OrderStatus, PaymentEffect, TransitionError,
+};
+use foodfast_domain::pricing::{PricedChoice, Quote};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Row;
+use tokio_postgres::types::Json;
+use uuid::Uuid;
+
+use crate::postgres::{Postgres, TxError};
+use crate::{StoreError, sql};
+
+/// Where the payment of an order stands. `*Pending` means decided in the
+/// order's transaction but not yet confirmed by the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    Authorized,
+    CapturePending,
+    Captured,
+    VoidPending,
+    Voided,
+    RefundPending,
+    Refunded,
+}
+
+impl PaymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Authorized => "authorized",
+            PaymentStatus::CapturePending => "capture_pending",
+            PaymentStatus::Captured => "captured",
+            PaymentStatus::VoidPending => "void_pending",
+            PaymentStatus::Voided => "voided",
+            PaymentStatus::RefundPending => "refund_pending",
+            PaymentStatus::Refunded => "refunded",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "authorized" => PaymentStatus::Authorized,
+            "capture_pending" => PaymentStatus::CapturePending,
+            "captured" => PaymentStatus::Captured,
+            "void_pending" => PaymentStatus::VoidPending,
+            "voided" => PaymentStatus::Voided,
+            "refund_pending" => PaymentStatus::RefundPending,
+            "refunded" => PaymentStatus::Refunded,
+            other => return Err(StoreError::Corrupt(format!("unknown payment status {other:?}"))),
+        })
+    }
+
+    /// The provider call still owed, and the status once it succeeded.
+    pub fn unsettled(self) -> Option<(PaymentEffect, PaymentStatus)> {
+        match self {
+            PaymentStatus::CapturePending => Some((PaymentEffect::Capture, PaymentStatus::Captured)),
+            PaymentStatus::VoidPending => Some((PaymentEffect::Void, PaymentStatus::Voided)),
+            PaymentStatus::RefundPending => Some((PaymentEffect::Refund, PaymentStatus::Refunded)),
+            _ => None,
+        }
+    }
+
+    fn pending(effect: PaymentEffect) -> Self {
+        match effect {
+            PaymentEffect::Capture => PaymentStatus::CapturePending,
+            PaymentEffect::Void => PaymentStatus::VoidPending,
+            PaymentEffect::Refund => PaymentStatus::RefundPending,
+        }
+    }
+}
+
+/// What happened to an order, as `order_events` records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    StatusChanged,
+    DriverAssigned,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::StatusChanged => "status_changed",
+            EventKind::DriverAssigned => "driver_assigned",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "status_changed" => Ok(EventKind::StatusChanged),
+            "driver_assigned" => Ok(EventKind::DriverAssigned),
+            other => Err(StoreError::Corrupt(format!("unknown order event kind {other:?}"))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderLine {
+    pub item_id: Uuid,
+    pub name: String,
+    pub unit_price: Decimal,
+    pub quantity: u32,
+    pub choices: Vec<PricedChoice>,
+    pub note: String,
+    pub line_total: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Order {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub customer_name: String,
+    pub restaurant_id: Uuid,
+    pub restaurant_name: String,
+    pub restaurant_address: Address,
+    pub driver_id: Option<Uuid>,
+    pub status: OrderStatus,
+    pub delivery_address: Address,
+    pub customer_note: String,
+    pub currency: Currency,
+    pub subtotal: Decimal,
+    pub delivery_fee: Decimal,
+    pub tax: Decimal,
+    pub total: Decimal,
+    pub payment_method_id: String,
+    pub payment_id: Option<String>,
+    pub payment_status: PaymentStatus,
+    pub estimated_ready_at: DateTime<Utc>,
+    pub estimated_delivery_earliest: DateTime<Utc>,
+    pub estimated_delivery_latest: DateTime<Utc>,
+    pub last_event_seq: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Empty when read without its lines (lists, dashboards).
+    pub lines: Vec<OrderLine>,
+}
+
+impl Order {
+    pub fn state(&self) -> OrderState {
+        OrderState { status: self.status, has_driver: self.driver_id.is_some() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderEvent {
+    pub order_id: Uuid,
+    pub seq: i64,
+    pub restaurant_id: Uuid,
+    pub restaurant_seq: i64,
+    pub kind: EventKind,
+    pub status: OrderStatus,
+    pub previous_status: Option<OrderStatus>,
+    pub actor_id: Option<Uuid>,
+    pub actor: Actor,
+    pub reason: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Everything `place` writes, already priced and paid for (authorized).
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub customer_name: String,
+    pub restaurant_id: Uuid,
+    pub restaurant_name: String,
+    pub restaurant_address: Address,
+    pub delivery_address: Address,
+    pub customer_note: String,
+    /// Line notes, by line index of `quote.lines`.
+    pub line_notes: Vec<String>,
+    pub quote: Quote,
+    pub estimated_ready_at: DateTime<Utc>,
+    pub payment_method_id: String,
+    pub payment_id: String,
+    pub idempotency_key: String,
+}
+
+/// The outcome of claiming an idempotency key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// This call owns the key and places order `order_id`.
+    Owned { order_id: Uuid },
+    /// An earlier call with the same request placed this order.
+    Completed { order_id: Uuid },
+    /// An earlier call with the same request is still placing it.
+    InProgress,
+    /// The key was used for a different request.
+    Mismatch,
+}
+
+/// Why a transition did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum TransitionFailure {
+    #[error("order {0} not found")]
+    NotFound(Uuid),
+    #[error("not allowed to change order {0}")]
+    Forbidden(Uuid),
+    #[error(transparent)]
+    Refused(#[from] TransitionError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A committed transition.
+#[derive(Debug, Clone)]
+pub struct Transitioned {
+    pub order: Order,
+    pub event: OrderEvent,
+}
+
+/// Who asks for a transition, and on whose behalf.
+#[derive(Debug, Clone, Copy)]
+pub struct TransitionRequest<'a> {
+    pub order_id: Uuid,
+    pub action: OrderAction,
+    pub actor: Actor,
+    pub actor_id: Option<Uuid>,
+    pub reason: &'a str,
+    /// The driver to assign, for `AssignDriver`.
+    pub driver_id: Option<Uuid>,
+}
+
+#[derive(Clone)]
+pub struct Orders {
+    postgres: Postgres,
+}
+
+impl Orders {
+    pub fn new(postgres: Postgres) -> Self {
+        Self { postgres }
+    }
+
+    /// Claims `key` for one CreateOrder. A claim older than `stale_after`
+    /// that never completed (its owner crashed) is taken over, keeping its
+    /// order id so the payment authorization is reused too.
+    pub async fn claim(
+        &self,
+        customer_id: Uuid,
+        key: &str,
+        request_hash: &str,
+        stale_after: Duration,
+    ) -> Result<Claim, StoreError> {
+        let client = self.postgres.client().await?;
+        let order_id = Uuid::new_v4();
+        let claimed = client
+            .execute(sql::CLAIM_IDEMPOTENCY_KEY, &[&customer_id, &key, &request_hash, &order_id])
+            .await
+            .map_err(StoreError::postgres)?;
+        if claimed == 1 {
+            return Ok(Claim::Owned { order_id });
+        }
+        let stale_before = Utc::now() - stale_after;
+        let Some(row) = client
+            .query_opt(sql::SELECT_IDEMPOTENCY_KEY, &[&customer_id, &key, &stale_before])
+            .await
+            .map_err(StoreError::postgres)?
+        else {
+            // Released between our insert and select: the caller tries again.
+            return Ok(Claim::InProgress);
+        };
+        let (hash, order_id, completed, stale): (String, Uuid, bool, bool) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        if hash != request_hash {
+            return Ok(Claim::Mismatch);
+        }
+        if completed {
+            return Ok(Claim::Completed { order_id });
+        }
+        if stale {
+            let taken = client
+                .execute(sql::TAKE_OVER_IDEMPOTENCY_KEY, &[&customer_id, &key, &stale_before])
+                .await
+                .map_err(StoreError::postgres)?;
+            if taken == 1 {
+                return Ok(Claim::Owned { order_id });
+            }
+        }
+        Ok(Claim::InProgress)
+    }
+
+    /// Gives a claimed key back after the order could not be placed (e.g.
+    /// the payment was declined), so nothing of the attempt remains.
+    pub async fn release(&self, customer_id: Uuid, key: &str, order_id: Uuid) -> Result<(), StoreError> {
+        let client = self.postgres.client().await?;
+        client
+            .execute(sql::RELEASE_IDEMPOTENCY_KEY, &[&customer_id, &key, &order_id])
+            .await
+            .map_err(StoreError::postgres)?;
+        Ok(())
+    }
+
+    /// Writes the order, its lines, its first event and the completed
+    /// idempotency key in one transaction.
+    pub async fn place(&self, new: &NewOrder) -> Result<(Order, OrderEvent), StoreError> {
+        self.postgres
+            .serializable(|tx| {
+                // Each attempt owns its copy: the future may not borrow the caller.
+                let new = new.clone();
+                Box::pin(async move {
+                    let quote = &new.quote;
+                    let restaurant_seq: i64 =
+                        tx.query_one(sql::NEXT_RESTAURANT_EVENT_SEQ, &[&new.restaurant_id]).await?.get(0);
+                    let dropoff = new.delivery_address.location;
+                    tx.execute(
+                        sql::INSERT_ORDER,
+                        &[
+                            &new.id,
+                            &new.customer_id,
+                            &new.customer_name,
+                            &new.restaurant_id,
+                            &new.restaurant_name,
+                            &Json(&new.restaurant_address),
+                            &Json(&new.delivery_address),
+                            &dropoff.lat,
+                            &dropoff.lng,
+                            &new.customer_note,
+                            &quote.currency.as_str(),
+                            &quote.subtotal,
+                            &quote.delivery_fee,
+                            &quote.tax,
+                            &quote.total,
+                            &new.payment_method_id,
+                            &new.payment_id,
+                            &new.estimated_ready_at,
+                            &quote.eta_earliest,
+                            &quote.eta_latest,
+                        ],
+                    )
+                    .await?;
+                    for (index, line) in quote.lines.iter().enumerate() {
+                        let line_no = index as i32;
+                        let quantity = line.quantity as i32;
+                        let note = new.line_notes.get(index).map(String::as_str).unwrap_or("");
+                        tx.execute(
+                            sql::INSERT_ORDER_ITEM,
+                            &[
+                                &new.id,
+                                &line_no,
+                                &line.item_id,
+                                &line.name,
+                                &line.unit_price,
+                                &quantity,
+                                &Json(&line.choices),
+                                &note,
+                                &line.line_total,
+                            ],
+                        )
+                        .await?;
+                    }
+                    let status = OrderStatus::Pending.as_str();
+                    let kind = EventKind::StatusChanged.as_str();
+                    let actor = Actor::Customer.as_str();
+                    tx.execute(
+                        sql::INSERT_ORDER_EVENT,
+                        &[
+                            &new.id,
+                            &1i64,
+                            &new.restaurant_id,
+                            &restaurant_seq,
+                            &kind,
+                            &status,
+                            &None::<&str>,
+                            &Some(new.customer_id),
+                            &actor,
+                            &"",
+                        ],
+                    )
+                    .await?;
+                    let completed = tx
+                        .execute(sql::COMPLETE_IDEMPOTENCY_KEY, &[&new.customer_id, &new.idempotency_key, &new.id])
+                        .await?;
+                    if completed != 1 {
+                        return Err(TxError::Store(StoreError::Conflict { attempts: 1 }));
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
+        let order = self.get(new.id).await?.ok_or_else(|| StoreError::Corrupt(format!("order {} vanished", new.id)))?;
+        let event = self
+            .events(new.id)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Corrupt(format!("order {} has no first event", new.id)))?;
+        Ok((order, event))
+    }
+
+    /// The order with its lines.
+    pub async fn get(&self, id: Uuid) -> Result<Option<Order>, StoreError> {
+        let client = self.postgres.client().await?;
+        let Some(row) = client.query_opt(sql::SELECT_ORDER, &[&id]).await.map_err(StoreError::postgres)? else {
+            return Ok(None);
+        };
+        let mut order = order_from_row(&row)?;
+        let lines = client.query(sql::SELECT_ORDER_ITEMS, &[&id]).await.map_err(StoreError::postgres)?;
+        order.lines = lines.iter().map(line_from_row).collect::<Result<_, _>>()?;
+        Ok(Some(order))
+    }
+
+    /// The order's events, oldest first: its status history.
+    pub async fn events(&self, order_id: Uuid) -> Result<Vec<OrderEvent>, StoreError> {
+        let client = self.postgres.client().await?;
+        let rows = client.query(sql::SELECT_ORDER_EVENTS, &[&order_id]).await.map_err(StoreError::postgres)?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    /// A customer's orders, newest first, after the keyset `(created_at, id)`.
+    pub async fn list_for_customer(
+        &self,
+        customer_id: Uuid,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError> {
+        let client = self.postgres.client().await?;
+        let limit = i64::from(limit);
+        let rows = match after {
+            None => client.query(sql::SELECT_CUSTOMER_ORDERS_FIRST, &[&customer_id, &limit]).await,
+            Some((created_at, id)) => {
+                client.query(sql::SELECT_CUSTOMER_ORDERS_AFTER, &[&customer_id, &limit, &created_at, &id]).await
+            }
+        }
+        .map_err(StoreError::postgres)?;
+        rows.iter().map(order_from_row).collect()
+    }
+
+    /// Applies one action through the state machine. `may_act` sees the
+    /// order (locked) and says whether the caller may touch it at all.
+    pub async fn transition(
+        &self,
+        request: TransitionRequest<'_>,
+        may_act: impl Fn(&Order) -> bool + Send + Sync + 'static,
+    ) -> Result<Transitioned, TransitionFailure> {
+        let may_act = std::sync::Arc::new(may_act);
+        let outcome = self
+            .postgres
+            .serializable(|tx| {
+                let may_act = may_act.clone();
+                let reason = request.reason.to_string();
+                Box::pin(async move {
+                    let Some(row) = tx.query_opt(sql::LOCK_ORDER, &[&request.order_id]).await? else {
+                        return Ok(Err(TransitionFailure::NotFound(request.order_id)));
+                    };
+                    let before = order_from_row(&row)?;
+                    if !may_act(&before) {
+                        return Ok(Err(TransitionFailure::Forbidden(request.order_id)));
+                    }
+                    let Decision { status, has_driver, payment } =
+                        match order::decide(before.state(), request.action, request.actor) {
+                            Ok(decision) => decision,
+                            Err(refused) => return Ok(Err(TransitionFailure::Refused(refused))),
+                        };
+                    let driver_id = if has_driver { before.driver_id.or(request.driver_id) } else { None };
+                    let payment_status = payment.map(PaymentStatus::pending).unwrap_or(before.payment_status);
+                    let restaurant_seq: i64 =
+                        tx.query_one(sql::NEXT_RESTAURANT_EVENT_SEQ, &[&before.restaurant_id]).await?.get(0);
+                    let row = tx
+                        .query_one(
+                            sql::UPDATE_ORDER_STATUS,
+                            &[&request.order_id, &status.as_str(), &driver_id, &payment_status.as_str()],
+                        )
+                        .await?;
+                    let after = order_from_row(&row)?;
+                    let kind = if has_driver && !before.state().has_driver {
+                        EventKind::DriverAssigned
+                    } else {
+                        EventKind::StatusChanged
+                    };
+                    let event = OrderEvent {
+                        order_id: request.order_id,
+                        seq: after.last_event_seq,
+                        restaurant_id: before.restaurant_id,
+                        restaurant_seq,
+                        kind,
+                        status,
+                        previous_status: Some(before.status),
+                        actor_id: request.actor_id,
+                        actor: request.actor,
+                        reason,
+                        created_at: after.updated_at,
+                    };
+                    tx.execute(
+                        sql::INSERT_ORDER_EVENT,
+                        &[
+                            &event.order_id,
+                            &event.seq,
+                            &event.restaurant_id,
+                            &event.restaurant_seq,
+                            &event.kind.as_str(),
+                            &event.status.as_str(),
+                            &event.previous_status.map(OrderStatus::as_str),
+                            &event.actor_id,
+                            &event.actor.as_str(),
+                            &event.reason,
+                        ],
+                    )
+                    .await?;
+                    Ok(Ok(Transitioned { order: after, event }))
+                })
+            })
+            .await?;
+        let mut transitioned = outcome?;
+        let client = self.postgres.client().await?;
+        let lines = client.query(sql::SELECT_ORDER_ITEMS, &[&request.order_id]).await.map_err(StoreError::postgres)?;
+        transitioned.order.lines = lines.iter().map(line_from_row).collect::<Result<_, _>>()?;
+        Ok(transitioned)
+    }
+
+    /// The restaurant's cursor and its open orders, read together.
+    pub async fn open_orders(&self, restaurant_id: Uuid) -> Result<(i64, Vec<Order>), StoreError> {
+        self.postgres
+            .serializable(|tx| {
+                Box::pin(async move {
+                    let Some(row) = tx.query_opt(sql::SELECT_RESTAURANT_EVENT_SEQ, &[&restaurant_id]).await? else {
+                        return Ok((0, Vec::new()));
+                    };
+                    let cursor: i64 = row.get(0);
+                    let rows = tx.query(sql::SELECT_OPEN_RESTAURANT_ORDERS, &[&restaurant_id]).await?;
+                    let orders = rows.iter().map(order_from_row).collect::<Result<_, _>>()?;
+                    Ok((cursor, orders))
+                })
+            })
+            .await
+    }
+
+    /// The restaurant's events after `cursor`, in commit order, at most `limit`.
+    pub async fn restaurant_events_after(
+        &self,
+        restaurant_id: Uuid,
+        cursor: i64,
+        limit: u32,
+    ) -> Result<Vec<OrderEvent>, StoreError> {
+        let client = self.postgres.client().await?;
+        let rows = client
+            .query(sql::SELECT_RESTAURANT_EVENTS_AFTER, &[&restaurant_id, &cursor, &i64::from(limit)])
+            .await
+            .map_err(StoreError::postgres)?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    /// Orders whose payment still owes a provider call, oldest first.
+    pub async fn unsettled_payments(&self, limit: u32) -> Result<Vec<(Uuid, String, PaymentStatus)>, StoreError> {
+        let client = self.postgres.client().await?;
+        let rows =
+            client.query(sql::SELECT_UNSETTLED_PAYMENTS, &[&i64::from(limit)]).await.map_err(StoreError::postgres)?;
+        rows.iter()
+            .map(|row| {
+                let payment_id: Option<String> = row.get(1);
+                Ok((row.get(0), payment_id.unwrap_or_default(), PaymentStatus::parse(row.get(2))?))
+            })
+            .collect()
+    }
+
+    /// Records that the provider confirmed the call owed from `from`.
+    pub async fn settle_payment(
+        &self,
+        order_id: Uuid,
+        from: PaymentStatus,
+        to: PaymentStatus,
+    ) -> Result<(), StoreError> {
+        let client = self.postgres.client().await?;
+        client
+            .execute(sql::SETTLE_PAYMENT, &[&order_id, &from.as_str(), &to.as_str()])
+            .await
+            .map_err(StoreError::postgres)?;
+        Ok(())
+    }
+}
+
+/// Reads the columns of `sql::order_columns!` in their order.
+fn order_from_row(row: &Row) -> Result<Order, StoreError> {
+    let id: Uuid = row.get(0);
+    let corrupt = |what: &str, err: String| StoreError::Corrupt(format!("order {id}: {what}: {err}"));
+    let Json(restaurant_address): Json<Address> = row.get(5);
+    let Json(delivery_address): Json<Address> = row.get(8);
+    let status: &str = row.get(7);
+    let currency: &str = row.get(10);
+    Ok(Order {
+        id,
+        customer_id: row.get(1),
+        customer_name: row.get(2),
+        restaurant_id: row.get(3),
+        restaurant_name: row.get(4),
+        restaurant_address,
+        driver_id: row.get(6),
+        status: status.parse().map_err(|err: order::UnknownName| corrupt("status", err.to_string()))?,
+        delivery_address,
+        customer_note: row.get(9),
+        currency: Currency::new(currency).map_err(|err| corrupt("currency", err.to_string()))?,
+        subtotal: row.get(11),
+        delivery_fee: row.get(12),
+        tax: row.get(13),
+        total: row.get(14),
+        payment_method_id: row.get(15),
+        payment_id: row.get(16),
+        payment_status: PaymentStatus::parse(row.get(17))?,
+        estimated_ready_at: row.get(18),
+        estimated_delivery_earliest: row.get(19),
+        estimated_delivery_latest: row.get(20),
+        last_event_seq: row.get(21),
+        created_at: row.get(22),
+        updated_at: row.get(23),
+        lines: Vec::new(),
+    })
+}
+
+/// Reads `line_no, menu_item_id, name, unit_price, quantity, choices, note, line_total`.
+fn line_from_row(row: &Row) -> Result<OrderLine, StoreError> {
+    let Json(choices): Json<Vec<PricedChoice>> = row.get(5);
+    Ok(OrderLine {
+        item_id: row.get(1),
+        name: row.get(2),
+        unit_price: row.get(3),
+        quantity: row.get::<_, i32>(4) as u32,
+        choices,
+        note: row.get(6),
+        line_total: row.get(7),
+    })
+}
+
+/// Reads the columns of `sql::event_columns!` in their order.
+fn event_from_row(row: &Row) -> Result<OrderEvent, StoreError> {
+    let order_id: Uuid = row.get(0);
+    let corrupt = |what: &str, err: String| StoreError::Corrupt(format!("event of order {order_id}: {what}: {err}"));
+    let status = |s: &str| s.parse::<OrderStatus>().map_err(|err| corrupt("status", err.to_string()));
+    let previous: Option<&str> = row.get(6);
+    let actor: &str = row.get(8);
+    Ok(OrderEvent {
+        order_id,
+        seq: row.get(1),
+        restaurant_id: row.get(2),
+        restaurant_seq: row.get(3),
+        kind: EventKind::parse(row.get(4))?,
+        status: status(row.get(5))?,
+        previous_status: previous.map(status).transpose()?,
+        actor_id: row.get(7),
+        actor: actor.parse().map_err(|err: order::UnknownName| corrupt("actor", err.to_string()))?,
+        reason: row.get(9),
+        created_at: row.get(10),
+    })
+}

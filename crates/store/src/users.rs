@@ -1,0 +1,78 @@
+//! Accounts, as far as orders need them today: who a customer or a staff
+//! member is. Registration and login come with the accounts issue.
+
+use uuid::Uuid;
+
+use crate::postgres::Postgres;
+use crate::{StoreError, sql};
+
+/// One of the roles `users.role` allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserRole {
+    Customer,
+    RestaurantStaff,
+    Driver,
+    Support,
+    Admin,
+}
+
+impl UserRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserRole::Customer => "customer",
+            UserRole::RestaurantStaff => "restaurant_staff",
+            UserRole::Driver => "driver",
+            UserRole::Support => "support",
+            UserRole::Admin => "admin",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser<'a> {
+    pub email: &'a str,
+    pub phone: Option<&'a str>,
+    pub name: &'a str,
+    pub role: UserRole,
+    /// A PHC string; `!` for an account that cannot log in yet.
+    pub password_hash: &'a str,
+    pub restaurant_id: Option<Uuid>,
+}
+
+#[derive(Clone)]
+pub struct Users {
+    postgres: Postgres,
+}
+
+impl Users {
+    pub fn new(postgres: Postgres) -> Self {
+        Self { postgres }
+    }
+
+    pub async fn create(&self, user: &NewUser<'_>) -> Result<Uuid, StoreError> {
+        let id = Uuid::new_v4();
+        let client = self.postgres.client().await?;
+        client
+            .execute(
+                sql::INSERT_USER,
+                &[
+                    &id,
+                    &user.email,
+                    &user.phone,
+                    &user.name,
+                    &user.role.as_str(),
+                    &user.password_hash,
+                    &user.restaurant_id,
+                ],
+            )
+            .await
+            .map_err(StoreError::postgres)?;
+        Ok(id)
+    }
+
+    pub async fn name(&self, id: Uuid) -> Result<Option<String>, StoreError> {
+        let client = self.postgres.client().await?;
+        let row = client.query_opt(sql::SELECT_USER_NAME, &[&id]).await.map_err(StoreError::postgres)?;
+        Ok(row.map(|row| row.get(0)))
+    }
+}
