@@ -94,8 +94,10 @@ async fn health_turns_not_serving_while_redis_is_down_and_serving_when_it_is_bac
 async fn rpcs_not_built_yet_answer_unimplemented() {
     let server = RunningServer::start(foodfast_testkit::fresh_stores().await).await;
 
-    let unary =
-        OrderServiceClient::new(server.channel.clone()).get_order(GetOrderRequest::default()).await.unwrap_err();
+    let unary = DispatchServiceClient::new(server.channel.clone())
+        .get_matching_state(GetMatchingStateRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(unary.code(), tonic::Code::Unimplemented);
 
     let stream =
