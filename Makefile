@@ -21,9 +21,7 @@ help:
 ## The two commands ##########################################################
 
 run: services build-release
-	target/release/foodfast migrate
-	@echo "FoodFast gRPC listens on $(FOODFAST_GRPC_ADDR) (health, reflection: try grpcurl -plaintext $(FOODFAST_GRPC_ADDR) list)"
-	FOODFAST_GRPC_ADDR=$(FOODFAST_GRPC_ADDR) target/release/foodfast serve
+	FOODFAST_GRPC_ADDR=$(FOODFAST_GRPC_ADDR) scripts/run.sh
 
 test: services tools lint test-tools test-rust test-interop
 
@@ -39,7 +37,7 @@ build:
 	$(CARGO) build --workspace --all-targets --locked
 
 build-release:
-	$(CARGO) build --release --locked --bin foodfast
+	$(CARGO) build --release --locked --bin foodfast --bin foodfast-payment-sandbox
 
 migrate: build
 	target/debug/foodfast migrate

@@ -7,6 +7,7 @@ pub mod config;
 pub mod convert;
 pub mod error;
 pub mod health;
+pub mod seed;
 pub mod server;
 pub mod settlement;
 pub mod telemetry;

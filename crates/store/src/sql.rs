@@ -92,6 +92,8 @@ statements! {
     INSERT_USER = "INSERT INTO users (id, email, phone, name, role, password_hash, restaurant_id)
         VALUES ($1, $2, $3, $4, $5, $6, $7)";
     SELECT_USER_NAME = "SELECT name FROM users WHERE id = $1";
+    SELECT_USER_BY_EMAIL = "SELECT id, role, restaurant_id FROM users WHERE email = $1";
+    INSERT_DRIVER = "INSERT INTO drivers (id, city, vehicle, capacity) VALUES ($1, $2, $3, $4)";
 
     CLAIM_IDEMPOTENCY_KEY = "INSERT INTO idempotency_keys (customer_id, idempotency_key, request_hash, order_id)
         VALUES ($1, $2, $3, $4)

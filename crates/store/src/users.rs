@@ -70,6 +70,24 @@ impl Users {
         Ok(id)
     }
 
+    /// The id, role and restaurant of the account with this email.
+    pub async fn by_email(&self, email: &str) -> Result<Option<(Uuid, String, Option<Uuid>)>, StoreError> {
+        let client = self.postgres.client().await?;
+        let row = client.query_opt(sql::SELECT_USER_BY_EMAIL, &[&email]).await.map_err(StoreError::postgres)?;
+        Ok(row.map(|row| (row.get(0), row.get(1), row.get(2))))
+    }
+
+    /// Makes a driver account a driver: its home city, vehicle and how many
+    /// deliveries it may hold at once.
+    pub async fn add_driver(&self, user_id: Uuid, city: &str, vehicle: &str, capacity: i32) -> Result<(), StoreError> {
+        let client = self.postgres.client().await?;
+        client
+            .execute(sql::INSERT_DRIVER, &[&user_id, &city, &vehicle, &capacity])
+            .await
+            .map_err(StoreError::postgres)?;
+        Ok(())
+    }
+
     pub async fn name(&self, id: Uuid) -> Result<Option<String>, StoreError> {
         let client = self.postgres.client().await?;
         let row = client.query_opt(sql::SELECT_USER_NAME, &[&id]).await.map_err(StoreError::postgres)?;

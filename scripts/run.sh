@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# `make run`: migrate, seed the demo city, start the payment sandbox, serve.
+# Development signing keys are generated once into .local/dev.env unless
+# FOODFAST_AUTH_KEYS is already set.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bin=target/release
+mkdir -p .local
+if [[ -z ${FOODFAST_AUTH_KEYS:-} ]]; then
+    if [[ ! -s .local/dev.env ]]; then
+        secret=$(head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 48)
+        printf 'FOODFAST_AUTH_KEYS=dev:%s\n' "$secret" > .local/dev.env
+        echo "generated development token keys in .local/dev.env"
+    fi
+    set -a
+    # shellcheck source=/dev/null
+    . .local/dev.env
+    set +a
+fi
+
+"$bin/foodfast" migrate
+"$bin/foodfast" seed
+
+sandbox_addr=${FOODFAST_SANDBOX_ADDR:-127.0.0.1:8099}
+"$bin/foodfast-payment-sandbox" --listen "$sandbox_addr" &
+sandbox=$!
+trap 'kill "$sandbox" 2>/dev/null || true' EXIT
+export FOODFAST_PAYMENTS_URL=${FOODFAST_PAYMENTS_URL:-http://$sandbox_addr}
+
+grpc_addr=${FOODFAST_GRPC_ADDR:-127.0.0.1:50051}
+cat <<TXT
+
+FoodFast gRPC:       $grpc_addr (health and reflection: grpcurl -plaintext $grpc_addr list)
+Payment sandbox:     http://$sandbox_addr
+A customer's token:  FOODFAST_AUTH_KEYS=... $bin/foodfast token --email customer1@demo.foodfast
+                     (the keys are in .local/dev.env)
+
+TXT
+FOODFAST_GRPC_ADDR=$grpc_addr "$bin/foodfast" serve
