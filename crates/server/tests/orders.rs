@@ -621,3 +621,39 @@ async fn watching_needs_the_restaurants_staff_and_a_valid_cursor() {
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("after_cursor"));
 }
+
+#[tokio::test]
+async fn an_idle_watch_gets_heartbeats_and_ends_cleanly_on_shutdown() {
+    let mut server =
+        TestServer::start_with(|config| config.service.watch_heartbeat = Duration::from_millis(300)).await;
+    let (restaurant, _) = server.restaurant_at("Quiet", "pizza", LAT, LNG).await;
+    let staff = server.staff(restaurant.restaurant_id.parse().unwrap()).await;
+    let mut stream = server
+        .restaurants(Some(&staff))
+        .watch_orders(pb::WatchOrdersRequest { restaurant_id: restaurant.restaurant_id.clone(), after_cursor: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
+    let caught_up = stream.next().await.unwrap().unwrap();
+    assert!(matches!(caught_up.payload, Some(pb::watch_orders_response::Payload::CaughtUp(_))));
+    for _ in 0..2 {
+        let beat = tokio::time::timeout(Duration::from_secs(3), stream.next()).await.unwrap().unwrap().unwrap();
+        assert!(matches!(beat.payload, Some(pb::watch_orders_response::Payload::Heartbeat(_))), "{beat:?}");
+        assert_eq!(beat.cursor, caught_up.cursor, "a heartbeat carries the current position");
+    }
+
+    let ending = tokio::spawn(async move {
+        loop {
+            match stream.next().await {
+                Some(Ok(_)) => continue,
+                Some(Err(status)) => return Some(status),
+                None => return None,
+            }
+        }
+    });
+    server.shut_down().await;
+    let status = tokio::time::timeout(Duration::from_secs(5), ending).await.unwrap().unwrap();
+    let status = status.expect("the stream ends with a status saying why");
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(status.message().contains("last cursor"), "{}", status.message());
+}

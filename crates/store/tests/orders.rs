@@ -1,0 +1,219 @@
+//! The store applies every state-machine decision faithfully on PostgreSQL:
+//! for every (status, driver assigned?, action, actor), an allowed transition
+//! writes the decided status and payment, and exactly one event with the next
+//! sequence numbers; a refused one changes nothing at all.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{NaiveTime, Utc, Weekday};
+use foodfast_domain::address::Address;
+use foodfast_domain::geo::LatLng;
+use foodfast_domain::hours::{OpeningHours, OpeningPeriod};
+use foodfast_domain::menu::{Menu, MenuCategory, MenuItem};
+use foodfast_domain::money::Currency;
+use foodfast_domain::order::{self, Actor, OrderAction, OrderState, OrderStatus};
+use foodfast_domain::pricing::{Cart, CartLine, PricingPolicy, quote};
+use foodfast_domain::restaurant::RestaurantProfile;
+use foodfast_store::Stores;
+use foodfast_store::migrate;
+use foodfast_store::orders::{Claim, NewOrder, Orders, PaymentStatus, TransitionFailure, TransitionRequest};
+use foodfast_store::restaurants::Restaurants;
+use foodfast_store::users::{NewUser, UserRole, Users};
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+struct Fixture {
+    stores: Stores,
+    orders: Orders,
+    new_order: NewOrder,
+    driver_id: Uuid,
+}
+
+async fn fixture() -> Fixture {
+    let config = foodfast_testkit::fresh_stores().await;
+    let stores = Stores::connect(&config).await.unwrap();
+    migrate::migrate_postgres(&stores.postgres, &migrate::cockroach_migrations()).await.unwrap();
+    let users = Users::new(stores.postgres.clone());
+    let user = |email: &'static str, role| NewUser { email, phone: None, name: "T", role, password_hash: "!", restaurant_id: None };
+    let customer_id = users.create(&user("c@test", UserRole::Customer)).await.unwrap();
+    let driver_id = users.create(&user("d@test", UserRole::Driver)).await.unwrap();
+    users.add_driver(driver_id, "Paris", "bike", 1).await.unwrap();
+
+    let location = LatLng::new(48.85, 2.35).unwrap();
+    let address = Address { location, formatted: "1 Rue".into(), instructions: String::new() };
+    let profile = RestaurantProfile {
+        name: "R".into(),
+        phone: String::new(),
+        address: address.clone(),
+        cuisines: vec!["pizza".into()],
+        time_zone: chrono_tz::Europe::Paris,
+        opening_hours: OpeningHours(vec![OpeningPeriod { day: Weekday::Mon, opens: NaiveTime::MIN, closes: NaiveTime::MIN }]),
+        delivery_radius_m: 5_000,
+        prep_time: Duration::from_secs(600),
+        currency: Currency::new("EUR").unwrap(),
+        paused: false,
+    };
+    let restaurants = Restaurants::new(stores.postgres.clone(), stores.redis.clone(), Duration::from_secs(60));
+    let restaurant = restaurants.create(&profile).await.unwrap();
+    let item = MenuItem {
+        id: Uuid::new_v4(),
+        name: "Pizza".into(),
+        description: String::new(),
+        price: Decimal::new(1000, 2),
+        available: true,
+        image_url: None,
+        customizations: vec![],
+    };
+    let menu = Menu { categories: vec![MenuCategory { id: Uuid::new_v4(), name: "Mains".into(), items: vec![item.clone()] }] };
+    restaurants.upsert_menu(restaurant.id, &menu, None).await.unwrap();
+    let cart = Cart { lines: vec![CartLine { item_id: item.id, quantity: 2, choices: vec![] }] };
+    let items = HashMap::from([(item.id, item)]);
+    let quote = quote(&PricingPolicy::default(), &profile.terms(), &items, &cart, location, Utc::now()).unwrap();
+    let new_order = NewOrder {
+        id: Uuid::nil(),
+        customer_id,
+        customer_name: "T".into(),
+        restaurant_id: restaurant.id,
+        restaurant_name: "R".into(),
+        restaurant_address: address.clone(),
+        delivery_address: address,
+        customer_note: String::new(),
+        line_notes: vec![String::new()],
+        quote,
+        estimated_ready_at: Utc::now(),
+        payment_method_id: "pm_card_visa".into(),
+        payment_id: "pi_test".into(),
+        idempotency_key: String::new(),
+    };
+    Fixture { orders: Orders::new(stores.postgres.clone()), stores, new_order, driver_id }
+}
+
+impl Fixture {
+    async fn place(&self) -> Uuid {
+        let key = Uuid::new_v4().to_string();
+        let Claim::Owned { order_id } = self.orders.claim(self.new_order.customer_id, &key, "h", Duration::from_secs(30)).await.unwrap()
+        else {
+            panic!("a fresh key is owned")
+        };
+        let new = NewOrder { id: order_id, idempotency_key: key, ..self.new_order.clone() };
+        self.orders.place(&new).await.unwrap();
+        order_id
+    }
+
+    /// Puts the order in `state` with an authorized (or, once accepted, captured) payment.
+    async fn reset(&self, order_id: Uuid, state: OrderState) {
+        let driver = state.has_driver.then_some(self.driver_id);
+        let payment = if state.status == OrderStatus::Pending { "authorized" } else { "captured" };
+        let client = self.stores.postgres.client().await.unwrap();
+        client
+            .execute(
+                "UPDATE orders SET status = $2, driver_id = $3, payment_status = $4 WHERE id = $1",
+                &[&order_id, &state.status.as_str(), &driver, &payment],
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn row(&self, order_id: Uuid) -> (String, Option<Uuid>, String, i64, i64, i64) {
+        let client = self.stores.postgres.client().await.unwrap();
+        let row = client
+            .query_one(
+                "SELECT o.status, o.driver_id, o.payment_status, o.last_event_seq,
+                        (SELECT count(*) FROM order_events e WHERE e.order_id = o.id),
+                        (SELECT event_seq FROM restaurants r WHERE r.id = o.restaurant_id)
+                 FROM orders o WHERE o.id = $1",
+                &[&order_id],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4), row.get(5))
+    }
+}
+
+#[tokio::test]
+async fn every_decision_of_the_state_machine_is_applied_exactly() {
+    let fixture = fixture().await;
+    let mut allowed = 0;
+    let mut refused = 0;
+    for status in OrderStatus::ALL {
+        for has_driver in [false, true] {
+            let state = OrderState { status, has_driver };
+            let order_id = fixture.place().await;
+            fixture.reset(order_id, state).await;
+            for action in OrderAction::ALL {
+                for actor in Actor::ALL {
+                    let before = fixture.row(order_id).await;
+                    let request = TransitionRequest {
+                        order_id,
+                        action,
+                        actor,
+                        actor_id: None,
+                        reason: "test",
+                        driver_id: Some(fixture.driver_id),
+                    };
+                    let outcome = fixture.orders.transition(request, |_| true).await;
+                    let after = fixture.row(order_id).await;
+                    let case = format!("{status:?} driver={has_driver} {action:?} by {actor:?}");
+                    match order::decide(state, action, actor) {
+                        Ok(decision) => {
+                            allowed += 1;
+                            let done = outcome.unwrap_or_else(|err| panic!("{case}: {err}"));
+                            assert_eq!(done.order.status, decision.status, "{case}");
+                            assert_eq!(after.0, decision.status.as_str(), "{case}");
+                            assert_eq!(after.1.is_some(), decision.has_driver, "{case}");
+                            let payment = match decision.payment {
+                                Some(effect) => match effect {
+                                    foodfast_domain::order::PaymentEffect::Capture => PaymentStatus::CapturePending,
+                                    foodfast_domain::order::PaymentEffect::Void => PaymentStatus::VoidPending,
+                                    foodfast_domain::order::PaymentEffect::Refund => PaymentStatus::RefundPending,
+                                }
+                                .as_str(),
+                                None => before.2.as_str(),
+                            };
+                            assert_eq!(after.2, payment, "{case}");
+                            assert_eq!(after.3, before.3 + 1, "{case}: the order's sequence moves by one");
+                            assert_eq!(after.4, before.4 + 1, "{case}: one event is appended");
+                            assert_eq!(after.5, before.5 + 1, "{case}: the restaurant's cursor moves by one");
+                            assert_eq!(done.event.seq, after.3, "{case}");
+                            assert_eq!(done.event.restaurant_seq, after.5, "{case}");
+                            assert_eq!(done.event.previous_status, Some(status), "{case}");
+                            fixture.reset(order_id, state).await;
+                        }
+                        Err(expected) => {
+                            refused += 1;
+                            match outcome {
+                                Err(TransitionFailure::Refused(err)) => assert_eq!(err, expected, "{case}"),
+                                other => panic!("{case}: expected a refusal, got {other:?}"),
+                            }
+                            assert_eq!(after, before, "{case}: a refused transition changes nothing");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    println!("{allowed} allowed and {refused} refused transitions applied on PostgreSQL");
+    assert!(allowed > 50 && refused > 500);
+}
+
+#[tokio::test]
+async fn a_transition_the_caller_may_not_make_or_on_a_missing_order_changes_nothing() {
+    let fixture = fixture().await;
+    let order_id = fixture.place().await;
+    let before = fixture.row(order_id).await;
+    let request = |order_id| TransitionRequest {
+        order_id,
+        action: OrderAction::Accept,
+        actor: Actor::Restaurant,
+        actor_id: None,
+        reason: "",
+        driver_id: None,
+    };
+    let forbidden = fixture.orders.transition(request(order_id), |_| false).await;
+    assert!(matches!(forbidden, Err(TransitionFailure::Forbidden(id)) if id == order_id), "{forbidden:?}");
+    assert_eq!(fixture.row(order_id).await, before);
+    let missing = Uuid::new_v4();
+    let outcome = fixture.orders.transition(request(missing), |_| true).await;
+    assert!(matches!(outcome, Err(TransitionFailure::NotFound(id)) if id == missing), "{outcome:?}");
+}
