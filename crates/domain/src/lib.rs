@@ -10,6 +10,7 @@ pub mod hours;
 pub mod menu;
 pub mod money;
 pub mod order;
+pub mod ping;
 pub mod pricing;
 pub mod restaurant;
 pub mod validation;
