@@ -14,3 +14,4 @@ pub mod ping;
 pub mod pricing;
 pub mod restaurant;
 pub mod validation;
+pub mod zones;

@@ -624,13 +624,15 @@ async fn watching_needs_the_restaurants_staff_and_a_valid_cursor() {
 
 #[tokio::test]
 async fn an_idle_watch_gets_heartbeats_and_ends_cleanly_on_shutdown() {
-    let mut server =
-        TestServer::start_with(|config| config.service.watch_heartbeat = Duration::from_millis(300)).await;
+    let mut server = TestServer::start_with(|config| config.service.watch_heartbeat = Duration::from_millis(300)).await;
     let (restaurant, _) = server.restaurant_at("Quiet", "pizza", LAT, LNG).await;
     let staff = server.staff(restaurant.restaurant_id.parse().unwrap()).await;
     let mut stream = server
         .restaurants(Some(&staff))
-        .watch_orders(pb::WatchOrdersRequest { restaurant_id: restaurant.restaurant_id.clone(), after_cursor: String::new() })
+        .watch_orders(pb::WatchOrdersRequest {
+            restaurant_id: restaurant.restaurant_id.clone(),
+            after_cursor: String::new(),
+        })
         .await
         .unwrap()
         .into_inner();

@@ -35,7 +35,14 @@ async fn fixture() -> Fixture {
     let stores = Stores::connect(&config).await.unwrap();
     migrate::migrate_postgres(&stores.postgres, &migrate::cockroach_migrations()).await.unwrap();
     let users = Users::new(stores.postgres.clone());
-    let user = |email: &'static str, role| NewUser { email, phone: None, name: "T", role, password_hash: "!", restaurant_id: None };
+    let user = |email: &'static str, role| NewUser {
+        email,
+        phone: None,
+        name: "T",
+        role,
+        password_hash: "!",
+        restaurant_id: None,
+    };
     let customer_id = users.create(&user("c@test", UserRole::Customer)).await.unwrap();
     let driver_id = users.create(&user("d@test", UserRole::Driver)).await.unwrap();
     users.add_driver(driver_id, "Paris", "bike", 1).await.unwrap();
@@ -48,7 +55,11 @@ async fn fixture() -> Fixture {
         address: address.clone(),
         cuisines: vec!["pizza".into()],
         time_zone: chrono_tz::Europe::Paris,
-        opening_hours: OpeningHours(vec![OpeningPeriod { day: Weekday::Mon, opens: NaiveTime::MIN, closes: NaiveTime::MIN }]),
+        opening_hours: OpeningHours(vec![OpeningPeriod {
+            day: Weekday::Mon,
+            opens: NaiveTime::MIN,
+            closes: NaiveTime::MIN,
+        }]),
         delivery_radius_m: 5_000,
         prep_time: Duration::from_secs(600),
         currency: Currency::new("EUR").unwrap(),
@@ -65,7 +76,8 @@ async fn fixture() -> Fixture {
         image_url: None,
         customizations: vec![],
     };
-    let menu = Menu { categories: vec![MenuCategory { id: Uuid::new_v4(), name: "Mains".into(), items: vec![item.clone()] }] };
+    let menu =
+        Menu { categories: vec![MenuCategory { id: Uuid::new_v4(), name: "Mains".into(), items: vec![item.clone()] }] };
     restaurants.upsert_menu(restaurant.id, &menu, None).await.unwrap();
     let cart = Cart { lines: vec![CartLine { item_id: item.id, quantity: 2, choices: vec![] }] };
     let items = HashMap::from([(item.id, item)]);
@@ -92,7 +104,8 @@ async fn fixture() -> Fixture {
 impl Fixture {
     async fn place(&self) -> Uuid {
         let key = Uuid::new_v4().to_string();
-        let Claim::Owned { order_id } = self.orders.claim(self.new_order.customer_id, &key, "h", Duration::from_secs(30)).await.unwrap()
+        let Claim::Owned { order_id } =
+            self.orders.claim(self.new_order.customer_id, &key, "h", Duration::from_secs(30)).await.unwrap()
         else {
             panic!("a fresh key is owned")
         };

@@ -1,0 +1,58 @@
+//! Live driver positions on the real Redis.
+
+use chrono::Utc;
+use foodfast_domain::geo::LatLng;
+use foodfast_domain::ping::Ping;
+use foodfast_store::Stores;
+use foodfast_store::live::{LivePositions, location_channel};
+use futures::StreamExt;
+use uuid::Uuid;
+
+fn ping(seq: u64, lat: f64, lng: f64) -> Ping {
+    Ping {
+        seq,
+        position: LatLng::new(lat, lng).unwrap(),
+        accuracy_m: None,
+        speed_mps: Some(5.0),
+        heading_deg: Some(10.0),
+        recorded_at: Utc::now(),
+    }
+}
+
+#[tokio::test]
+async fn positions_are_live_searchable_published_and_follow_the_city() {
+    let stores = Stores::connect(&foodfast_testkit::fresh_stores().await).await.unwrap();
+    let live = LivePositions::new(stores.redis.clone());
+    // Unique city names keep parallel tests apart in the shared Redis.
+    let city = format!("city-{}", Uuid::new_v4().simple());
+    let other_city = format!("city-{}", Uuid::new_v4().simple());
+    let (near, far) = (Uuid::new_v4(), Uuid::new_v4());
+
+    let mut pubsub = stores.redis.client().get_async_pubsub().await.unwrap();
+    pubsub.subscribe(location_channel(near)).await.unwrap();
+
+    live.update(near, &city, &ping(1, 48.8566, 2.3522), Utc::now()).await.unwrap();
+    live.update(far, &city, &ping(1, 48.8566 + 0.05, 2.3522), Utc::now()).await.unwrap();
+
+    let message =
+        tokio::time::timeout(std::time::Duration::from_secs(5), pubsub.on_message().next()).await.unwrap().unwrap();
+    let published: foodfast_store::live::LivePosition =
+        serde_json::from_str(&message.get_payload::<String>().unwrap()).unwrap();
+    assert_eq!((published.driver_id, published.seq), (near, 1));
+
+    let center = LatLng::new(48.8566, 2.3522).unwrap();
+    let found = live.nearby(&city, center, 1_000, 10).await.unwrap();
+    assert_eq!(found.iter().map(|(id, _)| *id).collect::<Vec<_>>(), vec![near]);
+    let both = live.nearby(&city, center, 10_000, 10).await.unwrap();
+    assert_eq!(both.iter().map(|(id, _)| *id).collect::<Vec<_>>(), vec![near, far], "nearest first");
+    assert!(both[1].1 > 5_000.0 && both[1].1 < 6_000.0);
+
+    assert_eq!(live.position(near).await.unwrap().unwrap().seq, 1);
+    assert!(live.position(Uuid::new_v4()).await.unwrap().is_none());
+
+    // Crossing into another city leaves the first city's set.
+    live.update(near, &other_city, &ping(2, 48.8566, 2.3522), Utc::now()).await.unwrap();
+    assert!(live.nearby(&city, center, 1_000, 10).await.unwrap().is_empty());
+    assert_eq!(live.nearby(&other_city, center, 1_000, 10).await.unwrap()[0].0, near);
+    assert_eq!(live.position(near).await.unwrap().unwrap().seq, 2);
+}
