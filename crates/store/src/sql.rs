@@ -184,4 +184,32 @@ pub mod cql {
             "INSERT INTO {keyspace}.schema_migrations (name, checksum, applied_at) VALUES (?, ?, toTimestamp(now()))"
         )
     }
+
+    pub fn insert_location_by_city(keyspace: &str) -> String {
+        format!(
+            "INSERT INTO {keyspace}.driver_locations_by_city (city, day, bucket, driver_id, recorded_at, seq, lat, lng, \
+             accuracy_m, speed_mps, heading_deg, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+    }
+
+    pub fn insert_driver_track(keyspace: &str) -> String {
+        format!(
+            "INSERT INTO {keyspace}.driver_track (driver_id, day, recorded_at, seq, city, lat, lng, accuracy_m, \
+             speed_mps, heading_deg) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+    }
+
+    pub fn select_driver_track(keyspace: &str) -> String {
+        format!(
+            "SELECT recorded_at, seq, city, lat, lng, accuracy_m, speed_mps, heading_deg FROM {keyspace}.driver_track \
+             WHERE driver_id = ? AND day = ? AND recorded_at >= ? AND recorded_at < ?"
+        )
+    }
+
+    pub fn select_locations_by_city(keyspace: &str) -> String {
+        format!(
+            "SELECT driver_id, recorded_at, seq, lat, lng, accuracy_m, speed_mps, heading_deg, received_at \
+             FROM {keyspace}.driver_locations_by_city WHERE city = ? AND day = ? AND bucket = ?"
+        )
+    }
 }

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use foodfast_store::StoresConfig;
 use foodfast_store::postgres::{Postgres, PostgresConfig};
 
+mod cassandra;
+pub use cassandra::PrivateCassandra;
+
 fn port(var: &str, default: u16) -> u16 {
     std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
