@@ -74,7 +74,7 @@ pub enum PingRejection {
     ImpossibleSpeed { speed_mps: f64 },
     #[error("a ping with this seq was already received")]
     DuplicateSeq,
-    #[error("recorded_at is earlier than the previous ping's")]
+    #[error("recorded_at is not later than the previous ping's")]
     OutOfOrder,
     #[error("{0}")]
     InvalidField(&'static str),
@@ -87,8 +87,8 @@ pub fn check(
     raw: &RawPing,
     now: DateTime<Utc>,
 ) -> Result<Ping, PingRejection> {
-    if raw.seq == 0 {
-        return Err(PingRejection::InvalidField("seq must start at 1"));
+    if raw.seq == 0 || raw.seq > i64::MAX as u64 {
+        return Err(PingRejection::InvalidField("seq must be between 1 and 2^63 - 1"));
     }
     if last.is_some_and(|last| raw.seq <= last.seq) {
         return Err(PingRejection::DuplicateSeq);
@@ -111,7 +111,9 @@ pub fn check(
         return Err(PingRejection::TimestampTooOld);
     }
     if let Some(last) = last {
-        if recorded_at < last.recorded_at {
+        // Strictly later: the time series keeps one row per driver and
+        // millisecond, so an equal time would overwrite the previous fix.
+        if recorded_at <= last.recorded_at {
             return Err(PingRejection::OutOfOrder);
         }
         let moved_m = distance_m(last.position, position);
@@ -207,13 +209,18 @@ mod tests {
     }
 
     #[test]
-    fn jitter_at_the_same_instant_is_not_speed() {
-        let last = accepted(1, north(0.0), 2.35, 5);
-        assert!(check(&PingPolicy::default(), Some(&last), &raw(2, north(30.0), 2.35, 5), now()).is_ok());
+    fn jitter_within_a_second_is_not_speed() {
+        let last = accepted(1, north(0.0), 2.35, 6);
+        assert!(check(&PingPolicy::default(), Some(&last), &raw(2, north(45.0), 2.35, 5), now()).is_ok());
         assert!(matches!(
             check(&PingPolicy::default(), Some(&last), &raw(2, north(80.0), 2.35, 5), now()),
             Err(PingRejection::ImpossibleSpeed { .. })
         ));
+        assert_eq!(
+            check(&PingPolicy::default(), Some(&last), &raw(2, north(1.0), 2.35, 6), now()),
+            Err(PingRejection::OutOfOrder),
+            "the same instant twice"
+        );
     }
 
     #[test]
@@ -238,7 +245,7 @@ mod tests {
             let last = accepted(3, north(0.0), 2.35, 600);
             if let Ok(ping) = check(&PingPolicy::default(), Some(&last), &raw(seq, lat, lng, age), now()) {
                 prop_assert!(ping.seq > last.seq);
-                prop_assert!(ping.recorded_at >= last.recorded_at);
+                prop_assert!(ping.recorded_at > last.recorded_at);
                 prop_assert!((-90.0..=90.0).contains(&ping.position.lat));
                 prop_assert!((-180.0..=180.0).contains(&ping.position.lng));
                 prop_assert!(ping.recorded_at <= now() + chrono::TimeDelta::seconds(10));

@@ -10,9 +10,12 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use figment::value::Value;
+use foodfast_domain::ping::PingPolicy;
 use foodfast_domain::pricing::PricingPolicy;
+use foodfast_domain::zones::{Zone, Zones};
 use foodfast_payments::PaymentsConfig;
 use foodfast_store::StoresConfig;
+use foodfast_store::locations::LocationWriterConfig;
 
 use crate::auth::TokenKey;
 use serde::{Deserialize, Serialize};
@@ -28,6 +31,42 @@ pub struct Config {
     pub payments: PaymentsConfig,
     pub pricing: PricingPolicy,
     pub service: ServiceSettings,
+    pub ingest: IngestConfig,
+}
+
+/// The driver location path.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    pub ping_policy: PingPolicy,
+    /// Cities; a ping outside every zone is filed as `unzoned`.
+    pub zones: Zones,
+    pub writer: LocationWriterConfig,
+    /// The ping interval the server asks apps for.
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    /// Acks are coalesced to at most one per this interval.
+    #[serde(with = "humantime_serde")]
+    pub ack_interval: Duration,
+    /// How long ReportLocation waits for its pings to become durable.
+    #[serde(with = "humantime_serde")]
+    pub report_timeout: Duration,
+    /// Messages a Connect stream buffers for a slow app.
+    pub outbound_buffer: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            ping_policy: PingPolicy::default(),
+            zones: Zones(vec![Zone { name: "paris".into(), south: 48.70, west: 2.05, north: 49.05, east: 2.65 }]),
+            writer: LocationWriterConfig::default(),
+            ping_interval: Duration::from_secs(5),
+            ack_interval: Duration::from_millis(100),
+            report_timeout: Duration::from_secs(5),
+            outbound_buffer: 64,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -294,6 +333,11 @@ impl Config {
         self.pricing.validate().map_err(|err| invalid("pricing", err.to_string()))?;
         foodfast_payments::HttpPaymentGateway::new(self.payments.clone())
             .map_err(|err| invalid("payments.base_url", err.to_string()))?;
+        self.ingest.zones.validate().map_err(|message| invalid("ingest.zones", message))?;
+        self.ingest.writer.validate().map_err(|err| invalid("ingest.writer", err.to_string()))?;
+        if self.ingest.outbound_buffer == 0 {
+            return Err(invalid("ingest.outbound_buffer", "must be at least 1".into()));
+        }
         if self.service.watch_buffer == 0 {
             return Err(invalid("service.watch_buffer", "must be at least 1".into()));
         }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use foodfast_payments::{HttpPaymentGateway, PaymentGateway};
 use foodfast_store::Stores;
 use foodfast_store::fanout::Fanout;
+use foodfast_store::live::LivePositions;
 use foodfast_store::orders::Orders;
 use foodfast_store::restaurants::Restaurants;
 use foodfast_store::users::Users;
@@ -66,6 +67,11 @@ pub async fn serve(
         payments,
         pricing: Arc::new(config.pricing.clone()),
         settings: Arc::new(config.service.clone()),
+        live: LivePositions::new(stores.redis.clone()),
+        ingest: Arc::new(config.ingest.clone()),
+        scylla: stores.scylla.clone(),
+        location_writer: Arc::default(),
+        location_reader: Arc::default(),
         stopping: stopping.clone(),
     };
     let health_task = tokio::spawn(health::watch_stores(

@@ -6,6 +6,7 @@ pub mod error;
 pub mod fanout;
 pub mod health;
 pub mod live;
+pub mod locations;
 pub mod migrate;
 pub mod orders;
 pub mod postgres;

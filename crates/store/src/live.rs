@@ -109,16 +109,58 @@ impl LivePositions {
 
     /// The driver's last live position, if it reported within the last hour.
     pub async fn position(&self, driver_id: Uuid) -> Result<Option<LivePosition>, StoreError> {
+        self.field(driver_id, "position")
+            .await?
+            .map(|p| serde_json::from_str(&p).map_err(|err| StoreError::Corrupt(format!("live position: {err}"))))
+            .transpose()
+    }
+
+    /// Remembers the driver's durable watermark, so a new session (on any
+    /// replica, after a restart) can tell the app where to resume.
+    pub async fn record_durable(&self, driver_id: Uuid, seq: u64) -> Result<(), StoreError> {
+        self.set_field(driver_id, "durable", &seq.to_string()).await
+    }
+
+    pub async fn durable(&self, driver_id: Uuid) -> Result<Option<u64>, StoreError> {
+        let value = self.field(driver_id, "durable").await?;
+        value.map(|v| v.parse().map_err(|_| StoreError::Corrupt(format!("durable seq {v:?}")))).transpose()
+    }
+
+    /// `online`, `offline` or `busy`, as the app last said.
+    pub async fn set_availability(&self, driver_id: Uuid, availability: &str) -> Result<(), StoreError> {
+        self.set_field(driver_id, "availability", availability).await
+    }
+
+    pub async fn availability(&self, driver_id: Uuid) -> Result<Option<String>, StoreError> {
+        self.field(driver_id, "availability").await
+    }
+
+    async fn set_field(&self, driver_id: Uuid, field: &str, value: &str) -> Result<(), StoreError> {
         let mut connection = self.redis.connection();
-        let payload: Option<String> = ::redis::cmd("HGET")
+        let _: () = ::redis::pipe()
+            .cmd("HSET")
             .arg(driver_key(driver_id))
-            .arg("position")
+            .arg(field)
+            .arg(value)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(driver_key(driver_id))
+            .arg(DRIVER_STATE_TTL.as_secs())
+            .ignore()
             .query_async(&mut connection)
             .await
             .map_err(StoreError::redis)?;
-        payload
-            .map(|p| serde_json::from_str(&p).map_err(|err| StoreError::Corrupt(format!("live position: {err}"))))
-            .transpose()
+        Ok(())
+    }
+
+    async fn field(&self, driver_id: Uuid, field: &str) -> Result<Option<String>, StoreError> {
+        let mut connection = self.redis.connection();
+        ::redis::cmd("HGET")
+            .arg(driver_key(driver_id))
+            .arg(field)
+            .query_async(&mut connection)
+            .await
+            .map_err(StoreError::redis)
     }
 
     /// Drivers in `city` within `radius_m` of `center`, nearest first.

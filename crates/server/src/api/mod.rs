@@ -3,9 +3,11 @@
 //! types, call the domain or the store, map the error. Services whose issue
 //! has not landed yet answer every RPC with `UNIMPLEMENTED`.
 
+mod driver_api;
 mod order_api;
 mod page_token;
 mod restaurant_api;
+mod tracking_api;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,29 +15,35 @@ use std::sync::Arc;
 use foodfast_api::v1::{
     account_service_server::{AccountService, AccountServiceServer},
     dispatch_service_server::{DispatchService, DispatchServiceServer},
-    driver_service_server::{DriverService, DriverServiceServer},
+    driver_service_server::DriverServiceServer,
     media_service_server::{MediaService, MediaServiceServer},
     notification_service_server::{NotificationService, NotificationServiceServer},
     order_service_server::OrderServiceServer,
     restaurant_service_server::RestaurantServiceServer,
     support_service_server::{SupportService, SupportServiceServer},
-    tracking_service_server::{TrackingService, TrackingServiceServer},
+    tracking_service_server::TrackingServiceServer,
 };
 use foodfast_domain::pricing::PricingPolicy;
 use foodfast_payments::PaymentGateway;
 use foodfast_store::fanout::Fanout;
+use foodfast_store::live::LivePositions;
+use foodfast_store::locations::{LocationReader, LocationWriter};
 use foodfast_store::orders::Orders;
 use foodfast_store::restaurants::Restaurants;
+use foodfast_store::scylla::Scylla;
 use foodfast_store::users::Users;
+use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Router;
 
 use crate::auth::Tokens;
-use crate::config::ServiceSettings;
+use crate::config::{IngestConfig, ServiceSettings};
 use crate::settlement::PaymentSettler;
 
+pub use driver_api::DriverApi;
 pub use order_api::OrderApi;
 pub use restaurant_api::RestaurantApi;
+pub use tracking_api::TrackingApi;
 
 /// A server stream's body.
 pub type BoxStream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, tonic::Status>> + Send + 'static>>;
@@ -51,8 +59,37 @@ pub struct App {
     pub settler: PaymentSettler,
     pub pricing: Arc<PricingPolicy>,
     pub settings: Arc<ServiceSettings>,
+    pub live: LivePositions,
+    pub ingest: Arc<IngestConfig>,
+    pub scylla: Scylla,
+    /// Started on first use, so the server comes up (NOT_SERVING) before
+    /// the keyspace is migrated or while Scylla is down.
+    pub location_writer: Arc<OnceCell<LocationWriter>>,
+    pub location_reader: Arc<OnceCell<LocationReader>>,
     /// Cancelled when the server starts shutting down: streams end cleanly.
     pub stopping: CancellationToken,
+}
+
+impl App {
+    pub async fn location_reader(&self) -> Result<LocationReader, tonic::Status> {
+        self.location_reader.get_or_try_init(|| LocationReader::prepare(&self.scylla)).await.cloned().map_err(|err| {
+            tracing::warn!(error = %foodfast_store::Chain(&err), "location reader not ready");
+            tonic::Status::unavailable("the location store is not ready; retry with backoff")
+        })
+    }
+
+    pub async fn location_writer(&self) -> Result<LocationWriter, tonic::Status> {
+        self.location_writer
+            .get_or_try_init(|| {
+                LocationWriter::start(self.scylla.clone(), self.ingest.writer.clone(), self.stopping.clone())
+            })
+            .await
+            .cloned()
+            .map_err(|err| {
+                tracing::warn!(error = %foodfast_store::Chain(&err), "location writer not ready");
+                tonic::Status::unavailable("the location store is not ready; retry with backoff")
+            })
+    }
 }
 
 /// Answers every RPC of the services it implements with `UNIMPLEMENTED`
@@ -61,8 +98,6 @@ pub struct App {
 pub struct NotImplementedYet;
 
 impl AccountService for NotImplementedYet {}
-impl DriverService for NotImplementedYet {}
-impl TrackingService for NotImplementedYet {}
 impl DispatchService for NotImplementedYet {}
 impl NotificationService for NotImplementedYet {}
 impl SupportService for NotImplementedYet {}
@@ -84,9 +119,9 @@ pub fn add_services(router: Router, app: App, tokens: &Tokens, max_message_bytes
     router
         .add_service(service!(AccountServiceServer, NotImplementedYet))
         .add_service(service!(RestaurantServiceServer, RestaurantApi::new(app.clone())))
-        .add_service(service!(OrderServiceServer, OrderApi::new(app)))
-        .add_service(service!(DriverServiceServer, NotImplementedYet))
-        .add_service(service!(TrackingServiceServer, NotImplementedYet))
+        .add_service(service!(OrderServiceServer, OrderApi::new(app.clone())))
+        .add_service(service!(DriverServiceServer, DriverApi::new(app.clone())))
+        .add_service(service!(TrackingServiceServer, TrackingApi::new(app)))
         .add_service(service!(DispatchServiceServer, NotImplementedYet))
         .add_service(service!(NotificationServiceServer, NotImplementedYet))
         .add_service(service!(SupportServiceServer, NotImplementedYet))

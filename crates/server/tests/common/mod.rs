@@ -6,8 +6,10 @@
 use std::time::Duration;
 
 use foodfast_api::v1 as pb;
+use foodfast_api::v1::driver_service_client::DriverServiceClient;
 use foodfast_api::v1::order_service_client::OrderServiceClient;
 use foodfast_api::v1::restaurant_service_client::RestaurantServiceClient;
+use foodfast_api::v1::tracking_service_client::TrackingServiceClient;
 use foodfast_domain::access::{Principal, Role};
 use foodfast_payment_sandbox::Sandbox;
 use foodfast_server::auth::{TokenKey, Tokens};
@@ -136,6 +138,29 @@ impl TestServer {
 
     pub async fn customer(&self) -> Principal {
         Principal { user_id: self.user(UserRole::Customer, None).await, role: Role::Customer, restaurant_id: None }
+    }
+
+    pub async fn driver(&self) -> Principal {
+        Principal { user_id: self.user(UserRole::Driver, None).await, role: Role::Driver, restaurant_id: None }
+    }
+
+    pub async fn support(&self) -> Principal {
+        Principal { user_id: self.user(UserRole::Support, None).await, role: Role::Support, restaurant_id: None }
+    }
+
+    /// Creates the test's keyspace and tables (drivers' tests need them).
+    pub async fn migrate_scylla(&self) {
+        migrate::migrate_scylla(&self.stores.scylla, &self.config.stores.scylla, &migrate::scylla_migrations())
+            .await
+            .unwrap();
+    }
+
+    pub fn drivers(&self, caller: Option<&Principal>) -> DriverServiceClient<Authed> {
+        DriverServiceClient::with_interceptor(self.channel.clone(), self.bearer(caller))
+    }
+
+    pub fn tracking(&self, caller: Option<&Principal>) -> TrackingServiceClient<Authed> {
+        TrackingServiceClient::with_interceptor(self.channel.clone(), self.bearer(caller))
     }
 
     pub async fn admin(&self) -> Principal {

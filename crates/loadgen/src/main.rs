@@ -1,0 +1,34 @@
+//! `foodfast-loadgen`: benchmarks that run FoodFast in this process, on the
+//! development services, and print its latency next to a baseline measured
+//! in the same run on the same machine. One subcommand per workload.
+
+mod open_loop;
+mod orders;
+mod report;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "foodfast-loadgen", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// CreateOrder at a fixed rate against an in-process server, then a bare
+    /// single-row INSERT at the same rate on the same database.
+    Orders(orders::Args),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // Only warnings: the server's per-request logs would cost time in the run.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FOODFAST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match Cli::parse().mode {
+        Mode::Orders(args) => orders::run(args).await,
+    }
+}

@@ -1,0 +1,376 @@
+//! `DriverService`: the driver app's one connection. Pings go up, are
+//! checked, made live in Redis and queued for the time series; acks come
+//! down naming the highest seq below which everything accepted is durable.
+
+use chrono::{DateTime, Utc};
+use foodfast_api::v1 as pb;
+use foodfast_api::v1::driver_service_server::DriverService;
+use foodfast_domain::access::{Principal, Role};
+use foodfast_domain::ping::{self, Ping, PingRejection, RawPing};
+use foodfast_store::locations::{LocationPoint, LocationWriter};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use uuid::Uuid;
+
+use super::{App, BoxStream};
+use crate::auth::principal;
+use crate::convert;
+use crate::error::ApiError;
+
+/// Rejections reported per ack at most; more go out in the next ack.
+const MAX_REJECTIONS_PER_ACK: usize = 100;
+/// Pings per ReportLocation call.
+const MAX_PINGS_PER_REPORT: usize = 500;
+
+pub struct DriverApi {
+    app: App,
+}
+
+impl DriverApi {
+    pub fn new(app: App) -> Self {
+        Self { app }
+    }
+}
+
+fn require_driver(caller: &Principal) -> Result<(), Status> {
+    if caller.role == Role::Driver {
+        Ok(())
+    } else {
+        Err(Status::permission_denied("only drivers connect and report locations"))
+    }
+}
+
+fn raw_ping(ping: &pb::LocationPing) -> RawPing {
+    RawPing {
+        seq: ping.seq,
+        lat: ping.lat,
+        lng: ping.lng,
+        accuracy_m: ping.accuracy_m,
+        speed_mps: ping.speed_mps,
+        heading_deg: ping.heading_deg,
+        recorded_at: ping.recorded_at.as_ref().and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)),
+    }
+}
+
+fn rejection(seq: u64, why: PingRejection) -> pb::RejectedPing {
+    use pb::PingRejectionReason as R;
+    let reason = match why {
+        PingRejection::CoordinatesOutOfRange => R::CoordinatesOutOfRange,
+        PingRejection::TimestampInFuture => R::TimestampInFuture,
+        PingRejection::TimestampTooOld => R::TimestampTooOld,
+        PingRejection::ImpossibleSpeed { .. } => R::ImpossibleSpeed,
+        PingRejection::DuplicateSeq => R::DuplicateSeq,
+        PingRejection::OutOfOrder => R::OutOfOrder,
+        PingRejection::InvalidField(_) => R::InvalidField,
+    };
+    pb::RejectedPing { seq, reason: reason as i32, detail: why.to_string() }
+}
+
+/// One driver's ping state: what was accepted last and what is durable.
+struct DriverPings {
+    driver_id: Uuid,
+    last: Option<Ping>,
+    durable: u64,
+}
+
+impl DriverPings {
+    /// Picks up where the driver's previous session (on any replica) left off.
+    async fn load(app: &App, writer: &LocationWriter, driver_id: Uuid) -> Result<Self, ApiError> {
+        let live = app.live.position(driver_id).await?;
+        let recorded = app.live.durable(driver_id).await?.unwrap_or(0);
+        let durable = recorded.max(writer.durable_seq(driver_id).unwrap_or(0));
+        let last = live.map(|p| Ping {
+            seq: p.seq,
+            position: p.position,
+            accuracy_m: None,
+            speed_mps: p.speed_mps,
+            heading_deg: p.heading_deg,
+            recorded_at: p.recorded_at,
+        });
+        Ok(Self { driver_id, last, durable })
+    }
+
+    /// Checks one ping and, if accepted, makes it live and queues it for the
+    /// time series (waiting while the writer's queue is full: backpressure).
+    /// A resend of a ping that went live but is not durable yet (the app
+    /// reconnected before its ack) is written again, not rejected.
+    async fn accept(
+        &mut self,
+        app: &App,
+        writer: &LocationWriter,
+        ping: &pb::LocationPing,
+    ) -> Result<(), PingRejection> {
+        let raw = raw_ping(ping);
+        let now = Utc::now();
+        let policy = &app.ingest.ping_policy;
+        if raw.seq != 0 && raw.seq <= self.durable {
+            return Err(PingRejection::DuplicateSeq);
+        }
+        let resend = self.last.is_some_and(|last| raw.seq <= last.seq);
+        let accepted = ping::check(policy, if resend { None } else { self.last.as_ref() }, &raw, now)?;
+        let city = app.ingest.zones.city_of(accepted.position).to_string();
+        if !resend {
+            if let Err(err) = app.live.update(self.driver_id, &city, &accepted, now).await {
+                // The durable path still takes it; live state catches up with the next ping.
+                tracing::warn!(driver = %self.driver_id, error = %foodfast_store::Chain(&err), "live update failed");
+            }
+            self.last = Some(accepted);
+        }
+        let point = LocationPoint {
+            driver_id: self.driver_id,
+            seq: accepted.seq,
+            city,
+            lat: accepted.position.lat,
+            lng: accepted.position.lng,
+            accuracy_m: accepted.accuracy_m,
+            speed_mps: accepted.speed_mps,
+            heading_deg: accepted.heading_deg,
+            recorded_at: accepted.recorded_at,
+            received_at: now,
+        };
+        if writer.submit(point).await.is_err() {
+            // The writer stops only when the server does; the app resends.
+            return Err(PingRejection::InvalidField("the server is shutting down; resend after reconnecting"));
+        }
+        Ok(())
+    }
+
+    /// Notes a new durable watermark, also for the next session.
+    async fn durable_moved(&mut self, app: &App, seq: u64) {
+        if seq > self.durable {
+            self.durable = seq;
+            if let Err(err) = app.live.record_durable(self.driver_id, seq).await {
+                tracing::warn!(driver = %self.driver_id, error = %foodfast_store::Chain(&err), "could not record durable seq");
+            }
+        }
+    }
+}
+
+type Outbound = mpsc::Sender<Result<pb::ConnectResponse, Status>>;
+
+fn message(payload: pb::connect_response::Payload) -> Result<pb::ConnectResponse, Status> {
+    Ok(pb::ConnectResponse { payload: Some(payload) })
+}
+
+/// The body of one Connect stream. Ends with `INVALID_ARGUMENT` when the
+/// first message is not `hello` and `UNAVAILABLE` when the server shuts down
+/// (reconnect and resend above the last `durable_seq`); a bad ping never ends
+/// it.
+async fn session(
+    app: App,
+    writer: LocationWriter,
+    driver_id: Uuid,
+    mut inbound: Streaming<pb::ConnectRequest>,
+    outbound: Outbound,
+) {
+    let hello = match inbound.next().await {
+        Some(Ok(pb::ConnectRequest { payload: Some(pb::connect_request::Payload::Hello(hello)) })) => hello,
+        Some(Ok(_)) => {
+            let _ = outbound.send(Err(Status::invalid_argument("the first message must be `hello`"))).await;
+            return;
+        }
+        Some(Err(_)) | None => return,
+    };
+    let mut durable_seqs: watch::Receiver<u64> = writer.subscribe_driver(driver_id);
+    let mut pings = match DriverPings::load(&app, &writer, driver_id).await {
+        Ok(pings) => pings,
+        Err(err) => {
+            let _ = outbound.send(Err(err.into())).await;
+            return;
+        }
+    };
+    let availability = match pb::DriverAvailability::try_from(hello.availability) {
+        Ok(pb::DriverAvailability::Unspecified) | Err(_) => pb::DriverAvailability::Online,
+        Ok(given) => given,
+    };
+    set_availability(&app, driver_id, availability).await;
+    let welcome = pb::Welcome {
+        driver_id: driver_id.to_string(),
+        durable_seq: pings.durable,
+        availability: availability as i32,
+        active_deliveries: vec![],
+        open_offers: vec![],
+        hint: Some(pb::ServerHint {
+            ping_interval: Some(convert::duration(app.ingest.ping_interval)),
+            reconnect: false,
+        }),
+    };
+    if outbound.send(message(pb::connect_response::Payload::Welcome(welcome))).await.is_err() {
+        return;
+    }
+
+    let mut rejected: Vec<pb::RejectedPing> = Vec::new();
+    let mut acked = pings.durable;
+    let mut ack_tick = tokio::time::interval(app.ingest.ack_interval);
+    ack_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = app.stopping.cancelled() => {
+                let hint = pb::ServerHint { ping_interval: None, reconnect: true };
+                let _ = outbound.send(message(pb::connect_response::Payload::Hint(hint))).await;
+                let _ = outbound.send(Err(Status::unavailable("the server is shutting down; reconnect and resend above durable_seq"))).await;
+                return;
+            }
+            _ = outbound.closed() => return,
+            request = inbound.next() => match request {
+                None => return,
+                Some(Err(status)) => {
+                    tracing::debug!(driver = %driver_id, %status, "driver stream failed");
+                    return;
+                }
+                Some(Ok(request)) => match request.payload {
+                    Some(pb::connect_request::Payload::Ping(ping)) => {
+                        if let Err(why) = pings.accept(&app, &writer, &ping).await {
+                            note_rejection(driver_id, ping.seq, why);
+                            rejected.push(rejection(ping.seq, why));
+                        }
+                    }
+                    Some(pb::connect_request::Payload::Availability(change)) => {
+                        match pb::DriverAvailability::try_from(change.availability) {
+                            Ok(pb::DriverAvailability::Unspecified) | Err(_) => {
+                                let _ = outbound.send(Err(Status::invalid_argument("availability must be online, offline or busy"))).await;
+                                return;
+                            }
+                            Ok(availability) => set_availability(&app, driver_id, availability).await,
+                        }
+                    }
+                    Some(pb::connect_request::Payload::Hello(_)) => {
+                        let _ = outbound.send(Err(Status::invalid_argument("`hello` comes once, first"))).await;
+                        return;
+                    }
+                    Some(pb::connect_request::Payload::OfferAnswer(answer)) => {
+                        // Dispatch has not landed: no offer can be open.
+                        let closed = pb::OfferClosed {
+                            offer_id: answer.offer_id,
+                            delivery_id: String::new(),
+                            reason: pb::OfferClosedReason::Withdrawn as i32,
+                        };
+                        if outbound.send(message(pb::connect_response::Payload::OfferClosed(closed))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(pb::connect_request::Payload::Transition(transition)) => {
+                        let result = pb::TransitionResult {
+                            transition_id: transition.transition_id,
+                            order_id: transition.order_id,
+                            step: transition.step,
+                            outcome: pb::TransitionOutcome::Refused as i32,
+                            order_status: pb::OrderStatus::Unspecified as i32,
+                            error: "delivery steps are not accepted yet: no delivery is assigned to you".into(),
+                        };
+                        if outbound.send(message(pb::connect_response::Payload::TransitionResult(result))).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => {
+                        let _ = outbound.send(Err(Status::invalid_argument("a message must carry a payload"))).await;
+                        return;
+                    }
+                },
+            },
+            changed = durable_seqs.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let seq = *durable_seqs.borrow_and_update();
+                pings.durable_moved(&app, seq).await;
+            }
+            _ = ack_tick.tick() => {}
+        }
+        // Acks are coalesced: at most one per tick of work, whenever the
+        // watermark moved or rejections wait.
+        if pings.durable > acked || !rejected.is_empty() {
+            let batch: Vec<_> = rejected.drain(..rejected.len().min(MAX_REJECTIONS_PER_ACK)).collect();
+            let ack = pb::PingAck { durable_seq: pings.durable, rejected: batch };
+            if outbound.send(message(pb::connect_response::Payload::Ack(ack))).await.is_err() {
+                return;
+            }
+            acked = pings.durable;
+        }
+    }
+}
+
+/// Impossible speed is a spoofing signal worth an operator's eye; the rest
+/// are ordinary (bad GPS, resends).
+fn note_rejection(driver_id: Uuid, seq: u64, why: PingRejection) {
+    if let PingRejection::ImpossibleSpeed { speed_mps } = why {
+        tracing::warn!(driver = %driver_id, seq, speed_mps, "ping rejected: impossible speed");
+    } else {
+        tracing::debug!(driver = %driver_id, seq, reason = %why, "ping rejected");
+    }
+}
+
+async fn set_availability(app: &App, driver_id: Uuid, availability: pb::DriverAvailability) {
+    let name = match availability {
+        pb::DriverAvailability::Offline => "offline",
+        pb::DriverAvailability::Busy => "busy",
+        _ => "online",
+    };
+    if let Err(err) = app.live.set_availability(driver_id, name).await {
+        tracing::warn!(driver = %driver_id, error = %foodfast_store::Chain(&err), "could not record availability");
+    }
+}
+
+#[tonic::async_trait]
+impl DriverService for DriverApi {
+    async fn connect(
+        &self,
+        request: Request<Streaming<pb::ConnectRequest>>,
+    ) -> Result<Response<BoxStream<pb::ConnectResponse>>, Status> {
+        let caller = principal(&request)?;
+        require_driver(&caller)?;
+        let writer = self.app.location_writer().await?;
+        let (outbound, receiver) = mpsc::channel(self.app.ingest.outbound_buffer);
+        tokio::spawn(session(self.app.clone(), writer, caller.user_id, request.into_inner(), outbound));
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    /// Answers once every accepted ping of the batch is durable (or after
+    /// `report_timeout`, with the watermark reached so far).
+    async fn report_location(
+        &self,
+        request: Request<pb::ReportLocationRequest>,
+    ) -> Result<Response<pb::ReportLocationResponse>, Status> {
+        let caller = principal(&request)?;
+        require_driver(&caller)?;
+        let request = request.into_inner();
+        if request.pings.is_empty() || request.pings.len() > MAX_PINGS_PER_REPORT {
+            return Err(ApiError::from(foodfast_domain::validation::FieldError::new(
+                "pings",
+                format!("send 1 to {MAX_PINGS_PER_REPORT} pings"),
+            ))
+            .into());
+        }
+        let writer = self.app.location_writer().await?;
+        let mut durable_seqs = writer.subscribe_driver(caller.user_id);
+        let mut pings = DriverPings::load(&self.app, &writer, caller.user_id).await?;
+        let mut rejected = Vec::new();
+        let mut highest = 0;
+        let mut sorted = request.pings;
+        sorted.sort_by_key(|ping| ping.seq);
+        for ping in &sorted {
+            match pings.accept(&self.app, &writer, ping).await {
+                Ok(()) => highest = highest.max(ping.seq),
+                Err(why) => {
+                    note_rejection(caller.user_id, ping.seq, why);
+                    rejected.push(rejection(ping.seq, why));
+                }
+            }
+        }
+        let deadline = tokio::time::sleep(self.app.ingest.report_timeout);
+        tokio::pin!(deadline);
+        while *durable_seqs.borrow_and_update() < highest {
+            tokio::select! {
+                _ = &mut deadline => break,
+                changed = durable_seqs.changed() => if changed.is_err() { break },
+            }
+        }
+        let seq = *durable_seqs.borrow();
+        pings.durable_moved(&self.app, seq).await;
+        Ok(Response::new(pb::ReportLocationResponse {
+            ack: Some(pb::PingAck { durable_seq: pings.durable, rejected }),
+        }))
+    }
+}

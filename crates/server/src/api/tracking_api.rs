@@ -1,0 +1,132 @@
+//! `TrackingService`: a driver's stored route, and the ops export of a
+//! city's day. TrackOrder arrives with the tracking issue.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use foodfast_api::v1 as pb;
+use foodfast_api::v1::tracking_service_server::TrackingService;
+use foodfast_domain::access::Role;
+use foodfast_domain::validation::{FieldError, page_size, parse_uuid};
+use foodfast_store::locations::TrackPoint;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::{App, BoxStream};
+use crate::auth::principal;
+use crate::convert;
+use crate::error::ApiError;
+
+const DEFAULT_PAGE_SIZE: u32 = 500;
+const MAX_PAGE_SIZE: u32 = 5_000;
+/// Pings per ExportCityPings message, as the contract promises.
+const EXPORT_BATCH: usize = 1_000;
+
+pub struct TrackingApi {
+    app: App,
+}
+
+impl TrackingApi {
+    pub fn new(app: App) -> Self {
+        Self { app }
+    }
+}
+
+fn location_ping(point: &TrackPoint) -> pb::LocationPing {
+    pb::LocationPing {
+        seq: point.seq,
+        lat: point.lat,
+        lng: point.lng,
+        accuracy_m: point.accuracy_m,
+        speed_mps: point.speed_mps,
+        heading_deg: point.heading_deg,
+        recorded_at: Some(convert::timestamp(point.recorded_at)),
+    }
+}
+
+fn time(field: &str, t: Option<&prost_types::Timestamp>) -> Result<DateTime<Utc>, FieldError> {
+    let t = t.ok_or_else(|| FieldError::new(field, "is required"))?;
+    DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32).ok_or_else(|| FieldError::new(field, "is out of range"))
+}
+
+#[tonic::async_trait]
+impl TrackingService for TrackingApi {
+    async fn get_driver_track(
+        &self,
+        request: Request<pb::GetDriverTrackRequest>,
+    ) -> Result<Response<pb::GetDriverTrackResponse>, Status> {
+        let caller = principal(&request)?;
+        let request = request.into_inner();
+        let driver_id = parse_uuid("driver_id", &request.driver_id).map_err(ApiError::from)?;
+        if !(caller.is_operator() || (caller.role == Role::Driver && caller.user_id == driver_id)) {
+            return Err(ApiError::PermissionDenied("a driver may read only their own track".into()).into());
+        }
+        let from = time("start_time", request.start_time.as_ref()).map_err(ApiError::from)?;
+        let to = time("end_time", request.end_time.as_ref()).map_err(ApiError::from)?;
+        let limit = page_size(request.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
+        let token = Some(request.page_token.as_str()).filter(|t| !t.is_empty());
+        let reader = self.app.location_reader().await?;
+        let page = reader.driver_track(driver_id, from, to, limit, token).await.map_err(ApiError::from)?;
+        Ok(Response::new(pb::GetDriverTrackResponse {
+            points: page.points.iter().map(location_ping).collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        }))
+    }
+
+    /// Ends with `UNAVAILABLE` if the store fails midway (start again: the
+    /// export is a read).
+    async fn export_city_pings(
+        &self,
+        request: Request<pb::ExportCityPingsRequest>,
+    ) -> Result<Response<BoxStream<pb::ExportCityPingsResponse>>, Status> {
+        let caller = principal(&request)?;
+        if !caller.is_operator() {
+            return Err(ApiError::PermissionDenied("the export is for support and admins".into()).into());
+        }
+        let request = request.into_inner();
+        let day = NaiveDate::parse_from_str(&request.day, "%Y-%m-%d")
+            .map_err(|_| ApiError::from(FieldError::new("day", "must be a date like 2026-11-22")))?;
+        if request.city.is_empty() {
+            return Err(ApiError::from(FieldError::new("city", "is required")).into());
+        }
+        let reader = self.app.location_reader().await?;
+        let mut points = Box::pin(reader.city_day(&request.city, day, self.app.ingest.writer.buckets));
+        let (sender, receiver) = mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(EXPORT_BATCH);
+            loop {
+                let next = points.next().await;
+                let done = next.is_none();
+                match next {
+                    Some(Ok(point)) => batch.push(pb::CityPing {
+                        driver_id: point.driver_id.to_string(),
+                        ping: Some(pb::LocationPing {
+                            seq: point.seq,
+                            lat: point.lat,
+                            lng: point.lng,
+                            accuracy_m: point.accuracy_m,
+                            speed_mps: point.speed_mps,
+                            heading_deg: point.heading_deg,
+                            recorded_at: Some(convert::timestamp(point.recorded_at)),
+                        }),
+                    }),
+                    Some(Err(err)) => {
+                        let _ = sender.send(Err(ApiError::from(err).into())).await;
+                        return;
+                    }
+                    None => {}
+                }
+                if (done && !batch.is_empty()) || batch.len() == EXPORT_BATCH {
+                    let pings = std::mem::replace(&mut batch, Vec::with_capacity(EXPORT_BATCH));
+                    if sender.send(Ok(pb::ExportCityPingsResponse { pings })).await.is_err() {
+                        return;
+                    }
+                }
+                if done {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}
