@@ -11,7 +11,7 @@ PYTHON := $(VENV)/bin/python
 FOODFAST_GRPC_ADDR ?= 127.0.0.1:50051
 
 .PHONY: help run test services stop migrate build build-release tools lint lint-proto \
-        test-tools test-rust test-interop
+        test-tools test-rust test-interop bench-orders
 
 help:
 	@echo "make run    start PostgreSQL, Redis and Cassandra, build, migrate and serve FoodFast"
@@ -75,3 +75,13 @@ test-rust: build
 test-interop: build $(VENV)/.installed
 	target/debug/foodfast migrate
 	$(PYTHON) -m pytest -q tests/interop
+
+## Benchmarks ################################################################
+
+# Order placement (issue 3): CreateOrder at a fixed rate against a server in
+# the benchmark's own process, next to a bare INSERT on the same database.
+# Results and how to read them: BENCHMARKS.md.
+BENCH_ORDERS_ARGS ?= --rate 200 --duration 20s
+bench-orders: services
+	$(CARGO) build --release -p foodfast-loadgen
+	target/release/foodfast-loadgen orders $(BENCH_ORDERS_ARGS)

@@ -126,7 +126,7 @@ fn is_retryable(err: &tokio_postgres::Error) -> bool {
 /// Exponential backoff with jitter so that conflicting transactions stop
 /// retrying in lockstep.
 fn retry_backoff(attempt: u32) -> Duration {
-    let base_ms = 5u64 << attempt.min(7);
+    let base_ms = 2u64 << attempt.min(7);
     let jitter_ms = fastrand::u64(0..base_ms);
     Duration::from_millis(base_ms + jitter_ms)
 }
