@@ -303,7 +303,8 @@ impl Orders {
     /// Writes the order, its lines, its first event and the completed
     /// idempotency key in one transaction.
     pub async fn place(&self, new: &NewOrder) -> Result<(Order, OrderEvent), StoreError> {
-        self.postgres
+        let (row_order, restaurant_seq) = self
+            .postgres
             .serializable(|tx| {
                 // Each attempt owns its copy: the future may not borrow the caller.
                 let new = new.clone();
@@ -312,32 +313,33 @@ impl Orders {
                     let restaurant_seq: i64 =
                         tx.query_one(sql::NEXT_RESTAURANT_EVENT_SEQ, &[&new.restaurant_id]).await?.get(0);
                     let dropoff = new.delivery_address.location;
-                    tx.execute(
-                        sql::INSERT_ORDER,
-                        &[
-                            &new.id,
-                            &new.customer_id,
-                            &new.customer_name,
-                            &new.restaurant_id,
-                            &new.restaurant_name,
-                            &Json(&new.restaurant_address),
-                            &Json(&new.delivery_address),
-                            &dropoff.lat,
-                            &dropoff.lng,
-                            &new.customer_note,
-                            &quote.currency.as_str(),
-                            &quote.subtotal,
-                            &quote.delivery_fee,
-                            &quote.tax,
-                            &quote.total,
-                            &new.payment_method_id,
-                            &new.payment_id,
-                            &new.estimated_ready_at,
-                            &quote.eta_earliest,
-                            &quote.eta_latest,
-                        ],
-                    )
-                    .await?;
+                    let row = tx
+                        .query_one(
+                            sql::INSERT_ORDER,
+                            &[
+                                &new.id,
+                                &new.customer_id,
+                                &new.customer_name,
+                                &new.restaurant_id,
+                                &new.restaurant_name,
+                                &Json(&new.restaurant_address),
+                                &Json(&new.delivery_address),
+                                &dropoff.lat,
+                                &dropoff.lng,
+                                &new.customer_note,
+                                &quote.currency.as_str(),
+                                &quote.subtotal,
+                                &quote.delivery_fee,
+                                &quote.tax,
+                                &quote.total,
+                                &new.payment_method_id,
+                                &new.payment_id,
+                                &new.estimated_ready_at,
+                                &quote.eta_earliest,
+                                &quote.eta_latest,
+                            ],
+                        )
+                        .await?;
                     for (index, line) in quote.lines.iter().enumerate() {
                         let line_no = index as i32;
                         let quantity = line.quantity as i32;
@@ -383,28 +385,57 @@ impl Orders {
                     if completed != 1 {
                         return Err(TxError::Store(StoreError::Conflict { attempts: 1 }));
                     }
-                    Ok(())
+                    Ok((order_from_row(&row)?, restaurant_seq))
                 })
             })
             .await?;
-        let order = self.get(new.id).await?.ok_or_else(|| StoreError::Corrupt(format!("order {} vanished", new.id)))?;
-        let event = self
-            .events(new.id)
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| StoreError::Corrupt(format!("order {} has no first event", new.id)))?;
+        let mut order = row_order;
+        order.lines = new
+            .quote
+            .lines
+            .iter()
+            .enumerate()
+            .map(|(index, line)| OrderLine {
+                item_id: line.item_id,
+                name: line.name.clone(),
+                unit_price: line.unit_price,
+                quantity: line.quantity,
+                choices: line.choices.clone(),
+                note: new.line_notes.get(index).cloned().unwrap_or_default(),
+                line_total: line.line_total,
+            })
+            .collect();
+        let event = OrderEvent {
+            order_id: order.id,
+            seq: 1,
+            restaurant_id: order.restaurant_id,
+            restaurant_seq,
+            kind: EventKind::StatusChanged,
+            status: OrderStatus::Pending,
+            previous_status: None,
+            actor_id: Some(order.customer_id),
+            actor: Actor::Customer,
+            reason: String::new(),
+            created_at: order.created_at,
+        };
         Ok((order, event))
     }
 
     /// The order with its lines.
     pub async fn get(&self, id: Uuid) -> Result<Option<Order>, StoreError> {
         let client = self.postgres.client().await?;
-        let Some(row) = client.query_opt(sql::SELECT_ORDER, &[&id]).await.map_err(StoreError::postgres)? else {
+        let Some(row) = client
+            .query_opt(&client.prepare_cached(sql::SELECT_ORDER).await.map_err(StoreError::postgres)?, &[&id])
+            .await
+            .map_err(StoreError::postgres)?
+        else {
             return Ok(None);
         };
         let mut order = order_from_row(&row)?;
-        let lines = client.query(sql::SELECT_ORDER_ITEMS, &[&id]).await.map_err(StoreError::postgres)?;
+        let lines = client
+            .query(&client.prepare_cached(sql::SELECT_ORDER_ITEMS).await.map_err(StoreError::postgres)?, &[&id])
+            .await
+            .map_err(StoreError::postgres)?;
         order.lines = lines.iter().map(line_from_row).collect::<Result<_, _>>()?;
         Ok(Some(order))
     }
@@ -412,7 +443,10 @@ impl Orders {
     /// The order's events, oldest first: its status history.
     pub async fn events(&self, order_id: Uuid) -> Result<Vec<OrderEvent>, StoreError> {
         let client = self.postgres.client().await?;
-        let rows = client.query(sql::SELECT_ORDER_EVENTS, &[&order_id]).await.map_err(StoreError::postgres)?;
+        let rows = client
+            .query(&client.prepare_cached(sql::SELECT_ORDER_EVENTS).await.map_err(StoreError::postgres)?, &[&order_id])
+            .await
+            .map_err(StoreError::postgres)?;
         rows.iter().map(event_from_row).collect()
     }
 
@@ -426,9 +460,27 @@ impl Orders {
         let client = self.postgres.client().await?;
         let limit = i64::from(limit);
         let rows = match after {
-            None => client.query(sql::SELECT_CUSTOMER_ORDERS_FIRST, &[&customer_id, &limit]).await,
+            None => {
+                client
+                    .query(
+                        &client
+                            .prepare_cached(sql::SELECT_CUSTOMER_ORDERS_FIRST)
+                            .await
+                            .map_err(StoreError::postgres)?,
+                        &[&customer_id, &limit],
+                    )
+                    .await
+            }
             Some((created_at, id)) => {
-                client.query(sql::SELECT_CUSTOMER_ORDERS_AFTER, &[&customer_id, &limit, &created_at, &id]).await
+                client
+                    .query(
+                        &client
+                            .prepare_cached(sql::SELECT_CUSTOMER_ORDERS_AFTER)
+                            .await
+                            .map_err(StoreError::postgres)?,
+                        &[&customer_id, &limit, &created_at, &id],
+                    )
+                    .await
             }
         }
         .map_err(StoreError::postgres)?;
@@ -512,7 +564,13 @@ impl Orders {
             .await?;
         let mut transitioned = outcome?;
         let client = self.postgres.client().await?;
-        let lines = client.query(sql::SELECT_ORDER_ITEMS, &[&request.order_id]).await.map_err(StoreError::postgres)?;
+        let lines = client
+            .query(
+                &client.prepare_cached(sql::SELECT_ORDER_ITEMS).await.map_err(StoreError::postgres)?,
+                &[&request.order_id],
+            )
+            .await
+            .map_err(StoreError::postgres)?;
         transitioned.order.lines = lines.iter().map(line_from_row).collect::<Result<_, _>>()?;
         Ok(transitioned)
     }
@@ -552,8 +610,13 @@ impl Orders {
     /// Orders whose payment still owes a provider call, oldest first.
     pub async fn unsettled_payments(&self, limit: u32) -> Result<Vec<(Uuid, String, PaymentStatus)>, StoreError> {
         let client = self.postgres.client().await?;
-        let rows =
-            client.query(sql::SELECT_UNSETTLED_PAYMENTS, &[&i64::from(limit)]).await.map_err(StoreError::postgres)?;
+        let rows = client
+            .query(
+                &client.prepare_cached(sql::SELECT_UNSETTLED_PAYMENTS).await.map_err(StoreError::postgres)?,
+                &[&i64::from(limit)],
+            )
+            .await
+            .map_err(StoreError::postgres)?;
         rows.iter()
             .map(|row| {
                 let payment_id: Option<String> = row.get(1);

@@ -103,13 +103,22 @@ impl Restaurants {
     pub async fn update(&self, id: Uuid, profile: &RestaurantProfile) -> Result<Option<Restaurant>, StoreError> {
         let client = self.postgres.client().await?;
         let mut params = ProfileParams::new(profile);
-        let row = client.query_opt(sql::UPDATE_RESTAURANT, &params.with_id(id)).await.map_err(StoreError::postgres)?;
+        let row = client
+            .query_opt(
+                &client.prepare_cached(sql::UPDATE_RESTAURANT).await.map_err(StoreError::postgres)?,
+                &params.with_id(id),
+            )
+            .await
+            .map_err(StoreError::postgres)?;
         row.as_ref().map(restaurant_from_row).transpose()
     }
 
     pub async fn get(&self, id: Uuid) -> Result<Option<Restaurant>, StoreError> {
         let client = self.postgres.client().await?;
-        let row = client.query_opt(sql::SELECT_RESTAURANT, &[&id]).await.map_err(StoreError::postgres)?;
+        let row = client
+            .query_opt(&client.prepare_cached(sql::SELECT_RESTAURANT).await.map_err(StoreError::postgres)?, &[&id])
+            .await
+            .map_err(StoreError::postgres)?;
         row.as_ref().map(restaurant_from_row).transpose()
     }
 
@@ -230,19 +239,34 @@ impl Restaurants {
     /// The restaurant's current (not archived) items among `ids`, by id.
     pub async fn items(&self, restaurant_id: Uuid, ids: &[Uuid]) -> Result<HashMap<Uuid, MenuItem>, StoreError> {
         let client = self.postgres.client().await?;
-        let rows =
-            client.query(sql::SELECT_MENU_ITEMS_BY_ID, &[&restaurant_id, &ids]).await.map_err(StoreError::postgres)?;
+        let rows = client
+            .query(
+                &client.prepare_cached(sql::SELECT_MENU_ITEMS_BY_ID).await.map_err(StoreError::postgres)?,
+                &[&restaurant_id, &ids],
+            )
+            .await
+            .map_err(StoreError::postgres)?;
         rows.iter().map(|row| menu_item_from_row(row).map(|(_, item)| (item.id, item))).collect()
     }
 
     async fn menu_from_database(&self, id: Uuid) -> Result<Option<MenuSnapshot>, StoreError> {
         let client = self.postgres.client().await?;
-        let Some(row) = client.query_opt(sql::SELECT_RESTAURANT, &[&id]).await.map_err(StoreError::postgres)? else {
+        let Some(row) = client
+            .query_opt(&client.prepare_cached(sql::SELECT_RESTAURANT).await.map_err(StoreError::postgres)?, &[&id])
+            .await
+            .map_err(StoreError::postgres)?
+        else {
             return Ok(None);
         };
         let restaurant = restaurant_from_row(&row)?;
-        let categories = client.query(sql::SELECT_MENU_CATEGORIES, &[&id]).await.map_err(StoreError::postgres)?;
-        let items = client.query(sql::SELECT_MENU_ITEMS, &[&id]).await.map_err(StoreError::postgres)?;
+        let categories = client
+            .query(&client.prepare_cached(sql::SELECT_MENU_CATEGORIES).await.map_err(StoreError::postgres)?, &[&id])
+            .await
+            .map_err(StoreError::postgres)?;
+        let items = client
+            .query(&client.prepare_cached(sql::SELECT_MENU_ITEMS).await.map_err(StoreError::postgres)?, &[&id])
+            .await
+            .map_err(StoreError::postgres)?;
         let mut categories: Vec<MenuCategory> =
             categories.iter().map(|row| MenuCategory { id: row.get(0), name: row.get(1), items: Vec::new() }).collect();
         for row in &items {

@@ -108,12 +108,16 @@ statements! {
         WHERE customer_id = $1 AND idempotency_key = $2 AND order_id = $3 AND NOT completed";
 
     NEXT_RESTAURANT_EVENT_SEQ = "UPDATE restaurants SET event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq";
-    INSERT_ORDER = "INSERT INTO orders (id, customer_id, customer_name, restaurant_id, restaurant_name,
+    INSERT_ORDER = concat!(
+        "INSERT INTO orders (id, customer_id, customer_name, restaurant_id, restaurant_name,
             restaurant_address, status, delivery_address, dropoff_lat, dropoff_lng, customer_note, currency,
             subtotal, delivery_fee, tax, total, payment_method_id, payment_id, payment_status, estimated_ready_at,
             estimated_delivery_earliest, estimated_delivery_latest, last_event_seq)
         VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, 'authorized',
-            $18, $19, $20, 1)";
+            $18, $19, $20, 1)
+        RETURNING ",
+        order_columns!()
+    );
     INSERT_ORDER_ITEM = "INSERT INTO order_items (order_id, line_no, menu_item_id, name, unit_price, quantity,
             choices, note, line_total)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";

@@ -73,7 +73,13 @@ impl Users {
     /// The id, role and restaurant of the account with this email.
     pub async fn by_email(&self, email: &str) -> Result<Option<(Uuid, String, Option<Uuid>)>, StoreError> {
         let client = self.postgres.client().await?;
-        let row = client.query_opt(sql::SELECT_USER_BY_EMAIL, &[&email]).await.map_err(StoreError::postgres)?;
+        let row = client
+            .query_opt(
+                &client.prepare_cached(sql::SELECT_USER_BY_EMAIL).await.map_err(StoreError::postgres)?,
+                &[&email],
+            )
+            .await
+            .map_err(StoreError::postgres)?;
         Ok(row.map(|row| (row.get(0), row.get(1), row.get(2))))
     }
 
@@ -90,7 +96,10 @@ impl Users {
 
     pub async fn name(&self, id: Uuid) -> Result<Option<String>, StoreError> {
         let client = self.postgres.client().await?;
-        let row = client.query_opt(sql::SELECT_USER_NAME, &[&id]).await.map_err(StoreError::postgres)?;
+        let row = client
+            .query_opt(&client.prepare_cached(sql::SELECT_USER_NAME).await.map_err(StoreError::postgres)?, &[&id])
+            .await
+            .map_err(StoreError::postgres)?;
         Ok(row.map(|row| row.get(0)))
     }
 }

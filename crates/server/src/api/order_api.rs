@@ -11,7 +11,7 @@ use foodfast_domain::order::OrderAction;
 use foodfast_domain::pricing::{Cart, Quote, canonical_cart_hash};
 use foodfast_domain::validation::{FieldError, max_len, non_empty, page_size, parse_uuid};
 use foodfast_payments::AuthorizeRequest;
-use foodfast_store::orders::{Claim, NewOrder, Order, TransitionRequest};
+use foodfast_store::orders::{Claim, NewOrder, Order, OrderEvent, TransitionRequest};
 use foodfast_store::restaurants::Restaurant;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
@@ -64,7 +64,7 @@ impl OrderApi {
 
     /// Places the order whose idempotency key this call owns. Whatever
     /// fails before the order is written gives the key back.
-    async fn place(&self, request: &PlaceRequest<'_>, order_id: Uuid) -> Result<Order, ApiError> {
+    async fn place(&self, request: &PlaceRequest<'_>, order_id: Uuid) -> Result<(Order, OrderEvent), ApiError> {
         let placed = self.authorize_and_write(request, order_id).await;
         if placed.is_err()
             && let Err(err) = self.app.orders.release(request.customer_id, request.key, order_id).await
@@ -74,7 +74,11 @@ impl OrderApi {
         placed
     }
 
-    async fn authorize_and_write(&self, request: &PlaceRequest<'_>, order_id: Uuid) -> Result<Order, ApiError> {
+    async fn authorize_and_write(
+        &self,
+        request: &PlaceRequest<'_>,
+        order_id: Uuid,
+    ) -> Result<(Order, OrderEvent), ApiError> {
         let now = Utc::now();
         let (restaurant, quote) = self.price(request.restaurant_id, &request.cart, &request.address).await?;
         if !restaurant.profile.is_open(now) {
@@ -117,9 +121,9 @@ impl OrderApi {
             idempotency_key: request.key.to_string(),
         };
         match self.app.orders.place(&new).await {
-            Ok((order, _event)) => {
+            Ok((order, event)) => {
                 self.app.announce(order.restaurant_id, order.id).await;
-                Ok(order)
+                Ok((order, event))
             }
             Err(err) => {
                 // Nothing was written: release the hold rather than leave it
@@ -206,7 +210,7 @@ impl OrderService for OrderApi {
         let fingerprint = place.fingerprint();
         let waited = Instant::now();
         let settings = &self.app.settings;
-        let order = loop {
+        let (order, history) = loop {
             let claim = self
                 .app
                 .orders
@@ -214,11 +218,16 @@ impl OrderService for OrderApi {
                 .await
                 .map_err(ApiError::from)?;
             match claim {
-                Claim::Owned { order_id } => break self.place(&place, order_id).await?,
+                Claim::Owned { order_id } => {
+                    let (order, event) = self.place(&place, order_id).await?;
+                    break (order, vec![event]);
+                }
                 Claim::Completed { order_id } => {
-                    break self.app.orders.get(order_id).await.map_err(ApiError::from)?.ok_or_else(|| {
+                    let order = self.app.orders.get(order_id).await.map_err(ApiError::from)?.ok_or_else(|| {
                         ApiError::NotFound(format!("order {order_id} of this idempotency key no longer exists"))
                     })?;
+                    let history = self.app.orders.events(order_id).await.map_err(ApiError::from)?;
+                    break (order, history);
                 }
                 Claim::Mismatch => return Err(ApiError::IdempotencyKeyReused(place.key.to_string()).into()),
                 Claim::InProgress if waited.elapsed() < settings.idempotency_wait => {
@@ -232,7 +241,7 @@ impl OrderService for OrderApi {
                 }
             }
         };
-        Ok(Response::new(pb::CreateOrderResponse { order: Some(self.with_history(&order).await?) }))
+        Ok(Response::new(pb::CreateOrderResponse { order: Some(convert::order(&order, &history)) }))
     }
 
     async fn get_order(&self, request: Request<pb::GetOrderRequest>) -> Result<Response<pb::GetOrderResponse>, Status> {
