@@ -29,7 +29,7 @@ use foodfast_store::fanout::Fanout;
 use foodfast_store::live::LivePositions;
 use foodfast_store::locations::{LocationReader, LocationWriter};
 use foodfast_store::orders::Orders;
-use foodfast_store::restaurants::Restaurants;
+use foodfast_store::restaurants::{Restaurant, Restaurants};
 use foodfast_store::scylla::Scylla;
 use foodfast_store::users::Users;
 use tokio::sync::OnceCell;
@@ -71,6 +71,14 @@ pub struct App {
 }
 
 impl App {
+    /// The restaurant, or `NOT_FOUND` naming it.
+    pub(crate) async fn restaurant(&self, id: uuid::Uuid) -> Result<Restaurant, crate::error::ApiError> {
+        self.restaurants
+            .get(id)
+            .await?
+            .ok_or_else(|| crate::error::ApiError::NotFound(format!("restaurant {id} not found")))
+    }
+
     pub async fn location_reader(&self) -> Result<LocationReader, tonic::Status> {
         self.location_reader.get_or_try_init(|| LocationReader::prepare(&self.scylla)).await.cloned().map_err(|err| {
             tracing::warn!(error = %foodfast_store::Chain(&err), "location reader not ready");

@@ -43,12 +43,7 @@ impl OrderApi {
         cart: &Cart,
         dropoff: &Address,
     ) -> Result<(Restaurant, Quote), ApiError> {
-        let restaurant = self
-            .app
-            .restaurants
-            .get(restaurant_id)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("restaurant {restaurant_id} not found")))?;
+        let restaurant = self.app.restaurant(restaurant_id).await?;
         let ids: Vec<Uuid> = cart.lines.iter().map(|line| line.item_id).collect();
         let items = self.app.restaurants.items(restaurant_id, &ids).await?;
         let quote = foodfast_domain::pricing::quote(

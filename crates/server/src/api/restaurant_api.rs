@@ -98,13 +98,7 @@ impl RestaurantService for RestaurantApi {
         let request = request.into_inner();
         let id = parse_uuid("restaurant_id", &request.restaurant_id).map_err(ApiError::from)?;
         require_manager(&caller, id)?;
-        let current = self
-            .app
-            .restaurants
-            .get(id)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::NotFound(format!("restaurant {id} not found")))?;
+        let current = self.app.restaurant(id).await?;
         let given = request.profile.ok_or_else(|| ApiError::from(FieldError::new("profile", "is required")))?;
         let merged = merge_profile(convert::profile(&current.profile), given, request.update_mask.as_ref())?;
         let profile = convert::parse_profile(Some(&merged)).map_err(ApiError::from)?;
@@ -123,13 +117,7 @@ impl RestaurantService for RestaurantApi {
         request: Request<pb::GetRestaurantRequest>,
     ) -> Result<Response<pb::GetRestaurantResponse>, Status> {
         let id = parse_uuid("restaurant_id", &request.get_ref().restaurant_id).map_err(ApiError::from)?;
-        let restaurant = self
-            .app
-            .restaurants
-            .get(id)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::NotFound(format!("restaurant {id} not found")))?;
+        let restaurant = self.app.restaurant(id).await?;
         Ok(Response::new(pb::GetRestaurantResponse { restaurant: Some(convert::restaurant(&restaurant, Utc::now())) }))
     }
 
@@ -225,13 +213,7 @@ impl RestaurantService for RestaurantApi {
                 ApiError::from(FieldError::new("expected_menu_version", "must be a menu_version GetMenu returned"))
             })?)
         };
-        let restaurant = self
-            .app
-            .restaurants
-            .get(id)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::NotFound(format!("restaurant {id} not found")))?;
+        let restaurant = self.app.restaurant(id).await?;
         let menu = convert::parse_menu(&request.categories, &restaurant.profile.currency).map_err(ApiError::from)?;
         let snapshot = self.app.restaurants.upsert_menu(id, &menu, expected_version).await.map_err(ApiError::from)?;
         let r = &snapshot.restaurant;
@@ -255,9 +237,7 @@ impl RestaurantService for RestaurantApi {
         let restaurant_id = parse_uuid("restaurant_id", &request.restaurant_id).map_err(ApiError::from)?;
         require_manager(&caller, restaurant_id)?;
         let after = parse_cursor(&request.after_cursor).map_err(ApiError::from)?;
-        if self.app.restaurants.get(restaurant_id).await.map_err(ApiError::from)?.is_none() {
-            return Err(ApiError::NotFound(format!("restaurant {restaurant_id} not found")).into());
-        }
+        self.app.restaurant(restaurant_id).await?;
         // Subscribed before the first read, so no change falls in between.
         let wake = self.app.fanout.subscribe(&restaurant_topic(restaurant_id));
         let (sender, receiver) = mpsc::channel(self.app.settings.watch_buffer);
