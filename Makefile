@@ -37,7 +37,7 @@ build:
 	$(CARGO) build --workspace --all-targets --locked
 
 build-release:
-	$(CARGO) build --release --locked --bin foodfast --bin foodfast-payment-sandbox
+	$(CARGO) build --release --locked -p foodfast-server -p foodfast-payment-sandbox
 
 migrate: build
 	target/debug/foodfast migrate

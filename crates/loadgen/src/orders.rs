@@ -12,26 +12,17 @@ use foodfast_api::v1 as pb;
 use foodfast_api::v1::order_service_client::OrderServiceClient;
 use foodfast_api::v1::restaurant_service_client::RestaurantServiceClient;
 use foodfast_domain::access::{Principal, Role};
-use foodfast_payment_sandbox::Sandbox;
-use foodfast_server::auth::{TokenKey, Tokens};
-use foodfast_server::config::Config;
-use foodfast_store::postgres::{Postgres, PostgresConfig};
-use foodfast_store::users::{NewUser, UserRole, Users};
-use foodfast_store::{Stores, migrate};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use foodfast_store::postgres::Postgres;
+use foodfast_store::users::UserRole;
 use tonic::metadata::{Ascii, MetadataValue};
-use tonic::transport::Channel;
 use uuid::Uuid;
 
+use crate::in_process::{InProcessServer, drop_database, human};
 use crate::open_loop::{self, Load, Outcome};
 use crate::report;
 
 /// Where the seeded restaurants are (Paris), spread over a few kilometres.
 const CITY: (f64, f64) = (48.8566, 2.3522);
-/// Longer than any run, so that no token expires during one.
-const TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 const CREATE_BASELINE_TABLE: &str = "CREATE TABLE bench_baseline (id UUID PRIMARY KEY, payload TEXT NOT NULL, \
      created_at TIMESTAMPTZ NOT NULL DEFAULT now())";
 const INSERT_BASELINE: &str = "INSERT INTO bench_baseline (id, payload) VALUES ($1, $2)";
@@ -83,7 +74,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.restaurants,
         args.customers,
     );
-    report::print_table(load, &[("CreateOrder", &create_order), ("bare INSERT", &insert)]);
+    report::print_table(load.rate, &[("CreateOrder", &create_order), ("bare INSERT", &insert)]);
     report::print_ratios(("CreateOrder", &create_order), ("bare INSERT", &insert));
     let p99_ms = create_order.latency.value_at_quantile(0.99) as f64 / 1000.0;
     let verdict = if !create_order.errors.is_empty() {
@@ -99,76 +90,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     println!("DESIGN target CreateOrder p99 < 50 ms at 500/s: p99 {p99_ms:.2} ms at {}/s, {verdict}", load.rate);
     Ok(())
-}
-
-fn human(duration: Duration) -> humantime::FormattedDuration {
-    humantime::format_duration(duration)
-}
-
-/// The `foodfast` server on a fresh, migrated database, as `foodfast serve`
-/// runs it but on a loopback port of its own, with the sandbox as provider.
-struct InProcessServer {
-    config: Config,
-    stores: Stores,
-    tokens: Tokens,
-    channel: Channel,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<anyhow::Result<()>>,
-    /// Answers the server's payment calls until the server has stopped.
-    _sandbox: Sandbox,
-}
-
-impl InProcessServer {
-    async fn start() -> anyhow::Result<Self> {
-        let sandbox = Sandbox::start("127.0.0.1:0".parse()?).await;
-        let signing_key = format!("loadgen:{}", Uuid::new_v4().simple());
-        let mut config = Config { stores: foodfast_testkit::fresh_stores().await, ..Config::default() };
-        config.auth.keys = vec![signing_key.clone()];
-        config.payments.base_url = sandbox.base_url();
-        let stores = Stores::connect(&config.stores).await?;
-        migrate::migrate_postgres(&stores.postgres, &migrate::cockroach_migrations()).await?;
-        let tokens = Tokens::new(&[TokenKey::parse(&signing_key).map_err(anyhow::Error::msg)?]);
-
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn({
-            let config = config.clone();
-            let stores = stores.clone();
-            async move {
-                foodfast_server::server::serve(&config, stores, listener, async {
-                    let _ = stopped.await;
-                })
-                .await
-            }
-        });
-        let channel = Channel::from_shared(format!("http://{addr}"))?.connect().await?;
-        Ok(Self { config, stores, tokens, channel, stop, task, _sandbox: sandbox })
-    }
-
-    /// A new account with `role`, and the bearer header that speaks for it.
-    async fn account(&self, role: Role, user_role: UserRole) -> anyhow::Result<MetadataValue<Ascii>> {
-        let email = format!("{}@loadgen.test", Uuid::new_v4().simple());
-        let user = NewUser {
-            email: &email,
-            phone: None,
-            name: "Load Generator",
-            role: user_role,
-            password_hash: "!",
-            restaurant_id: None,
-        };
-        let user_id = Users::new(self.stores.postgres.clone()).create(&user).await?;
-        let principal = Principal { user_id, role, restaurant_id: None };
-        let token = self.tokens.mint(&principal, TOKEN_TTL).map_err(anyhow::Error::msg)?;
-        Ok(format!("Bearer {token}").parse()?)
-    }
-
-    /// Stops the server and gives back the stores it used.
-    async fn stop(self) -> anyhow::Result<Stores> {
-        let _ = self.stop.send(());
-        self.task.await??;
-        Ok(self.stores)
-    }
 }
 
 /// What the orders are placed with: restaurants with their stored menus, and
@@ -347,13 +268,4 @@ async fn bare_insert(postgres: &Postgres, load: &Load) -> anyhow::Result<Outcome
         }
     })
     .await)
-}
-
-/// Drops the run's database once nothing uses it: each run writes thousands
-/// of orders that are of no further use.
-async fn drop_database(url: &str) -> anyhow::Result<()> {
-    let (server, name) = url.rsplit_once('/').context("the database URL names no database")?;
-    let admin = Postgres::connect(&PostgresConfig { url: format!("{server}/postgres"), ..Default::default() }).await?;
-    admin.client().await?.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)")).await?;
-    Ok(())
 }

@@ -1,10 +1,11 @@
 //! The printed results: one row per measured workload, their ratios, and the
 //! machine they ran on.
 
-use crate::open_loop::{Load, Outcome};
+use crate::open_loop::Outcome;
 
-/// Prints the latency table of `rows` (a name and what it did) under `load`.
-pub fn print_table(load: &Load, rows: &[(&str, &Outcome)]) {
+/// Prints the latency table of `rows` (a name and what it did), each run at
+/// `rate` calls per second.
+pub fn print_table(rate: u32, rows: &[(&str, &Outcome)]) {
     println!(
         "{:<14} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}  errors",
         "", "target/s", "ok/s", "p50 ms", "p90 ms", "p99 ms", "p999 ms", "max ms"
@@ -14,7 +15,7 @@ pub fn print_table(load: &Load, rows: &[(&str, &Outcome)]) {
         let ms = |quantile: f64| latency.value_at_quantile(quantile) as f64 / 1000.0;
         println!(
             "{name:<14} {:>8} {:>8.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}  {}",
-            load.rate,
+            rate,
             outcome.throughput(),
             ms(0.5),
             ms(0.9),
@@ -61,6 +62,15 @@ pub fn machine() -> String {
     let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let loadavg = loadavg.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
     format!("machine: {cpus} CPUs ({model}), {memory} RAM, load average {loadavg}")
+}
+
+/// The process's peak resident set (`VmHWM`), e.g. `412.3 MiB`: with the
+/// server in this process, an upper bound of the server's own.
+pub fn peak_rss() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    proc_field(&status, "VmHWM")
+        .and_then(|peak| peak.trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or_else(|| "unknown".into(), |kib| format!("{:.1} MiB", kib / 1024.0))
 }
 
 /// The value of the first `name: value` line of a `/proc` file.
