@@ -11,7 +11,7 @@ PYTHON := $(VENV)/bin/python
 FOODFAST_GRPC_ADDR ?= 127.0.0.1:50051
 
 .PHONY: help run test services stop migrate build build-release tools lint lint-proto \
-        test-tools test-rust test-interop bench-orders
+        test-tools test-rust test-interop bench-orders bench-ingest
 
 help:
 	@echo "make run    start PostgreSQL, Redis and Cassandra, build, migrate and serve FoodFast"
@@ -85,3 +85,14 @@ BENCH_ORDERS_ARGS ?= --rate 200 --duration 20s
 bench-orders: services
 	$(CARGO) build --release -p foodfast-loadgen
 	target/release/foodfast-loadgen orders $(BENCH_ORDERS_ARGS)
+
+# Driver location ingest (issue 4): in one process, at one fixed ping rate and
+# concurrency, a bare tonic bidi echo, FoodFast's Connect path on Redis and
+# Cassandra, and the location writer's two prepared INSERTs bare; then the same
+# three as fast as they go (closed loop). Results: BENCHMARKS.md.
+BENCH_INGEST_ARGS ?= --rate 5000 --duration 6s --warmup 2s --concurrency 100
+BENCH_INGEST_MAX_ARGS ?= --rate 0 --duration 5s --warmup 1s --concurrency 100
+bench-ingest: services
+	$(CARGO) build --release -p foodfast-loadgen
+	target/release/foodfast-loadgen ingest $(BENCH_INGEST_ARGS)
+	target/release/foodfast-loadgen ingest $(BENCH_INGEST_MAX_ARGS)

@@ -2,6 +2,10 @@
 //! development services, and print its latency next to a baseline measured
 //! in the same run on the same machine. One subcommand per workload.
 
+mod drivers;
+mod echo;
+mod in_process;
+mod ingest;
 mod open_loop;
 mod orders;
 mod report;
@@ -20,6 +24,13 @@ enum Mode {
     /// CreateOrder at a fixed rate against an in-process server, then a bare
     /// single-row INSERT at the same rate on the same database.
     Orders(orders::Args),
+    /// N drivers pinging at R Hz over real Connect streams against an
+    /// in-process server: accepted pings/s, ack latency, rows/s, rejections,
+    /// peak RSS.
+    Drivers(drivers::Args),
+    /// The ingest benchmark: at one ping rate and concurrency, a bare tonic
+    /// echo, bare prepared INSERTs and the real Connect path, with ratios.
+    Ingest(ingest::Args),
 }
 
 #[tokio::main]
@@ -30,5 +41,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     match Cli::parse().mode {
         Mode::Orders(args) => orders::run(args).await,
+        Mode::Drivers(args) => drivers::run(args).await,
+        Mode::Ingest(args) => ingest::run(args).await,
     }
 }

@@ -82,7 +82,7 @@ where
     let warmup_calls = load.calls_in(load.warmup);
     let total_calls = warmup_calls + load.calls_in(load.duration);
     let slots = Arc::new(Semaphore::new(load.concurrency));
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
     let start = Instant::now();
     for index in 0..total_calls {
         let scheduled = start + load.due(index);
@@ -98,8 +98,39 @@ where
         });
     }
     drop(done_tx);
+    collect(done_rx, start + load.due(warmup_calls)).await
+}
 
-    let measured_from = start + load.due(warmup_calls);
+/// Closed-loop load, for the most a system can do: `load.concurrency`
+/// callers, each starting its next call as soon as its previous one answered,
+/// through the warm-up and the measured part (`load.rate` is not used).
+/// Latency runs from each call's start.
+pub async fn run_closed<F, Fut>(load: &Load, call: F) -> Outcome
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    let call = Arc::new(call);
+    let measured_from = Instant::now() + load.warmup;
+    let end = measured_from + load.duration;
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    for _ in 0..load.concurrency {
+        let (call, done_tx) = (call.clone(), done_tx.clone());
+        tokio::spawn(async move {
+            while Instant::now() < end {
+                let scheduled = Instant::now();
+                let result = tokio::time::timeout(CALL_TIMEOUT, call()).await.unwrap_or_else(|_| Err("timeout".into()));
+                let finished = Instant::now();
+                let _ = done_tx.send(Done { measured: scheduled >= measured_from, scheduled, finished, result });
+            }
+        });
+    }
+    drop(done_tx);
+    collect(done_rx, measured_from).await
+}
+
+/// Tallies the measured calls as they answer, until every caller is done.
+async fn collect(mut done_rx: mpsc::UnboundedReceiver<Done>, measured_from: Instant) -> Outcome {
     let mut outcome = Outcome {
         ok: 0,
         errors: BTreeMap::new(),

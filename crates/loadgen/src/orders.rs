@@ -4,14 +4,13 @@
 //! INSERT: the floor any order placement stands on.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::builder::RangedU64ValueParser;
 use foodfast_api::v1 as pb;
 use foodfast_api::v1::order_service_client::OrderServiceClient;
 use foodfast_api::v1::restaurant_service_client::RestaurantServiceClient;
-use foodfast_domain::access::{Principal, Role};
+use foodfast_domain::access::Role;
 use foodfast_store::postgres::Postgres;
 use foodfast_store::users::UserRole;
 use tonic::metadata::{Ascii, MetadataValue};

@@ -4,18 +4,19 @@
 use crate::open_loop::Outcome;
 
 /// Prints the latency table of `rows` (a name and what it did), each run at
-/// `rate` calls per second.
+/// `rate` calls per second (0: as fast as it could, shown as `max`).
 pub fn print_table(rate: u32, rows: &[(&str, &Outcome)]) {
     println!(
         "{:<14} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}  errors",
         "", "target/s", "ok/s", "p50 ms", "p90 ms", "p99 ms", "p999 ms", "max ms"
     );
+    let target = if rate == 0 { "max".to_string() } else { rate.to_string() };
     for (name, outcome) in rows {
         let latency = &outcome.latency;
         let ms = |quantile: f64| latency.value_at_quantile(quantile) as f64 / 1000.0;
         println!(
             "{name:<14} {:>8} {:>8.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}  {}",
-            rate,
+            target,
             outcome.throughput(),
             ms(0.5),
             ms(0.9),
@@ -41,7 +42,7 @@ pub fn print_ratios(a: (&str, &Outcome), b: (&str, &Outcome)) {
 }
 
 /// Failed calls by kind, e.g. `Unavailable=3 timeout=1`, or `0`.
-fn errors(outcome: &Outcome) -> String {
+pub fn errors(outcome: &Outcome) -> String {
     if outcome.errors.is_empty() {
         return "0".into();
     }

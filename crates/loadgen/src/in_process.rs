@@ -1,0 +1,117 @@
+//! The `foodfast` server started in the benchmark's own process on fresh
+//! stores (a database and a keyspace of its own), and their removal after the
+//! run.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use foodfast_domain::access::{Principal, Role};
+use foodfast_payment_sandbox::Sandbox;
+use foodfast_server::auth::{TokenKey, Tokens};
+use foodfast_server::config::Config;
+use foodfast_store::postgres::{Postgres, PostgresConfig};
+use foodfast_store::users::{NewUser, UserRole, Users};
+use foodfast_store::{Stores, migrate};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+/// Longer than any run, so that no token expires during one.
+const TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+
+pub fn human(duration: Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(duration)
+}
+
+/// The `foodfast` server on a fresh, migrated database, as `foodfast serve`
+/// runs it but on a loopback port of its own, with the sandbox as provider.
+pub struct InProcessServer {
+    pub config: Config,
+    pub stores: Stores,
+    tokens: Tokens,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    pub channel: Channel,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<anyhow::Result<()>>,
+    /// Answers the server's payment calls until the server has stopped.
+    _sandbox: Sandbox,
+}
+
+impl InProcessServer {
+    pub async fn start() -> anyhow::Result<Self> {
+        let sandbox = Sandbox::start("127.0.0.1:0".parse()?).await;
+        let signing_key = format!("loadgen:{}", Uuid::new_v4().simple());
+        let mut config = Config { stores: foodfast_testkit::fresh_stores().await, ..Config::default() };
+        config.auth.keys = vec![signing_key.clone()];
+        config.payments.base_url = sandbox.base_url();
+        let stores = Stores::connect(&config.stores).await?;
+        migrate::migrate_postgres(&stores.postgres, &migrate::cockroach_migrations()).await?;
+        let tokens = Tokens::new(&[TokenKey::parse(&signing_key).map_err(anyhow::Error::msg)?]);
+
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn({
+            let config = config.clone();
+            let stores = stores.clone();
+            async move {
+                foodfast_server::server::serve(&config, stores, listener, async {
+                    let _ = stopped.await;
+                })
+                .await
+            }
+        });
+        let channel = Channel::from_shared(url.clone())?.connect().await?;
+        Ok(Self { config, stores, tokens, url, channel, stop, task, _sandbox: sandbox })
+    }
+
+    /// Creates the run's keyspace and its tables (the driver paths need them).
+    pub async fn migrate_scylla(&self) -> anyhow::Result<()> {
+        migrate::migrate_scylla(&self.stores.scylla, &self.config.stores.scylla, &migrate::scylla_migrations()).await?;
+        Ok(())
+    }
+
+    /// A new account with `role`, and the bearer header that speaks for it.
+    pub async fn account(&self, role: Role, user_role: UserRole) -> anyhow::Result<MetadataValue<Ascii>> {
+        let email = format!("{}@loadgen.test", Uuid::new_v4().simple());
+        let user = NewUser {
+            email: &email,
+            phone: None,
+            name: "Load Generator",
+            role: user_role,
+            password_hash: "!",
+            restaurant_id: None,
+        };
+        let user_id = Users::new(self.stores.postgres.clone()).create(&user).await?;
+        let principal = Principal { user_id, role, restaurant_id: None };
+        let token = self.tokens.mint(&principal, TOKEN_TTL).map_err(anyhow::Error::msg)?;
+        Ok(format!("Bearer {token}").parse()?)
+    }
+
+    /// Stops the server and gives back the stores it used.
+    pub async fn stop(self) -> anyhow::Result<Stores> {
+        let _ = self.stop.send(());
+        self.task.await??;
+        Ok(self.stores)
+    }
+}
+
+/// Drops the run's database once nothing uses it: each run writes thousands
+/// of rows that are of no further use.
+pub async fn drop_database(url: &str) -> anyhow::Result<()> {
+    let (server, name) = url.rsplit_once('/').context("the database URL names no database")?;
+    let admin = Postgres::connect(&PostgresConfig { url: format!("{server}/postgres"), ..Default::default() }).await?;
+    admin.client().await?.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)")).await?;
+    Ok(())
+}
+
+/// Drops the run's keyspace and its location rows.
+pub async fn drop_keyspace(stores: &Stores) -> anyhow::Result<()> {
+    let keyspace = stores.scylla.keyspace();
+    stores.scylla.session().query_unpaged(format!("DROP KEYSPACE IF EXISTS {keyspace}"), ()).await?;
+    Ok(())
+}
