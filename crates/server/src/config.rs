@@ -53,6 +53,10 @@ pub struct IngestConfig {
     pub report_timeout: Duration,
     /// Messages a Connect stream buffers for a slow app.
     pub outbound_buffer: usize,
+    /// How long a stream the app half-closed waits for its pings to become
+    /// durable, to send the final ack.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
 }
 
 impl Default for IngestConfig {
@@ -65,6 +69,7 @@ impl Default for IngestConfig {
             ack_interval: Duration::from_millis(100),
             report_timeout: Duration::from_secs(5),
             outbound_buffer: 64,
+            drain_timeout: Duration::from_secs(60),
         }
     }
 }

@@ -73,6 +73,8 @@ struct DriverPings {
     driver_id: Uuid,
     last: Option<Ping>,
     durable: u64,
+    /// The highest seq handed to the writer by this session.
+    submitted: u64,
 }
 
 impl DriverPings {
@@ -89,7 +91,7 @@ impl DriverPings {
             heading_deg: p.heading_deg,
             recorded_at: p.recorded_at,
         });
-        Ok(Self { driver_id, last, durable })
+        Ok(Self { driver_id, last, durable, submitted: 0 })
     }
 
     /// Checks one ping and, if accepted, makes it live and queues it for the
@@ -134,16 +136,19 @@ impl DriverPings {
             // The writer stops only when the server does; the app resends.
             return Err(PingRejection::InvalidField("the server is shutting down; resend after reconnecting"));
         }
+        self.submitted = self.submitted.max(accepted.seq);
         Ok(())
     }
 
-    /// Notes a new durable watermark, also for the next session.
-    async fn durable_moved(&mut self, app: &App, seq: u64) {
-        if seq > self.durable {
-            self.durable = seq;
-            if let Err(err) = app.live.record_durable(self.driver_id, seq).await {
-                tracing::warn!(driver = %self.driver_id, error = %foodfast_store::Chain(&err), "could not record durable seq");
-            }
+    fn durable_moved(&mut self, seq: u64) {
+        self.durable = self.durable.max(seq);
+    }
+
+    /// Remembers the watermark for the next session (on any replica, after a
+    /// restart). Once per ack, not per ping: it is only a resume hint.
+    async fn record_durable(&self, app: &App) {
+        if let Err(err) = app.live.record_durable(self.driver_id, self.durable).await {
+            tracing::warn!(driver = %self.driver_id, error = %foodfast_store::Chain(&err), "could not record durable seq");
         }
     }
 }
@@ -157,7 +162,8 @@ fn message(payload: pb::connect_response::Payload) -> Result<pb::ConnectResponse
 /// The body of one Connect stream. Ends with `INVALID_ARGUMENT` when the
 /// first message is not `hello` and `UNAVAILABLE` when the server shuts down
 /// (reconnect and resend above the last `durable_seq`); a bad ping never ends
-/// it.
+/// it. When the app half-closes, the stream stays open until everything it
+/// sent is durable and acknowledged (or `drain_timeout` passes), then ends OK.
 async fn session(
     app: App,
     writer: LocationWriter,
@@ -203,6 +209,7 @@ async fn session(
 
     let mut rejected: Vec<pb::RejectedPing> = Vec::new();
     let mut acked = pings.durable;
+    let mut drain_deadline: Option<tokio::time::Instant> = None;
     let mut ack_tick = tokio::time::interval(app.ingest.ack_interval);
     ack_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -214,8 +221,9 @@ async fn session(
                 return;
             }
             _ = outbound.closed() => return,
-            request = inbound.next() => match request {
-                None => return,
+            _ = sleep_until_or_never(drain_deadline) => return,
+            request = inbound.next(), if drain_deadline.is_none() => match request {
+                None => drain_deadline = Some(tokio::time::Instant::now() + app.ingest.drain_timeout),
                 Some(Err(status)) => {
                     tracing::debug!(driver = %driver_id, %status, "driver stream failed");
                     return;
@@ -275,7 +283,7 @@ async fn session(
                     return;
                 }
                 let seq = *durable_seqs.borrow_and_update();
-                pings.durable_moved(&app, seq).await;
+                pings.durable_moved(seq);
             }
             _ = ack_tick.tick() => {}
         }
@@ -287,8 +295,21 @@ async fn session(
             if outbound.send(message(pb::connect_response::Payload::Ack(ack))).await.is_err() {
                 return;
             }
+            if pings.durable > acked {
+                pings.record_durable(&app).await;
+            }
             acked = pings.durable;
         }
+        if drain_deadline.is_some() && pings.durable >= pings.submitted && rejected.is_empty() {
+            return;
+        }
+    }
+}
+
+async fn sleep_until_or_never(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -368,7 +389,8 @@ impl DriverService for DriverApi {
             }
         }
         let seq = *durable_seqs.borrow();
-        pings.durable_moved(&self.app, seq).await;
+        pings.durable_moved(seq);
+        pings.record_durable(&self.app).await;
         Ok(Response::new(pb::ReportLocationResponse {
             ack: Some(pb::PingAck { durable_seq: pings.durable, rejected }),
         }))
