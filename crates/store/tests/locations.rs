@@ -189,7 +189,8 @@ async fn resends_write_one_row_and_the_watermark_skips_only_unsubmitted_seqs() {
         writer.submit(points[seq as usize - 1].clone()).await.unwrap();
     }
     let seen = tokio::time::timeout(Duration::from_secs(30), checker).await.expect("seq 5 durable").unwrap();
-    assert!(seen.windows(2).all(|w| w[0] < w[1]) && seen.contains(&4), "watermarks seen: {seen:?}");
+    // A watch channel coalesces: the checker may skip values, never see them go down.
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "watermarks seen: {seen:?}");
     assert_eq!(writer.durable_seq(driver), Some(5));
 
     assert_eq!(track_seqs(&scylla, driver, day).await, [1, 2, 4, 5]);
