@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod address;
+pub mod eta;
 pub mod geo;
 pub mod hours;
 pub mod menu;

@@ -8,7 +8,8 @@
 //! any open status ─cancel→ cancelled
 //! ```
 //! A driver may be assigned early (while confirmed or preparing); marking ready then goes straight
-//! to `driver_assigned`. `cancel` ends any open order, but only support and admins may cancel at
+//! to `driver_assigned`. Until pickup, operators (or dispatch) may replace the driver: the status
+//! stays. `cancel` ends any open order, but only support and admins may cancel at
 //! every stage: a customer until preparation starts, a restaurant once it has accepted.
 //!
 //! Payments: accept captures the hold, reject voids it; cancelling voids it while pending and
@@ -50,6 +51,7 @@ pub enum OrderAction {
     StartPreparing,
     MarkReady,
     AssignDriver,
+    ReassignDriver,
     PickUp,
     StartDelivering,
     Deliver,
@@ -123,6 +125,7 @@ pub fn decide(state: OrderState, action: OrderAction, actor: Actor) -> Result<De
         // Assigned early, the driver heads over while the food is made.
         (A::AssignDriver, S::Confirmed | S::Preparing) => (from, None),
         (A::AssignDriver, S::ReadyForPickup) => (S::DriverAssigned, None),
+        (A::ReassignDriver, S::Confirmed | S::Preparing | S::DriverAssigned) if state.has_driver => (from, None),
         (A::PickUp, S::DriverAssigned) => (S::PickedUp, None),
         (A::StartDelivering, S::PickedUp) => (S::Delivering, None),
         (A::Deliver, S::PickedUp | S::Delivering) => (S::Delivered, None),
@@ -144,7 +147,7 @@ fn permitted(actor: Actor, action: OrderAction, from: OrderStatus) -> bool {
 
     match action {
         A::Accept | A::Reject | A::StartPreparing | A::MarkReady => matches!(actor, Restaurant | Support | Admin),
-        A::AssignDriver => matches!(actor, System | Support | Admin),
+        A::AssignDriver | A::ReassignDriver => matches!(actor, System | Support | Admin),
         A::PickUp | A::Deliver => matches!(actor, Driver | Support | Admin),
         A::StartDelivering => matches!(actor, Driver | System),
         A::Cancel => match actor {
@@ -237,12 +240,13 @@ impl Actor {
 }
 
 impl OrderAction {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Accept,
         Self::Reject,
         Self::StartPreparing,
         Self::MarkReady,
         Self::AssignDriver,
+        Self::ReassignDriver,
         Self::PickUp,
         Self::StartDelivering,
         Self::Deliver,
@@ -256,6 +260,7 @@ impl OrderAction {
             Self::StartPreparing => "start_preparing",
             Self::MarkReady => "mark_ready",
             Self::AssignDriver => "assign_driver",
+            Self::ReassignDriver => "reassign_driver",
             Self::PickUp => "pick_up",
             Self::StartDelivering => "start_delivering",
             Self::Deliver => "deliver",
@@ -271,6 +276,7 @@ impl OrderAction {
             Self::StartPreparing => "start preparing",
             Self::MarkReady => "mark ready",
             Self::AssignDriver => "assign a driver to",
+            Self::ReassignDriver => "replace the driver of",
             Self::PickUp => "pick up",
             Self::StartDelivering => "start delivering",
             Self::Deliver => "deliver",
@@ -286,6 +292,7 @@ impl OrderAction {
             Self::StartPreparing => "started",
             Self::MarkReady => "marked ready",
             Self::AssignDriver => "assigned a driver",
+            Self::ReassignDriver => "given another driver",
             Self::PickUp => "picked up",
             Self::StartDelivering => "sent out for delivery",
             Self::Deliver => "delivered",
@@ -352,13 +359,16 @@ mod tests {
         confirmed        no  mark_ready       restaurant,support,admin          ready_for_pickup no   -
         confirmed        yes mark_ready       restaurant,support,admin          driver_assigned  yes  -
         confirmed        no  assign_driver    system,support,admin              confirmed        yes  -
+        confirmed        yes reassign_driver  system,support,admin              confirmed        yes  -
         confirmed        any cancel           customer,restaurant,support,admin cancelled        same refund
         preparing        no  mark_ready       restaurant,support,admin          ready_for_pickup no   -
         preparing        yes mark_ready       restaurant,support,admin          driver_assigned  yes  -
         preparing        no  assign_driver    system,support,admin              preparing        yes  -
+        preparing        yes reassign_driver  system,support,admin              preparing        yes  -
         preparing        any cancel           restaurant,support,admin          cancelled        same refund
         ready_for_pickup no  assign_driver    system,support,admin              driver_assigned  yes  -
         ready_for_pickup any cancel           support,admin                     cancelled        same refund
+        driver_assigned  yes reassign_driver  system,support,admin              driver_assigned  yes  -
         driver_assigned  any pick_up          driver,support,admin              picked_up        same -
         driver_assigned  any cancel           support,admin                     cancelled        same refund
         picked_up        any start_delivering driver,system                     delivering       same -
@@ -446,9 +456,9 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 10 * 2 * 9 * 6);
+        assert_eq!(checked, 10 * 2 * 10 * 6);
         // Counted from the table by hand: rows with "any" count twice.
-        assert_eq!(allowed, 97);
+        assert_eq!(allowed, 106);
     }
 
     #[test]

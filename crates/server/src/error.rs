@@ -119,6 +119,11 @@ impl From<TransitionFailure> for ApiError {
                 ApiError::PermissionDenied(format!("{err}: not found or not yours"))
             }
             TransitionFailure::Refused(refused) => ApiError::Transition(refused),
+            TransitionFailure::DriverNotFound(_) => ApiError::NotFound(err.to_string()),
+            TransitionFailure::DriverAtCapacity(_) | TransitionFailure::SameDriver(_) => {
+                ApiError::FailedPrecondition(err.to_string())
+            }
+            TransitionFailure::DriverMissing => ApiError::Field(FieldError::new("driver_id", "is required")),
             TransitionFailure::Store(store) => ApiError::Store(store),
         }
     }

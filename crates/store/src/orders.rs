@@ -164,6 +164,8 @@ pub struct OrderEvent {
     pub actor: Actor,
     pub reason: String,
     pub created_at: DateTime<Utc>,
+    /// The driver a `DriverAssigned` event assigned.
+    pub driver_id: Option<Uuid>,
 }
 
 /// Everything `place` writes, already priced and paid for (authorized).
@@ -208,6 +210,14 @@ pub enum TransitionFailure {
     Forbidden(Uuid),
     #[error(transparent)]
     Refused(#[from] TransitionError),
+    #[error("driver {0} not found")]
+    DriverNotFound(Uuid),
+    #[error("driver {0} already holds as many deliveries as allowed")]
+    DriverAtCapacity(Uuid),
+    #[error("order already has driver {0}")]
+    SameDriver(Uuid),
+    #[error("assigning a driver needs the driver's id")]
+    DriverMissing,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -217,6 +227,8 @@ pub enum TransitionFailure {
 pub struct Transitioned {
     pub order: Order,
     pub event: OrderEvent,
+    /// The order's delivery, when the transition created or changed it.
+    pub delivery_id: Option<Uuid>,
 }
 
 /// Who asks for a transition, and on whose behalf.
@@ -227,7 +239,7 @@ pub struct TransitionRequest<'a> {
     pub actor: Actor,
     pub actor_id: Option<Uuid>,
     pub reason: &'a str,
-    /// The driver to assign, for `AssignDriver`.
+    /// The driver to assign, for `AssignDriver` and `ReassignDriver`.
     pub driver_id: Option<Uuid>,
 }
 
@@ -376,6 +388,7 @@ impl Orders {
                             &Some(new.customer_id),
                             &actor,
                             &"",
+                            &None::<Uuid>,
                         ],
                     )
                     .await?;
@@ -417,6 +430,7 @@ impl Orders {
             actor: Actor::Customer,
             reason: String::new(),
             created_at: order.created_at,
+            driver_id: None,
         };
         Ok((order, event))
     }
@@ -438,6 +452,19 @@ impl Orders {
             .map_err(StoreError::postgres)?;
         order.lines = lines.iter().map(line_from_row).collect::<Result<_, _>>()?;
         Ok(Some(order))
+    }
+
+    /// The order's events after `seq`, oldest first, at most `limit`.
+    pub async fn events_after(&self, order_id: Uuid, seq: i64, limit: u32) -> Result<Vec<OrderEvent>, StoreError> {
+        let client = self.postgres.client().await?;
+        let rows = client
+            .query(
+                &client.prepare_cached(sql::SELECT_ORDER_EVENTS_AFTER).await.map_err(StoreError::postgres)?,
+                &[&order_id, &seq, &i64::from(limit)],
+            )
+            .await
+            .map_err(StoreError::postgres)?;
+        rows.iter().map(event_from_row).collect()
     }
 
     /// The order's events, oldest first: its status history.
@@ -513,7 +540,11 @@ impl Orders {
                             Ok(decision) => decision,
                             Err(refused) => return Ok(Err(TransitionFailure::Refused(refused))),
                         };
-                    let driver_id = if has_driver { before.driver_id.or(request.driver_id) } else { None };
+                    let (driver_id, delivery_id) = match move_delivery(tx, &before, request.action, request.driver_id).await? {
+                        Ok(moved) => moved,
+                        Err(failure) => return Ok(Err(failure)),
+                    };
+                    let driver_id = if has_driver { driver_id } else { None };
                     let payment_status = payment.map(PaymentStatus::pending).unwrap_or(before.payment_status);
                     let restaurant_seq: i64 =
                         tx.query_one(sql::NEXT_RESTAURANT_EVENT_SEQ, &[&before.restaurant_id]).await?.get(0);
@@ -524,23 +555,20 @@ impl Orders {
                         )
                         .await?;
                     let after = order_from_row(&row)?;
-                    let kind = if has_driver && !before.state().has_driver {
-                        EventKind::DriverAssigned
-                    } else {
-                        EventKind::StatusChanged
-                    };
+                    let assigns = matches!(request.action, OrderAction::AssignDriver | OrderAction::ReassignDriver);
                     let event = OrderEvent {
                         order_id: request.order_id,
                         seq: after.last_event_seq,
                         restaurant_id: before.restaurant_id,
                         restaurant_seq,
-                        kind,
+                        kind: if assigns { EventKind::DriverAssigned } else { EventKind::StatusChanged },
                         status,
                         previous_status: Some(before.status),
                         actor_id: request.actor_id,
                         actor: request.actor,
                         reason,
                         created_at: after.updated_at,
+                        driver_id: if assigns { driver_id } else { None },
                     };
                     tx.execute(
                         sql::INSERT_ORDER_EVENT,
@@ -555,10 +583,11 @@ impl Orders {
                             &event.actor_id,
                             &event.actor.as_str(),
                             &event.reason,
+                            &event.driver_id,
                         ],
                     )
                     .await?;
-                    Ok(Ok(Transitioned { order: after, event }))
+                    Ok(Ok(Transitioned { order: after, event, delivery_id }))
                 })
             })
             .await?;
@@ -641,6 +670,55 @@ impl Orders {
     }
 }
 
+/// Keeps `deliveries` and the drivers' load in step with an allowed
+/// transition: assigning takes capacity from the new driver (and gives the
+/// old one's back), delivering or cancelling gives it back. Returns the
+/// order's driver afterwards and the delivery touched.
+async fn move_delivery(
+    tx: &tokio_postgres::Transaction<'_>,
+    before: &Order,
+    action: OrderAction,
+    new_driver: Option<Uuid>,
+) -> Result<Result<(Option<Uuid>, Option<Uuid>), TransitionFailure>, TxError> {
+    let order_id = before.id;
+    let delivery = |row: Option<Row>| row.map(|row| row.get::<_, Uuid>(0));
+    match action {
+        OrderAction::AssignDriver | OrderAction::ReassignDriver => {
+            let Some(driver_id) = new_driver else { return Ok(Err(TransitionFailure::DriverMissing)) };
+            if before.driver_id == Some(driver_id) {
+                return Ok(Err(TransitionFailure::SameDriver(driver_id)));
+            }
+            if tx.query_opt(sql::TAKE_DRIVER_CAPACITY, &[&driver_id]).await?.is_none() {
+                let exists = tx.query_opt(sql::SELECT_DRIVER_EXISTS, &[&driver_id]).await?.is_some();
+                return Ok(Err(if exists {
+                    TransitionFailure::DriverAtCapacity(driver_id)
+                } else {
+                    TransitionFailure::DriverNotFound(driver_id)
+                }));
+            }
+            if let Some(previous) = before.driver_id {
+                tx.execute(sql::RELEASE_DRIVER_CAPACITY, &[&previous]).await?;
+            }
+            let delivery_id = tx.query_one(sql::ASSIGN_DELIVERY, &[&order_id, &driver_id]).await?.get(0);
+            Ok(Ok((Some(driver_id), Some(delivery_id))))
+        }
+        OrderAction::PickUp => {
+            Ok(Ok((before.driver_id, delivery(tx.query_opt(sql::MARK_DELIVERY_PICKED_UP, &[&order_id]).await?))))
+        }
+        OrderAction::Deliver | OrderAction::Cancel if before.driver_id.is_some() => {
+            let statement = if action == OrderAction::Deliver {
+                sql::MARK_DELIVERY_DELIVERED
+            } else {
+                sql::MARK_DELIVERY_CANCELLED
+            };
+            let delivery_id = delivery(tx.query_opt(statement, &[&order_id]).await?);
+            tx.execute(sql::RELEASE_DRIVER_CAPACITY, &[&before.driver_id]).await?;
+            Ok(Ok((before.driver_id, delivery_id)))
+        }
+        _ => Ok(Ok((before.driver_id, None))),
+    }
+}
+
 /// Reads the columns of `sql::order_columns!` in their order.
 fn order_from_row(row: &Row) -> Result<Order, StoreError> {
     let id: Uuid = row.get(0);
@@ -711,5 +789,6 @@ fn event_from_row(row: &Row) -> Result<OrderEvent, StoreError> {
         actor: actor.parse().map_err(|err: order::UnknownName| corrupt("actor", err.to_string()))?,
         reason: row.get(9),
         created_at: row.get(10),
+        driver_id: row.get(11),
     })
 }

@@ -25,7 +25,7 @@ macro_rules! order_columns {
 macro_rules! event_columns {
     () => {
         "order_id, seq, restaurant_id, restaurant_seq, kind, status, previous_status, actor_id, actor, reason, \
-         created_at"
+         created_at, driver_id"
     };
 }
 
@@ -122,14 +122,17 @@ statements! {
             choices, note, line_total)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
     INSERT_ORDER_EVENT = "INSERT INTO order_events (order_id, seq, restaurant_id, restaurant_seq, kind, status,
-            previous_status, actor_id, actor, reason)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+            previous_status, actor_id, actor, reason, driver_id)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
     SELECT_ORDER = concat!("SELECT ", order_columns!(), " FROM orders WHERE id = $1");
     LOCK_ORDER = concat!("SELECT ", order_columns!(), " FROM orders WHERE id = $1 FOR UPDATE");
     SELECT_ORDER_ITEMS = "SELECT line_no, menu_item_id, name, unit_price, quantity, choices, note, line_total
         FROM order_items WHERE order_id = $1 ORDER BY line_no";
     SELECT_ORDER_EVENTS = concat!("SELECT ", event_columns!(), " FROM order_events WHERE order_id = $1 ORDER BY seq");
+    SELECT_ORDER_EVENTS_AFTER = concat!(
+        "SELECT ", event_columns!(), " FROM order_events WHERE order_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+    );
     SELECT_CUSTOMER_ORDERS_FIRST = concat!(
         "SELECT ", order_columns!(), " FROM orders WHERE customer_id = $1
         ORDER BY created_at DESC, id DESC LIMIT $2"
@@ -144,6 +147,24 @@ statements! {
         WHERE id = $1
         RETURNING ", order_columns!()
     );
+
+    /// Takes one more delivery for the driver, if below capacity.
+    TAKE_DRIVER_CAPACITY = "UPDATE drivers SET active_deliveries = active_deliveries + 1
+        WHERE id = $1 AND active_deliveries < capacity RETURNING id";
+    RELEASE_DRIVER_CAPACITY = "UPDATE drivers SET active_deliveries = active_deliveries - 1
+        WHERE id = $1 AND active_deliveries > 0";
+    SELECT_DRIVER_EXISTS = "SELECT 1 FROM drivers WHERE id = $1";
+    SELECT_DRIVER_PROFILE = "SELECT u.name, d.vehicle, d.city, d.capacity, d.active_deliveries
+        FROM drivers d JOIN users u ON u.id = d.id WHERE d.id = $1";
+    ASSIGN_DELIVERY = "INSERT INTO deliveries (order_id, driver_id, status) VALUES ($1, $2, 'assigned')
+        ON CONFLICT (order_id) DO UPDATE SET driver_id = excluded.driver_id, status = 'assigned',
+            assigned_at = now(), picked_up_at = NULL, delivered_at = NULL
+        RETURNING id";
+    MARK_DELIVERY_PICKED_UP = "UPDATE deliveries SET status = 'picked_up', picked_up_at = now()
+        WHERE order_id = $1 RETURNING id";
+    MARK_DELIVERY_DELIVERED = "UPDATE deliveries SET status = 'delivered', delivered_at = now()
+        WHERE order_id = $1 RETURNING id";
+    MARK_DELIVERY_CANCELLED = "UPDATE deliveries SET status = 'cancelled' WHERE order_id = $1 RETURNING id";
 
     SELECT_RESTAURANT_EVENT_SEQ = "SELECT event_seq FROM restaurants WHERE id = $1";
     SELECT_OPEN_RESTAURANT_ORDERS = concat!(

@@ -1,7 +1,8 @@
 //! The store applies every state-machine decision faithfully on PostgreSQL:
 //! for every (status, driver assigned?, action, actor), an allowed transition
 //! writes the decided status and payment, and exactly one event with the next
-//! sequence numbers; a refused one changes nothing at all.
+//! sequence numbers; a refused one changes nothing at all. Deliveries and the
+//! drivers' load follow every assignment, delivery and cancellation.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -27,7 +28,10 @@ struct Fixture {
     stores: Stores,
     orders: Orders,
     new_order: NewOrder,
+    /// Holds the order whenever the starting state has a driver.
     driver_id: Uuid,
+    /// The driver every assignment names.
+    other_driver_id: Uuid,
 }
 
 async fn fixture() -> Fixture {
@@ -46,6 +50,8 @@ async fn fixture() -> Fixture {
     let customer_id = users.create(&user("c@test", UserRole::Customer)).await.unwrap();
     let driver_id = users.create(&user("d@test", UserRole::Driver)).await.unwrap();
     users.add_driver(driver_id, "Paris", "bike", 1).await.unwrap();
+    let other_driver_id = users.create(&user("d2@test", UserRole::Driver)).await.unwrap();
+    users.add_driver(other_driver_id, "Paris", "bike", 1).await.unwrap();
 
     let location = LatLng::new(48.85, 2.35).unwrap();
     let address = Address { location, formatted: "1 Rue".into(), instructions: String::new() };
@@ -98,7 +104,7 @@ async fn fixture() -> Fixture {
         payment_id: "pi_test".into(),
         idempotency_key: String::new(),
     };
-    Fixture { orders: Orders::new(stores.postgres.clone()), stores, new_order, driver_id }
+    Fixture { orders: Orders::new(stores.postgres.clone()), stores, new_order, driver_id, other_driver_id }
 }
 
 impl Fixture {
@@ -114,7 +120,8 @@ impl Fixture {
         order_id
     }
 
-    /// Puts the order in `state` with an authorized (or, once accepted, captured) payment.
+    /// Puts the order in `state` with an authorized (or, once accepted, captured) payment, and
+    /// its delivery (held by `driver_id`, whose load is then 1) when it has a driver.
     async fn reset(&self, order_id: Uuid, state: OrderState) {
         let driver = state.has_driver.then_some(self.driver_id);
         let payment = if state.status == OrderStatus::Pending { "authorized" } else { "captured" };
@@ -126,6 +133,39 @@ impl Fixture {
             )
             .await
             .unwrap();
+        client.execute("DELETE FROM deliveries WHERE order_id = $1", &[&order_id]).await.unwrap();
+        client.execute("UPDATE drivers SET active_deliveries = 0", &[]).await.unwrap();
+        if let Some(driver) = driver {
+            client
+                .execute(
+                    "INSERT INTO deliveries (order_id, driver_id, status) VALUES ($1, $2, 'assigned')",
+                    &[&order_id, &driver],
+                )
+                .await
+                .unwrap();
+            client.execute("UPDATE drivers SET active_deliveries = 1 WHERE id = $1", &[&driver]).await.unwrap();
+        }
+    }
+
+    /// The delivery's driver and status, and each driver's load.
+    async fn delivery(&self, order_id: Uuid) -> (Option<(Uuid, String)>, i32, i32) {
+        let client = self.stores.postgres.client().await.unwrap();
+        let delivery = client
+            .query_opt("SELECT driver_id, status FROM deliveries WHERE order_id = $1", &[&order_id])
+            .await
+            .unwrap()
+            .map(|row| (row.get(0), row.get(1)));
+        let load = |driver: Uuid| {
+            let client = &client;
+            async move {
+                client
+                    .query_one("SELECT active_deliveries FROM drivers WHERE id = $1", &[&driver])
+                    .await
+                    .unwrap()
+                    .get::<_, i32>(0)
+            }
+        };
+        (delivery, load(self.driver_id).await, load(self.other_driver_id).await)
     }
 
     async fn row(&self, order_id: Uuid) -> (String, Option<Uuid>, String, i64, i64, i64) {
@@ -163,7 +203,7 @@ async fn every_decision_of_the_state_machine_is_applied_exactly() {
                         actor,
                         actor_id: None,
                         reason: "test",
-                        driver_id: Some(fixture.driver_id),
+                        driver_id: Some(fixture.other_driver_id),
                     };
                     let outcome = fixture.orders.transition(request, |_| true).await;
                     let after = fixture.row(order_id).await;
@@ -191,6 +231,21 @@ async fn every_decision_of_the_state_machine_is_applied_exactly() {
                             assert_eq!(done.event.seq, after.3, "{case}");
                             assert_eq!(done.event.restaurant_seq, after.5, "{case}");
                             assert_eq!(done.event.previous_status, Some(status), "{case}");
+                            let (delivery, load, other_load) = fixture.delivery(order_id).await;
+                            let expected = match action {
+                                OrderAction::AssignDriver | OrderAction::ReassignDriver => {
+                                    assert_eq!(after.1, Some(fixture.other_driver_id), "{case}");
+                                    assert_eq!(done.event.driver_id, Some(fixture.other_driver_id), "{case}");
+                                    (Some((fixture.other_driver_id, "assigned")), 0, 1)
+                                }
+                                OrderAction::PickUp if has_driver => (Some((fixture.driver_id, "picked_up")), 1, 0),
+                                OrderAction::Deliver if has_driver => (Some((fixture.driver_id, "delivered")), 0, 0),
+                                OrderAction::Cancel if has_driver => (Some((fixture.driver_id, "cancelled")), 0, 0),
+                                _ if has_driver => (Some((fixture.driver_id, "assigned")), 1, 0),
+                                _ => (None, 0, 0),
+                            };
+                            let delivery = delivery.as_ref().map(|(driver, status)| (*driver, status.as_str()));
+                            assert_eq!((delivery, load, other_load), expected, "{case}: delivery and drivers' load");
                             fixture.reset(order_id, state).await;
                         }
                         Err(expected) => {
@@ -229,4 +284,54 @@ async fn a_transition_the_caller_may_not_make_or_on_a_missing_order_changes_noth
     let missing = Uuid::new_v4();
     let outcome = fixture.orders.transition(request(missing), |_| true).await;
     assert!(matches!(outcome, Err(TransitionFailure::NotFound(id)) if id == missing), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn racing_assignments_give_an_order_exactly_one_driver_and_respect_capacity() {
+    let fixture = fixture().await;
+    let order_id = fixture.place().await;
+    fixture.reset(order_id, OrderState { status: OrderStatus::ReadyForPickup, has_driver: false }).await;
+    let assign = |driver_id: Uuid, order_id: Uuid| {
+        let orders = fixture.orders.clone();
+        async move {
+            let request = TransitionRequest {
+                order_id,
+                action: OrderAction::AssignDriver,
+                actor: Actor::Support,
+                actor_id: None,
+                reason: "by hand",
+                driver_id: Some(driver_id),
+            };
+            orders.transition(request, |_| true).await
+        }
+    };
+    let (first, second) =
+        tokio::join!(assign(fixture.driver_id, order_id), assign(fixture.other_driver_id, order_id));
+    let (winner, loser) = match (first, second) {
+        (Ok(won), Err(lost)) | (Err(lost), Ok(won)) => (won, lost),
+        other => panic!("exactly one assignment must win: {other:?}"),
+    };
+    assert!(matches!(loser, TransitionFailure::Refused(order::TransitionError::AlreadyAssigned)), "{loser:?}");
+    let driver = winner.order.driver_id.unwrap();
+    let (delivery, load, other_load) = fixture.delivery(order_id).await;
+    assert_eq!(delivery, Some((driver, "assigned".to_string())));
+    assert_eq!(load + other_load, 1, "only the winner's load moved");
+    assert!(winner.delivery_id.is_some());
+
+    // The winner (capacity 1) cannot take a second order; an unknown driver is named.
+    let second_order = fixture.place().await;
+    fixture.reset(second_order, OrderState { status: OrderStatus::ReadyForPickup, has_driver: false }).await;
+    let client = fixture.stores.postgres.client().await.unwrap();
+    client.execute("UPDATE drivers SET active_deliveries = 1 WHERE id = $1", &[&driver]).await.unwrap();
+    let before = fixture.row(second_order).await;
+    match assign(driver, second_order).await {
+        Err(TransitionFailure::DriverAtCapacity(id)) => assert_eq!(id, driver),
+        other => panic!("expected DriverAtCapacity, got {other:?}"),
+    }
+    let stranger = Uuid::new_v4();
+    match assign(stranger, second_order).await {
+        Err(TransitionFailure::DriverNotFound(id)) => assert_eq!(id, stranger),
+        other => panic!("expected DriverNotFound, got {other:?}"),
+    }
+    assert_eq!(fixture.row(second_order).await, before, "a refused assignment changes nothing");
 }
