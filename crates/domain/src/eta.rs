@@ -141,8 +141,8 @@ pub struct EtaEstimator {
     policy: EtaPolicy,
     /// Always within [min, max]: it starts there and moves only towards samples clamped there.
     speed_mps: f64,
-    /// Where the derived speed is measured from: the last fix at least [`MIN_DERIVED_SPAN_S`] older
-    /// than the one before it, so a burst of close fixes still yields a speed.
+    /// Where the derived speed is measured from: the first fix, then each fix at least
+    /// [`MIN_DERIVED_SPAN_S`] after the anchor before it, so a burst of close fixes still yields a speed.
     anchor: Option<Fix>,
     /// The newest sample's time: a sample not after it is stale and ignored.
     latest_at: Option<DateTime<Utc>>,

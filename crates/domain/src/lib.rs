@@ -10,6 +10,7 @@ pub mod geo;
 pub mod hours;
 pub mod menu;
 pub mod money;
+pub mod names;
 pub mod order;
 pub mod ping;
 pub mod pricing;

@@ -540,10 +540,11 @@ impl Orders {
                             Ok(decision) => decision,
                             Err(refused) => return Ok(Err(TransitionFailure::Refused(refused))),
                         };
-                    let (driver_id, delivery_id) = match move_delivery(tx, &before, request.action, request.driver_id).await? {
-                        Ok(moved) => moved,
-                        Err(failure) => return Ok(Err(failure)),
-                    };
+                    let (driver_id, delivery_id) =
+                        match move_delivery(tx, &before, request.action, request.driver_id).await? {
+                            Ok(moved) => moved,
+                            Err(failure) => return Ok(Err(failure)),
+                        };
                     let driver_id = if has_driver { driver_id } else { None };
                     let payment_status = payment.map(PaymentStatus::pending).unwrap_or(before.payment_status);
                     let restaurant_seq: i64 =

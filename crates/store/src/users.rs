@@ -39,6 +39,17 @@ pub struct NewUser<'a> {
     pub restaurant_id: Option<Uuid>,
 }
 
+/// A driver as customers, restaurants and ops see them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriverProfile {
+    pub id: Uuid,
+    pub name: String,
+    pub vehicle: String,
+    pub city: String,
+    pub capacity: u32,
+    pub active_deliveries: u32,
+}
+
 #[derive(Clone)]
 pub struct Users {
     postgres: Postgres,
@@ -92,6 +103,23 @@ impl Users {
             .await
             .map_err(StoreError::postgres)?;
         Ok(())
+    }
+
+    /// The driver's name, vehicle and load, if `id` is a driver.
+    pub async fn driver(&self, id: Uuid) -> Result<Option<DriverProfile>, StoreError> {
+        let client = self.postgres.client().await?;
+        let row = client
+            .query_opt(&client.prepare_cached(sql::SELECT_DRIVER_PROFILE).await.map_err(StoreError::postgres)?, &[&id])
+            .await
+            .map_err(StoreError::postgres)?;
+        Ok(row.map(|row| DriverProfile {
+            id,
+            name: row.get(0),
+            vehicle: row.get(1),
+            city: row.get(2),
+            capacity: row.get::<_, i32>(3).max(0) as u32,
+            active_deliveries: row.get::<_, i32>(4).max(0) as u32,
+        }))
     }
 
     pub async fn name(&self, id: Uuid) -> Result<Option<String>, StoreError> {

@@ -305,8 +305,7 @@ async fn racing_assignments_give_an_order_exactly_one_driver_and_respect_capacit
             orders.transition(request, |_| true).await
         }
     };
-    let (first, second) =
-        tokio::join!(assign(fixture.driver_id, order_id), assign(fixture.other_driver_id, order_id));
+    let (first, second) = tokio::join!(assign(fixture.driver_id, order_id), assign(fixture.other_driver_id, order_id));
     let (winner, loser) = match (first, second) {
         (Ok(won), Err(lost)) | (Err(lost), Ok(won)) => (won, lost),
         other => panic!("exactly one assignment must win: {other:?}"),

@@ -3,6 +3,7 @@
 //! types, call the domain or the store, map the error. Services whose issue
 //! has not landed yet answer every RPC with `UNIMPLEMENTED`.
 
+mod dispatch_api;
 mod driver_api;
 mod order_api;
 mod page_token;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 
 use foodfast_api::v1::{
     account_service_server::{AccountService, AccountServiceServer},
-    dispatch_service_server::{DispatchService, DispatchServiceServer},
+    dispatch_service_server::DispatchServiceServer,
     driver_service_server::DriverServiceServer,
     media_service_server::{MediaService, MediaServiceServer},
     notification_service_server::{NotificationService, NotificationServiceServer},
@@ -40,6 +41,7 @@ use crate::auth::Tokens;
 use crate::config::{IngestConfig, ServiceSettings};
 use crate::settlement::PaymentSettler;
 
+pub use dispatch_api::DispatchApi;
 pub use driver_api::DriverApi;
 pub use order_api::OrderApi;
 pub use restaurant_api::RestaurantApi;
@@ -106,7 +108,6 @@ impl App {
 pub struct NotImplementedYet;
 
 impl AccountService for NotImplementedYet {}
-impl DispatchService for NotImplementedYet {}
 impl NotificationService for NotImplementedYet {}
 impl SupportService for NotImplementedYet {}
 impl MediaService for NotImplementedYet {}
@@ -129,8 +130,8 @@ pub fn add_services(router: Router, app: App, tokens: &Tokens, max_message_bytes
         .add_service(service!(RestaurantServiceServer, RestaurantApi::new(app.clone())))
         .add_service(service!(OrderServiceServer, OrderApi::new(app.clone())))
         .add_service(service!(DriverServiceServer, DriverApi::new(app.clone())))
-        .add_service(service!(TrackingServiceServer, TrackingApi::new(app)))
-        .add_service(service!(DispatchServiceServer, NotImplementedYet))
+        .add_service(service!(TrackingServiceServer, TrackingApi::new(app.clone())))
+        .add_service(service!(DispatchServiceServer, DispatchApi::new(app)))
         .add_service(service!(NotificationServiceServer, NotImplementedYet))
         .add_service(service!(SupportServiceServer, NotImplementedYet))
         .add_service(service!(MediaServiceServer, NotImplementedYet))
