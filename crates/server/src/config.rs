@@ -10,6 +10,7 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use figment::value::Value;
+use foodfast_domain::eta::EtaPolicy;
 use foodfast_domain::ping::PingPolicy;
 use foodfast_domain::pricing::PricingPolicy;
 use foodfast_domain::zones::{Zone, Zones};
@@ -32,6 +33,38 @@ pub struct Config {
     pub pricing: PricingPolicy,
     pub service: ServiceSettings,
     pub ingest: IngestConfig,
+    pub tracking: TrackingConfig,
+}
+
+/// TrackOrder streams.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackingConfig {
+    /// Most driver-location messages a stream sends per second (a client
+    /// may ask for fewer); in between, positions coalesce, latest wins.
+    pub max_location_rate: u32,
+    /// A stream re-reads its order's events this often even without a
+    /// wake-up, so a lost pub/sub message only delays it.
+    #[serde(with = "humantime_serde")]
+    pub resync_interval: Duration,
+    /// While Redis is unreachable, streams poll the database this often.
+    #[serde(with = "humantime_serde")]
+    pub degraded_poll_interval: Duration,
+    /// Order events a stream reads (and holds) at once.
+    pub event_batch: u32,
+    pub eta: EtaPolicy,
+}
+
+impl Default for TrackingConfig {
+    fn default() -> Self {
+        Self {
+            max_location_rate: 10,
+            resync_interval: Duration::from_secs(30),
+            degraded_poll_interval: Duration::from_secs(2),
+            event_batch: 64,
+            eta: EtaPolicy::default(),
+        }
+    }
 }
 
 /// The driver location path.
@@ -268,6 +301,11 @@ pub const SETTINGS: &[Setting] = &[
         help: "delivery fee per kilometer",
     },
     Setting { env: "FOODFAST_MENU_CACHE_TTL", key: "service.menu_cache_ttl", help: "menu cache lifetime" },
+    Setting {
+        env: "FOODFAST_TRACKING_MAX_LOCATION_RATE",
+        key: "tracking.max_location_rate",
+        help: "most driver locations per second on one TrackOrder stream",
+    },
     Setting { env: "FOODFAST_LOG_FORMAT", key: "log.format", help: "`pretty` or `json`" },
     Setting { env: "FOODFAST_LOG", key: "log.filter", help: "tracing filter, e.g. `info`" },
 ];
@@ -343,6 +381,16 @@ impl Config {
         if self.ingest.outbound_buffer == 0 {
             return Err(invalid("ingest.outbound_buffer", "must be at least 1".into()));
         }
+        if self.tracking.max_location_rate == 0 {
+            return Err(invalid("tracking.max_location_rate", "must be at least 1".into()));
+        }
+        if self.tracking.event_batch == 0 {
+            return Err(invalid("tracking.event_batch", "must be at least 1".into()));
+        }
+        if self.tracking.resync_interval.is_zero() || self.tracking.degraded_poll_interval.is_zero() {
+            return Err(invalid("tracking.resync_interval", "poll intervals must be positive".into()));
+        }
+        self.tracking.eta.validate().map_err(|err| invalid("tracking.eta", err.to_string()))?;
         if self.service.watch_buffer == 0 {
             return Err(invalid("service.watch_buffer", "must be at least 1".into()));
         }

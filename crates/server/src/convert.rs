@@ -95,7 +95,9 @@ pub fn order_event(event: &OrderEvent) -> pb::OrderEvent {
         actor: actor(event.actor) as i32,
         occurred_at: Some(timestamp(event.created_at)),
         reason: event.reason.clone(),
-        driver: None,
+        driver: event
+            .driver_id
+            .map(|driver_id| pb::DriverSummary { driver_id: driver_id.to_string(), ..Default::default() }),
     }
 }
 

@@ -11,3 +11,4 @@ pub mod seed;
 pub mod server;
 pub mod settlement;
 pub mod telemetry;
+pub mod tracking;

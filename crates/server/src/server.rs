@@ -69,6 +69,7 @@ pub async fn serve(
         settings: Arc::new(config.service.clone()),
         live: LivePositions::new(stores.redis.clone()),
         ingest: Arc::new(config.ingest.clone()),
+        tracking: Arc::new(config.tracking.clone()),
         scylla: stores.scylla.clone(),
         location_writer: Arc::default(),
         location_reader: Arc::default(),

@@ -1,14 +1,17 @@
 //! The driver's Connect stream on the real Redis and Cassandra: pings are
-//! checked, made live, written durably, acknowledged, and read back.
+//! checked, made live, written durably, acknowledged, and read back. And the
+//! driver's delivery steps (picked up, delivered), unary and over Connect.
 
 mod common;
 
 use std::time::Duration;
 
 use chrono::Utc;
-use common::TestServer;
+use common::{TestServer, address_near, line};
 use foodfast_api::v1 as pb;
+use foodfast_api::v1::dispatch_service_client::DispatchServiceClient;
 use foodfast_domain::access::Principal;
+use foodfast_store::users::Users;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
@@ -369,4 +372,246 @@ async fn a_cassandra_outage_mid_stream_loses_no_acknowledged_ping() {
         "memory stayed bounded while Cassandra was down: {rss_before} KiB before, {rss_during} KiB during"
     );
     println!("sent {last_sent}, acked {acked_at_stop} when Cassandra stopped; RSS {rss_before} → {rss_during} KiB");
+}
+
+/// A restaurant with its staff and a customer, to walk orders to the driver.
+struct Kitchen {
+    server: TestServer,
+    restaurant: pb::Restaurant,
+    menu: pb::UpsertMenuResponse,
+    customer: Principal,
+    staff: Principal,
+    admin: Principal,
+}
+
+async fn kitchen() -> Kitchen {
+    let server = driver_server().await;
+    let (restaurant, menu) = server.restaurant_at("Luigi", "pizza", LAT, LNG).await;
+    let customer = server.customer().await;
+    let staff = server.staff(restaurant.restaurant_id.parse().unwrap()).await;
+    let admin = server.admin().await;
+    Kitchen { server, restaurant, menu, customer, staff, admin }
+}
+
+impl Kitchen {
+    /// A driver account with a driver row holding at most `capacity` deliveries.
+    async fn driver(&self, capacity: i32) -> Principal {
+        let driver = self.server.driver().await;
+        Users::new(self.server.stores.postgres.clone())
+            .add_driver(driver.user_id, "paris", "bike", capacity)
+            .await
+            .unwrap();
+        driver
+    }
+
+    /// A placed order, accepted and ready for pickup; returns its id.
+    async fn ready_order(&self) -> String {
+        let order = self
+            .server
+            .orders(Some(&self.customer))
+            .create_order(pb::CreateOrderRequest {
+                idempotency_key: uuid::Uuid::new_v4().to_string(),
+                restaurant_id: self.restaurant.restaurant_id.clone(),
+                items: vec![line(&self.menu, "Bruschetta", 2, &[])],
+                delivery_address: Some(address_near(LAT, LNG, 2_000.0)),
+                payment_method_id: "pm_card_visa".into(),
+                customer_note: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .order
+            .unwrap();
+        for status in ["accepted", "ready_for_pickup"] {
+            self.server
+                .restaurants(Some(&self.staff))
+                .update_order_status(pb::UpdateOrderStatusRequest {
+                    order_id: order.order_id.clone(),
+                    status: status.into(),
+                    reason: String::new(),
+                    prep_time: None,
+                })
+                .await
+                .unwrap();
+        }
+        order.order_id
+    }
+
+    /// Ops assign `driver` (who must be online) to the order.
+    async fn assign(&self, order_id: &str, driver: &Principal) -> Result<pb::AssignDriverResponse, tonic::Status> {
+        let token = self.server.tokens.mint(&self.admin, Duration::from_secs(600)).unwrap();
+        let mut request = tonic::Request::new(pb::AssignDriverRequest {
+            order_id: order_id.into(),
+            driver_id: driver.user_id.to_string(),
+            replace: false,
+            reason: "test dispatch".into(),
+        });
+        request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        DispatchServiceClient::new(self.server.channel.clone()).assign_driver(request).await.map(|r| r.into_inner())
+    }
+
+    async fn picked_up(&self, caller: &Principal, order_id: &str) -> Result<pb::MarkPickedUpResponse, tonic::Status> {
+        let request = pb::MarkPickedUpRequest { order_id: order_id.into() };
+        self.server.drivers(Some(caller)).mark_picked_up(request).await.map(|r| r.into_inner())
+    }
+
+    async fn delivered(&self, caller: &Principal, order_id: &str) -> Result<pb::MarkDeliveredResponse, tonic::Status> {
+        let request = pb::MarkDeliveredRequest { order_id: order_id.into() };
+        self.server.drivers(Some(caller)).mark_delivered(request).await.map(|r| r.into_inner())
+    }
+
+    async fn status(&self, order_id: &str) -> pb::OrderStatus {
+        let request = pb::GetOrderRequest { order_id: order_id.into() };
+        self.server.orders(Some(&self.customer)).get_order(request).await.unwrap().into_inner().order.unwrap().status()
+    }
+}
+
+fn transition(transition_id: &str, order_id: &str, step: pb::DeliveryStep) -> pb::ConnectRequest {
+    up(pb::connect_request::Payload::Transition(pb::DeliveryTransition {
+        transition_id: transition_id.into(),
+        order_id: order_id.into(),
+        step: step as i32,
+        occurred_at: None,
+    }))
+}
+
+impl Session {
+    /// Sends a delivery step and reads until its result comes down.
+    async fn step(&mut self, transition_id: &str, order_id: &str, step: pb::DeliveryStep) -> pb::TransitionResult {
+        self.sender.send(transition(transition_id, order_id, step)).await.unwrap();
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(15), self.responses.next())
+                .await
+                .unwrap_or_else(|_| panic!("no result for transition {transition_id}"))
+                .unwrap()
+                .unwrap();
+            if let Some(pb::connect_response::Payload::TransitionResult(result)) = message.payload {
+                assert_eq!(result.transition_id, transition_id);
+                assert_eq!(result.order_id, order_id);
+                assert_eq!(result.step(), step);
+                return result;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_assigned_driver_picks_up_and_delivers_and_a_resend_is_answered_ok() {
+    let kitchen = kitchen().await;
+    let driver = kitchen.driver(1).await;
+    let other = kitchen.driver(1).await;
+    let _online = connect(&kitchen.server, &driver).await;
+
+    let order_id = kitchen.ready_order().await;
+    let assigned = kitchen.assign(&order_id, &driver).await.unwrap();
+    assert_eq!(assigned.status(), pb::OrderStatus::DriverAssigned);
+
+    // Only drivers, and only the order's driver; strangers cannot tell whether it exists.
+    let err = kitchen.picked_up(&kitchen.customer, &order_id).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = kitchen.picked_up(&other, &order_id).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let missing = uuid::Uuid::new_v4().to_string();
+    let err_missing = kitchen.picked_up(&driver, &missing).await.unwrap_err();
+    assert_eq!(err_missing.code(), Code::PermissionDenied);
+    assert_eq!(err.message().replace(&order_id, "ID"), err_missing.message().replace(&missing, "ID"));
+    let err = kitchen.picked_up(&driver, "not-a-uuid").await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    // Not before pickup.
+    let err = kitchen.delivered(&driver, &order_id).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+
+    let picked = kitchen.picked_up(&driver, &order_id).await.unwrap();
+    assert_eq!((picked.order_id.as_str(), picked.status()), (order_id.as_str(), pb::OrderStatus::PickedUp));
+    assert_eq!(picked.seq, assigned.seq + 1);
+    let again = kitchen.picked_up(&driver, &order_id).await.unwrap();
+    assert_eq!((again.status(), again.seq), (pb::OrderStatus::PickedUp, picked.seq), "a resend changes nothing");
+
+    let err = kitchen.delivered(&other, &order_id).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let delivered = kitchen.delivered(&driver, &order_id).await.unwrap();
+    assert_eq!((delivered.status(), delivered.seq), (pb::OrderStatus::Delivered, picked.seq + 1));
+    let again = kitchen.delivered(&driver, &order_id).await.unwrap();
+    assert_eq!((again.status(), again.seq), (pb::OrderStatus::Delivered, delivered.seq));
+    let late = kitchen.picked_up(&driver, &order_id).await.unwrap();
+    assert_eq!((late.status(), late.seq), (pb::OrderStatus::Delivered, delivered.seq), "picked up, and more");
+    assert_eq!(kitchen.status(&order_id).await, pb::OrderStatus::Delivered);
+}
+
+#[tokio::test]
+async fn delivering_gives_the_drivers_capacity_back() {
+    let kitchen = kitchen().await;
+    let driver = kitchen.driver(1).await;
+    let _online = connect(&kitchen.server, &driver).await;
+
+    let first = kitchen.ready_order().await;
+    let second = kitchen.ready_order().await;
+    kitchen.assign(&first, &driver).await.unwrap();
+    let err = kitchen.assign(&second, &driver).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "at capacity: {err:?}");
+
+    kitchen.picked_up(&driver, &first).await.unwrap();
+    kitchen.delivered(&driver, &first).await.unwrap();
+    // A resend does not give the capacity back twice.
+    kitchen.delivered(&driver, &first).await.unwrap();
+    let assigned = kitchen.assign(&second, &driver).await.unwrap();
+    assert_eq!(assigned.status(), pb::OrderStatus::DriverAssigned);
+    let profile = Users::new(kitchen.server.stores.postgres.clone()).driver(driver.user_id).await.unwrap().unwrap();
+    assert_eq!((profile.capacity, profile.active_deliveries), (1, 1));
+}
+
+#[tokio::test]
+async fn delivery_steps_over_connect_are_applied_once_and_a_refusal_does_not_end_the_stream() {
+    use pb::DeliveryStep as Step;
+    use pb::TransitionOutcome as Outcome;
+    let kitchen = kitchen().await;
+    let driver = kitchen.driver(1).await;
+    let other = kitchen.driver(1).await;
+    let mut session = connect(&kitchen.server, &driver).await;
+    let mut stranger = connect(&kitchen.server, &other).await;
+    let order_id = kitchen.ready_order().await;
+    kitchen.assign(&order_id, &driver).await.unwrap();
+
+    // Too early: refused with the order's status, and pings still flow.
+    let result = session.step("t1", &order_id, Step::Delivered).await;
+    assert_eq!((result.outcome(), result.order_status()), (Outcome::Refused, pb::OrderStatus::DriverAssigned));
+    assert!(!result.error.is_empty());
+    session.send(ping(1, 0.0, 5.0)).await;
+    assert!(session.until_durable(1).await.is_empty());
+
+    for (id, step) in [("t2", Step::ArrivedAtRestaurant), ("t3", Step::ArrivedAtCustomer), ("t4", Step::Unspecified)] {
+        let result = session.step(id, &order_id, step).await;
+        assert_eq!(result.outcome(), Outcome::Refused, "{step:?}");
+        assert!(!result.error.is_empty(), "{step:?}");
+    }
+    let result = session.step("t5", "not-a-uuid", Step::PickedUp).await;
+    assert_eq!(result.outcome(), Outcome::Refused);
+    assert!(result.error.contains("order_id"), "{}", result.error);
+
+    // Another driver learns nothing about the order, not even its status.
+    let result = stranger.step("s1", &order_id, Step::PickedUp).await;
+    assert_eq!((result.outcome(), result.order_status()), (Outcome::Refused, pb::OrderStatus::Unspecified));
+    assert!(result.error.contains("not yours"), "{}", result.error);
+
+    let result = session.step("t6", &order_id, Step::PickedUp).await;
+    assert_eq!((result.outcome(), result.order_status()), (Outcome::Applied, pb::OrderStatus::PickedUp));
+    assert!(result.error.is_empty());
+    let result = session.step("t6", &order_id, Step::PickedUp).await;
+    assert_eq!((result.outcome(), result.order_status()), (Outcome::AlreadyApplied, pb::OrderStatus::PickedUp));
+
+    let result = stranger.step("s2", &order_id, Step::Delivered).await;
+    assert_eq!(result.outcome(), Outcome::Refused);
+    let result = session.step("t7", &order_id, Step::Delivered).await;
+    assert_eq!((result.outcome(), result.order_status()), (Outcome::Applied, pb::OrderStatus::Delivered));
+    let result = session.step("t7", &order_id, Step::Delivered).await;
+    assert_eq!((result.outcome(), result.order_status()), (Outcome::AlreadyApplied, pb::OrderStatus::Delivered));
+
+    session.send(ping(2, 20.0, 2.0)).await;
+    assert!(session.until_durable(2).await.is_empty(), "the stream still works");
+    assert_eq!(kitchen.status(&order_id).await, pb::OrderStatus::Delivered);
+
+    // The unary RPCs see the same order: a resend there is answered too.
+    let again = kitchen.delivered(&driver, &order_id).await.unwrap();
+    assert_eq!(again.status(), pb::OrderStatus::Delivered);
 }

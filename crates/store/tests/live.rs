@@ -1,5 +1,7 @@
 //! Live driver positions on the real Redis.
 
+use std::time::Duration;
+
 use chrono::Utc;
 use foodfast_domain::geo::LatLng;
 use foodfast_domain::ping::Ping;
@@ -55,4 +57,61 @@ async fn positions_are_live_searchable_published_and_follow_the_city() {
     assert!(live.nearby(&city, center, 1_000, 10).await.unwrap().is_empty());
     assert_eq!(live.nearby(&other_city, center, 1_000, 10).await.unwrap()[0].0, near);
     assert_eq!(live.position(near).await.unwrap().unwrap().seq, 2);
+}
+
+#[tokio::test]
+async fn followers_get_the_latest_position_and_the_subscription_ends_with_the_last_follower() {
+    let stores = Stores::connect(&foodfast_testkit::fresh_stores().await).await.unwrap();
+    let live = LivePositions::new(stores.redis.clone());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let fanout = foodfast_store::fanout::Fanout::start(stores.redis.clone(), stop.clone());
+    let mut connected = fanout.connected();
+    tokio::time::timeout(Duration::from_secs(5), connected.wait_for(|up| *up)).await.unwrap().unwrap();
+    let city = format!("city-{}", Uuid::new_v4().simple());
+    let (driver, other) = (Uuid::new_v4(), Uuid::new_v4());
+
+    let mut first = fanout.follow_driver(driver);
+    let mut second = fanout.follow_driver(driver);
+    assert_eq!(fanout.followed_drivers(), 1, "one subscription per driver, however many followers");
+    // The subscription takes effect asynchronously: publish until it is seen.
+    let mut seq = 0;
+    let seen = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            seq += 1;
+            live.update(driver, &city, &ping(seq, 48.8566, 2.3522), Utc::now()).await.unwrap();
+            live.update(other, &city, &ping(seq, 48.8566, 2.3522), Utc::now()).await.unwrap();
+            tokio::select! {
+                _ = first.changed() => return first.take().unwrap(),
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+    })
+    .await
+    .expect("no position reached the follower");
+    assert_eq!(seen.driver_id, driver);
+
+    // A burst while nobody reads coalesces to the newest.
+    for next in seq + 1..=seq + 50 {
+        live.update(driver, &city, &ping(next, 48.8566, 2.3522), Utc::now()).await.unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while second.take().map(|p| p.seq) != Some(seq + 50) {
+            second.changed().await;
+        }
+    })
+    .await
+    .expect("the newest position never arrived");
+    assert!(!second.has_new());
+
+    // An older position offered later does not replace a newer one.
+    let mut stale = seen;
+    stale.seq = 1;
+    second.offer(stale);
+    assert!(!second.has_new());
+
+    drop(first);
+    assert_eq!(fanout.followed_drivers(), 1);
+    drop(second);
+    assert_eq!(fanout.followed_drivers(), 0);
+    stop.cancel();
 }

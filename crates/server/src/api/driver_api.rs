@@ -1,19 +1,25 @@
 //! `DriverService`: the driver app's one connection. Pings go up, are
 //! checked, made live in Redis and queued for the time series; acks come
 //! down naming the highest seq below which everything accepted is durable.
+//! Delivery steps (picked up, delivered) move the driver's order through the
+//! state machine, over Connect or the unary fallbacks alike.
 
 use chrono::{DateTime, Utc};
 use foodfast_api::v1 as pb;
 use foodfast_api::v1::driver_service_server::DriverService;
 use foodfast_domain::access::{Principal, Role};
+use foodfast_domain::order::{OrderAction, OrderStatus, TransitionError};
 use foodfast_domain::ping::{self, Ping, PingRejection, RawPing};
+use foodfast_domain::validation::{FieldError, parse_uuid};
 use foodfast_store::locations::{LocationPoint, LocationWriter};
+use foodfast_store::orders::Order;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
+use super::order_api::not_visible;
 use super::{App, BoxStream};
 use crate::auth::principal;
 use crate::convert;
@@ -38,7 +44,127 @@ fn require_driver(caller: &Principal) -> Result<(), Status> {
     if caller.role == Role::Driver {
         Ok(())
     } else {
-        Err(Status::permission_denied("only drivers connect and report locations"))
+        Err(Status::permission_denied("only drivers connect, report locations and report delivery steps"))
+    }
+}
+
+/// A delivery step that moves the order. Arrivals are milestones that are
+/// not recorded yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    PickUp,
+    Deliver,
+}
+
+impl Step {
+    /// The step a Connect `DeliveryTransition` names, or why it is refused.
+    fn from_proto(step: i32) -> Result<Self, ApiError> {
+        match pb::DeliveryStep::try_from(step) {
+            Ok(pb::DeliveryStep::PickedUp) => Ok(Step::PickUp),
+            Ok(pb::DeliveryStep::Delivered) => Ok(Step::Deliver),
+            Ok(pb::DeliveryStep::ArrivedAtRestaurant | pb::DeliveryStep::ArrivedAtCustomer) => {
+                Err(ApiError::FailedPrecondition(
+                    "arrival milestones are not recorded yet; send picked_up and delivered".into(),
+                ))
+            }
+            Ok(pb::DeliveryStep::Unspecified) | Err(_) => {
+                Err(FieldError::new("step", "must be picked_up or delivered").into())
+            }
+        }
+    }
+
+    fn action(self) -> OrderAction {
+        match self {
+            Step::PickUp => OrderAction::PickUp,
+            Step::Deliver => OrderAction::Deliver,
+        }
+    }
+
+    /// Whether an order in `status` went through this step already (so a
+    /// resend is answered, not refused).
+    fn done_by(self, status: OrderStatus) -> bool {
+        match self {
+            Step::PickUp => matches!(status, OrderStatus::PickedUp | OrderStatus::Delivering | OrderStatus::Delivered),
+            Step::Deliver => status == OrderStatus::Delivered,
+        }
+    }
+}
+
+/// A delivery step that was not refused.
+enum Stepped {
+    /// Recorded by this request.
+    Applied(Order),
+    /// Recorded before (a resend after a lost answer); nothing changed.
+    AlreadyApplied(Order),
+}
+
+impl Stepped {
+    fn order(&self) -> &Order {
+        match self {
+            Stepped::Applied(order) | Stepped::AlreadyApplied(order) => order,
+        }
+    }
+}
+
+/// Why a step was refused, with the order's status when the caller may know it.
+struct Refusal {
+    error: ApiError,
+    status: Option<OrderStatus>,
+}
+
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Self {
+        Self { error, status: None }
+    }
+}
+
+/// Runs one delivery step for the caller, who must be the order's driver.
+/// The happy path is the transition's one transaction; only when the state
+/// machine refuses is the order read, to answer a resend of a step already
+/// recorded with the order as it is.
+async fn delivery_step(app: &App, caller: &Principal, order_id: Uuid, step: Step) -> Result<Stepped, Refusal> {
+    let refused = match app.transition(caller, order_id, step.action(), "").await {
+        Ok(order) => return Ok(Stepped::Applied(order)),
+        Err(ApiError::Transition(refused @ TransitionError::Illegal { .. })) => refused,
+        Err(error) => return Err(error.into()),
+    };
+    let order = match app.orders.get(order_id).await {
+        Ok(Some(order)) if order.driver_id == Some(caller.user_id) => order,
+        // Taken away (or gone) since the transition looked.
+        Ok(_) => return Err(not_visible(caller, order_id).into()),
+        Err(err) => return Err(ApiError::from(err).into()),
+    };
+    if step.done_by(order.status) {
+        Ok(Stepped::AlreadyApplied(order))
+    } else {
+        Err(Refusal { error: refused.into(), status: Some(order.status) })
+    }
+}
+
+/// The answer to a `DeliveryTransition` sent over Connect. A refusal is an
+/// answer too: it never ends the stream.
+async fn transition_result(app: &App, caller: &Principal, transition: pb::DeliveryTransition) -> pb::TransitionResult {
+    let stepped = match (Step::from_proto(transition.step), parse_uuid("order_id", &transition.order_id)) {
+        (Ok(step), Ok(order_id)) => delivery_step(app, caller, order_id, step).await,
+        (Err(error), _) => Err(error.into()),
+        (_, Err(field)) => Err(ApiError::from(field).into()),
+    };
+    let (outcome, status, error) = match stepped {
+        Ok(Stepped::Applied(order)) => (pb::TransitionOutcome::Applied, Some(order.status), String::new()),
+        Ok(Stepped::AlreadyApplied(order)) => {
+            (pb::TransitionOutcome::AlreadyApplied, Some(order.status), String::new())
+        }
+        Err(Refusal { error, status }) => {
+            (pb::TransitionOutcome::Refused, status, Status::from(error).message().to_string())
+        }
+    };
+    pb::TransitionResult {
+        transition_id: transition.transition_id,
+        order_id: transition.order_id,
+        step: transition.step,
+        outcome: outcome as i32,
+        order_status: status.map_or(pb::OrderStatus::Unspecified, convert::order_status) as i32,
+        error,
     }
 }
 
@@ -167,10 +293,11 @@ fn message(payload: pb::connect_response::Payload) -> Result<pb::ConnectResponse
 async fn session(
     app: App,
     writer: LocationWriter,
-    driver_id: Uuid,
+    caller: Principal,
     mut inbound: Streaming<pb::ConnectRequest>,
     outbound: Outbound,
 ) {
+    let driver_id = caller.user_id;
     let hello = match inbound.next().await {
         Some(Ok(pb::ConnectRequest { payload: Some(pb::connect_request::Payload::Hello(hello)) })) => hello,
         Some(Ok(_)) => {
@@ -260,14 +387,8 @@ async fn session(
                         }
                     }
                     Some(pb::connect_request::Payload::Transition(transition)) => {
-                        let result = pb::TransitionResult {
-                            transition_id: transition.transition_id,
-                            order_id: transition.order_id,
-                            step: transition.step,
-                            outcome: pb::TransitionOutcome::Refused as i32,
-                            order_status: pb::OrderStatus::Unspecified as i32,
-                            error: "delivery steps are not accepted yet: no delivery is assigned to you".into(),
-                        };
+                        // Inline, like a ping: one short transaction.
+                        let result = transition_result(&app, &caller, transition).await;
                         if outbound.send(message(pb::connect_response::Payload::TransitionResult(result))).await.is_err() {
                             return;
                         }
@@ -344,7 +465,7 @@ impl DriverService for DriverApi {
         require_driver(&caller)?;
         let writer = self.app.location_writer().await?;
         let (outbound, receiver) = mpsc::channel(self.app.ingest.outbound_buffer);
-        tokio::spawn(session(self.app.clone(), writer, caller.user_id, request.into_inner(), outbound));
+        tokio::spawn(session(self.app.clone(), writer, caller, request.into_inner(), outbound));
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 
@@ -358,11 +479,9 @@ impl DriverService for DriverApi {
         require_driver(&caller)?;
         let request = request.into_inner();
         if request.pings.is_empty() || request.pings.len() > MAX_PINGS_PER_REPORT {
-            return Err(ApiError::from(foodfast_domain::validation::FieldError::new(
-                "pings",
-                format!("send 1 to {MAX_PINGS_PER_REPORT} pings"),
-            ))
-            .into());
+            return Err(
+                ApiError::from(FieldError::new("pings", format!("send 1 to {MAX_PINGS_PER_REPORT} pings"))).into()
+            );
         }
         let writer = self.app.location_writer().await?;
         let mut durable_seqs = writer.subscribe_driver(caller.user_id);
@@ -394,5 +513,44 @@ impl DriverService for DriverApi {
         Ok(Response::new(pb::ReportLocationResponse {
             ack: Some(pb::PingAck { durable_seq: pings.durable, rejected }),
         }))
+    }
+
+    /// A resend after the step was recorded answers OK with the order as it is.
+    async fn mark_picked_up(
+        &self,
+        request: Request<pb::MarkPickedUpRequest>,
+    ) -> Result<Response<pb::MarkPickedUpResponse>, Status> {
+        let caller = principal(&request)?;
+        let stepped = self.unary_step(&caller, &request.get_ref().order_id, Step::PickUp).await?;
+        let order = stepped.order();
+        Ok(Response::new(pb::MarkPickedUpResponse {
+            order_id: order.id.to_string(),
+            status: convert::order_status(order.status) as i32,
+            seq: order.last_event_seq as u64,
+        }))
+    }
+
+    /// A resend after the step was recorded answers OK with the order as it is.
+    async fn mark_delivered(
+        &self,
+        request: Request<pb::MarkDeliveredRequest>,
+    ) -> Result<Response<pb::MarkDeliveredResponse>, Status> {
+        let caller = principal(&request)?;
+        let stepped = self.unary_step(&caller, &request.get_ref().order_id, Step::Deliver).await?;
+        let order = stepped.order();
+        Ok(Response::new(pb::MarkDeliveredResponse {
+            order_id: order.id.to_string(),
+            status: convert::order_status(order.status) as i32,
+            seq: order.last_event_seq as u64,
+        }))
+    }
+}
+
+impl DriverApi {
+    /// MarkPickedUp and MarkDelivered: a driver's step on its order.
+    async fn unary_step(&self, caller: &Principal, order_id: &str, step: Step) -> Result<Stepped, Status> {
+        require_driver(caller)?;
+        let order_id = parse_uuid("order_id", order_id).map_err(ApiError::from)?;
+        delivery_step(&self.app, caller, order_id, step).await.map_err(|refusal| refusal.error.into())
     }
 }

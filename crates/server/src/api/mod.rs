@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Router;
 
 use crate::auth::Tokens;
-use crate::config::{IngestConfig, ServiceSettings};
+use crate::config::{IngestConfig, ServiceSettings, TrackingConfig};
 use crate::settlement::PaymentSettler;
 
 pub use dispatch_api::DispatchApi;
@@ -63,6 +63,7 @@ pub struct App {
     pub settings: Arc<ServiceSettings>,
     pub live: LivePositions,
     pub ingest: Arc<IngestConfig>,
+    pub tracking: Arc<TrackingConfig>,
     pub scylla: Scylla,
     /// Started on first use, so the server comes up (NOT_SERVING) before
     /// the keyspace is migrated or while Scylla is down.

@@ -1,10 +1,11 @@
-//! `TrackingService`: a driver's stored route, and the ops export of a
-//! city's day. TrackOrder arrives with the tracking issue.
+//! `TrackingService`: an order's live tracking stream (its body is
+//! [`crate::tracking`]), a driver's stored route, and the ops export of a
+//! city's day.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use foodfast_api::v1 as pb;
 use foodfast_api::v1::tracking_service_server::TrackingService;
-use foodfast_domain::access::Role;
+use foodfast_domain::access::{OrderParties, Role};
 use foodfast_domain::validation::{FieldError, page_size, parse_uuid};
 use foodfast_store::locations::TrackPoint;
 use futures::StreamExt;
@@ -16,6 +17,7 @@ use super::{App, BoxStream};
 use crate::auth::principal;
 use crate::convert;
 use crate::error::ApiError;
+use crate::tracking::{self, Start};
 
 const DEFAULT_PAGE_SIZE: u32 = 500;
 const MAX_PAGE_SIZE: u32 = 5_000;
@@ -51,6 +53,57 @@ fn time(field: &str, t: Option<&prost_types::Timestamp>) -> Result<DateTime<Utc>
 
 #[tonic::async_trait]
 impl TrackingService for TrackingApi {
+    /// The order's customer, its restaurant's staff, its driver and
+    /// operators; anyone else `PERMISSION_DENIED`. See [`tracking::track`]
+    /// for how the stream ends.
+    async fn track_order(
+        &self,
+        request: Request<pb::TrackOrderRequest>,
+    ) -> Result<Response<BoxStream<pb::TrackOrderResponse>>, Status> {
+        let caller = principal(&request)?;
+        let request = request.into_inner();
+        let order_id = parse_uuid("order_id", &request.order_id).map_err(ApiError::from)?;
+        let limit = self.app.tracking.max_location_rate;
+        let rate = match request.max_location_updates_per_second {
+            0 => limit,
+            rate if rate <= limit => rate,
+            _ => {
+                return Err(ApiError::from(FieldError::new(
+                    "max_location_updates_per_second",
+                    format!("must be 0 (the server's limit) or 1 to {limit}"),
+                ))
+                .into());
+            }
+        };
+        let order = self.app.orders.get(order_id).await.map_err(ApiError::from)?;
+        let order = order
+            .filter(|o| {
+                caller.may_view_order(&OrderParties {
+                    customer_id: o.customer_id,
+                    restaurant_id: o.restaurant_id,
+                    driver_id: o.driver_id,
+                })
+            })
+            .ok_or_else(|| super::order_api::not_visible(&caller, order_id))?;
+        let resume_after = i64::try_from(request.resume_after).unwrap_or(i64::MAX);
+        let start = if resume_after == 0 {
+            let history = self.app.orders.events(order_id).await.map_err(ApiError::from)?;
+            Start::Fresh { order, history }
+        } else if resume_after > order.last_event_seq {
+            return Err(ApiError::from(FieldError::new(
+                "resume_after",
+                format!(
+                    "is past the order's last event ({}); resume with the highest seq you received",
+                    order.last_event_seq
+                ),
+            ))
+            .into());
+        } else {
+            Start::Resume { order, after: resume_after }
+        };
+        Ok(Response::new(tracking::track(self.app.clone(), start, rate).await))
+    }
+
     async fn get_driver_track(
         &self,
         request: Request<pb::GetDriverTrackRequest>,

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use foodfast_api::v1 as pb;
+use foodfast_api::v1::dispatch_service_client::DispatchServiceClient;
 use foodfast_api::v1::driver_service_client::DriverServiceClient;
 use foodfast_api::v1::order_service_client::OrderServiceClient;
 use foodfast_api::v1::restaurant_service_client::RestaurantServiceClient;
@@ -106,7 +107,22 @@ impl TestServer {
         }
     }
 
-    fn bearer(&self, principal: Option<&Principal>) -> Bearer {
+    /// Starts another replica: a `foodfast serve` process on the same stores.
+    pub async fn spawn_replica(&self) -> Replica {
+        Replica::spawn(&self.config).await
+    }
+
+    /// A tracking client of `replica` for `caller`.
+    pub fn tracking_at(&self, replica: &Replica, caller: Option<&Principal>) -> TrackingServiceClient<Authed> {
+        TrackingServiceClient::with_interceptor(replica.channel.clone(), self.bearer(caller))
+    }
+
+    /// A driver client of `replica` for `caller`.
+    pub fn drivers_at(&self, replica: &Replica, caller: Option<&Principal>) -> DriverServiceClient<Authed> {
+        DriverServiceClient::with_interceptor(replica.channel.clone(), self.bearer(caller))
+    }
+
+    pub fn bearer(&self, principal: Option<&Principal>) -> Bearer {
         Bearer(principal.map(|p| {
             let token = self.tokens.mint(p, Duration::from_secs(600)).unwrap();
             format!("Bearer {token}").parse().unwrap()
@@ -159,6 +175,10 @@ impl TestServer {
         DriverServiceClient::with_interceptor(self.channel.clone(), self.bearer(caller))
     }
 
+    pub fn dispatch(&self, caller: Option<&Principal>) -> DispatchServiceClient<Authed> {
+        DispatchServiceClient::with_interceptor(self.channel.clone(), self.bearer(caller))
+    }
+
     pub fn tracking(&self, caller: Option<&Principal>) -> TrackingServiceClient<Authed> {
         TrackingServiceClient::with_interceptor(self.channel.clone(), self.bearer(caller))
     }
@@ -204,6 +224,69 @@ impl TestServer {
             .unwrap()
             .into_inner();
         (restaurant, menu)
+    }
+}
+
+/// A `foodfast serve` process, as operators run it; killed when dropped.
+pub struct Replica {
+    pub channel: Channel,
+    pub port: u16,
+    child: std::process::Child,
+    config: Config,
+}
+
+impl Replica {
+    async fn spawn(config: &Config) -> Self {
+        let port = foodfast_testkit::free_port();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_foodfast"));
+        for (name, _) in std::env::vars() {
+            if name.starts_with("FOODFAST_") {
+                command.env_remove(name);
+            }
+        }
+        let stores = &config.stores;
+        let child = command
+            .args(["serve", "--grpc-addr", &format!("127.0.0.1:{port}")])
+            .env("FOODFAST_LOG_FORMAT", "json")
+            .env("FOODFAST_LOG", "warn")
+            .env("FOODFAST_DATABASE_URL", &stores.postgres.url)
+            .env("FOODFAST_SCYLLA_CONTACT_POINTS", stores.scylla.contact_points.join(","))
+            .env("FOODFAST_SCYLLA_KEYSPACE", &stores.scylla.keyspace)
+            .env("FOODFAST_REDIS_URL", &stores.redis.url)
+            .env("FOODFAST_AUTH_KEYS", TEST_KEY)
+            .env("FOODFAST_PAYMENTS_URL", &config.payments.base_url)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let channel = Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let channel = loop {
+            if let Ok(channel) = channel.connect().await {
+                break channel;
+            }
+            assert!(std::time::Instant::now() < deadline, "replica on port {port} never answered");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        Self { channel, port, child, config: config.clone() }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the process at once (SIGKILL: no graceful end for its streams)
+    /// and starts a new one on the same stores.
+    pub async fn crash_and_restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        *self = Self::spawn(&self.config).await;
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -359,4 +442,198 @@ pub fn address_near(lat: f64, lng: f64, north_m: f64) -> pb::Address {
         formatted: "2 Customer Road".into(),
         instructions: "Ring twice".into(),
     }
+}
+
+pub const KITCHEN_LAT: f64 = 48.8566;
+pub const KITCHEN_LNG: f64 = 2.3522;
+
+/// A restaurant in Paris with its staff, a customer and an admin, to walk
+/// orders through their life.
+pub struct Kitchen {
+    pub server: TestServer,
+    pub restaurant: pb::Restaurant,
+    pub menu: pb::UpsertMenuResponse,
+    pub customer: Principal,
+    pub staff: Principal,
+    pub admin: Principal,
+}
+
+impl Kitchen {
+    /// On a started server whose Scylla keyspace is migrated.
+    pub async fn open() -> Self {
+        let server = TestServer::start().await;
+        server.migrate_scylla().await;
+        let (restaurant, menu) = server.restaurant_at("Luigi", "pizza", KITCHEN_LAT, KITCHEN_LNG).await;
+        let customer = server.customer().await;
+        let staff = server.staff(restaurant.restaurant_id.parse().unwrap()).await;
+        let admin = server.admin().await;
+        Self { server, restaurant, menu, customer, staff, admin }
+    }
+
+    /// A driver account with a driver row holding at most `capacity` deliveries.
+    pub async fn driver(&self, capacity: i32) -> Principal {
+        let driver = self.server.driver().await;
+        Users::new(self.server.stores.postgres.clone())
+            .add_driver(driver.user_id, "paris", "bike", capacity)
+            .await
+            .unwrap();
+        driver
+    }
+
+    /// A placed order (pending), delivered 2 km north of the restaurant; returns its id.
+    pub async fn placed_order(&self) -> String {
+        self.server
+            .orders(Some(&self.customer))
+            .create_order(pb::CreateOrderRequest {
+                idempotency_key: Uuid::new_v4().to_string(),
+                restaurant_id: self.restaurant.restaurant_id.clone(),
+                items: vec![line(&self.menu, "Bruschetta", 2, &[])],
+                delivery_address: Some(address_near(KITCHEN_LAT, KITCHEN_LNG, 2_000.0)),
+                payment_method_id: "pm_card_visa".into(),
+                customer_note: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .order
+            .unwrap()
+            .order_id
+    }
+
+    /// The restaurant moves the order on: "accepted", "preparing", "ready_for_pickup", "rejected".
+    pub async fn restaurant_sets(&self, order_id: &str, status: &str) {
+        self.server
+            .restaurants(Some(&self.staff))
+            .update_order_status(pb::UpdateOrderStatusRequest {
+                order_id: order_id.into(),
+                status: status.into(),
+                reason: if status == "rejected" { "closing early".into() } else { String::new() },
+                prep_time: None,
+            })
+            .await
+            .unwrap();
+    }
+
+    /// A placed order, accepted and ready for pickup; returns its id.
+    pub async fn ready_order(&self) -> String {
+        let order_id = self.placed_order().await;
+        for status in ["accepted", "ready_for_pickup"] {
+            self.restaurant_sets(&order_id, status).await;
+        }
+        order_id
+    }
+
+    /// Ops assign `driver` (who must be online) to the order.
+    pub async fn assign(&self, order_id: &str, driver: &Principal) -> Result<pb::AssignDriverResponse, tonic::Status> {
+        self.assign_as(&self.admin, order_id, driver, false).await
+    }
+
+    pub async fn assign_as(
+        &self,
+        caller: &Principal,
+        order_id: &str,
+        driver: &Principal,
+        replace: bool,
+    ) -> Result<pb::AssignDriverResponse, tonic::Status> {
+        let request = pb::AssignDriverRequest {
+            order_id: order_id.into(),
+            driver_id: driver.user_id.to_string(),
+            replace,
+            reason: "test dispatch".into(),
+        };
+        self.server.dispatch(Some(caller)).assign_driver(request).await.map(|r| r.into_inner())
+    }
+
+    /// Marks the driver online, as its app's Connect Hello or SetAvailability would.
+    pub async fn online(&self, driver: &Principal) {
+        foodfast_store::live::LivePositions::new(self.server.stores.redis.clone())
+            .set_availability(driver.user_id, "online")
+            .await
+            .unwrap();
+    }
+
+    pub async fn picked_up(
+        &self,
+        caller: &Principal,
+        order_id: &str,
+    ) -> Result<pb::MarkPickedUpResponse, tonic::Status> {
+        let request = pb::MarkPickedUpRequest { order_id: order_id.into() };
+        self.server.drivers(Some(caller)).mark_picked_up(request).await.map(|r| r.into_inner())
+    }
+
+    pub async fn delivered(
+        &self,
+        caller: &Principal,
+        order_id: &str,
+    ) -> Result<pb::MarkDeliveredResponse, tonic::Status> {
+        let request = pb::MarkDeliveredRequest { order_id: order_id.into() };
+        self.server.drivers(Some(caller)).mark_delivered(request).await.map(|r| r.into_inner())
+    }
+
+    pub async fn status(&self, order_id: &str) -> pb::OrderStatus {
+        let request = pb::GetOrderRequest { order_id: order_id.into() };
+        self.server.orders(Some(&self.customer)).get_order(request).await.unwrap().into_inner().order.unwrap().status()
+    }
+}
+
+/// A driver's app on its Connect stream: says hello (online), sends pings,
+/// and reads everything the server sends in the background.
+pub struct DriverApp {
+    sender: tokio::sync::mpsc::Sender<pb::ConnectRequest>,
+    durable: tokio::sync::watch::Receiver<u64>,
+}
+
+impl DriverApp {
+    pub async fn connect(mut client: DriverServiceClient<Authed>) -> Self {
+        use tokio_stream::StreamExt;
+        let (sender, receiver) = tokio::sync::mpsc::channel(256);
+        let hello = pb::Hello { app_version: "test".into(), availability: pb::DriverAvailability::Online as i32 };
+        sender.send(pb::ConnectRequest { payload: Some(pb::connect_request::Payload::Hello(hello)) }).await.unwrap();
+        let mut responses =
+            client.connect(tokio_stream::wrappers::ReceiverStream::new(receiver)).await.unwrap().into_inner();
+        match responses.next().await.unwrap().unwrap().payload {
+            Some(pb::connect_response::Payload::Welcome(_)) => {}
+            other => panic!("expected a welcome, got {other:?}"),
+        }
+        let (durable_sender, durable) = tokio::sync::watch::channel(0);
+        tokio::spawn(async move {
+            while let Some(Ok(message)) = responses.next().await {
+                if let Some(pb::connect_response::Payload::Ack(ack)) = message.payload {
+                    durable_sender.send_replace(ack.durable_seq);
+                }
+            }
+        });
+        Self { sender, durable }
+    }
+
+    /// Sends ping `seq` at `position`, recorded `seconds_ago`.
+    pub async fn ping(&self, seq: u64, position: (f64, f64), seconds_ago: f64) {
+        let now = chrono::Utc::now() - chrono::TimeDelta::milliseconds((seconds_ago * 1000.0) as i64);
+        let ping = pb::LocationPing {
+            seq,
+            lat: position.0,
+            lng: position.1,
+            accuracy_m: Some(5.0),
+            speed_mps: Some(8.0),
+            heading_deg: Some(0.0),
+            recorded_at: Some(prost_types::Timestamp {
+                seconds: now.timestamp(),
+                nanos: now.timestamp_subsec_nanos() as i32,
+            }),
+        };
+        self.sender.send(pb::ConnectRequest { payload: Some(pb::connect_request::Payload::Ping(ping)) }).await.unwrap();
+    }
+
+    /// Waits until every ping up to `seq` is durable.
+    pub async fn until_durable(&mut self, seq: u64) {
+        tokio::time::timeout(Duration::from_secs(20), self.durable.wait_for(|durable| *durable >= seq))
+            .await
+            .unwrap_or_else(|_| panic!("ping {seq} never became durable"))
+            .unwrap();
+    }
+}
+
+/// `north_m` metres north of the kitchen.
+pub fn north_of_kitchen(north_m: f64) -> (f64, f64) {
+    (KITCHEN_LAT + north_m / 111_195.0, KITCHEN_LNG)
 }
