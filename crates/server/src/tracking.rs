@@ -128,6 +128,11 @@ pub async fn track(app: App, start: Start, max_locations_per_second: u32) -> Box
         finished: false,
         app,
     };
+    // A replica that just started may not have reached Redis yet: give it a
+    // moment before calling live updates degraded.
+    if !*tracker.connected.borrow() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), tracker.connected.wait_for(|up| *up)).await;
+    }
     tracker.connection_changed();
     tracker.follow(order.driver_id).await;
     if let Some(history) = history {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::{DriverApp, Kitchen, north_of_kitchen};
 use foodfast_api::v1 as pb;
+use foodfast_testkit::PrivateRedis;
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic::codec::Streaming;
@@ -208,6 +209,157 @@ async fn a_stream_resumes_on_a_restarted_replica_without_losing_an_event() {
     let mut stream = track(&mut kitchen.server.tracking_at(&replica, Some(&kitchen.customer)), &order_id, seq).await;
     let (event, _) = next_event(&mut stream).await;
     assert_eq!((event.seq, event.status()), (seq + 1, pb::OrderStatus::Confirmed));
+    let (event, _) = next_event(&mut stream).await;
+    assert_eq!((event.seq, event.status()), (seq + 2, pb::OrderStatus::Preparing));
+}
+
+#[tokio::test]
+async fn a_slow_reader_gets_every_status_event_in_order_and_only_the_newest_locations() {
+    // A high rate cap, so only coalescing can keep the reader from seeing every ping.
+    let kitchen = Kitchen::open_with(|config| config.tracking.max_location_rate = 1_000).await;
+    let driver = kitchen.driver(1).await;
+    let mut app = DriverApp::connect(kitchen.server.drivers(Some(&driver))).await;
+    let order_id = kitchen.ready_order().await;
+    kitchen.assign(&order_id, &driver).await.unwrap();
+
+    // A client that lets the server get at most 1 KiB ahead of what it read.
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", kitchen.server.addr))
+        .unwrap()
+        .initial_stream_window_size(Some(1024))
+        .connect()
+        .await
+        .unwrap();
+    let mut client = foodfast_api::v1::tracking_service_client::TrackingServiceClient::with_interceptor(
+        channel,
+        kitchen.server.bearer(Some(&kitchen.customer)),
+    );
+    let mut stream = track(&mut client, &order_id, 0).await;
+    let (seq, _) = snapshot(next(&mut stream).await.unwrap());
+
+    // The reader stalls while 300 pings (5 m apart, 0.1 s apart) and the pickup go by.
+    const PINGS: u64 = 300;
+    for seq in 1..=PINGS {
+        app.ping(seq, north_of_kitchen(-2_000.0 + 5.0 * seq as f64), 60.0 - 0.1 * seq as f64).await;
+        if seq == PINGS / 2 {
+            app.until_durable(seq).await;
+            kitchen.picked_up(&driver, &order_id).await.unwrap();
+        }
+    }
+    app.until_durable(PINGS).await;
+    let newest = north_of_kitchen(-2_000.0 + 5.0 * PINGS as f64).0;
+
+    let (mut locations, mut events) = (Vec::new(), Vec::new());
+    while locations.last().map(|l: &pb::DriverLocationUpdate| l.position.unwrap().lat) != Some(newest) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        match next(&mut stream).await.unwrap().payload {
+            Some(Payload::DriverLocation(location)) => locations.push(location),
+            Some(Payload::Event(event)) => events.push(event),
+            _ => {}
+        }
+    }
+    kitchen.delivered(&driver, &order_id).await.unwrap();
+    loop {
+        match next(&mut stream).await {
+            Some(pb::TrackOrderResponse { payload: Some(Payload::Event(event)), .. }) => events.push(event),
+            Some(_) => {}
+            None => break,
+        }
+    }
+
+    let statuses: Vec<_> = events.iter().map(|e| (e.seq, e.status())).collect();
+    assert_eq!(
+        statuses,
+        [(seq + 1, pb::OrderStatus::PickedUp), (seq + 2, pb::OrderStatus::Delivered)],
+        "every status event, in order"
+    );
+    assert!(
+        locations.len() < 60,
+        "{} of {PINGS} positions reached a reader that was not reading: they must coalesce",
+        locations.len()
+    );
+    let times: Vec<_> = locations
+        .iter()
+        .map(|l| l.recorded_at.unwrap().seconds * 1_000_000_000 + i64::from(l.recorded_at.unwrap().nanos))
+        .collect();
+    assert!(times.windows(2).all(|pair| pair[0] < pair[1]), "positions only ever move forward");
+}
+
+#[tokio::test]
+async fn only_the_orders_parties_and_operators_may_watch_it() {
+    let kitchen = Kitchen::open().await;
+    let driver = kitchen.driver(1).await;
+    let stranger_driver = kitchen.driver(1).await;
+    let order_id = kitchen.ready_order().await;
+    kitchen.online(&driver).await;
+    kitchen.assign(&order_id, &driver).await.unwrap();
+    let (other_restaurant, _) = kitchen.server.restaurant_at("Other", "sushi", 48.86, 2.36).await;
+    let other_staff = kitchen.server.staff(other_restaurant.restaurant_id.parse().unwrap()).await;
+    let other_customer = kitchen.server.customer().await;
+    let support = kitchen.server.support().await;
+
+    for allowed in [&kitchen.customer, &kitchen.staff, &driver, &support, &kitchen.admin] {
+        let mut stream = track(&mut kitchen.server.tracking(Some(allowed)), &order_id, 0).await;
+        snapshot(next(&mut stream).await.unwrap());
+    }
+    for refused in [&other_customer, &other_staff, &stranger_driver] {
+        let err = kitchen
+            .server
+            .tracking(Some(refused))
+            .track_order(pb::TrackOrderRequest { order_id: order_id.clone(), ..Default::default() })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{refused:?}: {err:?}");
+    }
+    let unauthenticated = kitchen
+        .server
+        .tracking(None)
+        .track_order(pb::TrackOrderRequest { order_id: order_id.clone(), ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(unauthenticated.code(), Code::Unauthenticated);
+    for (request, field) in [
+        (pb::TrackOrderRequest { order_id: "nope".into(), ..Default::default() }, "order_id"),
+        (
+            pb::TrackOrderRequest {
+                order_id: order_id.clone(),
+                max_location_updates_per_second: 11,
+                ..Default::default()
+            },
+            "max_location_updates_per_second",
+        ),
+    ] {
+        let err = kitchen.server.tracking(Some(&kitchen.customer)).track_order(request).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(err.message().contains(field), "{field}: {}", err.message());
+    }
+}
+
+#[tokio::test]
+async fn a_redis_outage_degrades_the_stream_which_catches_up_from_the_database() {
+    let mut redis = PrivateRedis::start();
+    let kitchen = Kitchen::open_with(|config| {
+        config.stores.redis.url = redis.url();
+        config.tracking.degraded_poll_interval = Duration::from_millis(300);
+    })
+    .await;
+    let order_id = kitchen.placed_order().await;
+    let mut stream = track(&mut kitchen.server.tracking(Some(&kitchen.customer)), &order_id, 0).await;
+    let (seq, _) = snapshot(next(&mut stream).await.unwrap());
+
+    redis.kill();
+    let notice = |message: Option<pb::TrackOrderResponse>| match message.unwrap().payload {
+        Some(Payload::Notice(notice)) => notice.kind(),
+        other => panic!("expected a notice, got {other:?}"),
+    };
+    assert_eq!(notice(next(&mut stream).await), pb::TrackingNoticeKind::LiveUpdatesDegraded);
+    // No wake-up can be published now; the stream still sees the change, from the database.
+    kitchen.restaurant_sets(&order_id, "accepted").await;
+    let (event, _) = next_event(&mut stream).await;
+    assert_eq!((event.seq, event.status()), (seq + 1, pb::OrderStatus::Confirmed));
+
+    redis.restart();
+    assert_eq!(notice(next(&mut stream).await), pb::TrackingNoticeKind::LiveUpdatesRestored);
+    kitchen.restaurant_sets(&order_id, "preparing").await;
     let (event, _) = next_event(&mut stream).await;
     assert_eq!((event.seq, event.status()), (seq + 2, pb::OrderStatus::Preparing));
 }

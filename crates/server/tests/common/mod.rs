@@ -43,6 +43,7 @@ pub type Authed = InterceptedService<Channel, Bearer>;
 
 pub struct TestServer {
     pub channel: Channel,
+    pub addr: std::net::SocketAddr,
     pub tokens: Tokens,
     pub sandbox: Sandbox,
     pub stores: Stores,
@@ -71,7 +72,16 @@ impl TestServer {
         let stores = Stores::connect(&config.stores).await.unwrap();
         migrate::migrate_postgres(&stores.postgres, &migrate::cockroach_migrations()).await.unwrap();
         let tokens = Tokens::new(&[TokenKey::parse(TEST_KEY).unwrap()]);
-        let mut server = Self { channel: dead_channel(), tokens, sandbox, stores, config, stop: None, task: None };
+        let mut server = Self {
+            channel: dead_channel(),
+            addr: ([127, 0, 0, 1], 0).into(),
+            tokens,
+            sandbox,
+            stores,
+            config,
+            stop: None,
+            task: None,
+        };
         server.boot().await;
         server
     }
@@ -89,6 +99,7 @@ impl TestServer {
             .await
         }));
         self.stop = Some(stop);
+        self.addr = addr;
         self.channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
     }
 
@@ -461,7 +472,11 @@ pub struct Kitchen {
 impl Kitchen {
     /// On a started server whose Scylla keyspace is migrated.
     pub async fn open() -> Self {
-        let server = TestServer::start().await;
+        Self::open_with(|_| {}).await
+    }
+
+    pub async fn open_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let server = TestServer::start_with(adjust).await;
         server.migrate_scylla().await;
         let (restaurant, menu) = server.restaurant_at("Luigi", "pizza", KITCHEN_LAT, KITCHEN_LNG).await;
         let customer = server.customer().await;
