@@ -7,9 +7,8 @@ mod common;
 use std::time::Duration;
 
 use chrono::Utc;
-use common::{TestServer, address_near, line};
+use common::{Kitchen, TestServer};
 use foodfast_api::v1 as pb;
-use foodfast_api::v1::dispatch_service_client::DispatchServiceClient;
 use foodfast_domain::access::Principal;
 use foodfast_store::users::Users;
 use tokio::sync::mpsc;
@@ -374,98 +373,6 @@ async fn a_cassandra_outage_mid_stream_loses_no_acknowledged_ping() {
     println!("sent {last_sent}, acked {acked_at_stop} when Cassandra stopped; RSS {rss_before} → {rss_during} KiB");
 }
 
-/// A restaurant with its staff and a customer, to walk orders to the driver.
-struct Kitchen {
-    server: TestServer,
-    restaurant: pb::Restaurant,
-    menu: pb::UpsertMenuResponse,
-    customer: Principal,
-    staff: Principal,
-    admin: Principal,
-}
-
-async fn kitchen() -> Kitchen {
-    let server = driver_server().await;
-    let (restaurant, menu) = server.restaurant_at("Luigi", "pizza", LAT, LNG).await;
-    let customer = server.customer().await;
-    let staff = server.staff(restaurant.restaurant_id.parse().unwrap()).await;
-    let admin = server.admin().await;
-    Kitchen { server, restaurant, menu, customer, staff, admin }
-}
-
-impl Kitchen {
-    /// A driver account with a driver row holding at most `capacity` deliveries.
-    async fn driver(&self, capacity: i32) -> Principal {
-        let driver = self.server.driver().await;
-        Users::new(self.server.stores.postgres.clone())
-            .add_driver(driver.user_id, "paris", "bike", capacity)
-            .await
-            .unwrap();
-        driver
-    }
-
-    /// A placed order, accepted and ready for pickup; returns its id.
-    async fn ready_order(&self) -> String {
-        let order = self
-            .server
-            .orders(Some(&self.customer))
-            .create_order(pb::CreateOrderRequest {
-                idempotency_key: uuid::Uuid::new_v4().to_string(),
-                restaurant_id: self.restaurant.restaurant_id.clone(),
-                items: vec![line(&self.menu, "Bruschetta", 2, &[])],
-                delivery_address: Some(address_near(LAT, LNG, 2_000.0)),
-                payment_method_id: "pm_card_visa".into(),
-                customer_note: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .order
-            .unwrap();
-        for status in ["accepted", "ready_for_pickup"] {
-            self.server
-                .restaurants(Some(&self.staff))
-                .update_order_status(pb::UpdateOrderStatusRequest {
-                    order_id: order.order_id.clone(),
-                    status: status.into(),
-                    reason: String::new(),
-                    prep_time: None,
-                })
-                .await
-                .unwrap();
-        }
-        order.order_id
-    }
-
-    /// Ops assign `driver` (who must be online) to the order.
-    async fn assign(&self, order_id: &str, driver: &Principal) -> Result<pb::AssignDriverResponse, tonic::Status> {
-        let token = self.server.tokens.mint(&self.admin, Duration::from_secs(600)).unwrap();
-        let mut request = tonic::Request::new(pb::AssignDriverRequest {
-            order_id: order_id.into(),
-            driver_id: driver.user_id.to_string(),
-            replace: false,
-            reason: "test dispatch".into(),
-        });
-        request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-        DispatchServiceClient::new(self.server.channel.clone()).assign_driver(request).await.map(|r| r.into_inner())
-    }
-
-    async fn picked_up(&self, caller: &Principal, order_id: &str) -> Result<pb::MarkPickedUpResponse, tonic::Status> {
-        let request = pb::MarkPickedUpRequest { order_id: order_id.into() };
-        self.server.drivers(Some(caller)).mark_picked_up(request).await.map(|r| r.into_inner())
-    }
-
-    async fn delivered(&self, caller: &Principal, order_id: &str) -> Result<pb::MarkDeliveredResponse, tonic::Status> {
-        let request = pb::MarkDeliveredRequest { order_id: order_id.into() };
-        self.server.drivers(Some(caller)).mark_delivered(request).await.map(|r| r.into_inner())
-    }
-
-    async fn status(&self, order_id: &str) -> pb::OrderStatus {
-        let request = pb::GetOrderRequest { order_id: order_id.into() };
-        self.server.orders(Some(&self.customer)).get_order(request).await.unwrap().into_inner().order.unwrap().status()
-    }
-}
-
 fn transition(transition_id: &str, order_id: &str, step: pb::DeliveryStep) -> pb::ConnectRequest {
     up(pb::connect_request::Payload::Transition(pb::DeliveryTransition {
         transition_id: transition_id.into(),
@@ -497,7 +404,7 @@ impl Session {
 
 #[tokio::test]
 async fn the_assigned_driver_picks_up_and_delivers_and_a_resend_is_answered_ok() {
-    let kitchen = kitchen().await;
+    let kitchen = Kitchen::open().await;
     let driver = kitchen.driver(1).await;
     let other = kitchen.driver(1).await;
     let _online = connect(&kitchen.server, &driver).await;
@@ -541,7 +448,7 @@ async fn the_assigned_driver_picks_up_and_delivers_and_a_resend_is_answered_ok()
 
 #[tokio::test]
 async fn delivering_gives_the_drivers_capacity_back() {
-    let kitchen = kitchen().await;
+    let kitchen = Kitchen::open().await;
     let driver = kitchen.driver(1).await;
     let _online = connect(&kitchen.server, &driver).await;
 
@@ -565,7 +472,7 @@ async fn delivering_gives_the_drivers_capacity_back() {
 async fn delivery_steps_over_connect_are_applied_once_and_a_refusal_does_not_end_the_stream() {
     use pb::DeliveryStep as Step;
     use pb::TransitionOutcome as Outcome;
-    let kitchen = kitchen().await;
+    let kitchen = Kitchen::open().await;
     let driver = kitchen.driver(1).await;
     let other = kitchen.driver(1).await;
     let mut session = connect(&kitchen.server, &driver).await;
