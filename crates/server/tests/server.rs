@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use foodfast_api::v1::dispatch_service_client::DispatchServiceClient;
-use foodfast_api::v1::tracking_service_client::TrackingServiceClient;
-use foodfast_api::v1::{GetMatchingStateRequest, TrackOrderRequest};
+use foodfast_api::v1::notification_service_client::NotificationServiceClient;
+use foodfast_api::v1::{GetMatchingStateRequest, WatchAnnouncementsRequest};
 use foodfast_server::config::Config;
 use foodfast_store::{Stores, StoresConfig};
 use foodfast_testkit::PrivateRedis;
@@ -100,8 +100,10 @@ async fn rpcs_not_built_yet_answer_unimplemented() {
         .unwrap_err();
     assert_eq!(unary.code(), tonic::Code::Unimplemented);
 
-    let stream =
-        TrackingServiceClient::new(server.channel.clone()).track_order(TrackOrderRequest::default()).await.unwrap_err();
+    let stream = NotificationServiceClient::new(server.channel.clone())
+        .watch_announcements(WatchAnnouncementsRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(stream.code(), tonic::Code::Unimplemented);
     server.shut_down().await;
 }
