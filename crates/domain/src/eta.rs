@@ -273,7 +273,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::geo::EARTH_RADIUS_M;
+    use crate::geo::{EARTH_RADIUS_M, destination};
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2024, 6, 3, 12, 0, 0).unwrap()
@@ -292,16 +292,6 @@ mod tests {
     fn north(m: f64) -> LatLng {
         let at = restaurant();
         LatLng::new(at.lat + (m / EARTH_RADIUS_M).to_degrees(), at.lng).unwrap()
-    }
-
-    /// The point `d` metres from `from` on initial bearing `bearing` (radians), on the same sphere.
-    fn destination(from: LatLng, bearing: f64, d: f64) -> LatLng {
-        let (lat1, lng1) = (from.lat.to_radians(), from.lng.to_radians());
-        let delta = d / EARTH_RADIUS_M;
-        let lat2 = (lat1.sin() * delta.cos() + lat1.cos() * delta.sin() * bearing.cos()).asin();
-        let lng2 = lng1 + (bearing.sin() * delta.sin() * lat1.cos()).atan2(delta.cos() - lat1.sin() * lat2.sin());
-        let lng2 = (lng2.to_degrees() + 540.0).rem_euclid(360.0) - 180.0;
-        LatLng::new(lat2.to_degrees().clamp(-90.0, 90.0), lng2).unwrap()
     }
 
     /// A policy whose numbers are easy to check: 10 m/s, no detour, every sample taken at face value.

@@ -174,6 +174,18 @@ fn cell_to_i64(cell: CellIndex) -> i64 {
     u64::from(cell) as i64
 }
 
+/// The point `d` metres from `from` on initial bearing `bearing` (radians), on the same sphere:
+/// tests place points at known distances with it.
+#[cfg(test)]
+pub(crate) fn destination(from: LatLng, bearing: f64, d: f64) -> LatLng {
+    let (lat1, lng1) = (from.lat.to_radians(), from.lng.to_radians());
+    let delta = d / EARTH_RADIUS_M;
+    let lat2 = (lat1.sin() * delta.cos() + lat1.cos() * delta.sin() * bearing.cos()).asin();
+    let lng2 = lng1 + (bearing.sin() * delta.sin() * lat1.cos()).atan2(delta.cos() - lat1.sin() * lat2.sin());
+    let lng2 = (lng2.to_degrees() + 540.0).rem_euclid(360.0) - 180.0;
+    LatLng::new(lat2.to_degrees().clamp(-90.0, 90.0), lng2).expect("clamped into range")
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
@@ -184,16 +196,6 @@ mod tests {
 
     fn p(lat: f64, lng: f64) -> LatLng {
         LatLng::new(lat, lng).unwrap()
-    }
-
-    /// The point `d` metres from `from` on initial bearing `bearing` (radians), on the same sphere.
-    fn destination(from: LatLng, bearing: f64, d: f64) -> LatLng {
-        let (lat1, lng1) = (from.lat.to_radians(), from.lng.to_radians());
-        let delta = d / EARTH_RADIUS_M;
-        let lat2 = (lat1.sin() * delta.cos() + lat1.cos() * delta.sin() * bearing.cos()).asin();
-        let lng2 = lng1 + (bearing.sin() * delta.sin() * lat1.cos()).atan2(delta.cos() - lat1.sin() * lat2.sin());
-        let lng2 = (lng2.to_degrees() + 540.0).rem_euclid(360.0) - 180.0;
-        p(lat2.to_degrees().clamp(-90.0, 90.0), lng2)
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use chrono::Utc;
-use common::{Kitchen, TestServer};
+use common::{Kitchen, TestServer, location_ping, north_of_kitchen};
 use foodfast_api::v1 as pb;
 use foodfast_domain::access::Principal;
 use foodfast_store::users::Users;
@@ -16,23 +16,9 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
-const LAT: f64 = 48.8566;
-const LNG: f64 = 2.3522;
 
 fn ping(seq: u64, north_m: f64, seconds_ago: f64) -> pb::LocationPing {
-    let at = Utc::now() - chrono::TimeDelta::milliseconds((seconds_ago * 1000.0) as i64);
-    pb::LocationPing {
-        seq,
-        lat: LAT + north_m / 111_195.0,
-        lng: LNG,
-        accuracy_m: Some(4.0),
-        speed_mps: Some(6.0),
-        heading_deg: Some(0.0),
-        recorded_at: Some(prost_types::Timestamp {
-            seconds: at.timestamp(),
-            nanos: at.timestamp_subsec_nanos() as i32,
-        }),
-    }
+    location_ping(seq, north_of_kitchen(north_m), seconds_ago)
 }
 
 fn up(payload: pb::connect_request::Payload) -> pb::ConnectRequest {

@@ -623,19 +623,7 @@ impl DriverApp {
 
     /// Sends ping `seq` at `position`, recorded `seconds_ago`.
     pub async fn ping(&self, seq: u64, position: (f64, f64), seconds_ago: f64) {
-        let now = chrono::Utc::now() - chrono::TimeDelta::milliseconds((seconds_ago * 1000.0) as i64);
-        let ping = pb::LocationPing {
-            seq,
-            lat: position.0,
-            lng: position.1,
-            accuracy_m: Some(5.0),
-            speed_mps: Some(8.0),
-            heading_deg: Some(0.0),
-            recorded_at: Some(prost_types::Timestamp {
-                seconds: now.timestamp(),
-                nanos: now.timestamp_subsec_nanos() as i32,
-            }),
-        };
+        let ping = location_ping(seq, position, seconds_ago);
         self.sender.send(pb::ConnectRequest { payload: Some(pb::connect_request::Payload::Ping(ping)) }).await.unwrap();
     }
 
@@ -645,6 +633,23 @@ impl DriverApp {
             .await
             .unwrap_or_else(|_| panic!("ping {seq} never became durable"))
             .unwrap();
+    }
+}
+
+/// A ping at `position` (heading north at 6 m/s), recorded `seconds_ago`.
+pub fn location_ping(seq: u64, position: (f64, f64), seconds_ago: f64) -> pb::LocationPing {
+    let at = chrono::Utc::now() - chrono::TimeDelta::milliseconds((seconds_ago * 1000.0) as i64);
+    pb::LocationPing {
+        seq,
+        lat: position.0,
+        lng: position.1,
+        accuracy_m: Some(4.0),
+        speed_mps: Some(6.0),
+        heading_deg: Some(0.0),
+        recorded_at: Some(prost_types::Timestamp {
+            seconds: at.timestamp(),
+            nanos: at.timestamp_subsec_nanos() as i32,
+        }),
     }
 }
 
