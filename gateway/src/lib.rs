@@ -1,0 +1,6 @@
+//! The FoodFast gateway: browsers and plain HTTP clients reach the gRPC
+//! services through it. Every REST route comes from the `google.api.http`
+//! annotations of the contract's descriptor set, never from a handler
+//! written per route.
+
+pub mod routes;
