@@ -4,3 +4,4 @@
 //! written per route.
 
 pub mod routes;
+pub mod transcode;
