@@ -3,5 +3,8 @@
 //! annotations of the contract's descriptor set, never from a handler
 //! written per route.
 
+pub mod errors;
+pub mod rest;
 pub mod routes;
 pub mod transcode;
+pub mod upstream;

@@ -60,8 +60,14 @@ pub fn request_message(
         insert(&mut json, field, scalar(&kind, &value), false);
     }
     let options = DeserializeOptions::new().deny_unknown_fields(true);
-    DynamicMessage::deserialize_with_options(descriptor, Value::Object(json), &options)
-        .map_err(|err| RequestError::Invalid(err.to_string()))
+    let mut track = serde_path_to_error::Track::new();
+    let tracked = serde_path_to_error::Deserializer::new(Value::Object(json), &mut track);
+    DynamicMessage::deserialize_with_options(descriptor, tracked, &options).map_err(|err| {
+        match track.path().to_string() {
+            path if path == "." || path.is_empty() => RequestError::Invalid(err.to_string()),
+            path => RequestError::Invalid(format!("{path}: {err}")),
+        }
+    })
 }
 
 /// A response message (protobuf bytes of `descriptor`) as JSON, every field

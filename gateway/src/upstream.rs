@@ -1,0 +1,82 @@
+//! Calls to the gRPC server with messages the gateway already encoded: a
+//! codec that passes protobuf bytes through, so one client serves every
+//! method of the descriptor set.
+
+use bytes::{Buf, BufMut};
+use tonic::Status;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::transport::Channel;
+
+/// Encoded protobuf messages in both directions.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+/// The gRPC server, reached over one HTTP/2 channel (multiplexed).
+#[derive(Clone)]
+pub struct Upstream {
+    channel: Channel,
+}
+
+impl Upstream {
+    pub fn new(channel: Channel) -> Self {
+        Self { channel }
+    }
+
+    /// Calls the unary method at `path` (`/package.Service/Method`).
+    pub async fn unary(
+        &self,
+        path: &str,
+        request: tonic::Request<Vec<u8>>,
+    ) -> Result<tonic::Response<Vec<u8>>, Status> {
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+        grpc.ready().await.map_err(|err| Status::unavailable(format!("the FoodFast server is unreachable: {err}")))?;
+        let path = path.parse().map_err(|_| Status::internal(format!("bad method path {path:?}")))?;
+        grpc.unary(request, path, RawCodec).await
+    }
+
+    /// Calls the server-streaming method at `path`.
+    pub async fn server_streaming(
+        &self,
+        path: &str,
+        request: tonic::Request<Vec<u8>>,
+    ) -> Result<tonic::Response<tonic::codec::Streaming<Vec<u8>>>, Status> {
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+        grpc.ready().await.map_err(|err| Status::unavailable(format!("the FoodFast server is unreachable: {err}")))?;
+        let path = path.parse().map_err(|_| Status::internal(format!("bad method path {path:?}")))?;
+        grpc.server_streaming(request, path, RawCodec).await
+    }
+}

@@ -1,0 +1,283 @@
+//! REST/JSON and Server-Sent Events through the gateway to a real FoodFast
+//! server on the real stores (and the payment sandbox).
+
+use std::time::Duration;
+
+use foodfast_domain::access::{Principal, Role};
+use foodfast_gateway::rest::{self, Rest};
+use foodfast_gateway::routes::RouteTable;
+use foodfast_gateway::upstream::Upstream;
+use foodfast_payment_sandbox::Sandbox;
+use foodfast_server::auth::{TokenKey, Tokens};
+use foodfast_server::config::Config;
+use foodfast_store::users::{NewUser, UserRole, Users};
+use foodfast_store::{Stores, migrate};
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const KEY: &str = "test:a-test-signing-key-that-is-long-enough";
+const MAX_BODY: usize = 64 * 1024;
+
+struct Stack {
+    base: String,
+    http: reqwest::Client,
+    tokens: Tokens,
+    users: Users,
+    _sandbox: Sandbox,
+}
+
+impl Stack {
+    /// Sandbox, server and gateway on loopback ports, on fresh stores.
+    async fn start() -> Self {
+        let sandbox = Sandbox::start("127.0.0.1:0".parse().unwrap()).await;
+        let mut config = Config { stores: foodfast_testkit::fresh_stores().await, ..Config::default() };
+        config.auth.keys = vec![KEY.into()];
+        config.payments.base_url = sandbox.base_url();
+        let stores = Stores::connect(&config.stores).await.unwrap();
+        migrate::migrate_postgres(&stores.postgres, &migrate::cockroach_migrations()).await.unwrap();
+        let users = Users::new(stores.postgres.clone());
+        let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server_addr = server.local_addr().unwrap();
+        tokio::spawn(async move {
+            foodfast_server::server::serve(&config, stores, server, std::future::pending::<()>()).await
+        });
+        let channel = tonic::transport::Channel::from_shared(format!("http://{server_addr}")).unwrap().connect_lazy();
+        let rest = Rest {
+            routes: RouteTable::from_descriptor_set(foodfast_api::FILE_DESCRIPTOR_SET).unwrap(),
+            upstream: Upstream::new(channel),
+            max_body_bytes: MAX_BODY,
+        };
+        let gateway = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", gateway.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(gateway, rest::router(rest)).await });
+        let tokens = Tokens::new(&[TokenKey::parse(KEY).unwrap()]);
+        Self { base, http: reqwest::Client::new(), tokens, users, _sandbox: sandbox }
+    }
+
+    async fn user(&self, role: UserRole, restaurant_id: Option<Uuid>) -> Principal {
+        let email = format!("{}@example.test", Uuid::new_v4().simple());
+        let user_id = self
+            .users
+            .create(&NewUser {
+                email: &email,
+                phone: None,
+                name: "Rest Person",
+                role,
+                password_hash: "!",
+                restaurant_id,
+            })
+            .await
+            .unwrap();
+        let role = match role {
+            UserRole::Customer => Role::Customer,
+            UserRole::RestaurantStaff => Role::RestaurantStaff,
+            UserRole::Driver => Role::Driver,
+            UserRole::Support => Role::Support,
+            UserRole::Admin => Role::Admin,
+        };
+        Principal { user_id, role, restaurant_id }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str, caller: Option<&Principal>) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match caller {
+            Some(caller) => request.bearer_auth(self.tokens.mint(caller, Duration::from_secs(600)).unwrap()),
+            None => request,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        caller: Option<&Principal>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.request(method, path, caller);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+fn profile() -> Value {
+    json!({
+        "name": "Chez REST",
+        "address": {"location": {"lat": 48.8566, "lng": 2.3522}, "formatted": "1 Rue du Test"},
+        "cuisines": ["french"],
+        "phone": "+3312345678",
+        "timeZone": "Europe/Paris",
+        "openingHours": (1..=7).map(|day| json!({"day": day, "opensAt": "00:00", "closesAt": "00:00"})).collect::<Vec<_>>(),
+        "deliveryRadiusM": 8000,
+        "averagePrepTime": "900s",
+        "currencyCode": "EUR"
+    })
+}
+
+#[tokio::test]
+async fn a_customer_finds_orders_and_follows_an_order_over_rest() {
+    use reqwest::Method;
+    let stack = Stack::start().await;
+    let admin = stack.user(UserRole::Admin, None).await;
+    let customer = stack.user(UserRole::Customer, None).await;
+
+    let (status, created) =
+        stack.call(Method::POST, "/api/v1/restaurants", Some(&admin), Some(json!({"profile": profile()}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let restaurant_id = created["restaurant"]["restaurantId"].as_str().unwrap().to_string();
+    let staff = stack.user(UserRole::RestaurantStaff, Some(restaurant_id.parse().unwrap())).await;
+    let menu = json!({"categories": [{"name": "Mains", "items": [
+        {"name": "Soupe", "price": {"currencyCode": "EUR", "amount": "8.00"}, "available": true}
+    ]}]});
+    let (status, menu) =
+        stack.call(Method::PUT, &format!("/api/v1/restaurants/{restaurant_id}/menu"), Some(&staff), Some(menu)).await;
+    assert_eq!(status, StatusCode::OK, "{menu}");
+    let item_id = menu["categories"][0]["items"][0]["itemId"].as_str().unwrap().to_string();
+
+    let (status, found) = stack
+        .call(Method::GET, "/api/v1/restaurants?lat=48.857&lng=2.352&radius_m=2000&cuisine=french", None, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(found["restaurants"][0]["restaurantId"], restaurant_id.as_str(), "{found}");
+    let (status, menu) =
+        stack.call(Method::GET, &format!("/api/v1/restaurants/{restaurant_id}/menu"), None, None).await;
+    assert_eq!((status, menu["categories"][0]["items"][0]["name"].as_str()), (StatusCode::OK, Some("Soupe")));
+
+    let cart = json!({
+        "restaurantId": restaurant_id,
+        "items": [{"itemId": item_id, "quantity": 2}],
+        "deliveryAddress": {"location": {"lat": 48.86, "lng": 2.3522}, "formatted": "2 Rue du Client"},
+    });
+    let (status, quote) = stack.call(Method::POST, "/api/v1/orders/quote", Some(&customer), Some(cart.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{quote}");
+    assert_eq!(quote["price"]["subtotal"]["amount"], "16.00", "{quote}");
+
+    let mut order = cart.clone();
+    order["paymentMethodId"] = json!("pm_card_visa");
+    let key = Uuid::new_v4().to_string();
+    let place = || {
+        stack
+            .request(Method::POST, "/api/v1/orders", Some(&customer))
+            .header("Idempotency-Key", &key)
+            .json(&order)
+            .send()
+    };
+    let first = place().await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+    let second: Value = place().await.unwrap().json().await.unwrap();
+    let order_id = first["order"]["orderId"].as_str().unwrap().to_string();
+    assert_eq!(second["order"]["orderId"], order_id.as_str(), "the header is the idempotency key");
+
+    let (status, got) = stack.call(Method::GET, &format!("/api/v1/orders/{order_id}"), Some(&customer), None).await;
+    assert_eq!((status, got["order"]["status"].as_str()), (StatusCode::OK, Some("ORDER_STATUS_PENDING")));
+    let (status, listed) = stack.call(Method::GET, "/api/v1/orders?page_size=5", Some(&customer), None).await;
+    assert_eq!((status, listed["orders"][0]["orderId"].as_str()), (StatusCode::OK, Some(order_id.as_str())));
+
+    // Tracking as Server-Sent Events: the snapshot carries the last seq as its id.
+    let track = format!("/api/v1/orders/{order_id}/track");
+    let response = stack.request(Method::GET, &track, Some(&customer)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut events = SseReader::new(response);
+    let (id, snapshot) = events.next_event().await;
+    assert_eq!(id.as_deref(), Some("1"));
+    assert_eq!(snapshot["snapshot"]["order"]["orderId"], order_id.as_str());
+    drop(events);
+
+    let status_path = format!("/api/v1/restaurants/orders/{order_id}");
+    let patch = |status: &str| stack.call(Method::PATCH, &status_path, Some(&staff), Some(json!({"status": status})));
+    assert_eq!(patch("accepted").await.0, StatusCode::OK);
+    assert_eq!(patch("preparing").await.0, StatusCode::OK);
+    // Reconnect as an EventSource would: from the last id, nothing lost, nothing twice.
+    let response =
+        stack.request(Method::GET, &track, Some(&customer)).header("Last-Event-ID", "1").send().await.unwrap();
+    let mut events = SseReader::new(response);
+    let (id, accepted) = events.next_event().await;
+    assert_eq!((id.as_deref(), accepted["event"]["status"].as_str()), (Some("2"), Some("ORDER_STATUS_CONFIRMED")));
+    let (id, preparing) = events.next_event().await;
+    assert_eq!((id.as_deref(), preparing["event"]["status"].as_str()), (Some("3"), Some("ORDER_STATUS_PREPARING")));
+
+    let (status, cancelled) = stack
+        .call(Method::POST, &format!("/api/v1/orders/{order_id}/cancel"), Some(&customer), Some(json!({"reason": "x"})))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a customer cannot cancel once preparing: {cancelled}");
+    assert_eq!(cancelled["code"], "PERMISSION_DENIED");
+}
+
+#[tokio::test]
+async fn mistakes_get_4xx_json_that_names_them_and_never_reach_the_server() {
+    use reqwest::Method;
+    let stack = Stack::start().await;
+    let customer = stack.user(UserRole::Customer, None).await;
+    let order = format!("/api/v1/orders/{}", Uuid::new_v4());
+
+    let (status, body) = stack.call(Method::GET, "/api/v1/nothing-here", None, None).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("NOT_FOUND")));
+    let response = stack.request(Method::DELETE, &format!("{order}/cancel"), None).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()["allow"], "POST");
+    let (status, body) = stack.call(Method::GET, &order, None, None).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("UNAUTHENTICATED")));
+    let (status, body) = stack.call(Method::GET, "/api/v1/orders/not-a-uuid", Some(&customer), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["message"].as_str().unwrap().contains("order_id"), "{body}");
+    let (status, _) = stack.call(Method::GET, &order, Some(&customer), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "someone else's order, or none");
+
+    let quote = "/api/v1/orders/quote";
+    for (body, mentions) in [("{", "JSON"), (r#"{"restaurantId": 7}"#, "restaurantId"), (r#"{"tip": 1}"#, "tip")] {
+        let response = stack.request(Method::POST, quote, Some(&customer)).body(body).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
+        let json: Value = response.json().await.unwrap();
+        assert!(json["message"].as_str().unwrap().contains(mentions), "{body}: {json}");
+    }
+    let huge = "x".repeat(MAX_BODY + 1);
+    let response = stack.request(Method::POST, quote, Some(&customer)).body(huge).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, body) = stack.call(Method::GET, "/api/v1/restaurants?radius_m=many", None, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+/// Reads `text/event-stream` events: their id and JSON data.
+struct SseReader {
+    chunks: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buffer: String,
+}
+
+impl SseReader {
+    fn new(response: reqwest::Response) -> Self {
+        Self { chunks: response.bytes_stream().boxed(), buffer: String::new() }
+    }
+
+    async fn next_event(&mut self) -> (Option<String>, Value) {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let (mut id, mut data) = (None, None);
+                for line in block.lines() {
+                    if let Some(value) = line.strip_prefix("id:") {
+                        id = Some(value.trim().to_string());
+                    } else if let Some(value) = line.strip_prefix("data:") {
+                        data = Some(serde_json::from_str(value.trim()).unwrap());
+                    }
+                }
+                if let Some(data) = data {
+                    return (id, data);
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(15), self.chunks.next())
+                .await
+                .expect("the event stream went silent")
+                .expect("the event stream ended")
+                .unwrap();
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+}
