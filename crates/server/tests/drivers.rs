@@ -16,7 +16,6 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
-
 fn ping(seq: u64, north_m: f64, seconds_ago: f64) -> pb::LocationPing {
     location_ping(seq, north_of_kitchen(north_m), seconds_ago)
 }
