@@ -4,6 +4,7 @@
 //! written per route.
 
 pub mod errors;
+pub mod grpc_web;
 pub mod rest;
 pub mod routes;
 pub mod transcode;

@@ -1,5 +1,6 @@
-//! The REST/JSON face of the contract: one handler for every route of the
-//! route table. It matches the route, builds the request message from the
+//! The HTTP face of the contract: grpc-web calls pass through to the server;
+//! everything else is REST/JSON, one handler for every route of the route
+//! table. It matches the route, builds the request message from the
 //! path, query and JSON body, calls the gRPC method, and answers JSON (unary)
 //! or Server-Sent Events (server streams). Every error, the gateway's own or
 //! the server's, is `{"code", "message", "details"}` with the mapped status.
@@ -28,6 +29,8 @@ const FORWARDED_HEADERS: [&str; 4] = ["authorization", "x-request-id", "tracepar
 pub struct Rest {
     pub routes: RouteTable,
     pub upstream: Upstream,
+    /// The same server, for grpc-web calls passed through unchanged.
+    pub channel: tonic::transport::Channel,
     /// Largest request body accepted; larger ones get 413 without reaching the server.
     pub max_body_bytes: usize,
 }
@@ -37,6 +40,9 @@ pub fn router(rest: Rest) -> axum::Router {
 }
 
 async fn handle(State(rest): State<Arc<Rest>>, request: Request) -> Response {
+    if crate::grpc_web::is_grpc_web(&request) {
+        return crate::grpc_web::call(rest.channel.clone(), request).await;
+    }
     let (parts, body) = request.into_parts();
     let Some(verb) = Verb::parse(parts.method.as_str()) else {
         return error(Code::Unimplemented, StatusCode::METHOD_NOT_ALLOWED, &format!("{} is not served", parts.method));

@@ -46,7 +46,8 @@ impl Stack {
         let channel = tonic::transport::Channel::from_shared(format!("http://{server_addr}")).unwrap().connect_lazy();
         let rest = Rest {
             routes: RouteTable::from_descriptor_set(foodfast_api::FILE_DESCRIPTOR_SET).unwrap(),
-            upstream: Upstream::new(channel),
+            upstream: Upstream::new(channel.clone()),
+            channel,
             max_body_bytes: MAX_BODY,
         };
         let gateway = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -280,4 +281,72 @@ impl SseReader {
             self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
         }
     }
+}
+
+#[tokio::test]
+async fn a_grpc_web_client_calls_unary_and_server_streaming_methods() {
+    use foodfast_api::v1 as pb;
+    use foodfast_api::v1::restaurant_service_client::RestaurantServiceClient;
+    use foodfast_api::v1::tracking_service_client::TrackingServiceClient;
+    use reqwest::Method;
+
+    let stack = Stack::start().await;
+    let admin = stack.user(UserRole::Admin, None).await;
+    let customer = stack.user(UserRole::Customer, None).await;
+    let (_, created) =
+        stack.call(Method::POST, "/api/v1/restaurants", Some(&admin), Some(json!({"profile": profile()}))).await;
+    let restaurant_id = created["restaurant"]["restaurantId"].as_str().unwrap().to_string();
+    let staff = stack.user(UserRole::RestaurantStaff, Some(restaurant_id.parse().unwrap())).await;
+    let menu = json!({"categories": [{"name": "Mains", "items": [
+        {"name": "Soupe", "price": {"currencyCode": "EUR", "amount": "8.00"}, "available": true}
+    ]}]});
+    let (_, menu) =
+        stack.call(Method::PUT, &format!("/api/v1/restaurants/{restaurant_id}/menu"), Some(&staff), Some(menu)).await;
+    let item_id = menu["categories"][0]["items"][0]["itemId"].as_str().unwrap().to_string();
+
+    // HTTP/1.1, as browsers without HTTP/2 to the gateway would.
+    let http1 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let transport = tower::ServiceBuilder::new().layer(tonic_web::GrpcWebClientLayer::new()).service(http1);
+    let origin: http::Uri = stack.base.parse().unwrap();
+    let mut restaurants = RestaurantServiceClient::with_origin(transport.clone(), origin.clone());
+    let menu =
+        restaurants.get_menu(pb::GetMenuRequest { restaurant_id: restaurant_id.clone() }).await.unwrap().into_inner();
+    assert_eq!(menu.categories[0].items[0].name, "Soupe");
+    let missing =
+        restaurants.get_menu(pb::GetMenuRequest { restaurant_id: uuid::Uuid::new_v4().to_string() }).await.unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound, "statuses arrive in grpc-web trailers");
+
+    let order = json!({
+        "restaurantId": restaurant_id,
+        "items": [{"itemId": item_id, "quantity": 1}],
+        "deliveryAddress": {"location": {"lat": 48.86, "lng": 2.3522}, "formatted": "2 Rue du Client"},
+        "paymentMethodId": "pm_card_visa",
+        "idempotencyKey": "grpc-web-1",
+    });
+    let (_, placed) = stack.call(Method::POST, "/api/v1/orders", Some(&customer), Some(order)).await;
+    let order_id = placed["order"]["orderId"].as_str().unwrap().to_string();
+
+    let mut tracking = TrackingServiceClient::with_origin(transport, origin);
+    let mut request = tonic::Request::new(pb::TrackOrderRequest { order_id: order_id.clone(), ..Default::default() });
+    let token = stack.tokens.mint(&customer, Duration::from_secs(600)).unwrap();
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let mut stream = tracking.track_order(request).await.unwrap().into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    assert!(matches!(first.payload, Some(pb::track_order_response::Payload::Snapshot(_))), "{first:?}");
+    stack
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/restaurants/orders/{order_id}"),
+            Some(&staff),
+            Some(json!({"status": "rejected", "reason": "closing"})),
+        )
+        .await;
+    let rejected = loop {
+        let message = tokio::time::timeout(Duration::from_secs(15), stream.message()).await.unwrap().unwrap().unwrap();
+        if let Some(pb::track_order_response::Payload::Event(event)) = message.payload {
+            break event;
+        }
+    };
+    assert_eq!(rejected.status(), pb::OrderStatus::Rejected);
+    assert!(stream.message().await.unwrap().is_none(), "the stream ends after REJECTED, over grpc-web too");
 }

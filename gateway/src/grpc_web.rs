@@ -1,0 +1,41 @@
+//! grpc-web (binary and text) for browsers: `tonic_web` turns each grpc-web
+//! call into a gRPC call, which is forwarded as is to the server over the
+//! gateway's HTTP/2 channel. grpc-web has unary and server-streaming calls
+//! only; that is the protocol.
+
+use std::convert::Infallible;
+
+use axum::response::{IntoResponse, Response};
+use http::Request;
+use tonic::transport::Channel;
+use tower::{Layer, Service, ServiceExt};
+
+/// Whether a request speaks grpc-web (by its content type).
+pub fn is_grpc_web(request: &Request<axum::body::Body>) -> bool {
+    request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|content_type| content_type.starts_with("application/grpc-web"))
+}
+
+/// Answers one grpc-web request through the server.
+pub async fn call(channel: Channel, request: Request<axum::body::Body>) -> Response {
+    let forward = tower::service_fn(move |request: Request<tonic::body::Body>| {
+        let mut channel = channel.clone();
+        async move {
+            let response = match channel.ready().await {
+                Ok(ready) => ready.call(request).await,
+                Err(err) => Err(err),
+            };
+            Ok::<_, Infallible>(response.unwrap_or_else(|err| {
+                tonic::Status::unavailable(format!("the FoodFast server is unreachable: {err}")).into_http()
+            }))
+        }
+    });
+    let mut grpc_web = tonic_web::GrpcWebLayer::new().layer(forward);
+    match grpc_web.call(request).await {
+        Ok(response) => response.map(axum::body::Body::new).into_response(),
+        Err(never) => match never {},
+    }
+}
