@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make run`: migrate, seed the demo city, start the payment sandbox, serve.
+# `make run`: migrate, seed the demo city, start the payment sandbox and the
+# gateway, serve.
 # Development signing keys are generated once into .local/dev.env unless
 # FOODFAST_AUTH_KEYS is already set.
 set -euo pipefail
@@ -25,13 +26,18 @@ fi
 sandbox_addr=${FOODFAST_SANDBOX_ADDR:-127.0.0.1:8099}
 "$bin/foodfast-payment-sandbox" --listen "$sandbox_addr" &
 sandbox=$!
-trap 'kill "$sandbox" 2>/dev/null || true' EXIT
 export FOODFAST_PAYMENTS_URL=${FOODFAST_PAYMENTS_URL:-http://$sandbox_addr}
 
 grpc_addr=${FOODFAST_GRPC_ADDR:-127.0.0.1:50051}
+gateway_addr=${FOODFAST_GATEWAY_ADDR:-127.0.0.1:8080}
+FOODFAST_GATEWAY_ADDR=$gateway_addr FOODFAST_GATEWAY_UPSTREAM=http://$grpc_addr "$bin/foodfast-gateway" &
+gateway=$!
+trap 'kill "$sandbox" "$gateway" 2>/dev/null || true' EXIT
 cat <<TXT
 
 FoodFast gRPC:       $grpc_addr (health and reflection: grpcurl -plaintext $grpc_addr list)
+Gateway (REST, SSE, grpc-web): http://$gateway_addr
+                     e.g. curl 'http://$gateway_addr/api/v1/restaurants?lat=48.8566&lng=2.3522&radius_m=5000'
 Payment sandbox:     http://$sandbox_addr
 A customer's token:  FOODFAST_AUTH_KEYS=... $bin/foodfast token --email customer1@demo.foodfast
                      (the keys are in .local/dev.env)
