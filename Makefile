@@ -11,7 +11,7 @@ PYTHON := $(VENV)/bin/python
 FOODFAST_GRPC_ADDR ?= 127.0.0.1:50051
 
 .PHONY: help run test services stop migrate build build-release tools lint lint-proto \
-        test-tools test-rust test-interop bench-orders bench-ingest
+        test-tools test-rust test-interop bench-orders bench-ingest bench-tracking
 
 help:
 	@echo "make run    start PostgreSQL, Redis and Cassandra, build, migrate and serve FoodFast"
@@ -37,7 +37,7 @@ build:
 	$(CARGO) build --workspace --all-targets --locked
 
 build-release:
-	$(CARGO) build --release --locked -p foodfast-server -p foodfast-payment-sandbox
+	$(CARGO) build --release --locked -p foodfast-server -p foodfast-payment-sandbox -p foodfast-gateway
 
 migrate: build
 	target/debug/foodfast migrate
@@ -96,3 +96,13 @@ bench-ingest: services
 	$(CARGO) build --release -p foodfast-loadgen
 	target/release/foodfast-loadgen ingest $(BENCH_INGEST_ARGS)
 	target/release/foodfast-loadgen ingest $(BENCH_INGEST_MAX_ARGS)
+
+# Order tracking (issue 5): in one process, D drivers pinging on Connect
+# streams while S TrackOrder streams watch the orders they carry: ping ->
+# screen latency, delivered updates/s and RSS per 1,000 streams, next to a bare
+# tonic relay of the same load. Setup places one order per stream through the
+# API (over a minute for 10,000). Results: BENCHMARKS.md.
+BENCH_TRACKING_ARGS ?= --drivers 2000 --streams 10000 --ping-interval 200ms --duration 20s
+bench-tracking: services
+	$(CARGO) build --release -p foodfast-loadgen
+	target/release/foodfast-loadgen tracking $(BENCH_TRACKING_ARGS)

@@ -36,6 +36,8 @@ const SEND_BUFFER: usize = 8;
 const DRAIN: Duration = Duration::from_secs(10);
 /// Unacked pings per stream when the drivers ping as fast as they can.
 pub const WINDOW: u64 = 64;
+/// From [`Fleet::drive`] being called to the first ping: time to spawn the drivers.
+pub const START_DELAY: Duration = Duration::from_millis(100);
 /// Where the drivers start: well inside the Paris zone (48.70..49.05,
 /// 2.05..2.65), so that a run of some minutes never leaves it.
 const START_LAT: (f64, f64) = (48.80, 48.95);
@@ -64,7 +66,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let server = InProcessServer::start().await?;
     server.migrate_scylla().await?;
     eprintln!("creating {} drivers", args.drivers);
-    let fleet = Fleet::connect(&server, args.drivers).await?;
+    let mut fleet = Fleet::connect(&server, args.drivers).await?;
     let schedule = Schedule { hz: args.hz, warmup: args.warmup, duration: args.duration };
     eprintln!(
         "{} drivers at {} Hz: {} warm-up, then {} measured",
@@ -74,6 +76,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         human(args.duration)
     );
     let pings = fleet.drive(&schedule).await?;
+    drop(fleet);
     let peak_rss = report::peak_rss();
 
     let database_url = server.config.stores.postgres.url.clone();
@@ -117,10 +120,11 @@ pub struct Schedule {
 /// What the measured pings of a whole fleet did.
 pub struct Pings {
     /// Pings the server took (sent, not rejected), done once the stream took
-    /// them; errors are rejections by reason.
+    /// them; errors are rejections by reason, and streams that failed (one
+    /// each, as `stream <how>`).
     pub accepted: Outcome,
     /// Pings acked as durable, with their ack latency; errors are pings
-    /// never acked (`unacked`) and rejections.
+    /// never acked (`unacked`), rejections and failed streams.
     pub durable: Outcome,
 }
 
@@ -157,15 +161,15 @@ impl Fleet {
         Ok(Self { drivers })
     }
 
-    /// Every driver pings on `schedule`, then waits for its last ack.
-    pub async fn drive(self, schedule: &Schedule) -> anyhow::Result<Pings> {
-        let start = Instant::now() + Duration::from_millis(100);
+    /// Every driver pings on `schedule`, then waits for its last ack. The
+    /// streams stay open until the fleet is dropped.
+    pub async fn drive(&mut self, schedule: &Schedule) -> anyhow::Result<Pings> {
+        let start = Instant::now() + START_DELAY;
         let count = self.drivers.len();
-        let tasks: Vec<_> = self
-            .drivers
+        let tasks: Vec<_> = std::mem::take(&mut self.drivers)
             .into_iter()
             .enumerate()
-            .map(|(index, driver)| {
+            .map(|(index, mut driver)| {
                 // Spread the drivers' first pings over one period.
                 let offset = if schedule.hz > 0.0 {
                     Duration::from_secs_f64(index as f64 / count as f64 / schedule.hz)
@@ -173,13 +177,17 @@ impl Fleet {
                     Duration::ZERO
                 };
                 let plan = Plan::new(start + offset, start + schedule.warmup, schedule);
-                tokio::spawn(driver.run(plan))
+                tokio::spawn(async move {
+                    let tally = driver.run(plan).await;
+                    (driver, tally)
+                })
             })
             .collect();
         let measured_from = start + schedule.warmup;
         let mut pings = Pings { accepted: outcome(), durable: outcome() };
         for task in tasks {
-            let tally = task.await??;
+            let (driver, tally) = task.await?;
+            self.drivers.push(driver);
             for outcome in [&mut pings.accepted, &mut pings.durable] {
                 for (reason, count) in &tally.rejected {
                     *outcome.errors.entry(reason.clone()).or_default() += count;
@@ -195,6 +203,11 @@ impl Fleet {
                 pings.durable.elapsed.max(tally.last_acked.saturating_duration_since(measured_from));
             if tally.unacked > 0 {
                 *pings.durable.errors.entry("unacked".into()).or_default() += tally.unacked;
+            }
+            if let Some(failed) = tally.failed {
+                for outcome in [&mut pings.accepted, &mut pings.durable] {
+                    *outcome.errors.entry(failed.clone()).or_default() += 1;
+                }
             }
         }
         Ok(pings)
@@ -270,6 +283,9 @@ struct Tally {
     sent: u64,
     rejected: BTreeMap<String, u64>,
     unacked: u64,
+    /// How the stream failed, if it did: the driver stopped there, and the
+    /// run goes on with the others.
+    failed: Option<String>,
     /// From a ping's scheduled send until the stream took it.
     send_latency: Histogram<u64>,
     /// From a ping's scheduled send until the ack covering it.
@@ -297,8 +313,9 @@ impl Driver {
     /// Sends the planned pings on time (open loop: a late one goes as soon as
     /// it can, and its lateness counts), or back to back within [`WINDOW`]
     /// (closed loop), reading acks meanwhile; then waits up to [`DRAIN`] for
-    /// the ack covering the last.
-    async fn run(mut self, plan: Plan) -> anyhow::Result<Tally> {
+    /// the ack covering the last. A stream that fails ends the driver there,
+    /// noted in its tally, so that one lost stream does not end the run.
+    async fn run(&mut self, plan: Plan) -> Tally {
         let mut ticker = plan.period.map(|period| {
             let mut ticker = tokio::time::interval_at(plan.first, period);
             ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
@@ -308,6 +325,7 @@ impl Driver {
             sent: 0,
             rejected: BTreeMap::new(),
             unacked: 0,
+            failed: None,
             send_latency: histogram(),
             latency: histogram(),
             last_sent: plan.first,
@@ -338,7 +356,10 @@ impl Driver {
                     let recorded_at = chrono::Utc::now().max(last_recorded + chrono::TimeDelta::milliseconds(1));
                     last_recorded = recorded_at;
                     let moving = (recorded_at - started).as_seconds_f64();
-                    self.sender.send(plan.ping(seq, moving, recorded_at)).await?;
+                    if self.sender.send(plan.ping(seq, moving, recorded_at)).await.is_err() {
+                        tally.failed = Some("stream closed".into());
+                        break;
+                    }
                     if scheduled >= plan.measured_from {
                         tally.sent += 1;
                         tally.last_sent = Instant::now();
@@ -351,9 +372,18 @@ impl Driver {
                     }
                 }
                 response = self.responses.next() => {
-                    let Some(pb::connect_response::Payload::Ack(ack)) =
-                        response.context("the stream ended")??.payload
-                    else {
+                    let response = match response {
+                        Some(Ok(response)) => response,
+                        Some(Err(status)) => {
+                            tally.failed = Some(format!("stream {:?}", status.code()));
+                            break;
+                        }
+                        None => {
+                            tally.failed = Some("stream ended".into());
+                            break;
+                        }
+                    };
+                    let Some(pb::connect_response::Payload::Ack(ack)) = response.payload else {
                         continue;
                     };
                     let now = Instant::now();
@@ -377,7 +407,7 @@ impl Driver {
             }
         }
         tally.unacked += ring.len() as u64;
-        Ok(tally)
+        tally
     }
 }
 

@@ -77,6 +77,17 @@ impl InProcessServer {
 
     /// A new account with `role`, and the bearer header that speaks for it.
     pub async fn account(&self, role: Role, user_role: UserRole) -> anyhow::Result<MetadataValue<Ascii>> {
+        Ok(self.user(role, user_role, None).await?.1)
+    }
+
+    /// A new account with `role` (staff: of `restaurant_id`), its id and the
+    /// bearer header that speaks for it.
+    pub async fn user(
+        &self,
+        role: Role,
+        user_role: UserRole,
+        restaurant_id: Option<Uuid>,
+    ) -> anyhow::Result<(Uuid, MetadataValue<Ascii>)> {
         let email = format!("{}@loadgen.test", Uuid::new_v4().simple());
         let user = NewUser {
             email: &email,
@@ -84,12 +95,20 @@ impl InProcessServer {
             name: "Load Generator",
             role: user_role,
             password_hash: "!",
-            restaurant_id: None,
+            restaurant_id,
         };
         let user_id = Users::new(self.stores.postgres.clone()).create(&user).await?;
-        let principal = Principal { user_id, role, restaurant_id: None };
+        let principal = Principal { user_id, role, restaurant_id };
         let token = self.tokens.mint(&principal, TOKEN_TTL).map_err(anyhow::Error::msg)?;
-        Ok(format!("Bearer {token}").parse()?)
+        Ok((user_id, format!("Bearer {token}").parse()?))
+    }
+
+    /// A new driver account with a driver row in Paris holding at most
+    /// `capacity` deliveries: dispatch assigns only drivers that have one.
+    pub async fn driver(&self, capacity: i32) -> anyhow::Result<(Uuid, MetadataValue<Ascii>)> {
+        let (user_id, bearer) = self.user(Role::Driver, UserRole::Driver, None).await?;
+        Users::new(self.stores.postgres.clone()).add_driver(user_id, "paris", "bike", capacity).await?;
+        Ok((user_id, bearer))
     }
 
     /// Stops the server and gives back the stores it used.

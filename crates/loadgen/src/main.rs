@@ -8,7 +8,9 @@ mod in_process;
 mod ingest;
 mod open_loop;
 mod orders;
+mod relay;
 mod report;
+mod tracking;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +33,10 @@ enum Mode {
     /// The ingest benchmark: at one ping rate and concurrency, a bare tonic
     /// echo, bare prepared INSERTs and the real Connect path, with ratios.
     Ingest(ingest::Args),
+    /// Order tracking: D drivers pinging while S TrackOrder streams watch
+    /// their orders; ping-to-screen latency, delivered updates/s and RSS per
+    /// 1,000 streams, next to a bare tonic relay of the same load.
+    Tracking(tracking::Args),
 }
 
 #[tokio::main]
@@ -43,5 +49,6 @@ async fn main() -> anyhow::Result<()> {
         Mode::Orders(args) => orders::run(args).await,
         Mode::Drivers(args) => drivers::run(args).await,
         Mode::Ingest(args) => ingest::run(args).await,
+        Mode::Tracking(args) => tracking::run(args).await,
     }
 }

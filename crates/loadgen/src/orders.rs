@@ -93,7 +93,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
 /// What the orders are placed with: restaurants with their stored menus, and
 /// the customers' bearer headers.
-struct Market {
+pub(crate) struct Market {
     restaurants: Vec<SeededRestaurant>,
     customers: Vec<MetadataValue<Ascii>>,
 }
@@ -108,7 +108,7 @@ struct SeededRestaurant {
 impl Market {
     /// Restaurants through the RestaurantService as an admin, customers
     /// straight into the users table.
-    async fn seed(server: &InProcessServer, restaurants: usize, customers: usize) -> anyhow::Result<Self> {
+    pub(crate) async fn seed(server: &InProcessServer, restaurants: usize, customers: usize) -> anyhow::Result<Self> {
         let admin = server.account(Role::Admin, UserRole::Admin).await?;
         let mut client = RestaurantServiceClient::new(server.channel.clone());
         let mut seeded = Vec::with_capacity(restaurants);
@@ -138,10 +138,15 @@ impl Market {
         Ok(Self { restaurants: seeded, customers: bearers })
     }
 
+    /// The seeded restaurants' ids.
+    pub(crate) fn restaurant_ids(&self) -> impl Iterator<Item = &str> {
+        self.restaurants.iter().map(|restaurant| restaurant.id.as_str())
+    }
+
     /// A new order (its own idempotency key) from a random customer at a
     /// random restaurant: one to three different dishes, delivered within
     /// about 2 km.
-    fn order_request(&self) -> tonic::Request<pb::CreateOrderRequest> {
+    pub(crate) fn order_request(&self) -> tonic::Request<pb::CreateOrderRequest> {
         let restaurant = &self.restaurants[fastrand::usize(..self.restaurants.len())];
         let mut dishes: Vec<&pb::MenuItem> = restaurant.dishes.iter().collect();
         fastrand::shuffle(&mut dishes);

@@ -74,6 +74,13 @@ pub fn peak_rss() -> String {
         .map_or_else(|| "unknown".into(), |kib| format!("{:.1} MiB", kib / 1024.0))
 }
 
+/// The process's resident set now (`VmRSS`), in bytes.
+pub fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = proc_field(&status, "VmRSS")?.trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// The value of the first `name: value` line of a `/proc` file.
 fn proc_field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
     text.lines().find_map(|line| {
