@@ -5,6 +5,7 @@
 
 pub mod errors;
 pub mod grpc_web;
+pub mod limits;
 pub mod rest;
 pub mod routes;
 pub mod transcode;

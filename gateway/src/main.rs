@@ -2,9 +2,11 @@
 //! of a FoodFast gRPC server.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::process::ExitCode;
 
 use clap::Parser;
+use foodfast_gateway::limits::{Limits, LimitsConfig};
 use foodfast_gateway::rest::{self, Rest};
 use foodfast_gateway::routes::RouteTable;
 use foodfast_gateway::upstream::Upstream;
@@ -21,6 +23,15 @@ struct Cli {
     /// Largest request body accepted; larger ones get 413.
     #[arg(long, env = "FOODFAST_GATEWAY_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     max_body_bytes: usize,
+    /// Requests per second from one client IP (bursts of twice as many).
+    #[arg(long, env = "FOODFAST_GATEWAY_RATE_PER_IP", default_value = "50")]
+    rate_per_ip: NonZeroU32,
+    /// Requests per second from one caller (bearer token; bursts of twice as many).
+    #[arg(long, env = "FOODFAST_GATEWAY_RATE_PER_CALLER", default_value = "20")]
+    rate_per_caller: NonZeroU32,
+    /// Orders one caller may place per minute.
+    #[arg(long, env = "FOODFAST_GATEWAY_ORDERS_PER_MINUTE", default_value = "10")]
+    orders_per_minute: NonZeroU32,
 }
 
 #[tokio::main]
@@ -41,15 +52,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let channel = tonic::transport::Channel::from_shared(cli.upstream.clone())
         .map_err(|err| anyhow::anyhow!("FOODFAST_GATEWAY_UPSTREAM {:?}: {err}", cli.upstream))?
         .connect_lazy();
-    let app = rest::router(Rest {
+    let limits = LimitsConfig {
+        per_ip_per_second: cli.rate_per_ip,
+        per_ip_burst: cli.rate_per_ip.saturating_mul(NonZeroU32::new(2).expect("2 > 0")),
+        per_caller_per_second: cli.rate_per_caller,
+        per_caller_burst: cli.rate_per_caller.saturating_mul(NonZeroU32::new(2).expect("2 > 0")),
+        orders_per_minute: cli.orders_per_minute,
+        orders_burst: cli.orders_per_minute.min(NonZeroU32::new(5).expect("5 > 0")),
+    };
+    let rest = Rest {
         routes,
         upstream: Upstream::new(channel.clone()),
         channel,
         max_body_bytes: cli.max_body_bytes,
-    });
+        limits: Limits::new(limits),
+    };
     let listener = tokio::net::TcpListener::bind(cli.listen_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, upstream = %cli.upstream, "foodfast gateway listening");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await?;
+    rest::serve(listener, rest, shutdown()).await?;
     tracing::info!("foodfast gateway stopped");
     Ok(())
 }

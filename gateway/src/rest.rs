@@ -6,9 +6,11 @@
 //! the server's, is `{"code", "message", "details"}` with the mapped status.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -18,6 +20,7 @@ use tonic::Code;
 use tonic::metadata::{MetadataMap, MetadataValue};
 
 use crate::errors;
+use crate::limits::Limits;
 use crate::routes::{NoRoute, Route, RouteTable, Verb};
 use crate::transcode::{self, RequestError};
 use crate::upstream::Upstream;
@@ -33,13 +36,52 @@ pub struct Rest {
     pub channel: tonic::transport::Channel,
     /// Largest request body accepted; larger ones get 413 without reaching the server.
     pub max_body_bytes: usize,
+    pub limits: Limits,
 }
 
-pub fn router(rest: Rest) -> axum::Router {
-    axum::Router::new().fallback(handle).with_state(Arc::new(rest))
+/// How often rate-limit buckets of quiet clients are forgotten.
+const FORGET_IDLE_EVERY: Duration = Duration::from_secs(60);
+
+/// Serves the gateway on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    rest: Rest,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let rest = Arc::new(rest);
+    let forgetting = tokio::spawn({
+        let rest = rest.clone();
+        async move {
+            let mut every = tokio::time::interval(FORGET_IDLE_EVERY);
+            loop {
+                every.tick().await;
+                rest.limits.forget_idle();
+            }
+        }
+    });
+    let app = axum::Router::new().fallback(handle).with_state(rest);
+    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await;
+    forgetting.abort();
+    served
 }
 
-async fn handle(State(rest): State<Arc<Rest>>, request: Request) -> Response {
+async fn handle(
+    State(rest): State<Arc<Rest>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let authorization = request.headers().get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
+    let places_order = request.method() == http::Method::POST && request.uri().path() == "/api/v1/orders";
+    if let Err(wait) = rest.limits.check(client.ip(), authorization, places_order) {
+        let message = format!("too many requests; retry in {} s", wait.as_secs().max(1));
+        let mut response = error(Code::ResourceExhausted, StatusCode::TOO_MANY_REQUESTS, &message);
+        if let Ok(retry_after) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, retry_after);
+        }
+        return response;
+    }
     if crate::grpc_web::is_grpc_web(&request) {
         return crate::grpc_web::call(rest.channel.clone(), request).await;
     }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use foodfast_domain::access::{Principal, Role};
+use foodfast_gateway::limits::{Limits, LimitsConfig};
 use foodfast_gateway::rest::{self, Rest};
 use foodfast_gateway::routes::RouteTable;
 use foodfast_gateway::upstream::Upstream;
@@ -31,6 +32,10 @@ struct Stack {
 impl Stack {
     /// Sandbox, server and gateway on loopback ports, on fresh stores.
     async fn start() -> Self {
+        Self::start_with(LimitsConfig::default()).await
+    }
+
+    async fn start_with(limits: LimitsConfig) -> Self {
         let sandbox = Sandbox::start("127.0.0.1:0".parse().unwrap()).await;
         let mut config = Config { stores: foodfast_testkit::fresh_stores().await, ..Config::default() };
         config.auth.keys = vec![KEY.into()];
@@ -49,10 +54,11 @@ impl Stack {
             upstream: Upstream::new(channel.clone()),
             channel,
             max_body_bytes: MAX_BODY,
+            limits: Limits::new(limits),
         };
         let gateway = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", gateway.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(gateway, rest::router(rest)).await });
+        tokio::spawn(rest::serve(gateway, rest, std::future::pending()));
         let tokens = Tokens::new(&[TokenKey::parse(KEY).unwrap()]);
         Self { base, http: reqwest::Client::new(), tokens, users, _sandbox: sandbox }
     }
@@ -349,4 +355,51 @@ async fn a_grpc_web_client_calls_unary_and_server_streaming_methods() {
     };
     assert_eq!(rejected.status(), pb::OrderStatus::Rejected);
     assert!(stream.message().await.unwrap().is_none(), "the stream ends after REJECTED, over grpc-web too");
+}
+
+#[tokio::test]
+async fn too_many_requests_get_429_with_retry_after_and_order_placement_is_tighter() {
+    use std::num::NonZeroU32;
+
+    use reqwest::Method;
+    let n = |value| NonZeroU32::new(value).unwrap();
+    let stack = Stack::start_with(LimitsConfig {
+        per_ip_per_second: n(1),
+        per_ip_burst: n(6),
+        per_caller_per_second: n(1),
+        per_caller_burst: n(6),
+        orders_per_minute: n(1),
+        orders_burst: n(2),
+    })
+    .await;
+    let customer = stack.user(UserRole::Customer, None).await;
+    let stack = &stack;
+    let customer = &customer;
+    let statuses = |count| async move {
+        let mut statuses = Vec::new();
+        for _ in 0..count {
+            let response =
+                stack.request(Method::POST, "/api/v1/orders", Some(customer)).body("{}").send().await.unwrap();
+            statuses.push((response.status(), response.headers().get("retry-after").cloned()));
+        }
+        statuses
+    };
+    let placed = statuses(3).await;
+    assert_eq!(placed[0].0, StatusCode::BAD_REQUEST, "the first two reach the server (and fail validation)");
+    assert_eq!(placed[1].0, StatusCode::BAD_REQUEST);
+    assert_eq!(placed[2].0, StatusCode::TOO_MANY_REQUESTS, "one order a minute after a burst of two");
+    let retry_after: u64 = placed[2].1.as_ref().unwrap().to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+
+    // The IP's bucket (6) is nearly spent too: plain reads are refused after it.
+    let mut last = StatusCode::OK;
+    for _ in 0..6 {
+        last = stack
+            .request(Method::GET, "/api/v1/restaurants?lat=1&lng=1&radius_m=100", None)
+            .send()
+            .await
+            .unwrap()
+            .status();
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
 }

@@ -1,0 +1,113 @@
+//! Token-bucket rate limits at the edge: per client IP, per caller (their
+//! bearer token), and tighter for order placement. A refused request gets
+//! 429 `RESOURCE_EXHAUSTED` with `Retry-After` and never reaches the server.
+//! The buckets of idle keys are dropped periodically, so memory follows the
+//! number of recent clients.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+/// Requests per second and burst for each limit.
+#[derive(Debug, Clone, Copy)]
+pub struct LimitsConfig {
+    pub per_ip_per_second: NonZeroU32,
+    pub per_ip_burst: NonZeroU32,
+    pub per_caller_per_second: NonZeroU32,
+    pub per_caller_burst: NonZeroU32,
+    /// Order placements (`POST /api/v1/orders`) per caller per minute.
+    pub orders_per_minute: NonZeroU32,
+    pub orders_burst: NonZeroU32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let n = |value| NonZeroU32::new(value).expect("a positive default");
+        Self {
+            per_ip_per_second: n(50),
+            per_ip_burst: n(100),
+            per_caller_per_second: n(20),
+            per_caller_burst: n(40),
+            orders_per_minute: n(10),
+            orders_burst: n(5),
+        }
+    }
+}
+
+pub struct Limits {
+    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    per_caller: DefaultKeyedRateLimiter<u64>,
+    orders: DefaultKeyedRateLimiter<u64>,
+    clock: DefaultClock,
+}
+
+impl Limits {
+    pub fn new(config: LimitsConfig) -> Self {
+        Self {
+            per_ip: RateLimiter::keyed(Quota::per_second(config.per_ip_per_second).allow_burst(config.per_ip_burst)),
+            per_caller: RateLimiter::keyed(
+                Quota::per_second(config.per_caller_per_second).allow_burst(config.per_caller_burst),
+            ),
+            orders: RateLimiter::keyed(Quota::per_minute(config.orders_per_minute).allow_burst(config.orders_burst)),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// Takes a token from every bucket the request falls in, or says how
+    /// long to wait.
+    pub fn check(&self, ip: IpAddr, authorization: Option<&str>, places_order: bool) -> Result<(), Duration> {
+        let wait = |outcome: governor::NotUntil<_>| outcome.wait_time_from(self.clock.now());
+        self.per_ip.check_key(&ip).map_err(wait)?;
+        if let Some(token) = authorization {
+            // Keyed by the token (hashed: no secret kept): forged tokens still share the IP's bucket.
+            let mut hasher = DefaultHasher::new();
+            token.hash(&mut hasher);
+            let caller = hasher.finish();
+            self.per_caller.check_key(&caller).map_err(wait)?;
+            if places_order {
+                self.orders.check_key(&caller).map_err(wait)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets buckets that are full again (their clients went quiet).
+    pub fn forget_idle(&self) {
+        self.per_ip.retain_recent();
+        self.per_caller.retain_recent();
+        self.orders.retain_recent();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tight() -> Limits {
+        let n = |value| NonZeroU32::new(value).unwrap();
+        Limits::new(LimitsConfig {
+            per_ip_per_second: n(1),
+            per_ip_burst: n(3),
+            per_caller_per_second: n(1),
+            per_caller_burst: n(2),
+            orders_per_minute: n(1),
+            orders_burst: n(1),
+        })
+    }
+
+    #[test]
+    fn each_bucket_refuses_past_its_burst_and_says_when_to_retry() {
+        let limits = tight();
+        let ip: IpAddr = [10, 0, 0, 1].into();
+        assert!(limits.check(ip, Some("a"), true).is_ok());
+        let wait = limits.check(ip, Some("a"), true).unwrap_err();
+        assert!(wait > Duration::from_secs(50) && wait <= Duration::from_secs(60), "one order a minute: {wait:?}");
+        assert!(limits.check(ip, Some("a"), false).is_err(), "the caller's burst of 2 is spent");
+        assert!(limits.check(ip, Some("b"), false).is_err(), "the IP's burst of 3 is spent");
+        assert!(limits.check([10, 0, 0, 2].into(), Some("b"), false).is_ok(), "another IP has its own bucket");
+    }
+}
