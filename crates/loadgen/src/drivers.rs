@@ -21,7 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 
-use crate::in_process::{InProcessServer, drop_database, drop_keyspace, human};
+use crate::in_process::{InProcessServer, human};
 use crate::open_loop::Outcome;
 use crate::report;
 
@@ -79,11 +79,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     drop(fleet);
     let peak_rss = report::peak_rss();
 
-    let database_url = server.config.stores.postgres.url.clone();
-    let stores = server.stop().await?;
-    drop_keyspace(&stores).await?;
-    drop(stores);
-    drop_database(&database_url).await?;
+    server.stop_and_discard().await?;
 
     println!("{machine}");
     println!(

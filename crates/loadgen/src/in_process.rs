@@ -117,11 +117,24 @@ impl InProcessServer {
         self.task.await??;
         Ok(self.stores)
     }
+
+    /// Stops the server and drops the run's database and keyspace.
+    pub async fn stop_and_discard(self) -> anyhow::Result<()> {
+        let database_url = self.config.stores.postgres.url.clone();
+        discard(self.stop().await?, &database_url).await
+    }
+}
+
+/// Drops the run's keyspace and database once nothing else uses them.
+pub async fn discard(stores: Stores, database_url: &str) -> anyhow::Result<()> {
+    drop_keyspace(&stores).await?;
+    drop(stores);
+    drop_database(database_url).await
 }
 
 /// Drops the run's database once nothing uses it: each run writes thousands
 /// of rows that are of no further use.
-pub async fn drop_database(url: &str) -> anyhow::Result<()> {
+async fn drop_database(url: &str) -> anyhow::Result<()> {
     let (server, name) = url.rsplit_once('/').context("the database URL names no database")?;
     let admin = Postgres::connect(&PostgresConfig { url: format!("{server}/postgres"), ..Default::default() }).await?;
     admin.client().await?.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)")).await?;
@@ -129,7 +142,7 @@ pub async fn drop_database(url: &str) -> anyhow::Result<()> {
 }
 
 /// Drops the run's keyspace and its location rows.
-pub async fn drop_keyspace(stores: &Stores) -> anyhow::Result<()> {
+async fn drop_keyspace(stores: &Stores) -> anyhow::Result<()> {
     let keyspace = stores.scylla.keyspace();
     stores.scylla.session().query_unpaged(format!("DROP KEYSPACE IF EXISTS {keyspace}"), ()).await?;
     Ok(())

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::drivers::{Fleet, Schedule};
 use crate::echo::EchoServer;
-use crate::in_process::{InProcessServer, drop_database, drop_keyspace, human};
+use crate::in_process::{InProcessServer, discard, human};
 use crate::open_loop::{self, Load, Outcome};
 use crate::report;
 
@@ -78,9 +78,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     eprintln!("(b) bare prepared INSERTs, two per point: {pace}, at most {streams} points in flight");
     let load = Load { rate: args.rate, duration: args.duration, warmup: args.warmup, concurrency: streams };
     let insert = bare_inserts(&stores.scylla, &load).await?;
-    drop_keyspace(&stores).await?;
-    drop(stores);
-    drop_database(&database_url).await?;
+    discard(stores, &database_url).await?;
 
     println!("{machine}");
     let per_stream = if args.rate == 0 {

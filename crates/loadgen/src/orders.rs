@@ -16,7 +16,7 @@ use foodfast_store::users::UserRole;
 use tonic::metadata::{Ascii, MetadataValue};
 use uuid::Uuid;
 
-use crate::in_process::{InProcessServer, drop_database, human};
+use crate::in_process::{InProcessServer, discard, human};
 use crate::open_loop::{self, Load, Outcome};
 use crate::report;
 
@@ -59,8 +59,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let stores = server.stop().await?;
     eprintln!("bare INSERT at {}/s on the same database and pool", load.rate);
     let insert = bare_insert(&stores.postgres, load).await?;
-    drop(stores);
-    drop_database(&database_url).await?;
+    discard(stores, &database_url).await?;
 
     println!("{machine}");
     println!(

@@ -31,7 +31,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 
 use crate::drivers::{self, Fleet, Pings, Schedule};
-use crate::in_process::{InProcessServer, drop_database, drop_keyspace, human};
+use crate::in_process::{InProcessServer, human};
 use crate::open_loop::Outcome;
 use crate::orders::Market;
 use crate::relay::RelayServer;
@@ -162,11 +162,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let foodfast = Opened::open(&server.url, fleet, watchers).await?.measure(&schedule).await?;
     let peak_rss = report::peak_rss();
 
-    let database_url = server.config.stores.postgres.url.clone();
-    let stores = server.stop().await?;
-    drop_keyspace(&stores).await?;
-    drop(stores);
-    drop_database(&database_url).await?;
+    server.stop_and_discard().await?;
 
     eprintln!("(a) bare tonic relay");
     let relay = relay.measure(&schedule).await?;
