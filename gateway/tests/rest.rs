@@ -112,6 +112,32 @@ impl Stack {
     }
 }
 
+/// A restaurant created over REST by an admin, its staff, and the one item of its menu.
+struct Kitchen {
+    restaurant_id: String,
+    staff: Principal,
+    item_id: String,
+}
+
+impl Stack {
+    async fn kitchen(&self, admin: &Principal) -> Kitchen {
+        use reqwest::Method;
+        let (status, created) =
+            self.call(Method::POST, "/api/v1/restaurants", Some(admin), Some(json!({"profile": profile()}))).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let restaurant_id = created["restaurant"]["restaurantId"].as_str().unwrap().to_string();
+        let staff = self.user(UserRole::RestaurantStaff, Some(restaurant_id.parse().unwrap())).await;
+        let menu = json!({"categories": [{"name": "Mains", "items": [
+            {"name": "Soupe", "price": {"currencyCode": "EUR", "amount": "8.00"}, "available": true}
+        ]}]});
+        let path = format!("/api/v1/restaurants/{restaurant_id}/menu");
+        let (status, menu) = self.call(Method::PUT, &path, Some(&staff), Some(menu)).await;
+        assert_eq!(status, StatusCode::OK, "{menu}");
+        let item_id = menu["categories"][0]["items"][0]["itemId"].as_str().unwrap().to_string();
+        Kitchen { restaurant_id, staff, item_id }
+    }
+}
+
 fn profile() -> Value {
     json!({
         "name": "Chez REST",
@@ -133,18 +159,7 @@ async fn a_customer_finds_orders_and_follows_an_order_over_rest() {
     let admin = stack.user(UserRole::Admin, None).await;
     let customer = stack.user(UserRole::Customer, None).await;
 
-    let (status, created) =
-        stack.call(Method::POST, "/api/v1/restaurants", Some(&admin), Some(json!({"profile": profile()}))).await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    let restaurant_id = created["restaurant"]["restaurantId"].as_str().unwrap().to_string();
-    let staff = stack.user(UserRole::RestaurantStaff, Some(restaurant_id.parse().unwrap())).await;
-    let menu = json!({"categories": [{"name": "Mains", "items": [
-        {"name": "Soupe", "price": {"currencyCode": "EUR", "amount": "8.00"}, "available": true}
-    ]}]});
-    let (status, menu) =
-        stack.call(Method::PUT, &format!("/api/v1/restaurants/{restaurant_id}/menu"), Some(&staff), Some(menu)).await;
-    assert_eq!(status, StatusCode::OK, "{menu}");
-    let item_id = menu["categories"][0]["items"][0]["itemId"].as_str().unwrap().to_string();
+    let Kitchen { restaurant_id, staff, item_id } = stack.kitchen(&admin).await;
 
     let (status, found) = stack
         .call(Method::GET, "/api/v1/restaurants?lat=48.857&lng=2.352&radius_m=2000&cuisine=french", None, None)
@@ -299,16 +314,7 @@ async fn a_grpc_web_client_calls_unary_and_server_streaming_methods() {
     let stack = Stack::start().await;
     let admin = stack.user(UserRole::Admin, None).await;
     let customer = stack.user(UserRole::Customer, None).await;
-    let (_, created) =
-        stack.call(Method::POST, "/api/v1/restaurants", Some(&admin), Some(json!({"profile": profile()}))).await;
-    let restaurant_id = created["restaurant"]["restaurantId"].as_str().unwrap().to_string();
-    let staff = stack.user(UserRole::RestaurantStaff, Some(restaurant_id.parse().unwrap())).await;
-    let menu = json!({"categories": [{"name": "Mains", "items": [
-        {"name": "Soupe", "price": {"currencyCode": "EUR", "amount": "8.00"}, "available": true}
-    ]}]});
-    let (_, menu) =
-        stack.call(Method::PUT, &format!("/api/v1/restaurants/{restaurant_id}/menu"), Some(&staff), Some(menu)).await;
-    let item_id = menu["categories"][0]["items"][0]["itemId"].as_str().unwrap().to_string();
+    let Kitchen { restaurant_id, staff, item_id } = stack.kitchen(&admin).await;
 
     // HTTP/1.1, as browsers without HTTP/2 to the gateway would.
     let http1 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
