@@ -137,7 +137,11 @@ impl Fanout {
             Followed { latest: watch::Sender::new(None), followers: 0 }
         });
         followed.followers += 1;
-        let latest = followed.latest.subscribe();
+        let mut latest = followed.latest.subscribe();
+        if latest.borrow().is_some() {
+            // A follower joining later still gets the position others hold.
+            latest.mark_changed();
+        }
         DriverFollow { fanout: self.clone(), driver_id, latest, unread: false }
     }
 

@@ -102,6 +102,10 @@ async fn followers_get_the_latest_position_and_the_subscription_ends_with_the_la
     .await
     .expect("the newest position never arrived");
     assert!(!second.has_new());
+    let mut late = fanout.follow_driver(driver);
+    assert!(late.has_new(), "a follower joining later gets the held position at once");
+    assert_eq!(late.take().map(|p| p.seq), Some(seq + 50));
+    drop(late);
 
     // An older position offered later does not replace a newer one.
     let mut stale = seen;
