@@ -1,0 +1,154 @@
+//! The gateway tests' stack: the payment sandbox, a FoodFast server on fresh
+//! real stores, and the gateway in front of it, all on loopback ports.
+
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::time::Duration;
+
+use foodfast_domain::access::{Principal, Role};
+use foodfast_gateway::limits::{Limits, LimitsConfig};
+use foodfast_gateway::rest::{self, Rest};
+use foodfast_gateway::routes::RouteTable;
+use foodfast_gateway::upstream::Upstream;
+use foodfast_payment_sandbox::Sandbox;
+use foodfast_server::auth::{TokenKey, Tokens};
+use foodfast_server::config::Config;
+use foodfast_store::users::{NewUser, UserRole, Users};
+use foodfast_store::{Stores, migrate};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+pub const KEY: &str = "test:a-test-signing-key-that-is-long-enough";
+pub const MAX_BODY: usize = 64 * 1024;
+
+pub struct Stack {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub tokens: Tokens,
+    pub users: Users,
+    _sandbox: Sandbox,
+}
+
+impl Stack {
+    /// Sandbox, server and gateway on loopback ports, on fresh stores.
+    pub async fn start() -> Self {
+        Self::start_with(LimitsConfig::default()).await
+    }
+
+    pub async fn start_with(limits: LimitsConfig) -> Self {
+        let sandbox = Sandbox::start("127.0.0.1:0".parse().unwrap()).await;
+        let mut config = Config { stores: foodfast_testkit::fresh_stores().await, ..Config::default() };
+        config.auth.keys = vec![KEY.into()];
+        config.payments.base_url = sandbox.base_url();
+        let stores = Stores::connect(&config.stores).await.unwrap();
+        migrate::migrate_postgres(&stores.postgres, &migrate::cockroach_migrations()).await.unwrap();
+        let users = Users::new(stores.postgres.clone());
+        let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server_addr = server.local_addr().unwrap();
+        tokio::spawn(async move {
+            foodfast_server::server::serve(&config, stores, server, std::future::pending::<()>()).await
+        });
+        let channel = tonic::transport::Channel::from_shared(format!("http://{server_addr}")).unwrap().connect_lazy();
+        let rest = Rest {
+            routes: RouteTable::from_descriptor_set(foodfast_api::FILE_DESCRIPTOR_SET).unwrap(),
+            upstream: Upstream::new(channel.clone()),
+            channel,
+            max_body_bytes: MAX_BODY,
+            limits: Limits::new(limits),
+        };
+        let gateway = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", gateway.local_addr().unwrap());
+        tokio::spawn(rest::serve(gateway, rest, std::future::pending()));
+        let tokens = Tokens::new(&[TokenKey::parse(KEY).unwrap()]);
+        Self { base, http: reqwest::Client::new(), tokens, users, _sandbox: sandbox }
+    }
+
+    pub async fn user(&self, role: UserRole, restaurant_id: Option<Uuid>) -> Principal {
+        let email = format!("{}@example.test", Uuid::new_v4().simple());
+        let user_id = self
+            .users
+            .create(&NewUser {
+                email: &email,
+                phone: None,
+                name: "Rest Person",
+                role,
+                password_hash: "!",
+                restaurant_id,
+            })
+            .await
+            .unwrap();
+        let role = match role {
+            UserRole::Customer => Role::Customer,
+            UserRole::RestaurantStaff => Role::RestaurantStaff,
+            UserRole::Driver => Role::Driver,
+            UserRole::Support => Role::Support,
+            UserRole::Admin => Role::Admin,
+        };
+        Principal { user_id, role, restaurant_id }
+    }
+
+    pub fn request(&self, method: reqwest::Method, path: &str, caller: Option<&Principal>) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match caller {
+            Some(caller) => request.bearer_auth(self.tokens.mint(caller, Duration::from_secs(600)).unwrap()),
+            None => request,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        caller: Option<&Principal>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.request(method, path, caller);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// A restaurant created over REST by an admin, its staff, and the one item of its menu.
+pub struct Kitchen {
+    pub restaurant_id: String,
+    pub staff: Principal,
+    pub item_id: String,
+}
+
+impl Stack {
+    pub async fn kitchen(&self, admin: &Principal) -> Kitchen {
+        use reqwest::Method;
+        let (status, created) =
+            self.call(Method::POST, "/api/v1/restaurants", Some(admin), Some(json!({"profile": profile()}))).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let restaurant_id = created["restaurant"]["restaurantId"].as_str().unwrap().to_string();
+        let staff = self.user(UserRole::RestaurantStaff, Some(restaurant_id.parse().unwrap())).await;
+        let menu = json!({"categories": [{"name": "Mains", "items": [
+            {"name": "Soupe", "price": {"currencyCode": "EUR", "amount": "8.00"}, "available": true}
+        ]}]});
+        let path = format!("/api/v1/restaurants/{restaurant_id}/menu");
+        let (status, menu) = self.call(Method::PUT, &path, Some(&staff), Some(menu)).await;
+        assert_eq!(status, StatusCode::OK, "{menu}");
+        let item_id = menu["categories"][0]["items"][0]["itemId"].as_str().unwrap().to_string();
+        Kitchen { restaurant_id, staff, item_id }
+    }
+}
+
+pub fn profile() -> Value {
+    json!({
+        "name": "Chez REST",
+        "address": {"location": {"lat": 48.8566, "lng": 2.3522}, "formatted": "1 Rue du Test"},
+        "cuisines": ["french"],
+        "phone": "+3312345678",
+        "timeZone": "Europe/Paris",
+        "openingHours": (1..=7).map(|day| json!({"day": day, "opensAt": "00:00", "closesAt": "00:00"})).collect::<Vec<_>>(),
+        "deliveryRadiusM": 8000,
+        "averagePrepTime": "900s",
+        "currencyCode": "EUR"
+    })
+}
