@@ -122,7 +122,7 @@ pub fn add_services(router: Router, app: App, tokens: &Tokens, max_message_bytes
                 $server::new($service)
                     .max_decoding_message_size(max_message_bytes)
                     .max_encoding_message_size(max_message_bytes),
-                tokens.interceptor(),
+                crate::auth::interceptor(tokens.clone()),
             )
         };
     }
