@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use figment::Figment;
-use figment::providers::{Format, Serialized, Toml};
 use figment::value::Value;
+use foodfast_config::Layers;
+pub use foodfast_config::{ConfigError, Setting};
 use foodfast_domain::eta::EtaPolicy;
 use foodfast_domain::ping::PingPolicy;
 use foodfast_domain::pricing::PricingPolicy;
@@ -112,7 +112,7 @@ impl Default for IngestConfig {
 pub struct AuthConfig {
     /// Token keys as `kid:secret`; the first signs, all verify (rotation:
     /// put the new key first and keep the old one until its tokens expire).
-    #[serde(deserialize_with = "foodfast_store::comma_separated")]
+    #[serde(deserialize_with = "foodfast_config::comma_separated")]
     pub keys: Vec<String>,
 }
 
@@ -227,13 +227,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// One environment variable and the configuration key it sets.
-pub struct Setting {
-    pub env: &'static str,
-    pub key: &'static str,
-    pub help: &'static str,
-}
-
 /// Every environment variable FoodFast reads. README's configuration table
 /// lists the same ones (a test checks).
 pub const SETTINGS: &[Setting] = &[
@@ -320,13 +313,7 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("configuration file {path}: {message}")]
-    File { path: PathBuf, message: String },
-    #[error("{setting}: {message}")]
-    Invalid { setting: String, message: String },
-}
+const LAYERS: Layers = Layers { settings: SETTINGS, file_env: CONFIG_FILE_ENV };
 
 impl Config {
     /// Loads defaults < `file` (or `FOODFAST_CONFIG`) < the `FOODFAST_*`
@@ -337,34 +324,20 @@ impl Config {
         env: &BTreeMap<String, String>,
         overrides: &Overrides,
     ) -> Result<Self, ConfigError> {
-        let file = file.map(Path::to_path_buf).or_else(|| env.get(CONFIG_FILE_ENV).map(PathBuf::from));
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
-        if let Some(path) = &file {
-            if !path.is_file() {
-                return Err(ConfigError::File { path: path.clone(), message: "no such file".into() });
-            }
-            figment = figment.merge(Toml::file(path));
-        }
-        for setting in SETTINGS {
-            if let Some(raw) = env.get(setting.env) {
-                // Typed like figment's own Env provider: "8" is a number, "true" a bool.
-                let value: Value = raw.parse().unwrap_or_else(|_| Value::from(raw.clone()));
-                figment = figment.merge(Serialized::global(setting.key, value));
-            }
-        }
+        let mut flags = Vec::new();
         if let Some(addr) = overrides.grpc_addr {
-            figment = figment.merge(Serialized::global("grpc.listen_addr", addr));
+            flags.push(("grpc.listen_addr", addr.to_string().into()));
         }
         if let Some(format) = overrides.log_format {
-            figment = figment.merge(Serialized::global("log.format", format));
+            flags.push(("log.format", Value::serialize(format).expect("a log format serializes")));
         }
-        let config: Config = figment.extract().map_err(|err| describe(err, file.as_deref(), env))?;
+        let config: Config = LAYERS.load(file, env, &flags)?;
         config.validate()?;
         Ok(config)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, message: String| ConfigError::Invalid { setting: setting_name(key), message };
+        let invalid = |key: &str, message: String| LAYERS.invalid(key, message);
         self.stores.validate().map_err(|err| invalid(err.key, err.message))?;
         if self.grpc.max_concurrent_streams == 0 {
             return Err(invalid("grpc.max_concurrent_streams", "must be at least 1".into()));
@@ -400,25 +373,6 @@ impl Config {
     }
 }
 
-/// How a key is named to a person: by its environment variable when it has
-/// one, else by its key.
-fn setting_name(key: &str) -> String {
-    match SETTINGS.iter().find(|setting| setting.key == key) {
-        Some(setting) => format!("{} ({key})", setting.env),
-        None => key.to_string(),
-    }
-}
-
-fn describe(err: figment::Error, file: Option<&Path>, env: &BTreeMap<String, String>) -> ConfigError {
-    let key = err.path.join(".");
-    let from_env = SETTINGS.iter().any(|s| s.key == key && env.contains_key(s.env));
-    let message = err.kind.to_string();
-    match file {
-        Some(path) if !from_env => ConfigError::File { path: path.to_path_buf(), message: format!("{key}: {message}") },
-        _ => ConfigError::Invalid { setting: setting_name(&key), message },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,15 +395,7 @@ mod tests {
 
     #[test]
     fn every_setting_names_a_real_key() {
-        let defaults = Figment::from(Serialized::defaults(Config::default()));
-        for setting in SETTINGS {
-            assert!(
-                defaults.find_value(setting.key).is_ok(),
-                "{} points at {}, which is not a configuration key",
-                setting.env,
-                setting.key
-            );
-        }
+        assert_eq!(LAYERS.settings_without_key::<Config>(), Vec::<&str>::new(), "variables that set nothing");
     }
 
     #[test]

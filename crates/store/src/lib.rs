@@ -114,20 +114,3 @@ where
         }
     }
 }
-
-/// Deserializes a list from a list or from one comma-separated string (as
-/// environment variables give it), for `#[serde(deserialize_with)]`.
-pub fn comma_separated<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        Joined(String),
-        List(Vec<String>),
-    }
-    Ok(match serde::Deserialize::deserialize(deserializer)? {
-        OneOrMany::Joined(joined) => {
-            joined.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
-        }
-        OneOrMany::List(list) => list,
-    })
-}

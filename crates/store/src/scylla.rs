@@ -15,7 +15,7 @@ use crate::StoreError;
 pub struct ScyllaConfig {
     /// `host:port` of one or more nodes; the driver discovers the rest. A
     /// comma-separated string is accepted too (as environment variables give).
-    #[serde(deserialize_with = "crate::comma_separated")]
+    #[serde(deserialize_with = "foodfast_config::comma_separated")]
     pub contact_points: Vec<String>,
     /// The keyspace FoodFast owns. Letters, digits and `_`, at most 48.
     pub keyspace: String,
