@@ -1,6 +1,9 @@
 //! The one mapping from what can go wrong to a gRPC status. Every handler
-//! returns `ApiError`; the gateway's HTTP statuses follow from these codes.
-//! Driver errors never reach a client: their text goes to the log.
+//! returns `ApiError`; the gateway's HTTP statuses follow from these codes
+//! (and from the ErrorInfo reason: a declined payment is HTTP 402). Driver
+//! errors never reach a client: their text goes to the log.
+
+use std::collections::HashMap;
 
 use foodfast_domain::order::TransitionError;
 use foodfast_domain::pricing::CartError;
@@ -10,6 +13,10 @@ use foodfast_store::orders::TransitionFailure;
 use foodfast_store::restaurants::MenuUpdateError;
 use foodfast_store::{Chain, StoreError};
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The ErrorInfo domain of FoodFast's reasons (`foodfast.v1.ErrorReason`).
+pub const ERROR_DOMAIN: &str = "foodfast.v1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -67,7 +74,48 @@ impl From<ApiError> for Status {
             tracing::error!(error = %Chain(&err), "internal error");
             return Status::internal("internal error; it has been logged");
         }
-        Status::new(code, err.to_string())
+        match err.details() {
+            Some(details) => Status::with_error_details(code, err.to_string(), details),
+            None => Status::new(code, err.to_string()),
+        }
+    }
+}
+
+impl ApiError {
+    /// The google.rpc details a client acts on: the field at fault
+    /// (BadRequest) or the reason (ErrorInfo with an `ErrorReason` name).
+    fn details(&self) -> Option<ErrorDetails> {
+        let reason = |reason: &str, metadata: HashMap<String, String>| {
+            Some(ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata))
+        };
+        match self {
+            ApiError::Field(field) => Some(ErrorDetails::with_bad_request_violation(&field.field, &field.message)),
+            ApiError::Cart(CartError::ItemUnavailable { item_id, .. }) => {
+                reason("ERROR_REASON_ITEM_UNAVAILABLE", HashMap::from([("item_id".into(), item_id.to_string())]))
+            }
+            ApiError::Cart(CartError::OptionUnavailable { .. }) => {
+                reason("ERROR_REASON_ITEM_UNAVAILABLE", HashMap::new())
+            }
+            ApiError::Cart(CartError::OutsideDeliveryArea { .. }) => {
+                reason("ERROR_REASON_OUTSIDE_DELIVERY_AREA", HashMap::new())
+            }
+            ApiError::Transition(TransitionError::NotPermitted { .. }) => None,
+            ApiError::Transition(_) => reason("ERROR_REASON_ILLEGAL_TRANSITION", HashMap::new()),
+            ApiError::IdempotencyKeyReused(_) => reason("ERROR_REASON_IDEMPOTENCY_KEY_REUSED", HashMap::new()),
+            ApiError::PaymentDeclined(_) | ApiError::Payment(PaymentError::Declined { .. }) => {
+                reason("ERROR_REASON_PAYMENT_DECLINED", HashMap::new())
+            }
+            ApiError::Payment(PaymentError::Unavailable { .. }) => {
+                reason("ERROR_REASON_PAYMENT_UNAVAILABLE", HashMap::new())
+            }
+            ApiError::Cart(_)
+            | ApiError::NotFound(_)
+            | ApiError::PermissionDenied(_)
+            | ApiError::FailedPrecondition(_)
+            | ApiError::Aborted(_)
+            | ApiError::Payment(PaymentError::Rejected { .. })
+            | ApiError::Store(_) => None,
+        }
     }
 }
 
@@ -126,5 +174,24 @@ impl From<TransitionFailure> for ApiError {
             TransitionFailure::DriverMissing => ApiError::Field(FieldError::new("driver_id", "is required")),
             TransitionFailure::Store(store) => ApiError::Store(store),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_declined_payment_carries_its_reason_and_a_bad_field_its_path() {
+        let declined = Status::from(ApiError::PaymentDeclined("insufficient funds".into()));
+        assert_eq!(declined.code(), Code::FailedPrecondition);
+        let info = declined.get_error_details().error_info().cloned().expect("an ErrorInfo");
+        assert_eq!((info.reason.as_str(), info.domain.as_str()), ("ERROR_REASON_PAYMENT_DECLINED", ERROR_DOMAIN));
+
+        let field = Status::from(ApiError::Field(FieldError::new("items[2].quantity", "must be at least 1")));
+        let violations = field.get_error_details().bad_request().cloned().expect("a BadRequest").field_violations;
+        assert_eq!(violations[0].field, "items[2].quantity");
+
+        assert!(Status::from(ApiError::NotFound("order x".into())).details().is_empty(), "no details when none help");
     }
 }
