@@ -19,6 +19,31 @@ pub fn is_grpc_web(request: &Request<axum::body::Body>) -> bool {
         .is_some_and(|content_type| content_type.starts_with("application/grpc-web"))
 }
 
+/// Whether the grpc-web encoding is one served: protobuf, binary or base64
+/// text (not grpc-web+json).
+pub fn is_served_encoding(request: &Request<axum::body::Body>) -> bool {
+    let content_type = request.headers().get(http::header::CONTENT_TYPE).and_then(|value| value.to_str().ok());
+    let media_type = content_type.unwrap_or("").split(';').next().unwrap_or("").trim();
+    matches!(
+        media_type,
+        "application/grpc-web"
+            | "application/grpc-web+proto"
+            | "application/grpc-web-text"
+            | "application/grpc-web-text+proto"
+    )
+}
+
+/// A grpc-web answer that refuses the call at the edge: trailers-only
+/// (the status in the headers), in the encoding the client asked for.
+pub fn refuse(request: &Request<axum::body::Body>, code: tonic::Code, message: &str) -> Response {
+    let content_type = request.headers().get(http::header::CONTENT_TYPE).cloned();
+    let mut response = tonic::Status::new(code, message).into_http::<axum::body::Body>();
+    if let Some(content_type) = content_type {
+        response.headers_mut().insert(http::header::CONTENT_TYPE, content_type);
+    }
+    response.into_response()
+}
+
 /// Answers one grpc-web request through the server.
 pub async fn call(channel: Channel, request: Request<axum::body::Body>) -> Response {
     let forward = tower::service_fn(move |request: Request<tonic::body::Body>| {

@@ -3,6 +3,7 @@
 //! annotations of the contract's descriptor set, never from a handler
 //! written per route.
 
+pub mod config;
 pub mod errors;
 pub mod grpc_web;
 pub mod limits;

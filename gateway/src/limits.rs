@@ -12,31 +12,7 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-/// Requests per second and burst for each limit.
-#[derive(Debug, Clone, Copy)]
-pub struct LimitsConfig {
-    pub per_ip_per_second: NonZeroU32,
-    pub per_ip_burst: NonZeroU32,
-    pub per_caller_per_second: NonZeroU32,
-    pub per_caller_burst: NonZeroU32,
-    /// Order placements (`POST /api/v1/orders`) per caller per minute.
-    pub orders_per_minute: NonZeroU32,
-    pub orders_burst: NonZeroU32,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        let n = |value| NonZeroU32::new(value).expect("a positive default");
-        Self {
-            per_ip_per_second: n(50),
-            per_ip_burst: n(100),
-            per_caller_per_second: n(20),
-            per_caller_burst: n(40),
-            orders_per_minute: n(10),
-            orders_burst: n(5),
-        }
-    }
-}
+use crate::config::LimitsConfig;
 
 pub struct Limits {
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
@@ -46,12 +22,12 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn new(config: LimitsConfig) -> Self {
+    pub fn new(config: &LimitsConfig) -> Self {
+        let per_second =
+            |rate: NonZeroU32| Quota::per_second(rate).allow_burst(rate.saturating_mul(config.burst_seconds));
         Self {
-            per_ip: RateLimiter::keyed(Quota::per_second(config.per_ip_per_second).allow_burst(config.per_ip_burst)),
-            per_caller: RateLimiter::keyed(
-                Quota::per_second(config.per_caller_per_second).allow_burst(config.per_caller_burst),
-            ),
+            per_ip: RateLimiter::keyed(per_second(config.per_ip_per_second)),
+            per_caller: RateLimiter::keyed(per_second(config.per_caller_per_second)),
             orders: RateLimiter::keyed(Quota::per_minute(config.orders_per_minute).allow_burst(config.orders_burst)),
             clock: DefaultClock::default(),
         }
@@ -89,11 +65,10 @@ mod tests {
 
     fn tight() -> Limits {
         let n = |value| NonZeroU32::new(value).unwrap();
-        Limits::new(LimitsConfig {
-            per_ip_per_second: n(1),
-            per_ip_burst: n(3),
+        Limits::new(&LimitsConfig {
+            per_ip_per_second: n(2),
             per_caller_per_second: n(1),
-            per_caller_burst: n(2),
+            burst_seconds: n(2),
             orders_per_minute: n(1),
             orders_burst: n(1),
         })
@@ -107,7 +82,8 @@ mod tests {
         let wait = limits.check(ip, Some("a"), true).unwrap_err();
         assert!(wait > Duration::from_secs(50) && wait <= Duration::from_secs(60), "one order a minute: {wait:?}");
         assert!(limits.check(ip, Some("a"), false).is_err(), "the caller's burst of 2 is spent");
-        assert!(limits.check(ip, Some("b"), false).is_err(), "the IP's burst of 3 is spent");
+        assert!(limits.check(ip, Some("b"), false).is_ok(), "another caller has its own bucket");
+        assert!(limits.check(ip, None, false).is_err(), "the IP's burst of 4 is spent");
         assert!(limits.check([10, 0, 0, 2].into(), Some("b"), false).is_ok(), "another IP has its own bucket");
     }
 }

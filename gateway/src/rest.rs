@@ -13,12 +13,17 @@ use std::time::Duration;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use foodfast_auth::Tokens;
 use futures::StreamExt;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use prost_reflect::{DynamicMessage, MessageDescriptor, ReflectMessage, Value};
 use tonic::Code;
 use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use uuid::Uuid;
 
+use crate::config::GatewayConfig;
 use crate::errors;
 use crate::limits::Limits;
 use crate::routes::{NoRoute, Route, RouteTable, Verb};
@@ -26,29 +31,66 @@ use crate::transcode::{self, RequestError};
 use crate::upstream::Upstream;
 
 /// Headers passed on to the server as gRPC metadata.
-const FORWARDED_HEADERS: [&str; 4] = ["authorization", "x-request-id", "traceparent", "tracestate"];
+const FORWARDED_HEADERS: [&str; 4] = ["authorization", REQUEST_ID, TRACEPARENT, "tracestate"];
+const REQUEST_ID: &str = "x-request-id";
+const TRACEPARENT: &str = "traceparent";
 
-/// What the handler needs.
+/// What the handler needs, built once from the configuration.
 pub struct Rest {
-    pub routes: RouteTable,
-    pub upstream: Upstream,
+    routes: RouteTable,
+    upstream: Upstream,
     /// The same server, for grpc-web calls passed through unchanged.
-    pub channel: tonic::transport::Channel,
-    /// Largest request body accepted; larger ones get 413 without reaching the server.
-    pub max_body_bytes: usize,
-    pub limits: Limits,
+    channel: Channel,
+    max_body_bytes: usize,
+    request_timeout: Duration,
+    limits: Limits,
+    /// The server's keys, to refuse bad tokens at the edge (none: unchecked).
+    tokens: Option<Tokens>,
+}
+
+impl Rest {
+    pub fn new(config: &GatewayConfig) -> Result<Self, GatewayError> {
+        let routes = RouteTable::from_descriptor_set(foodfast_api::FILE_DESCRIPTOR_SET)?;
+        let channel = Endpoint::from_shared(config.upstream.url.clone())
+            .map_err(|err| GatewayError::Upstream(err.to_string()))?
+            .connect_timeout(config.upstream.connect_timeout)
+            .connect_lazy();
+        let keys = config.token_keys().map_err(|err| GatewayError::Config(err.to_string()))?;
+        Ok(Self {
+            routes,
+            upstream: Upstream::new(channel.clone(), config.http.max_response_bytes),
+            channel,
+            max_body_bytes: config.http.max_body_bytes,
+            request_timeout: config.http.request_timeout,
+            limits: Limits::new(&config.limits),
+            tokens: (!keys.is_empty()).then(|| Tokens::new(&keys)),
+        })
+    }
+}
+
+/// Why the gateway cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Routes(#[from] crate::routes::RouteError),
+    #[error("the upstream URL: {0}")]
+    Upstream(String),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// How often rate-limit buckets of quiet clients are forgotten.
 const FORGET_IDLE_EVERY: Duration = Duration::from_secs(60);
 
-/// Serves the gateway on `listener` until `shutdown` completes.
+/// Serves the gateway on `listener` until `shutdown` completes: rate limits,
+/// edge token checks, request ids and trace context, grpc-web, REST and SSE,
+/// CORS when origins are configured; open streams end with the shutdown.
 pub async fn serve(
+    config: &GatewayConfig,
     listener: tokio::net::TcpListener,
-    rest: Rest,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let rest = Arc::new(rest);
+) -> Result<(), GatewayError> {
+    let rest = Arc::new(Rest::new(config)?);
     let forgetting = tokio::spawn({
         let rest = rest.clone();
         async move {
@@ -59,19 +101,103 @@ pub async fn serve(
             }
         }
     });
-    let app = axum::Router::new().fallback(handle).with_state(rest);
+    let mut app = axum::Router::new().fallback(handle).with_state(rest);
+    if let Some(cors) = cors(&config.http.cors_allowed_origins) {
+        app = app.layer(cors);
+    }
     let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await;
     forgetting.abort();
-    served
+    served.map_err(|err| GatewayError::Config(format!("serving: {err}")))
 }
 
+/// Cross-origin access for browsers on `origins` (`*`: any): the REST verbs,
+/// the headers FoodFast reads, and the grpc-web trailers-in-headers exposed.
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    let allow_origin = match origins {
+        [] => return None,
+        any if any.iter().any(|origin| origin == "*") => AllowOrigin::any(),
+        listed => AllowOrigin::list(listed.iter().filter_map(|origin| HeaderValue::from_str(origin).ok())),
+    };
+    let header = HeaderName::from_static;
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow_origin)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header("idempotency-key"),
+                header("last-event-id"),
+                header(REQUEST_ID),
+                header(TRACEPARENT),
+                header("tracestate"),
+                header("x-grpc-web"),
+                header("x-user-agent"),
+                header("grpc-timeout"),
+            ])
+            .expose_headers([
+                header("grpc-status"),
+                header("grpc-message"),
+                header("grpc-status-details-bin"),
+                header(REQUEST_ID),
+                header::RETRY_AFTER,
+            ])
+            .max_age(Duration::from_secs(3600)),
+    )
+}
+
+/// Gives the request an id (the client's, if it sent a sane one) and W3C
+/// trace context (the client's, if valid; else a new trace), answers, and
+/// echoes the id on the response.
 async fn handle(
     State(rest): State<Arc<Rest>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
-    request: Request,
+    mut request: Request,
 ) -> Response {
+    let request_id = identify(request.headers_mut());
+    let mut response = answer(&rest, client, request).await;
+    response.headers_mut().insert(REQUEST_ID, request_id);
+    response
+}
+
+/// Sets `x-request-id` and `traceparent` on `headers`; returns the id.
+fn identify(headers: &mut HeaderMap) -> HeaderValue {
+    let sane = |value: &HeaderValue| {
+        value.len() <= 128 && value.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+    };
+    let request_id = match headers.get(REQUEST_ID) {
+        Some(id) if !id.is_empty() && sane(id) => id.clone(),
+        _ => HeaderValue::from_str(&Uuid::new_v4().to_string()).expect("a UUID is a header value"),
+    };
+    headers.insert(REQUEST_ID, request_id.clone());
+    if !headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()).is_some_and(is_traceparent) {
+        let trace = format!("00-{}-{}-01", Uuid::new_v4().simple(), &Uuid::new_v4().simple().to_string()[..16]);
+        headers.insert(TRACEPARENT, HeaderValue::from_str(&trace).expect("hex is a header value"));
+        headers.remove("tracestate");
+    }
+    request_id
+}
+
+/// A W3C `traceparent`: version, 32-hex trace id, 16-hex parent id, flags,
+/// with all-zero ids invalid.
+fn is_traceparent(value: &str) -> bool {
+    let parts: Vec<&str> = value.split('-').collect();
+    let hex =
+        |part: &str, len: usize| part.len() == len && part.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let nonzero = |part: &str| part.bytes().any(|b| b != b'0');
+    parts.len() >= 4
+        && hex(parts[0], 2)
+        && parts[0] != "ff"
+        && hex(parts[1], 32)
+        && nonzero(parts[1])
+        && hex(parts[2], 16)
+        && nonzero(parts[2])
+        && hex(parts[3], 2)
+}
+
+async fn answer(rest: &Rest, client: SocketAddr, request: Request) -> Response {
     let authorization = request.headers().get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
     let places_order = request.method() == http::Method::POST && request.uri().path() == "/api/v1/orders";
     if let Err(wait) = rest.limits.check(client.ip(), authorization, places_order) {
@@ -82,7 +208,22 @@ async fn handle(
         }
         return response;
     }
-    if crate::grpc_web::is_grpc_web(&request) {
+    let grpc_web = crate::grpc_web::is_grpc_web(&request);
+    if let (Some(tokens), Some(authorization)) = (&rest.tokens, authorization) {
+        let checked = foodfast_auth::bearer(authorization).map_err(String::from).and_then(|token| tokens.verify(token));
+        if let Err(message) = checked {
+            return match grpc_web {
+                true => crate::grpc_web::refuse(&request, Code::Unauthenticated, &message),
+                false => error(Code::Unauthenticated, StatusCode::UNAUTHORIZED, &message),
+            };
+        }
+    }
+    if grpc_web {
+        if !crate::grpc_web::is_served_encoding(&request) {
+            let message = "grpc-web is served in binary (application/grpc-web+proto) and text \
+                           (application/grpc-web-text+proto) encodings";
+            return crate::grpc_web::refuse(&request, Code::Unimplemented, message);
+        }
         return crate::grpc_web::call(rest.channel.clone(), request).await;
     }
     let (parts, body) = request.into_parts();
@@ -125,7 +266,23 @@ async fn handle(
     if route.method.is_server_streaming() {
         return server_stream(&rest.upstream, route, &path, call).await;
     }
-    match rest.upstream.unary(&path, call).await {
+    // The server learns the deadline (`grpc-timeout`) and stops working
+    // past it; the gateway keeps it too, so the client gets 504 either way.
+    // (tonic's server reports its expiry as CANCELLED: past the deadline, that is the deadline.)
+    call.set_timeout(rest.request_timeout);
+    let deadline = tokio::time::Instant::now() + rest.request_timeout;
+    let past_deadline = || {
+        let message = format!("the server did not answer within {:?}", rest.request_timeout);
+        Err(tonic::Status::deadline_exceeded(message))
+    };
+    let answered = match tokio::time::timeout_at(deadline, rest.upstream.unary(&path, call)).await {
+        Err(_) => past_deadline(),
+        Ok(Err(status)) if status.code() == Code::Cancelled && tokio::time::Instant::now() >= deadline => {
+            past_deadline()
+        }
+        Ok(answered) => answered,
+    };
+    match answered {
         Ok(response) => match transcode::response_json(route.method.output(), response.get_ref()) {
             Ok(json) => {
                 let created = verb == Verb::Post && route.method.name().starts_with("Create");
@@ -228,7 +385,12 @@ fn request_error(err: &RequestError) -> Response {
 }
 
 fn grpc_error(status: &tonic::Status) -> Response {
-    error(status.code(), errors::http_status(status.code()), status.message())
+    let (http, body) = errors::answer(status);
+    let mut response = (http, axum::Json(body)).into_response();
+    if http == StatusCode::TOO_MANY_REQUESTS {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
 }
 
 fn error(code: Code, status: StatusCode, message: &str) -> Response {
@@ -237,4 +399,37 @@ fn error(code: Code, status: StatusCode, message: &str) -> Response {
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_valid_traceparent_is_kept_and_a_bad_one_replaced_by_a_new_trace() {
+        let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert!(is_traceparent(valid));
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6-00f067aa0ba902b7-01",
+            "hello",
+        ] {
+            assert!(!is_traceparent(bad), "{bad}");
+        }
+
+        let mut headers = HeaderMap::new();
+        headers.insert(TRACEPARENT, HeaderValue::from_static(valid));
+        identify(&mut headers);
+        assert_eq!(headers[TRACEPARENT], valid);
+
+        let mut headers = HeaderMap::new();
+        headers.insert(TRACEPARENT, HeaderValue::from_static("hello"));
+        headers.insert("tracestate", HeaderValue::from_static("vendor=1"));
+        let id = identify(&mut headers);
+        assert!(is_traceparent(headers[TRACEPARENT].to_str().unwrap()), "a new trace starts here");
+        assert!(headers.get("tracestate").is_none(), "state of another trace is dropped");
+        assert_eq!(headers[REQUEST_ID], id);
+    }
 }

@@ -49,11 +49,17 @@ impl Decoder for RawCodec {
 #[derive(Clone)]
 pub struct Upstream {
     channel: Channel,
+    /// Largest message accepted from the server.
+    max_response_bytes: usize,
 }
 
 impl Upstream {
-    pub fn new(channel: Channel) -> Self {
-        Self { channel }
+    pub fn new(channel: Channel, max_response_bytes: usize) -> Self {
+        Self { channel, max_response_bytes }
+    }
+
+    fn client(&self) -> tonic::client::Grpc<Channel> {
+        tonic::client::Grpc::new(self.channel.clone()).max_decoding_message_size(self.max_response_bytes)
     }
 
     /// Calls the unary method at `path` (`/package.Service/Method`).
@@ -62,7 +68,7 @@ impl Upstream {
         path: &str,
         request: tonic::Request<Vec<u8>>,
     ) -> Result<tonic::Response<Vec<u8>>, Status> {
-        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+        let mut grpc = self.client();
         grpc.ready().await.map_err(|err| Status::unavailable(format!("the FoodFast server is unreachable: {err}")))?;
         let path = path.parse().map_err(|_| Status::internal(format!("bad method path {path:?}")))?;
         grpc.unary(request, path, RawCodec).await
@@ -74,7 +80,7 @@ impl Upstream {
         path: &str,
         request: tonic::Request<Vec<u8>>,
     ) -> Result<tonic::Response<tonic::codec::Streaming<Vec<u8>>>, Status> {
-        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+        let mut grpc = self.client();
         grpc.ready().await.map_err(|err| Status::unavailable(format!("the FoodFast server is unreachable: {err}")))?;
         let path = path.parse().map_err(|_| Status::internal(format!("bad method path {path:?}")))?;
         grpc.server_streaming(request, path, RawCodec).await

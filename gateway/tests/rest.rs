@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Kitchen, MAX_BODY, Stack};
-use foodfast_gateway::limits::LimitsConfig;
+use foodfast_gateway::config::LimitsConfig;
 use foodfast_store::users::UserRole;
 use futures::StreamExt;
 use reqwest::StatusCode;
@@ -166,77 +166,19 @@ impl SseReader {
 }
 
 #[tokio::test]
-async fn a_grpc_web_client_calls_unary_and_server_streaming_methods() {
-    use foodfast_api::v1 as pb;
-    use foodfast_api::v1::restaurant_service_client::RestaurantServiceClient;
-    use foodfast_api::v1::tracking_service_client::TrackingServiceClient;
-    use reqwest::Method;
-
-    let stack = Stack::start().await;
-    let admin = stack.user(UserRole::Admin, None).await;
-    let customer = stack.user(UserRole::Customer, None).await;
-    let Kitchen { restaurant_id, staff, item_id } = stack.kitchen(&admin).await;
-
-    // HTTP/1.1, as browsers without HTTP/2 to the gateway would.
-    let http1 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    let transport = tower::ServiceBuilder::new().layer(tonic_web::GrpcWebClientLayer::new()).service(http1);
-    let origin: http::Uri = stack.base.parse().unwrap();
-    let mut restaurants = RestaurantServiceClient::with_origin(transport.clone(), origin.clone());
-    let menu =
-        restaurants.get_menu(pb::GetMenuRequest { restaurant_id: restaurant_id.clone() }).await.unwrap().into_inner();
-    assert_eq!(menu.categories[0].items[0].name, "Soupe");
-    let missing =
-        restaurants.get_menu(pb::GetMenuRequest { restaurant_id: uuid::Uuid::new_v4().to_string() }).await.unwrap_err();
-    assert_eq!(missing.code(), tonic::Code::NotFound, "statuses arrive in grpc-web trailers");
-
-    let order = json!({
-        "restaurantId": restaurant_id,
-        "items": [{"itemId": item_id, "quantity": 1}],
-        "deliveryAddress": {"location": {"lat": 48.86, "lng": 2.3522}, "formatted": "2 Rue du Client"},
-        "paymentMethodId": "pm_card_visa",
-        "idempotencyKey": "grpc-web-1",
-    });
-    let (_, placed) = stack.call(Method::POST, "/api/v1/orders", Some(&customer), Some(order)).await;
-    let order_id = placed["order"]["orderId"].as_str().unwrap().to_string();
-
-    let mut tracking = TrackingServiceClient::with_origin(transport, origin);
-    let mut request = tonic::Request::new(pb::TrackOrderRequest { order_id: order_id.clone(), ..Default::default() });
-    let token = stack.tokens.mint(&customer, Duration::from_secs(600)).unwrap();
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let mut stream = tracking.track_order(request).await.unwrap().into_inner();
-    let first = stream.message().await.unwrap().unwrap();
-    assert!(matches!(first.payload, Some(pb::track_order_response::Payload::Snapshot(_))), "{first:?}");
-    stack
-        .call(
-            Method::PATCH,
-            &format!("/api/v1/restaurants/orders/{order_id}"),
-            Some(&staff),
-            Some(json!({"status": "rejected", "reason": "closing"})),
-        )
-        .await;
-    let rejected = loop {
-        let message = tokio::time::timeout(Duration::from_secs(15), stream.message()).await.unwrap().unwrap().unwrap();
-        if let Some(pb::track_order_response::Payload::Event(event)) = message.payload {
-            break event;
-        }
-    };
-    assert_eq!(rejected.status(), pb::OrderStatus::Rejected);
-    assert!(stream.message().await.unwrap().is_none(), "the stream ends after REJECTED, over grpc-web too");
-}
-
-#[tokio::test]
 async fn too_many_requests_get_429_with_retry_after_and_order_placement_is_tighter() {
     use std::num::NonZeroU32;
 
     use reqwest::Method;
     let n = |value| NonZeroU32::new(value).unwrap();
-    let stack = Stack::start_with(LimitsConfig {
-        per_ip_per_second: n(1),
-        per_ip_burst: n(6),
-        per_caller_per_second: n(1),
-        per_caller_burst: n(6),
-        orders_per_minute: n(1),
-        orders_burst: n(2),
+    let stack = Stack::start_with(|config| {
+        config.limits = LimitsConfig {
+            per_ip_per_second: n(1),
+            per_caller_per_second: n(1),
+            burst_seconds: n(6),
+            orders_per_minute: n(1),
+            orders_burst: n(2),
+        }
     })
     .await;
     let customer = stack.user(UserRole::Customer, None).await;

@@ -6,10 +6,8 @@
 use std::time::Duration;
 
 use foodfast_domain::access::{Principal, Role};
-use foodfast_gateway::limits::{Limits, LimitsConfig};
-use foodfast_gateway::rest::{self, Rest};
-use foodfast_gateway::routes::RouteTable;
-use foodfast_gateway::upstream::Upstream;
+use foodfast_gateway::config::GatewayConfig;
+use foodfast_gateway::rest;
 use foodfast_payment_sandbox::Sandbox;
 use foodfast_server::auth::{TokenKey, Tokens};
 use foodfast_server::config::Config;
@@ -33,10 +31,12 @@ pub struct Stack {
 impl Stack {
     /// Sandbox, server and gateway on loopback ports, on fresh stores.
     pub async fn start() -> Self {
-        Self::start_with(LimitsConfig::default()).await
+        Self::start_with(|_| {}).await
     }
 
-    pub async fn start_with(limits: LimitsConfig) -> Self {
+    /// The stack with the gateway's configuration adjusted by `configure`
+    /// (its upstream is set to the server afterwards).
+    pub async fn start_with(configure: impl FnOnce(&mut GatewayConfig)) -> Self {
         let sandbox = Sandbox::start("127.0.0.1:0".parse().unwrap()).await;
         let mut config = Config { stores: foodfast_testkit::fresh_stores().await, ..Config::default() };
         config.auth.keys = vec![KEY.into()];
@@ -49,17 +49,14 @@ impl Stack {
         tokio::spawn(async move {
             foodfast_server::server::serve(&config, stores, server, std::future::pending::<()>()).await
         });
-        let channel = tonic::transport::Channel::from_shared(format!("http://{server_addr}")).unwrap().connect_lazy();
-        let rest = Rest {
-            routes: RouteTable::from_descriptor_set(foodfast_api::FILE_DESCRIPTOR_SET).unwrap(),
-            upstream: Upstream::new(channel.clone()),
-            channel,
-            max_body_bytes: MAX_BODY,
-            limits: Limits::new(limits),
-        };
+        let mut gateway_config = GatewayConfig::default();
+        gateway_config.http.max_body_bytes = MAX_BODY;
+        gateway_config.auth.keys = vec![KEY.into()];
+        configure(&mut gateway_config);
+        gateway_config.upstream.url = format!("http://{server_addr}");
         let gateway = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", gateway.local_addr().unwrap());
-        tokio::spawn(rest::serve(gateway, rest, std::future::pending()));
+        tokio::spawn(async move { rest::serve(&gateway_config, gateway, std::future::pending()).await });
         let tokens = Tokens::new(&[TokenKey::parse(KEY).unwrap()]);
         Self { base, http: reqwest::Client::new(), tokens, users, _sandbox: sandbox }
     }

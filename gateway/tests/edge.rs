@@ -1,0 +1,119 @@
+//! What the gateway does at the edge, before and around the server: token
+//! checks, request ids, deadlines, CORS, and the payment-declined status.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Kitchen, Stack};
+use foodfast_store::users::UserRole;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+fn order(kitchen: &Kitchen, payment_method: &str, idempotency_key: &str) -> Value {
+    json!({
+        "restaurantId": kitchen.restaurant_id,
+        "items": [{"itemId": kitchen.item_id, "quantity": 1}],
+        "deliveryAddress": {"location": {"lat": 48.86, "lng": 2.3522}, "formatted": "2 Rue du Client"},
+        "paymentMethodId": payment_method,
+        "idempotencyKey": idempotency_key,
+    })
+}
+
+#[tokio::test]
+async fn tokens_the_gateway_does_not_accept_stop_there_with_401() {
+    // The gateway knows only a newer key: the server would take this token, the edge does not.
+    let stack = Stack::start_with(|config| {
+        config.auth.keys = vec!["newer:another-signing-key-that-is-long-enough".into()];
+    })
+    .await;
+    let customer = stack.user(UserRole::Customer, None).await;
+    let (status, body) = stack.call(Method::GET, "/api/v1/orders", Some(&customer), None).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("UNAUTHENTICATED")));
+    assert!(body["message"].as_str().unwrap().contains("\"test\" is not accepted"), "{body}");
+    let response = stack
+        .http
+        .get(format!("{}/api/v1/orders", stack.base))
+        .header("authorization", "Basic x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    // grpc-web callers get the status in grpc-web form.
+    use foodfast_api::v1 as pb;
+    let http1 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let transport = tower::ServiceBuilder::new().layer(tonic_web::GrpcWebClientLayer::new()).service(http1);
+    let mut orders = pb::order_service_client::OrderServiceClient::with_origin(transport, stack.base.parse().unwrap());
+    let mut request = tonic::Request::new(pb::ListOrdersRequest::default());
+    let token = stack.tokens.mint(&customer, Duration::from_secs(60)).unwrap();
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let refused = orders.list_orders(request).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+}
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id_the_client_may_choose() {
+    let stack = Stack::start().await;
+    let url = format!("{}/api/v1/restaurants/{}/menu", stack.base, uuid::Uuid::new_v4());
+    let made = stack.http.get(&url).send().await.unwrap();
+    let made = made.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(uuid::Uuid::parse_str(&made).is_ok(), "a new id: {made}");
+    let kept = stack.http.get(&url).header("x-request-id", "checkout-42").send().await.unwrap();
+    assert_eq!(kept.headers()["x-request-id"], "checkout-42");
+    let odd = stack.http.get(&url).header("x-request-id", "has spaces").send().await.unwrap();
+    assert_ne!(odd.headers()["x-request-id"], "has spaces", "only sane ids are kept");
+}
+
+#[tokio::test]
+async fn a_declined_payment_is_402_with_its_reason() {
+    let stack = Stack::start().await;
+    let admin = stack.user(UserRole::Admin, None).await;
+    let customer = stack.user(UserRole::Customer, None).await;
+    let kitchen = stack.kitchen(&admin).await;
+    let body = order(&kitchen, "pm_card_declined", "declined-1");
+    let (status, body) = stack.call(Method::POST, "/api/v1/orders", Some(&customer), Some(body)).await;
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{body}");
+    assert_eq!(body["code"], "FAILED_PRECONDITION");
+    assert_eq!(body["details"][0]["reason"], "ERROR_REASON_PAYMENT_DECLINED", "{body}");
+    assert_eq!(body["details"][0]["domain"], "foodfast.v1");
+}
+
+#[tokio::test]
+async fn a_call_past_its_deadline_is_504() {
+    let stack = Stack::start_with(|config| config.http.request_timeout = Duration::from_secs(1)).await;
+    let admin = stack.user(UserRole::Admin, None).await;
+    let customer = stack.user(UserRole::Customer, None).await;
+    let kitchen = stack.kitchen(&admin).await;
+    // The sandbox holds this payment for 30 s.
+    let body = order(&kitchen, "pm_provider_timeout", "slow-1");
+    let (status, body) = stack.call(Method::POST, "/api/v1/orders", Some(&customer), Some(body)).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::GATEWAY_TIMEOUT, Some("DEADLINE_EXCEEDED")), "{body}");
+}
+
+#[tokio::test]
+async fn browsers_on_configured_origins_may_call_and_read_grpc_web_trailers() {
+    let stack = Stack::start_with(|config| config.http.cors_allowed_origins = vec!["https://app.example".into()]).await;
+    let preflight = |origin: &'static str| {
+        stack
+            .http
+            .request(Method::OPTIONS, format!("{}/api/v1/orders", stack.base))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization, idempotency-key, content-type")
+            .send()
+    };
+    let allowed = preflight("https://app.example").await.unwrap();
+    assert!(allowed.status().is_success(), "{}", allowed.status());
+    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://app.example");
+    let headers = allowed.headers()["access-control-allow-headers"].to_str().unwrap().to_string();
+    assert!(headers.contains("idempotency-key") && headers.contains("authorization"), "{headers}");
+    let foreign = preflight("https://elsewhere.example").await.unwrap();
+    assert!(foreign.headers().get("access-control-allow-origin").is_none());
+
+    let url = format!("{}/api/v1/restaurants/{}/menu", stack.base, uuid::Uuid::new_v4());
+    let read = stack.http.get(url).header("origin", "https://app.example").send().await.unwrap();
+    assert_eq!(read.headers()["access-control-allow-origin"], "https://app.example");
+    let exposed = read.headers()["access-control-expose-headers"].to_str().unwrap();
+    assert!(exposed.contains("grpc-status") && exposed.contains("x-request-id"), "{exposed}");
+}
