@@ -11,7 +11,7 @@ PYTHON := $(VENV)/bin/python
 FOODFAST_GRPC_ADDR ?= 127.0.0.1:50051
 
 .PHONY: help run test services stop migrate build build-release tools lint lint-proto \
-        test-tools test-rust test-interop bench-orders bench-ingest bench-tracking
+        test-tools test-rust test-interop bench-orders bench-ingest bench-tracking bench-gateway
 
 help:
 	@echo "make run    start PostgreSQL, Redis and Cassandra, build, migrate and serve FoodFast"
@@ -106,3 +106,13 @@ BENCH_TRACKING_ARGS ?= --drivers 2000 --streams 10000 --ping-interval 200ms --du
 bench-tracking: services
 	$(CARGO) build --release -p foodfast-loadgen
 	target/release/foodfast-loadgen tracking $(BENCH_TRACKING_ARGS)
+
+# REST gateway (issue 6): in one process, the server and the gateway in front
+# of it; one order read as fast as C callers go (closed loop), directly over
+# gRPC (one HTTP/2 channel) and as GET /api/v1/orders/{id} through the gateway
+# (HTTP/1.1 keep-alive, bearer token): requests/s, p50/p99/p999 and their
+# ratios. Results: BENCHMARKS.md.
+BENCH_GATEWAY_ARGS ?= --concurrency 32 --duration 10s --warmup 2s
+bench-gateway: services
+	$(CARGO) build --release -p foodfast-loadgen
+	target/release/foodfast-loadgen gateway $(BENCH_GATEWAY_ARGS)

@@ -4,6 +4,7 @@
 
 mod drivers;
 mod echo;
+mod gateway;
 mod in_process;
 mod ingest;
 mod open_loop;
@@ -37,6 +38,10 @@ enum Mode {
     /// their orders; ping-to-screen latency, delivered updates/s and RSS per
     /// 1,000 streams, next to a bare tonic relay of the same load.
     Tracking(tracking::Args),
+    /// The REST gateway: GetOrder as `GET /api/v1/orders/{id}` through the
+    /// gateway next to the same call over gRPC directly, closed loop, with
+    /// the same callers: throughput, latency and their ratios.
+    Gateway(gateway::Args),
 }
 
 #[tokio::main]
@@ -50,5 +55,6 @@ async fn main() -> anyhow::Result<()> {
         Mode::Drivers(args) => drivers::run(args).await,
         Mode::Ingest(args) => ingest::run(args).await,
         Mode::Tracking(args) => tracking::run(args).await,
+        Mode::Gateway(args) => gateway::run(args).await,
     }
 }
