@@ -7,6 +7,7 @@ pub mod config;
 pub mod errors;
 pub mod grpc_web;
 pub mod limits;
+pub mod openapi;
 pub mod rest;
 pub mod routes;
 pub mod transcode;

@@ -46,11 +46,14 @@ pub struct Rest {
     limits: Limits,
     /// The server's keys, to refuse bad tokens at the edge (none: unchecked).
     tokens: Option<Tokens>,
+    /// The OpenAPI document, rendered once.
+    openapi: bytes::Bytes,
 }
 
 impl Rest {
     pub fn new(config: &GatewayConfig) -> Result<Self, GatewayError> {
         let routes = RouteTable::from_descriptor_set(foodfast_api::FILE_DESCRIPTOR_SET)?;
+        let openapi = serde_json::to_vec(&crate::openapi::document(&routes)).expect("JSON values serialize").into();
         let channel = Endpoint::from_shared(config.upstream.url.clone())
             .map_err(|err| GatewayError::Upstream(err.to_string()))?
             .connect_timeout(config.upstream.connect_timeout)
@@ -64,6 +67,7 @@ impl Rest {
             request_timeout: config.http.request_timeout,
             limits: Limits::new(&config.limits),
             tokens: (!keys.is_empty()).then(|| Tokens::new(&keys)),
+            openapi,
         })
     }
 }
@@ -207,6 +211,9 @@ async fn answer(rest: &Rest, client: SocketAddr, request: Request) -> Response {
             response.headers_mut().insert(header::RETRY_AFTER, retry_after);
         }
         return response;
+    }
+    if request.method() == Method::GET && request.uri().path() == crate::openapi::PATH {
+        return ([(header::CONTENT_TYPE, "application/json")], rest.openapi.clone()).into_response();
     }
     let grpc_web = crate::grpc_web::is_grpc_web(&request);
     if let (Some(tokens), Some(authorization)) = (&rest.tokens, authorization) {
