@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::value::Value;
@@ -41,6 +41,11 @@ pub struct HttpConfig {
     /// `*` allows any. Empty: no cross-origin calls.
     #[serde(deserialize_with = "foodfast_config::comma_separated")]
     pub cors_allowed_origins: Vec<String>,
+    /// PEM certificate chain to serve HTTPS with (with `tls_key`; neither:
+    /// plain HTTP). Read at start.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -51,6 +56,8 @@ impl Default for HttpConfig {
             max_response_bytes: 4 * 1024 * 1024,
             request_timeout: Duration::from_secs(10),
             cors_allowed_origins: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -59,14 +66,18 @@ impl Default for HttpConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
+    /// `https://` connects with TLS.
     pub url: String,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// PEM CA certificate(s) an `https://` server's certificate must chain
+    /// to; none: the webpki roots (the Mozilla set).
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl Default for UpstreamConfig {
     fn default() -> Self {
-        Self { url: "http://127.0.0.1:50051".into(), connect_timeout: Duration::from_secs(5) }
+        Self { url: "http://127.0.0.1:50051".into(), connect_timeout: Duration::from_secs(5), ca_cert: None }
     }
 }
 
@@ -125,6 +136,17 @@ impl Default for LogConfig {
 pub const SETTINGS: &[Setting] = &[
     Setting { env: "FOODFAST_GATEWAY_ADDR", key: "http.listen_addr", help: "gateway listen address" },
     Setting { env: "FOODFAST_GATEWAY_UPSTREAM", key: "upstream.url", help: "the FoodFast gRPC server" },
+    Setting {
+        env: "FOODFAST_GATEWAY_UPSTREAM_CA",
+        key: "upstream.ca_cert",
+        help: "PEM CA certificate an https:// upstream must chain to",
+    },
+    Setting {
+        env: "FOODFAST_GATEWAY_TLS_CERT",
+        key: "http.tls_cert",
+        help: "PEM certificate chain to serve HTTPS with",
+    },
+    Setting { env: "FOODFAST_GATEWAY_TLS_KEY", key: "http.tls_key", help: "PEM private key of the HTTPS certificate" },
     Setting {
         env: "FOODFAST_GATEWAY_MAX_BODY_BYTES",
         key: "http.max_body_bytes",
@@ -190,6 +212,23 @@ impl GatewayConfig {
         }
         tonic::transport::Endpoint::from_shared(self.upstream.url.clone())
             .map_err(|err| LAYERS.invalid("upstream.url", err.to_string()))?;
+        if self.upstream.ca_cert.is_some() && !self.upstream.url.starts_with("https://") {
+            return Err(LAYERS.invalid("upstream.ca_cert", "only applies to an https:// upstream.url"));
+        }
+        match (&self.http.tls_cert, &self.http.tls_key) {
+            (Some(_), None) => return Err(LAYERS.invalid("http.tls_key", "required with FOODFAST_GATEWAY_TLS_CERT")),
+            (None, Some(_)) => return Err(LAYERS.invalid("http.tls_cert", "required with FOODFAST_GATEWAY_TLS_KEY")),
+            _ => {}
+        }
+        for (key, path) in [
+            ("http.tls_cert", &self.http.tls_cert),
+            ("http.tls_key", &self.http.tls_key),
+            ("upstream.ca_cert", &self.upstream.ca_cert),
+        ] {
+            if path.as_ref().is_some_and(|path| path.as_os_str().is_empty()) {
+                return Err(LAYERS.invalid(key, "must name a PEM file"));
+            }
+        }
         if self.http.max_body_bytes == 0 || self.http.max_response_bytes == 0 {
             return Err(LAYERS.invalid("http.max_body_bytes", "size limits must be positive"));
         }
@@ -276,6 +315,33 @@ mod tests {
         ] {
             let err = GatewayConfig::load(None, &env(&[(var, value)]), None).expect_err(var).to_string();
             assert!(err.contains(var), "{var}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn tls_files_are_configured_both_or_neither() {
+        let vars = env(&[
+            ("FOODFAST_GATEWAY_TLS_CERT", "/etc/foodfast/gateway.pem"),
+            ("FOODFAST_GATEWAY_TLS_KEY", "/etc/foodfast/gateway.key"),
+            ("FOODFAST_GATEWAY_UPSTREAM", "https://foodfast.internal:50051"),
+            ("FOODFAST_GATEWAY_UPSTREAM_CA", "/etc/foodfast/ca.pem"),
+        ]);
+        let config = GatewayConfig::load(None, &vars, None).unwrap();
+        assert_eq!(config.http.tls_cert.as_deref(), Some(Path::new("/etc/foodfast/gateway.pem")));
+        assert_eq!(config.http.tls_key.as_deref(), Some(Path::new("/etc/foodfast/gateway.key")));
+        assert_eq!(config.upstream.ca_cert.as_deref(), Some(Path::new("/etc/foodfast/ca.pem")));
+        let defaults = GatewayConfig::load(None, &env(&[]), None).unwrap();
+        assert!(defaults.http.tls_cert.is_none() && defaults.http.tls_key.is_none());
+        assert!(defaults.upstream.ca_cert.is_none());
+
+        // The one without the other, and a CA for a plaintext upstream.
+        for (given, named) in [
+            (("FOODFAST_GATEWAY_TLS_CERT", "/etc/foodfast/gateway.pem"), "FOODFAST_GATEWAY_TLS_KEY"),
+            (("FOODFAST_GATEWAY_TLS_KEY", "/etc/foodfast/gateway.key"), "FOODFAST_GATEWAY_TLS_CERT"),
+            (("FOODFAST_GATEWAY_UPSTREAM_CA", "/etc/foodfast/ca.pem"), "FOODFAST_GATEWAY_UPSTREAM_CA"),
+        ] {
+            let err = GatewayConfig::load(None, &env(&[given]), None).expect_err(named).to_string();
+            assert!(err.contains(named), "{given:?}: {err}");
         }
     }
 

@@ -7,6 +7,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,9 +18,12 @@ use foodfast_auth::Tokens;
 use futures::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use prost_reflect::{DynamicMessage, MessageDescriptor, ReflectMessage, Value};
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tonic::Code;
 use tonic::metadata::{MetadataMap, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use uuid::Uuid;
 
@@ -54,10 +58,20 @@ impl Rest {
     pub fn new(config: &GatewayConfig) -> Result<Self, GatewayError> {
         let routes = RouteTable::from_descriptor_set(foodfast_api::FILE_DESCRIPTOR_SET)?;
         let openapi = serde_json::to_vec(&crate::openapi::document(&routes)).expect("JSON values serialize").into();
-        let channel = Endpoint::from_shared(config.upstream.url.clone())
+        let mut endpoint = Endpoint::from_shared(config.upstream.url.clone())
             .map_err(|err| GatewayError::Upstream(err.to_string()))?
-            .connect_timeout(config.upstream.connect_timeout)
-            .connect_lazy();
+            .connect_timeout(config.upstream.connect_timeout);
+        if config.upstream.url.starts_with("https://") {
+            // The server's certificate must chain to `upstream.ca_cert`, else
+            // to the webpki roots.
+            let tls = match &config.upstream.ca_cert {
+                Some(path) => ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(pem_certificates(path)?.0)),
+                None => ClientTlsConfig::new().with_webpki_roots(),
+            };
+            endpoint = endpoint.tls_config(tls).map_err(|err| GatewayError::Upstream(format!("TLS: {err}")))?;
+        }
+        let channel = endpoint.connect_lazy();
         let keys = config.token_keys().map_err(|err| GatewayError::Config(err.to_string()))?;
         Ok(Self {
             routes,
@@ -94,6 +108,10 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
+    let tls = match (&config.http.tls_cert, &config.http.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+        _ => None,
+    };
     let rest = Arc::new(Rest::new(config)?);
     let forgetting = tokio::spawn({
         let rest = rest.clone();
@@ -109,11 +127,112 @@ pub async fn serve(
     if let Some(cors) = cors(&config.http.cors_allowed_origins) {
         app = app.layer(cors);
     }
-    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    let served = match tls {
+        None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
+        // `tap_io` only so that axum gives handlers the peer as ConnectInfo.
+        Some(acceptor) => {
+            use axum::serve::ListenerExt;
+            let listener = TlsListener::new(listener, acceptor).tap_io(|_| {});
+            axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+        }
+    };
     forgetting.abort();
     served.map_err(|err| GatewayError::Config(format!("serving: {err}")))
+}
+
+/// How long a client gets to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A file's PEM certificates (its bytes, and them parsed); none is an error.
+fn pem_certificates(path: &Path) -> Result<(Vec<u8>, Vec<CertificateDer<'static>>), GatewayError> {
+    let failed = |message: String| GatewayError::Config(format!("TLS certificate file {}: {message}", path.display()));
+    let pem = std::fs::read(path).map_err(|err| failed(err.to_string()))?;
+    let certificates = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| failed(format!("not PEM: {err}")))?;
+    if certificates.is_empty() {
+        return Err(failed("no PEM CERTIFICATE in it".into()));
+    }
+    Ok((pem, certificates))
+}
+
+/// HTTPS with the certificate chain in `cert` and its key in `key`, offering
+/// HTTP/2 and HTTP/1.1 (ALPN).
+fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, GatewayError> {
+    let (_, chain) = pem_certificates(cert)?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|err| GatewayError::Config(format!("TLS key file {}: {err}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|builder| builder.with_no_client_auth().with_single_cert(chain, key))
+        .map_err(|err| GatewayError::Config(format!("TLS certificate {}: {err}", cert.display())))?;
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(tls)))
+}
+
+/// Accepted TLS connections for `axum::serve`. Handshakes run in tasks of
+/// their own, so a slow or silent client holds up nobody else.
+struct TlsListener {
+    handshaken: tokio::sync::mpsc::Receiver<(tokio_rustls::server::TlsStream<tokio::net::TcpStream>, SocketAddr)>,
+    local_addr: SocketAddr,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl TlsListener {
+    fn new(listener: tokio::net::TcpListener, acceptor: tokio_rustls::TlsAcceptor) -> Self {
+        let local_addr = listener.local_addr().expect("a bound listener has an address");
+        let (done, handshaken) = tokio::sync::mpsc::channel(64);
+        let accepting = tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        // Out of file descriptors, say: wait rather than spin.
+                        tracing::warn!(%err, "accepting a connection");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let (acceptor, done) = (acceptor.clone(), done.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = done.send((tls, peer)).await;
+                        }
+                        Ok(Err(err)) => tracing::debug!(%peer, %err, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Self { handshaken, local_addr, accepting }
+    }
+}
+
+impl Drop for TlsListener {
+    /// axum drops the listener when shutting down: stop accepting then.
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, SocketAddr) {
+        match self.handshaken.recv().await {
+            Some(accepted) => accepted,
+            // The accept loop only ends when this listener is dropped.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local_addr)
+    }
 }
 
 /// Cross-origin access for browsers on `origins` (`*`: any): the REST verbs,

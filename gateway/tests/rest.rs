@@ -212,3 +212,104 @@ async fn too_many_requests_get_429_with_retry_after_and_order_placement_is_tight
     }
     assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
 }
+
+#[tokio::test]
+async fn a_driver_reports_a_batch_of_pings_and_hears_which_were_rejected() {
+    use reqwest::Method;
+    let stack = Stack::start().await;
+    stack.migrate_scylla().await;
+    let driver = stack.user(UserRole::Driver, None).await;
+    let at = |seconds_ago: i64| (chrono::Utc::now() - chrono::Duration::seconds(seconds_ago)).to_rfc3339();
+    let pings = json!({"pings": [
+        {"seq": "1", "lat": 48.857, "lng": 2.352, "speedMps": 4.5, "recordedAt": at(2)},
+        {"seq": "2", "lat": 91.0, "lng": 2.352, "recordedAt": at(1)},
+    ]});
+    let (status, answer) = stack.call(Method::POST, "/api/v1/drivers/location", Some(&driver), Some(pings)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let durable: u64 = answer["ack"]["durableSeq"].as_str().unwrap().parse().unwrap();
+    assert!(durable >= 1, "answered once the good ping is stored: {answer}");
+    let rejected = &answer["ack"]["rejected"];
+    assert_eq!((rejected[0]["seq"].as_str(), rejected.as_array().unwrap().len()), (Some("2"), 1), "{answer}");
+    assert_eq!(rejected[0]["reason"], "PING_REJECTION_REASON_COORDINATES_OUT_OF_RANGE", "{answer}");
+
+    let customer = stack.user(UserRole::Customer, None).await;
+    let one = json!({"pings": [{"seq": "3", "lat": 48.857, "lng": 2.352, "recordedAt": at(0)}]});
+    let (status, _) = stack.call(Method::POST, "/api/v1/drivers/location", Some(&customer), Some(one)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "drivers only");
+}
+
+#[tokio::test]
+async fn staff_watch_their_orders_as_events_and_resume_after_the_last_cursor() {
+    use reqwest::Method;
+    let stack = Stack::start().await;
+    let admin = stack.user(UserRole::Admin, None).await;
+    let customer = stack.user(UserRole::Customer, None).await;
+    let Kitchen { restaurant_id, staff, item_id } = stack.kitchen(&admin).await;
+    let watch = format!("/api/v1/restaurants/{restaurant_id}/orders/watch");
+    let response = stack.request(Method::GET, &watch, Some(&staff)).send().await.unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut events = SseReader::new(response);
+    let (_, caught_up) = events.next_event().await;
+    assert_eq!(caught_up["caughtUp"]["openOrders"], 0, "{caught_up}");
+
+    let order = json!({
+        "restaurantId": restaurant_id,
+        "items": [{"itemId": item_id, "quantity": 2}],
+        "deliveryAddress": {"location": {"lat": 48.86, "lng": 2.3522}, "formatted": "2 Rue du Client"},
+        "paymentMethodId": "pm_card_visa",
+        "idempotencyKey": Uuid::new_v4().to_string(),
+    });
+    let (_, placed) = stack.call(Method::POST, "/api/v1/orders", Some(&customer), Some(order)).await;
+    let order_id = placed["order"]["orderId"].as_str().unwrap().to_string();
+    let (cursor, new_order) = events.next_event().await;
+    assert_eq!(new_order["change"]["order"]["orderId"], order_id.as_str(), "{new_order}");
+    let cursor = cursor.expect("a change carries its cursor as the event id");
+    drop(events);
+
+    let status_path = format!("/api/v1/restaurants/orders/{order_id}");
+    for status in ["accepted", "preparing"] {
+        let (code, _) = stack.call(Method::PATCH, &status_path, Some(&staff), Some(json!({"status": status}))).await;
+        assert_eq!(code, StatusCode::OK);
+    }
+    let response =
+        stack.request(Method::GET, &watch, Some(&staff)).header("Last-Event-ID", cursor).send().await.unwrap();
+    let mut events = SseReader::new(response);
+    let mut statuses = Vec::new();
+    while statuses.len() < 2 {
+        let (id, message) = events.next_event().await;
+        if let Some(status) = message["change"]["event"]["status"].as_str() {
+            assert!(id.is_some(), "{message}");
+            statuses.push(status.to_string());
+        }
+    }
+    assert_eq!(statuses, ["ORDER_STATUS_CONFIRMED", "ORDER_STATUS_PREPARING"], "the missed changes, once, in order");
+
+    let (status, _) =
+        stack.request(Method::GET, &watch, Some(&customer)).send().await.map(|r| (r.status(), ())).unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN, "another restaurant's feed is not a customer's");
+}
+
+#[tokio::test]
+async fn a_customer_registers_signs_in_and_reads_its_profile_over_rest() {
+    use reqwest::Method;
+    let stack = Stack::start().await;
+    let email = format!("{}@example.test", Uuid::new_v4().simple());
+    let registration = json!({"email": email, "password": "correct horse battery", "displayName": "Ana B."});
+    let (status, registered) = stack.call(Method::POST, "/api/v1/auth/register", None, Some(registration)).await;
+    assert_eq!(status, StatusCode::OK, "{registered}");
+    assert_eq!(registered["profile"]["role"], "ROLE_CUSTOMER");
+
+    let (status, wrong) = stack
+        .call(Method::POST, "/api/v1/auth/login", None, Some(json!({"email": email, "password": "nope nope nope"})))
+        .await;
+    assert_eq!((status, wrong["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("UNAUTHENTICATED")));
+    assert_eq!(wrong["details"][0]["reason"], "ERROR_REASON_INVALID_CREDENTIALS");
+    let login = json!({"email": email, "password": "correct horse battery"});
+    let (status, signed_in) = stack.call(Method::POST, "/api/v1/auth/login", None, Some(login)).await;
+    assert_eq!(status, StatusCode::OK, "{signed_in}");
+    let access_token = signed_in["tokens"]["accessToken"].as_str().unwrap();
+    let me = stack.http.get(format!("{}/api/v1/me", stack.base)).bearer_auth(access_token).send().await.unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+    let me: Value = me.json().await.unwrap();
+    assert_eq!(me["profile"]["email"], email.as_str());
+}

@@ -1,10 +1,12 @@
-//! Bearer tokens: HS256 JWTs naming the subject, its role and (for staff)
-//! its restaurant, signed with the first configured key and verified with
-//! any of them by key id, so keys rotate without logging anyone out. The
-//! server checks every call with them; the gateway checks at the edge too.
-//!
-//! Accounts and logins arrive with the accounts issue; until then tokens are
-//! minted by `foodfast token` and by the tests, with the same keys.
+//! Who a caller is. Access tokens are HS256 JWTs naming the subject, its
+//! role and (for staff) its restaurant, signed with the first configured key
+//! and verified with any of them by key id, so keys rotate without logging
+//! anyone out; the server checks every call with them, the gateway at the
+//! edge too. Passwords are argon2id hashes ([`password`]); refresh tokens
+//! are random and stored hashed ([`refresh`]).
+
+pub mod password;
+pub mod refresh;
 
 use std::collections::HashMap;
 use std::sync::Arc;

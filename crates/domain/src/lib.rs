@@ -4,6 +4,7 @@
 //! server only carry the answers.
 
 pub mod access;
+pub mod account;
 pub mod address;
 pub mod eta;
 pub mod geo;

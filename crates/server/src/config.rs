@@ -17,6 +17,7 @@ use foodfast_domain::zones::{Zone, Zones};
 use foodfast_payments::PaymentsConfig;
 use foodfast_store::StoresConfig;
 use foodfast_store::locations::LocationWriterConfig;
+use foodfast_store::throttle::ThrottlePolicy;
 
 use crate::auth::TokenKey;
 use serde::{Deserialize, Serialize};
@@ -107,13 +108,36 @@ impl Default for IngestConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     /// Token keys as `kid:secret`; the first signs, all verify (rotation:
     /// put the new key first and keep the old one until its tokens expire).
     #[serde(deserialize_with = "foodfast_config::comma_separated")]
     pub keys: Vec<String>,
+    /// How long an access token is accepted.
+    #[serde(with = "humantime_serde")]
+    pub access_token_ttl: Duration,
+    /// How long a refresh token lasts unless used or revoked first.
+    #[serde(with = "humantime_serde")]
+    pub refresh_token_ttl: Duration,
+    /// Failed sign-ins allowed per email before it must wait.
+    pub login_throttle: ThrottlePolicy,
+    /// Password hashes computed at once (argon2id takes ~19 MiB and tens of
+    /// milliseconds each); more sign-ins wait their turn.
+    pub max_concurrent_hashes: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            keys: Vec::new(),
+            access_token_ttl: Duration::from_secs(15 * 60),
+            refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
+            login_throttle: ThrottlePolicy::default(),
+            max_concurrent_hashes: 4,
+        }
+    }
 }
 
 impl AuthConfig {
@@ -176,6 +200,11 @@ pub struct GrpcConfig {
     /// How long open streams and calls get to finish after SIGTERM/SIGINT.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// PEM certificate chain to serve TLS with (with `tls_key`; neither:
+    /// plaintext). Read at start.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 impl Default for GrpcConfig {
@@ -185,6 +214,8 @@ impl Default for GrpcConfig {
             max_concurrent_streams: 1024,
             max_message_bytes: 4 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(20),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -242,6 +273,8 @@ pub const SETTINGS: &[Setting] = &[
         key: "grpc.shutdown_grace",
         help: "time streams get to finish on SIGTERM",
     },
+    Setting { env: "FOODFAST_GRPC_TLS_CERT", key: "grpc.tls_cert", help: "PEM certificate chain to serve TLS with" },
+    Setting { env: "FOODFAST_GRPC_TLS_KEY", key: "grpc.tls_key", help: "PEM private key of the TLS certificate" },
     Setting { env: "FOODFAST_DATABASE_URL", key: "stores.postgres.url", help: "CockroachDB or PostgreSQL URL" },
     Setting {
         env: "FOODFAST_DATABASE_MAX_CONNECTIONS",
@@ -279,6 +312,16 @@ pub const SETTINGS: &[Setting] = &[
         env: "FOODFAST_AUTH_KEYS",
         key: "auth.keys",
         help: "token keys `kid:secret`, comma-separated; the first signs",
+    },
+    Setting {
+        env: "FOODFAST_ACCESS_TOKEN_TTL",
+        key: "auth.access_token_ttl",
+        help: "how long an access token is accepted",
+    },
+    Setting {
+        env: "FOODFAST_REFRESH_TOKEN_TTL",
+        key: "auth.refresh_token_ttl",
+        help: "how long a refresh token lasts",
     },
     Setting { env: "FOODFAST_PAYMENTS_URL", key: "payments.base_url", help: "payment provider base URL" },
     Setting { env: "FOODFAST_PAYMENTS_API_KEY", key: "payments.api_key", help: "payment provider API key" },
@@ -342,10 +385,32 @@ impl Config {
         if self.grpc.max_concurrent_streams == 0 {
             return Err(invalid("grpc.max_concurrent_streams", "must be at least 1".into()));
         }
+        match (&self.grpc.tls_cert, &self.grpc.tls_key) {
+            (Some(_), None) => return Err(invalid("grpc.tls_key", "required with FOODFAST_GRPC_TLS_CERT".into())),
+            (None, Some(_)) => return Err(invalid("grpc.tls_cert", "required with FOODFAST_GRPC_TLS_KEY".into())),
+            _ => {}
+        }
+        for (key, path) in [("grpc.tls_cert", &self.grpc.tls_cert), ("grpc.tls_key", &self.grpc.tls_key)] {
+            if path.as_ref().is_some_and(|path| path.as_os_str().is_empty()) {
+                return Err(invalid(key, "must name a PEM file".into()));
+            }
+        }
         if self.health.probe_timeout.is_zero() || self.health.probe_interval.is_zero() {
             return Err(invalid("health.probe_interval", "health probe interval and timeout must be positive".into()));
         }
         self.auth.token_keys().map_err(|message| invalid("auth.keys", message))?;
+        if self.auth.access_token_ttl.is_zero() || self.auth.refresh_token_ttl <= self.auth.access_token_ttl {
+            return Err(invalid(
+                "auth.refresh_token_ttl",
+                "token lifetimes must be positive, refresh longer than access".into(),
+            ));
+        }
+        if self.auth.login_throttle.max_failures == 0 || self.auth.login_throttle.window.is_zero() {
+            return Err(invalid("auth.login_throttle", "must allow at least one failure per positive window".into()));
+        }
+        if self.auth.max_concurrent_hashes == 0 {
+            return Err(invalid("auth.max_concurrent_hashes", "must be at least 1".into()));
+        }
         self.pricing.validate().map_err(|err| invalid("pricing", err.to_string()))?;
         foodfast_payments::HttpPaymentGateway::new(self.payments.clone())
             .map_err(|err| invalid("payments.base_url", err.to_string()))?;

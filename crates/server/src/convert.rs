@@ -17,6 +17,7 @@ use foodfast_domain::restaurant::{RestaurantProfile, normalize_cuisine};
 use foodfast_domain::validation::{FieldError, parse_uuid};
 use foodfast_store::orders::{EventKind, Order, OrderEvent, OrderLine};
 use foodfast_store::restaurants::{MenuSnapshot, Restaurant};
+use foodfast_store::users::{Account, UserRole};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
@@ -48,6 +49,27 @@ pub fn address(a: &Address) -> pb::Address {
         location: Some(lat_lng(a.location)),
         formatted: a.formatted.clone(),
         instructions: a.instructions.clone(),
+    }
+}
+
+/// An account as its owner (or an admin) sees it.
+pub fn account_profile(account: &Account) -> pb::Profile {
+    let role = match account.role {
+        UserRole::Customer => pb::Role::Customer,
+        UserRole::RestaurantStaff => pb::Role::RestaurantStaff,
+        UserRole::Driver => pb::Role::Driver,
+        UserRole::Support => pb::Role::Support,
+        UserRole::Admin => pb::Role::Admin,
+    };
+    pb::Profile {
+        account_id: account.id.to_string(),
+        role: role.into(),
+        email: account.email.clone(),
+        phone: account.phone.clone().unwrap_or_default(),
+        display_name: account.name.clone(),
+        default_address: account.default_address.as_ref().map(address),
+        restaurant_id: account.restaurant_id.map(|id| id.to_string()).unwrap_or_default(),
+        created_at: Some(timestamp(account.created_at)),
     }
 }
 

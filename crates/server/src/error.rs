@@ -4,6 +4,7 @@
 //! errors never reach a client: their text goes to the log.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use foodfast_domain::order::TransitionError;
 use foodfast_domain::pricing::CartError;
@@ -11,6 +12,7 @@ use foodfast_domain::validation::FieldError;
 use foodfast_payments::PaymentError;
 use foodfast_store::orders::TransitionFailure;
 use foodfast_store::restaurants::MenuUpdateError;
+use foodfast_store::users::{CreateUserError, RefreshRefused};
 use foodfast_store::{Chain, StoreError};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -45,6 +47,18 @@ pub enum ApiError {
     Aborted(String),
     #[error("the payment was declined: {0}")]
     PaymentDeclined(String),
+    /// The same answer whether the email or the password is wrong.
+    #[error("wrong email or password")]
+    InvalidCredentials,
+    #[error("{0}; sign in again")]
+    RefreshRefused(#[from] RefreshRefused),
+    #[error("too many failed sign-ins; retry in {} s", .0.as_secs().max(1))]
+    LoginThrottled(Duration),
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// A bug or a broken invariant: logged, never shown.
+    #[error("{0}")]
+    Internal(String),
     #[error(transparent)]
     Payment(PaymentError),
     #[error(transparent)]
@@ -65,6 +79,10 @@ impl From<ApiError> for Status {
             ApiError::IdempotencyKeyReused(_) => Code::FailedPrecondition,
             ApiError::Aborted(_) => Code::Aborted,
             ApiError::PaymentDeclined(_) => Code::FailedPrecondition,
+            ApiError::InvalidCredentials | ApiError::RefreshRefused(_) => Code::Unauthenticated,
+            ApiError::LoginThrottled(_) => Code::ResourceExhausted,
+            ApiError::AlreadyExists(_) => Code::AlreadyExists,
+            ApiError::Internal(_) => Code::Internal,
             ApiError::Payment(PaymentError::Declined { .. }) => Code::FailedPrecondition,
             ApiError::Payment(PaymentError::Unavailable { .. }) => Code::Unavailable,
             ApiError::Payment(PaymentError::Rejected { .. }) => Code::Internal,
@@ -108,7 +126,17 @@ impl ApiError {
             ApiError::Payment(PaymentError::Unavailable { .. }) => {
                 reason("ERROR_REASON_PAYMENT_UNAVAILABLE", HashMap::new())
             }
+            ApiError::InvalidCredentials => reason("ERROR_REASON_INVALID_CREDENTIALS", HashMap::new()),
+            ApiError::RefreshRefused(RefreshRefused::Expired) => reason("ERROR_REASON_TOKEN_EXPIRED", HashMap::new()),
+            ApiError::LoginThrottled(wait) => {
+                let mut details = ErrorDetails::with_retry_info(Some(*wait));
+                details.set_error_info("ERROR_REASON_RATE_LIMITED", ERROR_DOMAIN, HashMap::new());
+                Some(details)
+            }
             ApiError::Cart(_)
+            | ApiError::RefreshRefused(_)
+            | ApiError::AlreadyExists(_)
+            | ApiError::Internal(_)
             | ApiError::NotFound(_)
             | ApiError::PermissionDenied(_)
             | ApiError::FailedPrecondition(_)
@@ -156,6 +184,15 @@ impl From<MenuUpdateError> for ApiError {
             MenuUpdateError::VersionMismatch { .. } => ApiError::Aborted(err.to_string()),
             MenuUpdateError::ForeignItem(_) => ApiError::Field(FieldError::new("categories", err.to_string())),
             MenuUpdateError::Store(store) => ApiError::Store(store),
+        }
+    }
+}
+
+impl From<CreateUserError> for ApiError {
+    fn from(err: CreateUserError) -> Self {
+        match err {
+            CreateUserError::EmailTaken => ApiError::AlreadyExists(err.to_string()),
+            CreateUserError::Store(store) => ApiError::Store(store),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! the API handlers. `main.rs` is only the command line around it.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod convert;

@@ -2,23 +2,29 @@
 //! reflection, every `foodfast.v1` service, and graceful shutdown.
 
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 
+use anyhow::Context;
 use foodfast_payments::{HttpPaymentGateway, PaymentGateway};
 use foodfast_store::Stores;
+use foodfast_store::audit::AuditLog;
 use foodfast_store::fanout::Fanout;
 use foodfast_store::live::LivePositions;
 use foodfast_store::orders::Orders;
 use foodfast_store::restaurants::Restaurants;
+use foodfast_store::throttle::LoginThrottle;
 use foodfast_store::users::Users;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use crate::api;
 use crate::auth::Tokens;
-use crate::config::Config;
+use crate::config::{Config, GrpcConfig};
 use crate::health;
 use crate::settlement::PaymentSettler;
 
@@ -32,6 +38,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let builder = server_builder(&config.grpc)?;
     let (reporter, health_service) = tonic_health::server::health_reporter();
     // NOT_SERVING until the first probe has seen the stores.
     health::publish_shutting_down(&reporter).await;
@@ -57,6 +64,13 @@ pub async fn serve(
         restaurants: Restaurants::new(stores.postgres.clone(), stores.redis.clone(), config.service.menu_cache_ttl),
         orders: orders.clone(),
         users: Users::new(stores.postgres.clone()),
+        accounts: api::Accounts {
+            tokens: tokens.clone(),
+            config: Arc::new(config.auth.clone()),
+            throttle: LoginThrottle::new(stores.redis.clone(), config.auth.login_throttle),
+            hashing: Arc::new(tokio::sync::Semaphore::new(config.auth.max_concurrent_hashes)),
+        },
+        audit: AuditLog::new(stores.postgres.clone()),
         fanout: Fanout::start(stores.redis.clone(), stopping.clone()),
         settler: PaymentSettler::start(
             orders,
@@ -84,7 +98,7 @@ pub async fn serve(
     ));
 
     let grpc = &config.grpc;
-    let router = Server::builder()
+    let router = builder
         .max_concurrent_streams(Some(grpc.max_concurrent_streams))
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
@@ -94,7 +108,7 @@ pub async fn serve(
     let router = api::add_services(router, app, &tokens, grpc.max_message_bytes);
 
     let local_addr = listener.local_addr()?;
-    tracing::info!(%local_addr, "foodfast gRPC server listening");
+    tracing::info!(%local_addr, tls = grpc.tls_cert.is_some(), "foodfast gRPC server listening");
 
     let drain = {
         let stopping = stopping.clone();
@@ -122,6 +136,31 @@ pub async fn serve(
     health_task.await?;
     tracing::info!("foodfast gRPC server stopped");
     Ok(())
+}
+
+/// A server builder, serving TLS with the identity in `grpc.tls_cert` and
+/// `grpc.tls_key` when they are set. The files are read and parsed now, so
+/// that a missing or malformed one stops start-up naming it.
+fn server_builder(grpc: &GrpcConfig) -> anyhow::Result<Server> {
+    let (Some(cert_path), Some(key_path)) = (&grpc.tls_cert, &grpc.tls_key) else {
+        return Ok(Server::builder());
+    };
+    let read = |what: &str, path: &Path| {
+        std::fs::read(path).with_context(|| format!("reading the TLS {what} {}", path.display()))
+    };
+    let cert = read("certificate", cert_path)?;
+    let chain = CertificateDer::pem_slice_iter(&cert)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("TLS certificate {}: not PEM", cert_path.display()))?;
+    if chain.is_empty() {
+        anyhow::bail!("TLS certificate {}: no PEM CERTIFICATE in it", cert_path.display());
+    }
+    let key = read("key", key_path)?;
+    PrivateKeyDer::from_pem_slice(&key)
+        .with_context(|| format!("TLS key {}: no PEM private key in it", key_path.display()))?;
+    Server::builder()
+        .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
+        .with_context(|| format!("TLS certificate {} with key {}", cert_path.display(), key_path.display()))
 }
 
 /// Listens for SIGTERM and SIGINT from now on; the returned future resolves

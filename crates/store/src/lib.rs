@@ -2,6 +2,7 @@
 //! CockroachDB (PostgreSQL in development), ScyllaDB (Cassandra in development)
 //! and Redis only through this crate.
 
+pub mod audit;
 pub mod error;
 pub mod fanout;
 pub mod health;
@@ -14,6 +15,7 @@ pub mod redis;
 pub mod restaurants;
 pub mod scylla;
 pub mod sql;
+pub mod throttle;
 pub mod users;
 
 use std::time::Duration;

@@ -29,6 +29,13 @@ macro_rules! event_columns {
     };
 }
 
+/// The columns of an account, in the order `users::account_from_row` reads them.
+macro_rules! account_columns {
+    () => {
+        "id, email, phone, name, role, password_hash, restaurant_id, default_address, created_at"
+    };
+}
+
 macro_rules! statements {
     ($($(#[$doc:meta])* $name:ident = $sql:expr;)*) => {
         $($(#[$doc])* pub const $name: &str = $sql;)*
@@ -93,6 +100,23 @@ statements! {
         VALUES ($1, $2, $3, $4, $5, $6, $7)";
     SELECT_USER_NAME = "SELECT name FROM users WHERE id = $1";
     SELECT_USER_BY_EMAIL = "SELECT id, role, restaurant_id FROM users WHERE email = $1";
+    SELECT_ACCOUNT_BY_EMAIL = concat!("SELECT ", account_columns!(), " FROM users WHERE email = $1");
+    SELECT_ACCOUNT = concat!("SELECT ", account_columns!(), " FROM users WHERE id = $1");
+    UPDATE_PROFILE = concat!(
+        "UPDATE users SET name = $2, phone = $3, default_address = $4, updated_at = now() WHERE id = $1 RETURNING ",
+        account_columns!()
+    );
+    INSERT_REFRESH_TOKEN = "INSERT INTO refresh_tokens (id, user_id, token_hash, expires_at) VALUES ($1, $2, $3, $4)";
+    SELECT_REFRESH_TOKEN = "SELECT id, user_id, expires_at, revoked_at, replaced_by FROM refresh_tokens
+        WHERE token_hash = $1";
+    REPLACE_REFRESH_TOKEN = "UPDATE refresh_tokens SET revoked_at = now(), replaced_by = $2 WHERE id = $1";
+    REVOKE_REFRESH_TOKEN = "UPDATE refresh_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL";
+    INSERT_AUDIT = "INSERT INTO audit_log (id, actor_id, actor_role, action, resource_kind, resource_id, request_id)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    SELECT_AUDIT_FOR_RESOURCE = "SELECT at, actor_id, actor_role, action, resource_kind, resource_id, request_id
+        FROM audit_log WHERE resource_kind = $1 AND resource_id = $2 ORDER BY at, id";
+    REVOKE_USER_REFRESH_TOKENS = "UPDATE refresh_tokens SET revoked_at = now()
+        WHERE user_id = $1 AND revoked_at IS NULL";
     INSERT_DRIVER = "INSERT INTO drivers (id, city, vehicle, capacity) VALUES ($1, $2, $3, $4)";
 
     CLAIM_IDEMPOTENCY_KEY = "INSERT INTO idempotency_keys (customer_id, idempotency_key, request_hash, order_id)

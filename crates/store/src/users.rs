@@ -1,9 +1,17 @@
-//! Accounts, as far as orders need them today: who a customer or a staff
-//! member is. Registration and login come with the accounts issue.
+//! Accounts: who a customer, a staff member, a driver, support or an admin
+//! is, their password hash and profile; and their refresh tokens (stored
+//! hashed, rotated on every use, revocable).
 
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use foodfast_domain::address::Address;
+use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Json;
 use uuid::Uuid;
 
-use crate::postgres::Postgres;
+use crate::postgres::{Postgres, TxError};
 use crate::{StoreError, sql};
 
 /// One of the roles `users.role` allows.
@@ -17,6 +25,12 @@ pub enum UserRole {
 }
 
 impl UserRole {
+    pub fn parse(role: &str) -> Option<Self> {
+        [UserRole::Customer, UserRole::RestaurantStaff, UserRole::Driver, UserRole::Support, UserRole::Admin]
+            .into_iter()
+            .find(|known| known.as_str() == role)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             UserRole::Customer => "customer",
@@ -37,6 +51,51 @@ pub struct NewUser<'a> {
     /// A PHC string; `!` for an account that cannot log in yet.
     pub password_hash: &'a str,
     pub restaurant_id: Option<Uuid>,
+}
+
+/// An account as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Account {
+    pub id: Uuid,
+    pub email: String,
+    pub phone: Option<String>,
+    pub name: String,
+    pub role: UserRole,
+    /// A PHC string, or `!` for no password.
+    pub password_hash: String,
+    pub restaurant_id: Option<Uuid>,
+    pub default_address: Option<Address>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The fields of a profile its owner may change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileUpdate {
+    pub name: String,
+    pub phone: Option<String>,
+    pub default_address: Option<Address>,
+}
+
+/// Why an account was not created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateUserError {
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a refresh token was not exchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefreshRefused {
+    #[error("the refresh token is not known")]
+    Unknown,
+    #[error("the refresh token has expired")]
+    Expired,
+    /// It was revoked (logout), or already used: a second use means a copy
+    /// leaked, so every token of the account is revoked.
+    #[error("the refresh token was revoked")]
+    Revoked,
 }
 
 /// A driver as customers, restaurants and ops see them.
@@ -60,10 +119,10 @@ impl Users {
         Self { postgres }
     }
 
-    pub async fn create(&self, user: &NewUser<'_>) -> Result<Uuid, StoreError> {
+    pub async fn create(&self, user: &NewUser<'_>) -> Result<Uuid, CreateUserError> {
         let id = Uuid::new_v4();
         let client = self.postgres.client().await?;
-        client
+        let inserted = client
             .execute(
                 sql::INSERT_USER,
                 &[
@@ -76,9 +135,117 @@ impl Users {
                     &user.restaurant_id,
                 ],
             )
+            .await;
+        match inserted {
+            Ok(_) => Ok(id),
+            Err(err) if err.code() == Some(&SqlState::UNIQUE_VIOLATION) => Err(CreateUserError::EmailTaken),
+            Err(err) => Err(StoreError::postgres(err).into()),
+        }
+    }
+
+    /// The account signing in with `email` (lower-cased by the caller).
+    pub async fn account_by_email(&self, email: &str) -> Result<Option<Account>, StoreError> {
+        self.account_where(sql::SELECT_ACCOUNT_BY_EMAIL, &email).await
+    }
+
+    pub async fn account(&self, id: Uuid) -> Result<Option<Account>, StoreError> {
+        self.account_where(sql::SELECT_ACCOUNT, &id).await
+    }
+
+    async fn account_where(
+        &self,
+        statement: &str,
+        key: &(dyn tokio_postgres::types::ToSql + Sync),
+    ) -> Result<Option<Account>, StoreError> {
+        let client = self.postgres.client().await?;
+        let statement = client.prepare_cached(statement).await.map_err(StoreError::postgres)?;
+        let row = client.query_opt(&statement, &[key]).await.map_err(StoreError::postgres)?;
+        row.as_ref().map(account_from_row).transpose()
+    }
+
+    /// Changes the profile of account `id`; `None` if there is no such account.
+    pub async fn update_profile(&self, id: Uuid, update: &ProfileUpdate) -> Result<Option<Account>, StoreError> {
+        let client = self.postgres.client().await?;
+        let address = update.default_address.as_ref().map(Json);
+        let row = client
+            .query_opt(sql::UPDATE_PROFILE, &[&id, &update.name, &update.phone, &address])
             .await
             .map_err(StoreError::postgres)?;
-        Ok(id)
+        row.as_ref().map(account_from_row).transpose()
+    }
+
+    /// Stores a new refresh token (its hash) for `user_id`, valid for `ttl`.
+    pub async fn issue_refresh_token(
+        &self,
+        user_id: Uuid,
+        token_hash: &str,
+        ttl: Duration,
+    ) -> Result<DateTime<Utc>, StoreError> {
+        let expires_at = Utc::now() + ttl;
+        let client = self.postgres.client().await?;
+        client
+            .execute(sql::INSERT_REFRESH_TOKEN, &[&Uuid::new_v4(), &user_id, &token_hash, &expires_at])
+            .await
+            .map_err(StoreError::postgres)?;
+        Ok(expires_at)
+    }
+
+    /// Exchanges the refresh token `old_hash` for `new_hash` (valid for
+    /// `ttl`) in one transaction: the old one is revoked and names the new.
+    /// Returns the account and the new token's expiry.
+    pub async fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        ttl: Duration,
+    ) -> Result<Result<(Uuid, DateTime<Utc>), RefreshRefused>, StoreError> {
+        let old_hash = old_hash.to_string();
+        let new_hash = new_hash.to_string();
+        self.postgres
+            .serializable(move |tx| {
+                let (old_hash, new_hash) = (old_hash.clone(), new_hash.clone());
+                Box::pin(async move {
+                    let Some(row) = tx.query_opt(sql::SELECT_REFRESH_TOKEN, &[&old_hash]).await? else {
+                        return Ok(Err(RefreshRefused::Unknown));
+                    };
+                    let (id, user_id): (Uuid, Uuid) = (row.get(0), row.get(1));
+                    let expires_at: DateTime<Utc> = row.get(2);
+                    let revoked_at: Option<DateTime<Utc>> = row.get(3);
+                    if revoked_at.is_some() {
+                        let replaced_by: Option<Uuid> = row.get(4);
+                        if replaced_by.is_some() {
+                            // Reuse of a rotated token: someone else holds a copy.
+                            tx.execute(sql::REVOKE_USER_REFRESH_TOKENS, &[&user_id]).await?;
+                        }
+                        return Ok(Err(RefreshRefused::Revoked));
+                    }
+                    if expires_at <= Utc::now() {
+                        return Ok(Err(RefreshRefused::Expired));
+                    }
+                    let new_id = Uuid::new_v4();
+                    let new_expiry = Utc::now() + ttl;
+                    tx.execute(sql::INSERT_REFRESH_TOKEN, &[&new_id, &user_id, &new_hash, &new_expiry]).await?;
+                    tx.execute(sql::REPLACE_REFRESH_TOKEN, &[&id, &new_id]).await?;
+                    Ok::<_, TxError>(Ok((user_id, new_expiry)))
+                })
+            })
+            .await
+    }
+
+    /// Revokes the refresh token `token_hash`, or with `all_sessions` every
+    /// token of its account. `false` if the token is not known.
+    pub async fn revoke_refresh_token(&self, token_hash: &str, all_sessions: bool) -> Result<bool, StoreError> {
+        let client = self.postgres.client().await?;
+        let Some(row) =
+            client.query_opt(sql::SELECT_REFRESH_TOKEN, &[&token_hash]).await.map_err(StoreError::postgres)?
+        else {
+            return Ok(false);
+        };
+        let (id, user_id): (Uuid, Uuid) = (row.get(0), row.get(1));
+        let (statement, key) =
+            if all_sessions { (sql::REVOKE_USER_REFRESH_TOKENS, user_id) } else { (sql::REVOKE_REFRESH_TOKEN, id) };
+        client.execute(statement, &[&key]).await.map_err(StoreError::postgres)?;
+        Ok(true)
     }
 
     /// The id, role and restaurant of the account with this email.
@@ -130,4 +297,20 @@ impl Users {
             .map_err(StoreError::postgres)?;
         Ok(row.map(|row| row.get(0)))
     }
+}
+
+fn account_from_row(row: &Row) -> Result<Account, StoreError> {
+    let role: String = row.get(4);
+    let address: Option<Json<Address>> = row.get(7);
+    Ok(Account {
+        id: row.get(0),
+        email: row.get(1),
+        phone: row.get(2),
+        name: row.get(3),
+        role: UserRole::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("account role {role:?}")))?,
+        password_hash: row.get(5),
+        restaurant_id: row.get(6),
+        default_address: address.map(|Json(address)| address),
+        created_at: row.get(8),
+    })
 }

@@ -25,6 +25,8 @@ pub struct Stack {
     pub http: reqwest::Client,
     pub tokens: Tokens,
     pub users: Users,
+    pub stores: Stores,
+    scylla: foodfast_store::scylla::ScyllaConfig,
     _sandbox: Sandbox,
 }
 
@@ -46,8 +48,10 @@ impl Stack {
         let users = Users::new(stores.postgres.clone());
         let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server_addr = server.local_addr().unwrap();
-        tokio::spawn(async move {
-            foodfast_server::server::serve(&config, stores, server, std::future::pending::<()>()).await
+        let scylla = config.stores.scylla.clone();
+        tokio::spawn({
+            let stores = stores.clone();
+            async move { foodfast_server::server::serve(&config, stores, server, std::future::pending::<()>()).await }
         });
         let mut gateway_config = GatewayConfig::default();
         gateway_config.http.max_body_bytes = MAX_BODY;
@@ -58,7 +62,12 @@ impl Stack {
         let base = format!("http://{}", gateway.local_addr().unwrap());
         tokio::spawn(async move { rest::serve(&gateway_config, gateway, std::future::pending()).await });
         let tokens = Tokens::new(&[TokenKey::parse(KEY).unwrap()]);
-        Self { base, http: reqwest::Client::new(), tokens, users, _sandbox: sandbox }
+        Self { base, http: reqwest::Client::new(), tokens, users, stores, scylla, _sandbox: sandbox }
+    }
+
+    /// Creates the test's keyspace and tables (the location routes need them).
+    pub async fn migrate_scylla(&self) {
+        migrate::migrate_scylla(&self.stores.scylla, &self.scylla, &migrate::scylla_migrations()).await.unwrap();
     }
 
     pub async fn user(&self, role: UserRole, restaurant_id: Option<Uuid>) -> Principal {

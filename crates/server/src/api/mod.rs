@@ -3,6 +3,7 @@
 //! types, call the domain or the store, map the error. Services whose issue
 //! has not landed yet answer every RPC with `UNIMPLEMENTED`.
 
+mod account_api;
 mod dispatch_api;
 mod driver_api;
 mod order_api;
@@ -14,7 +15,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use foodfast_api::v1::{
-    account_service_server::{AccountService, AccountServiceServer},
+    account_service_server::AccountServiceServer,
     dispatch_service_server::DispatchServiceServer,
     driver_service_server::DriverServiceServer,
     media_service_server::{MediaService, MediaServiceServer},
@@ -26,6 +27,7 @@ use foodfast_api::v1::{
 };
 use foodfast_domain::pricing::PricingPolicy;
 use foodfast_payments::PaymentGateway;
+use foodfast_store::audit::AuditLog;
 use foodfast_store::fanout::Fanout;
 use foodfast_store::live::LivePositions;
 use foodfast_store::locations::{LocationReader, LocationWriter};
@@ -41,6 +43,7 @@ use crate::auth::Tokens;
 use crate::config::{IngestConfig, ServiceSettings, TrackingConfig};
 use crate::settlement::PaymentSettler;
 
+pub use account_api::{AccountApi, Accounts};
 pub use dispatch_api::DispatchApi;
 pub use driver_api::DriverApi;
 pub use order_api::OrderApi;
@@ -56,6 +59,8 @@ pub struct App {
     pub restaurants: Restaurants,
     pub orders: Orders,
     pub users: Users,
+    pub accounts: Accounts,
+    pub audit: AuditLog,
     pub fanout: Fanout,
     pub payments: Arc<dyn PaymentGateway>,
     pub settler: PaymentSettler,
@@ -108,26 +113,31 @@ impl App {
 #[derive(Debug, Clone, Copy)]
 pub struct NotImplementedYet;
 
-impl AccountService for NotImplementedYet {}
 impl NotificationService for NotImplementedYet {}
 impl SupportService for NotImplementedYet {}
 impl MediaService for NotImplementedYet {}
 
 /// Adds every `foodfast.v1` service behind the bearer-token interceptor,
-/// each limited to `max_message_bytes` in both directions.
+/// each limited to `max_message_bytes` in both directions, its state changes
+/// written to the audit log.
 pub fn add_services(router: Router, app: App, tokens: &Tokens, max_message_bytes: usize) -> Router {
+    let audit = app.audit.clone();
     macro_rules! service {
         ($server:ident, $service:expr) => {
             tonic::service::interceptor::InterceptedService::new(
-                $server::new($service)
-                    .max_decoding_message_size(max_message_bytes)
-                    .max_encoding_message_size(max_message_bytes),
+                crate::audit::Audited::new(
+                    $server::new($service)
+                        .max_decoding_message_size(max_message_bytes)
+                        .max_encoding_message_size(max_message_bytes),
+                    audit.clone(),
+                    max_message_bytes,
+                ),
                 crate::auth::interceptor(tokens.clone()),
             )
         };
     }
     router
-        .add_service(service!(AccountServiceServer, NotImplementedYet))
+        .add_service(service!(AccountServiceServer, AccountApi::new(app.clone())))
         .add_service(service!(RestaurantServiceServer, RestaurantApi::new(app.clone())))
         .add_service(service!(OrderServiceServer, OrderApi::new(app.clone())))
         .add_service(service!(DriverServiceServer, DriverApi::new(app.clone())))

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use foodfast_api::v1 as pb;
+use foodfast_api::v1::account_service_client::AccountServiceClient;
 use foodfast_api::v1::dispatch_service_client::DispatchServiceClient;
 use foodfast_api::v1::driver_service_client::DriverServiceClient;
 use foodfast_api::v1::order_service_client::OrderServiceClient;
@@ -138,6 +139,16 @@ impl TestServer {
             let token = self.tokens.mint(p, Duration::from_secs(600)).unwrap();
             format!("Bearer {token}").parse().unwrap()
         }))
+    }
+
+    pub fn accounts(&self, caller: Option<&Principal>) -> AccountServiceClient<Authed> {
+        AccountServiceClient::with_interceptor(self.channel.clone(), self.bearer(caller))
+    }
+
+    /// A client that sends `access_token` as its bearer token.
+    pub fn accounts_as(&self, access_token: &str) -> AccountServiceClient<Authed> {
+        let bearer = Bearer(Some(format!("Bearer {access_token}").parse().unwrap()));
+        AccountServiceClient::with_interceptor(self.channel.clone(), bearer)
     }
 
     pub fn restaurants(&self, caller: Option<&Principal>) -> RestaurantServiceClient<Authed> {
