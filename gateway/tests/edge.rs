@@ -46,7 +46,7 @@ async fn tokens_the_gateway_does_not_accept_stop_there_with_401() {
     let transport = tower::ServiceBuilder::new().layer(tonic_web::GrpcWebClientLayer::new()).service(http1);
     let mut orders = pb::order_service_client::OrderServiceClient::with_origin(transport, stack.base.parse().unwrap());
     let mut request = tonic::Request::new(pb::ListOrdersRequest::default());
-    let token = stack.tokens.mint(&customer, Duration::from_secs(60)).unwrap();
+    let token = stack.token(&customer);
     request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
     let refused = orders.list_orders(request).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");

@@ -51,7 +51,7 @@ async fn connect_web_calls_unary_and_server_streaming_methods_through_the_gatewa
         .current_dir(ROOT)
         .env("FOODFAST_GATEWAY_URL", &stack.base)
         .env("FOODFAST_DESCRIPTORS", &descriptors)
-        .env("FOODFAST_TOKEN", stack.tokens.mint(&customer, Duration::from_secs(600)).unwrap())
+        .env("FOODFAST_TOKEN", stack.token(&customer))
         .env("RESTAURANT_ID", &restaurant_id)
         .env("ORDER_ID", &order_id)
         .env("FOODFAST_GRPC_WEB_FORMAT", "binary")

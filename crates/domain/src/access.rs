@@ -3,7 +3,7 @@
 
 use uuid::Uuid;
 
-use crate::order::Actor;
+use crate::order::{Actor, OrderStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -92,6 +92,16 @@ impl Principal {
         self.may_view_order(order)
     }
 
+    /// Whether this caller sees where the order goes: a driver only while
+    /// its delivery of the order is active (assigned, not finished); the
+    /// other parties whenever they see the order.
+    pub fn may_see_delivery_address(&self, order: &OrderParties, status: OrderStatus) -> bool {
+        match self.role {
+            Role::Driver => order.driver_id == Some(self.user_id) && !status.is_terminal(),
+            _ => self.may_view_order(order),
+        }
+    }
+
     /// Whose order history this caller may list: a customer only their own.
     pub fn may_list_orders_of(&self, customer_id: Uuid) -> bool {
         self.is_operator() || (self.role == Role::Customer && self.user_id == customer_id)
@@ -128,6 +138,26 @@ mod tests {
         }
         let unassigned = OrderParties { driver_id: None, ..order };
         assert!(!driver.may_view_order(&unassigned));
+    }
+
+    #[test]
+    fn a_driver_sees_the_address_only_while_delivering() {
+        let driver = principal(Role::Driver, None);
+        let customer = principal(Role::Customer, None);
+        let order = OrderParties {
+            customer_id: customer.user_id,
+            restaurant_id: Uuid::new_v4(),
+            driver_id: Some(driver.user_id),
+        };
+        for status in [OrderStatus::Confirmed, OrderStatus::ReadyForPickup, OrderStatus::PickedUp] {
+            assert!(driver.may_see_delivery_address(&order, status), "{status:?}");
+        }
+        for status in [OrderStatus::Delivered, OrderStatus::Cancelled] {
+            assert!(!driver.may_see_delivery_address(&order, status), "{status:?}");
+            assert!(customer.may_see_delivery_address(&order, status), "the customer always: {status:?}");
+        }
+        let other_driver = principal(Role::Driver, None);
+        assert!(!other_driver.may_see_delivery_address(&order, OrderStatus::PickedUp));
     }
 
     #[test]

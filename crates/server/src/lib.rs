@@ -2,12 +2,12 @@
 //! the API handlers. `main.rs` is only the command line around it.
 
 pub mod api;
-pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod convert;
 pub mod error;
 pub mod health;
+pub mod policy;
 pub mod seed;
 pub mod server;
 pub mod settlement;

@@ -91,13 +91,17 @@ struct Tracker {
     last_sent: Instant,
     next_resync: Instant,
     finished: bool,
+    /// Whether the caller may see the delivery address (snapshots omit it otherwise).
+    show_address: bool,
 }
 
 /// The stream of one order. Ends with OK after a DELIVERED, CANCELLED or
 /// REJECTED event (or at once for an order already finished and nothing to
 /// replay); with UNAVAILABLE when the server shuts down or the database
 /// stays unreachable (resume with the last seq).
-pub async fn track(app: App, start: Start, max_locations_per_second: u32) -> BoxStream<Message> {
+/// `show_address`: whether the caller may see the delivery address (a
+/// driver only while delivering).
+pub async fn track(app: App, start: Start, max_locations_per_second: u32, show_address: bool) -> BoxStream<Message> {
     let (order, after, history) = match start {
         Start::Fresh { order, history } => {
             let after = order.last_event_seq;
@@ -126,6 +130,7 @@ pub async fn track(app: App, start: Start, max_locations_per_second: u32) -> Box
         last_sent: now,
         next_resync: now + config.resync_interval,
         finished: false,
+        show_address,
         app,
     };
     // A replica that just started may not have reached Redis yet: give it a
@@ -352,6 +357,9 @@ impl Tracker {
         let history: Vec<OrderEvent> = history.iter().filter(|e| e.seq <= order.last_event_seq).cloned().collect();
         let mut snapshot = convert::order(order, &history);
         snapshot.driver = self.driver_summary(true).await;
+        if !self.show_address {
+            snapshot.delivery_address = None;
+        }
         self.message(Payload::Snapshot(pb::TrackingSnapshot { order: Some(snapshot), eta }))
     }
 

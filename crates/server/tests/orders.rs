@@ -56,9 +56,10 @@ fn amount(m: &Option<pb::Money>) -> String {
 async fn quote_prices_on_the_server_and_ignores_nothing_the_client_cannot_set() {
     let shop = shop().await;
     let request = shop.order_request("unused", "pm_card_visa");
+    let customer = shop.server.customer().await;
     let quote = shop
         .server
-        .orders(None)
+        .orders(Some(&customer))
         .quote(pb::QuoteRequest {
             restaurant_id: request.restaurant_id.clone(),
             items: request.items.clone(),

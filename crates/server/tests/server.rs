@@ -91,14 +91,14 @@ async fn health_turns_not_serving_while_redis_is_down_and_serving_when_it_is_bac
 }
 
 #[tokio::test]
-async fn rpcs_not_built_yet_answer_unimplemented() {
+async fn rpcs_not_built_yet_answer_unimplemented_to_callers_they_are_for() {
     let server = RunningServer::start(foodfast_testkit::fresh_stores().await).await;
 
     let unary = DispatchServiceClient::new(server.channel.clone())
         .get_matching_state(GetMatchingStateRequest::default())
         .await
         .unwrap_err();
-    assert_eq!(unary.code(), tonic::Code::Unimplemented);
+    assert_eq!(unary.code(), tonic::Code::Unauthenticated, "who may call is checked before anything else");
 
     let stream = NotificationServiceClient::new(server.channel.clone())
         .watch_announcements(WatchAnnouncementsRequest::default())

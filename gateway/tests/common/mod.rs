@@ -3,13 +3,10 @@
 
 #![allow(dead_code)] // each test binary uses its own part
 
-use std::time::Duration;
-
 use foodfast_domain::access::{Principal, Role};
 use foodfast_gateway::config::GatewayConfig;
 use foodfast_gateway::rest;
 use foodfast_payment_sandbox::Sandbox;
-use foodfast_server::auth::{TokenKey, Tokens};
 use foodfast_server::config::Config;
 use foodfast_store::users::{NewUser, UserRole, Users};
 use foodfast_store::{Stores, migrate};
@@ -18,12 +15,15 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 pub const KEY: &str = "test:a-test-signing-key-that-is-long-enough";
+/// The password of every account `Stack::user` makes.
+const PASSWORD: &str = "a gateway test password";
 pub const MAX_BODY: usize = 64 * 1024;
 
 pub struct Stack {
     pub base: String,
     pub http: reqwest::Client,
-    pub tokens: Tokens,
+    /// Access tokens of the accounts `user` made, by account id.
+    sessions: std::sync::Mutex<std::collections::HashMap<Uuid, String>>,
     pub users: Users,
     pub stores: Stores,
     scylla: foodfast_store::scylla::ScyllaConfig,
@@ -61,8 +61,8 @@ impl Stack {
         let gateway = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", gateway.local_addr().unwrap());
         tokio::spawn(async move { rest::serve(&gateway_config, gateway, std::future::pending()).await });
-        let tokens = Tokens::new(&[TokenKey::parse(KEY).unwrap()]);
-        Self { base, http: reqwest::Client::new(), tokens, users, stores, scylla, _sandbox: sandbox }
+        let sessions = Default::default();
+        Self { base, http: reqwest::Client::new(), sessions, users, stores, scylla, _sandbox: sandbox }
     }
 
     /// Creates the test's keyspace and tables (the location routes need them).
@@ -72,18 +72,19 @@ impl Stack {
 
     pub async fn user(&self, role: UserRole, restaurant_id: Option<Uuid>) -> Principal {
         let email = format!("{}@example.test", Uuid::new_v4().simple());
+        static PASSWORD_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let password_hash = PASSWORD_HASH.get_or_init(|| foodfast_auth::password::hash(PASSWORD));
         let user_id = self
             .users
-            .create(&NewUser {
-                email: &email,
-                phone: None,
-                name: "Rest Person",
-                role,
-                password_hash: "!",
-                restaurant_id,
-            })
+            .create(&NewUser { email: &email, phone: None, name: "Rest Person", role, password_hash, restaurant_id })
             .await
             .unwrap();
+        // Signed in for real, through the gateway.
+        let login = json!({"email": email, "password": PASSWORD});
+        let (status, signed_in) = self.call(reqwest::Method::POST, "/api/v1/auth/login", None, Some(login)).await;
+        assert_eq!(status, StatusCode::OK, "{signed_in}");
+        let token = signed_in["tokens"]["accessToken"].as_str().unwrap().to_string();
+        self.sessions.lock().unwrap().insert(user_id, token);
         let role = match role {
             UserRole::Customer => Role::Customer,
             UserRole::RestaurantStaff => Role::RestaurantStaff,
@@ -94,10 +95,15 @@ impl Stack {
         Principal { user_id, role, restaurant_id }
     }
 
+    /// The access token `principal` (made by `user`) signed in with.
+    pub fn token(&self, principal: &Principal) -> String {
+        self.sessions.lock().unwrap().get(&principal.user_id).expect("a principal made by Stack::user").clone()
+    }
+
     pub fn request(&self, method: reqwest::Method, path: &str, caller: Option<&Principal>) -> reqwest::RequestBuilder {
         let request = self.http.request(method, format!("{}{path}", self.base));
         match caller {
-            Some(caller) => request.bearer_auth(self.tokens.mint(caller, Duration::from_secs(600)).unwrap()),
+            Some(caller) => request.bearer_auth(self.token(caller)),
             None => request,
         }
     }

@@ -118,14 +118,15 @@ impl SupportService for NotImplementedYet {}
 impl MediaService for NotImplementedYet {}
 
 /// Adds every `foodfast.v1` service behind the bearer-token interceptor,
-/// each limited to `max_message_bytes` in both directions, its state changes
-/// written to the audit log.
+/// each limited to `max_message_bytes` in both directions, its callers
+/// checked by role and its state changes written to the audit log
+/// ([`crate::policy`]).
 pub fn add_services(router: Router, app: App, tokens: &Tokens, max_message_bytes: usize) -> Router {
     let audit = app.audit.clone();
     macro_rules! service {
         ($server:ident, $service:expr) => {
             tonic::service::interceptor::InterceptedService::new(
-                crate::audit::Audited::new(
+                crate::policy::Guarded::new(
                     $server::new($service)
                         .max_decoding_message_size(max_message_bytes)
                         .max_encoding_message_size(max_message_bytes),

@@ -246,7 +246,11 @@ impl OrderService for OrderApi {
             Some(order) if caller.may_view_order(&parties(&order)) => order,
             _ => return Err(not_visible(&caller, order_id).into()),
         };
-        Ok(Response::new(pb::GetOrderResponse { order: Some(self.with_history(&order).await?) }))
+        let mut shown = self.with_history(&order).await?;
+        if !caller.may_see_delivery_address(&parties(&order), order.status) {
+            shown.delivery_address = None;
+        }
+        Ok(Response::new(pb::GetOrderResponse { order: Some(shown) }))
     }
 
     async fn list_orders(

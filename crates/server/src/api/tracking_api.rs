@@ -76,15 +76,15 @@ impl TrackingService for TrackingApi {
             }
         };
         let order = self.app.orders.get(order_id).await.map_err(ApiError::from)?;
+        let parties = |o: &foodfast_store::orders::Order| OrderParties {
+            customer_id: o.customer_id,
+            restaurant_id: o.restaurant_id,
+            driver_id: o.driver_id,
+        };
         let order = order
-            .filter(|o| {
-                caller.may_view_order(&OrderParties {
-                    customer_id: o.customer_id,
-                    restaurant_id: o.restaurant_id,
-                    driver_id: o.driver_id,
-                })
-            })
+            .filter(|o| caller.may_view_order(&parties(o)))
             .ok_or_else(|| super::order_api::not_visible(&caller, order_id))?;
+        let show_address = caller.may_see_delivery_address(&parties(&order), order.status);
         let resume_after = i64::try_from(request.resume_after).unwrap_or(i64::MAX);
         let start = if resume_after == 0 {
             let history = self.app.orders.events(order_id).await.map_err(ApiError::from)?;
@@ -101,7 +101,7 @@ impl TrackingService for TrackingApi {
         } else {
             Start::Resume { order, after: resume_after }
         };
-        Ok(Response::new(tracking::track(self.app.clone(), start, rate).await))
+        Ok(Response::new(tracking::track(self.app.clone(), start, rate, show_address).await))
     }
 
     async fn get_driver_track(

@@ -14,7 +14,6 @@ use foodfast_api::v1::restaurant_service_client::RestaurantServiceClient;
 use foodfast_api::v1::tracking_service_client::TrackingServiceClient;
 use foodfast_domain::access::{Principal, Role};
 use foodfast_payment_sandbox::Sandbox;
-use foodfast_server::auth::{TokenKey, Tokens};
 use foodfast_server::config::Config;
 use foodfast_store::users::{NewUser, UserRole, Users};
 use foodfast_store::{Stores, migrate};
@@ -26,10 +25,19 @@ use tonic::transport::Channel;
 use uuid::Uuid;
 
 pub const TEST_KEY: &str = "test:a-test-signing-key-that-is-long-enough";
+/// The password of every account the helpers create.
+pub const TEST_PASSWORD: &str = "a test password, long enough";
 
 /// Adds `authorization: Bearer <token>` to every call.
 #[derive(Clone)]
 pub struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl Bearer {
+    /// Sends `access_token` (from a real sign-in).
+    pub fn token(access_token: &str) -> Self {
+        Bearer(Some(format!("Bearer {access_token}").parse().unwrap()))
+    }
+}
 
 impl Interceptor for Bearer {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
@@ -45,7 +53,9 @@ pub type Authed = InterceptedService<Channel, Bearer>;
 pub struct TestServer {
     pub channel: Channel,
     pub addr: std::net::SocketAddr,
-    pub tokens: Tokens,
+    /// Access tokens of the accounts this server's helpers created, from
+    /// real sign-ins (`Login`), by account id.
+    sessions: std::sync::Mutex<std::collections::HashMap<Uuid, String>>,
     pub sandbox: Sandbox,
     pub stores: Stores,
     pub config: Config,
@@ -72,11 +82,10 @@ impl TestServer {
         adjust(&mut config);
         let stores = Stores::connect(&config.stores).await.unwrap();
         migrate::migrate_postgres(&stores.postgres, &migrate::cockroach_migrations()).await.unwrap();
-        let tokens = Tokens::new(&[TokenKey::parse(TEST_KEY).unwrap()]);
         let mut server = Self {
             channel: dead_channel(),
             addr: ([127, 0, 0, 1], 0).into(),
-            tokens,
+            sessions: Default::default(),
             sandbox,
             stores,
             config,
@@ -134,11 +143,16 @@ impl TestServer {
         DriverServiceClient::with_interceptor(replica.channel.clone(), self.bearer(caller))
     }
 
+    /// The signed-in token of `principal` (made by this server's helpers).
     pub fn bearer(&self, principal: Option<&Principal>) -> Bearer {
-        Bearer(principal.map(|p| {
-            let token = self.tokens.mint(p, Duration::from_secs(600)).unwrap();
-            format!("Bearer {token}").parse().unwrap()
-        }))
+        match principal {
+            Some(principal) => {
+                let sessions = self.sessions.lock().unwrap();
+                let token = sessions.get(&principal.user_id).expect("a principal made by this TestServer's helpers");
+                Bearer::token(token)
+            }
+            None => Bearer(None),
+        }
     }
 
     pub fn accounts(&self, caller: Option<&Principal>) -> AccountServiceClient<Authed> {
@@ -147,8 +161,7 @@ impl TestServer {
 
     /// A client that sends `access_token` as its bearer token.
     pub fn accounts_as(&self, access_token: &str) -> AccountServiceClient<Authed> {
-        let bearer = Bearer(Some(format!("Bearer {access_token}").parse().unwrap()));
-        AccountServiceClient::with_interceptor(self.channel.clone(), bearer)
+        AccountServiceClient::with_interceptor(self.channel.clone(), Bearer::token(access_token))
     }
 
     pub fn restaurants(&self, caller: Option<&Principal>) -> RestaurantServiceClient<Authed> {
@@ -159,19 +172,19 @@ impl TestServer {
         OrderServiceClient::with_interceptor(self.channel.clone(), self.bearer(caller))
     }
 
+    /// An account of `role`, signed in with its password through `Login`.
     async fn user(&self, role: UserRole, restaurant_id: Option<Uuid>) -> Uuid {
+        static PASSWORD_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let password_hash = PASSWORD_HASH.get_or_init(|| foodfast_auth::password::hash(TEST_PASSWORD));
         let email = format!("{}@example.test", Uuid::new_v4().simple());
-        Users::new(self.stores.postgres.clone())
-            .create(&NewUser {
-                email: &email,
-                phone: None,
-                name: "Test Person",
-                role,
-                password_hash: "!",
-                restaurant_id,
-            })
+        let user_id = Users::new(self.stores.postgres.clone())
+            .create(&NewUser { email: &email, phone: None, name: "Test Person", role, password_hash, restaurant_id })
             .await
-            .unwrap()
+            .unwrap();
+        let login = pb::LoginRequest { email, password: TEST_PASSWORD.into() };
+        let signed_in = AccountServiceClient::new(self.channel.clone()).login(login).await.unwrap().into_inner();
+        self.sessions.lock().unwrap().insert(user_id, signed_in.tokens.unwrap().access_token);
+        user_id
     }
 
     pub async fn customer(&self) -> Principal {
@@ -259,6 +272,11 @@ pub struct Replica {
 
 impl Replica {
     async fn spawn(config: &Config) -> Self {
+        Self::spawn_logging(config, "warn", None).await
+    }
+
+    /// A replica logging at `filter` (JSON), into `log` when given.
+    pub async fn spawn_logging(config: &Config, filter: &str, log: Option<&std::path::Path>) -> Self {
         let port = foodfast_testkit::free_port();
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_foodfast"));
         for (name, _) in std::env::vars() {
@@ -270,14 +288,21 @@ impl Replica {
         let child = command
             .args(["serve", "--grpc-addr", &format!("127.0.0.1:{port}")])
             .env("FOODFAST_LOG_FORMAT", "json")
-            .env("FOODFAST_LOG", "warn")
+            .env("FOODFAST_LOG", filter)
             .env("FOODFAST_DATABASE_URL", &stores.postgres.url)
             .env("FOODFAST_SCYLLA_CONTACT_POINTS", stores.scylla.contact_points.join(","))
             .env("FOODFAST_SCYLLA_KEYSPACE", &stores.scylla.keyspace)
             .env("FOODFAST_REDIS_URL", &stores.redis.url)
             .env("FOODFAST_AUTH_KEYS", TEST_KEY)
             .env("FOODFAST_PAYMENTS_URL", &config.payments.base_url)
-            .stdout(std::process::Stdio::null())
+            .stdout(match log {
+                Some(path) => std::fs::File::create(path).unwrap().into(),
+                None => std::process::Stdio::null(),
+            })
+            .stderr(match log {
+                Some(path) => std::fs::OpenOptions::new().append(true).open(path).unwrap().into(),
+                None => std::process::Stdio::inherit(),
+            })
             .spawn()
             .unwrap();
         let channel = Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap();

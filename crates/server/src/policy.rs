@@ -1,15 +1,22 @@
-//! The audit trail: every state-changing call that succeeds leaves a row
-//! saying who did what to which resource, when. One tower layer around each
-//! service does it, from one table that classifies every RPC of the
-//! contract (a test fails when a new RPC is not classified). The resource id
-//! is read from the request message or, for creations, from the answer; the
-//! answer is held until its row is written.
+//! Who may call what, and the audit trail of what they changed: one tower
+//! layer around each service, driven by one table that classifies every RPC
+//! of the contract (a test fails when a new RPC is not in it).
+//!
+//! Access is checked by role here, before any handler runs: no token where
+//! one is needed is `UNAUTHENTICATED`, a role the RPC is not for is
+//! `PERMISSION_DENIED`. Which resources a caller may touch (its own orders,
+//! its restaurant's menu) is checked per resource by the handlers.
+//!
+//! Every state-changing call that succeeds leaves an audit row saying who
+//! did what to which resource, when. The resource id is read from the
+//! request message or, for creations, from the answer; the answer is held
+//! until its row is written.
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};
 
 use bytes::Buf;
-use foodfast_domain::access::Principal;
+use foodfast_domain::access::{Principal, Role};
 use foodfast_store::audit::{AuditEntry, AuditLog};
 use futures::future::BoxFuture;
 use http_body_util::{BodyExt, Limited, StreamBody};
@@ -40,73 +47,129 @@ pub enum Audit {
     RecordedElsewhere(&'static str),
 }
 
+/// Who may call an RPC (before per-resource checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, with or without a token.
+    Public,
+    /// Any signed-in caller.
+    Authenticated,
+    /// Signed-in callers with one of these roles.
+    Roles(&'static [Role]),
+}
+
+use Access::{Authenticated, Public, Roles};
 use Audit::{Changes, ReadOnly, RecordedElsewhere};
 use IdFrom::{Caller, Request, Response};
 
-/// Every RPC of `foodfast.v1`, by `Service/Method`.
-pub const RPCS: &[(&str, Audit)] = &[
-    ("AccountService/Register", Changes("account", Response("profile.account_id"))),
-    ("AccountService/Login", Changes("account", Response("profile.account_id"))),
+const ADMINS: Access = Roles(&[Role::Admin]);
+const OPS: Access = Roles(&[Role::Support, Role::Admin]);
+const CUSTOMERS: Access = Roles(&[Role::Customer]);
+const CUSTOMERS_AND_OPS: Access = Roles(&[Role::Customer, Role::Support, Role::Admin]);
+const DRIVERS: Access = Roles(&[Role::Driver]);
+const DRIVERS_AND_OPS: Access = Roles(&[Role::Driver, Role::Support, Role::Admin]);
+const STAFF_AND_ADMINS: Access = Roles(&[Role::RestaurantStaff, Role::Admin]);
+const STAFF_AND_OPS: Access = Roles(&[Role::RestaurantStaff, Role::Support, Role::Admin]);
+
+/// Every RPC of `foodfast.v1`, by `Service/Method`: who may call it (as the
+/// contract's comments say) and what the audit records.
+pub const RPCS: &[(&str, Access, Audit)] = &[
+    ("AccountService/Register", Public, Changes("account", Response("profile.account_id"))),
+    ("AccountService/Login", Public, Changes("account", Response("profile.account_id"))),
     (
         "AccountService/RefreshToken",
+        Public,
         RecordedElsewhere("refresh_tokens records each token's issue, rotation, revocation"),
     ),
-    ("AccountService/Logout", RecordedElsewhere("refresh_tokens records each token's issue, rotation, revocation")),
-    ("AccountService/GetProfile", ReadOnly),
-    ("AccountService/UpdateProfile", Changes("account", Caller)),
-    ("AccountService/CreateAccount", Changes("account", Response("profile.account_id"))),
-    ("DispatchService/AssignDriver", Changes("order", Request("order_id"))),
-    ("DispatchService/GetMatchingState", ReadOnly),
-    ("DispatchService/ListFlaggedOrders", ReadOnly),
+    (
+        "AccountService/Logout",
+        Public,
+        RecordedElsewhere("refresh_tokens records each token's issue, rotation, revocation"),
+    ),
+    ("AccountService/GetProfile", Authenticated, ReadOnly),
+    ("AccountService/UpdateProfile", Authenticated, Changes("account", Caller)),
+    ("AccountService/CreateAccount", ADMINS, Changes("account", Response("profile.account_id"))),
+    ("DispatchService/AssignDriver", OPS, Changes("order", Request("order_id"))),
+    ("DispatchService/GetMatchingState", OPS, ReadOnly),
+    ("DispatchService/ListFlaggedOrders", OPS, ReadOnly),
     (
         "DriverService/Connect",
+        DRIVERS,
         RecordedElsewhere("pings are telemetry; delivery steps are order events with their actor"),
     ),
-    ("DriverService/ReportLocation", RecordedElsewhere("pings are telemetry, kept in the location time series")),
-    ("DriverService/SetAvailability", Changes("driver", Caller)),
-    ("DriverService/GetDriverState", ReadOnly),
-    ("DriverService/AcceptOffer", Changes("delivery", Request("delivery_id"))),
-    ("DriverService/DeclineOffer", Changes("delivery", Request("delivery_id"))),
-    ("DriverService/MarkArrived", Changes("order", Request("order_id"))),
-    ("DriverService/MarkPickedUp", Changes("order", Request("order_id"))),
-    ("DriverService/MarkDelivered", Changes("order", Request("order_id"))),
-    ("MediaService/UploadImage", Changes("upload", Response("job_id"))),
-    ("MediaService/GetUploadJob", ReadOnly),
-    ("NotificationService/SendNotification", Changes("notification", Response("notification_id"))),
-    ("NotificationService/GetNotification", ReadOnly),
-    ("NotificationService/RegisterDevice", Changes("device", Response("device_id"))),
-    ("NotificationService/WatchAnnouncements", ReadOnly),
-    ("NotificationService/PublishAnnouncement", Changes("announcement", Response("announcement.announcement_id"))),
-    ("OrderService/Quote", ReadOnly),
-    ("OrderService/CreateOrder", Changes("order", Response("order.order_id"))),
-    ("OrderService/GetOrder", ReadOnly),
-    ("OrderService/ListOrders", ReadOnly),
-    ("OrderService/CancelOrder", Changes("order", Request("order_id"))),
-    ("RestaurantService/CreateRestaurant", Changes("restaurant", Response("restaurant.restaurant_id"))),
-    ("RestaurantService/UpdateRestaurant", Changes("restaurant", Request("restaurant_id"))),
-    ("RestaurantService/GetRestaurant", ReadOnly),
-    ("RestaurantService/SearchNearby", ReadOnly),
-    ("RestaurantService/GetMenu", ReadOnly),
-    ("RestaurantService/UpsertMenu", Changes("restaurant", Request("restaurant_id"))),
-    ("RestaurantService/WatchOrders", ReadOnly),
-    ("RestaurantService/UpdateOrderStatus", Changes("order", Request("order_id"))),
-    ("SupportService/Chat", RecordedElsewhere("a conversation's messages are its record")),
-    ("SupportService/ListConversations", ReadOnly),
-    ("SupportService/GetConversationHistory", ReadOnly),
-    ("TrackingService/TrackOrder", ReadOnly),
-    ("TrackingService/GetDriverTrack", ReadOnly),
-    ("TrackingService/ExportCityPings", ReadOnly),
+    (
+        "DriverService/ReportLocation",
+        DRIVERS,
+        RecordedElsewhere("pings are telemetry, kept in the location time series"),
+    ),
+    ("DriverService/SetAvailability", DRIVERS, Changes("driver", Caller)),
+    ("DriverService/GetDriverState", DRIVERS_AND_OPS, ReadOnly),
+    ("DriverService/AcceptOffer", DRIVERS, Changes("delivery", Request("delivery_id"))),
+    ("DriverService/DeclineOffer", DRIVERS, Changes("delivery", Request("delivery_id"))),
+    ("DriverService/MarkArrived", DRIVERS, Changes("order", Request("order_id"))),
+    ("DriverService/MarkPickedUp", DRIVERS, Changes("order", Request("order_id"))),
+    ("DriverService/MarkDelivered", DRIVERS, Changes("order", Request("order_id"))),
+    ("MediaService/UploadImage", Authenticated, Changes("upload", Response("job_id"))),
+    ("MediaService/GetUploadJob", Authenticated, ReadOnly),
+    ("NotificationService/SendNotification", OPS, Changes("notification", Response("notification_id"))),
+    ("NotificationService/GetNotification", Authenticated, ReadOnly),
+    ("NotificationService/RegisterDevice", Authenticated, Changes("device", Response("device_id"))),
+    ("NotificationService/WatchAnnouncements", Public, ReadOnly),
+    (
+        "NotificationService/PublishAnnouncement",
+        ADMINS,
+        Changes("announcement", Response("announcement.announcement_id")),
+    ),
+    ("OrderService/Quote", CUSTOMERS, ReadOnly),
+    ("OrderService/CreateOrder", CUSTOMERS, Changes("order", Response("order.order_id"))),
+    ("OrderService/GetOrder", Authenticated, ReadOnly),
+    ("OrderService/ListOrders", CUSTOMERS_AND_OPS, ReadOnly),
+    ("OrderService/CancelOrder", CUSTOMERS_AND_OPS, Changes("order", Request("order_id"))),
+    ("RestaurantService/CreateRestaurant", ADMINS, Changes("restaurant", Response("restaurant.restaurant_id"))),
+    ("RestaurantService/UpdateRestaurant", STAFF_AND_ADMINS, Changes("restaurant", Request("restaurant_id"))),
+    ("RestaurantService/GetRestaurant", Public, ReadOnly),
+    ("RestaurantService/SearchNearby", Public, ReadOnly),
+    ("RestaurantService/GetMenu", Public, ReadOnly),
+    ("RestaurantService/UpsertMenu", STAFF_AND_ADMINS, Changes("restaurant", Request("restaurant_id"))),
+    ("RestaurantService/WatchOrders", STAFF_AND_OPS, ReadOnly),
+    ("RestaurantService/UpdateOrderStatus", STAFF_AND_ADMINS, Changes("order", Request("order_id"))),
+    ("SupportService/Chat", CUSTOMERS_AND_OPS, RecordedElsewhere("a conversation's messages are its record")),
+    ("SupportService/ListConversations", CUSTOMERS_AND_OPS, ReadOnly),
+    ("SupportService/GetConversationHistory", CUSTOMERS_AND_OPS, ReadOnly),
+    ("TrackingService/TrackOrder", Authenticated, ReadOnly),
+    ("TrackingService/GetDriverTrack", DRIVERS_AND_OPS, ReadOnly),
+    ("TrackingService/ExportCityPings", OPS, ReadOnly),
 ];
 
-/// The audit of `path` (`/foodfast.v1.Service/Method`).
-fn audit_of(path: &str) -> Option<Audit> {
+/// The access and audit of `path` (`/foodfast.v1.Service/Method`).
+fn policy_of(path: &str) -> Option<(Access, Audit)> {
     let method = path.strip_prefix("/foodfast.v1.")?;
-    RPCS.iter().find(|(name, _)| *name == method).map(|(_, audit)| *audit)
+    RPCS.iter().find(|(name, ..)| *name == method).map(|(_, access, audit)| (*access, *audit))
 }
 
-/// Wraps one service: audited calls are recorded in `log`.
+/// Why `caller` may not call an RPC with `access`, if it may not.
+fn refusal(access: Access, caller: Option<&Principal>, method: &str) -> Option<tonic::Status> {
+    match (access, caller) {
+        (Public, _) => None,
+        (_, None) => Some(tonic::Status::unauthenticated(format!(
+            "{method} needs a bearer token in the `authorization` metadata"
+        ))),
+        (Authenticated, Some(_)) => None,
+        (Roles(roles), Some(caller)) if roles.contains(&caller.role) => None,
+        (Roles(roles), Some(caller)) => {
+            let allowed = roles.iter().map(|role| role.as_str()).collect::<Vec<_>>().join(", ");
+            Some(tonic::Status::permission_denied(format!(
+                "{method} is for {allowed}; a {} may not call it",
+                caller.role.as_str()
+            )))
+        }
+    }
+}
+
+/// Wraps one service: callers are checked against the table, and audited
+/// calls are recorded in `log`.
 #[derive(Clone)]
-pub struct Audited<S> {
+pub struct Guarded<S> {
     inner: S,
     log: AuditLog,
     pool: DescriptorPool,
@@ -114,7 +177,7 @@ pub struct Audited<S> {
     max_message_bytes: usize,
 }
 
-impl<S> Audited<S> {
+impl<S> Guarded<S> {
     pub fn new(inner: S, log: AuditLog, max_message_bytes: usize) -> Self {
         let pool =
             DescriptorPool::decode(foodfast_api::FILE_DESCRIPTOR_SET).expect("the contract's descriptors decode");
@@ -122,11 +185,11 @@ impl<S> Audited<S> {
     }
 }
 
-impl<S: NamedService> NamedService for Audited<S> {
+impl<S: NamedService> NamedService for Guarded<S> {
     const NAME: &'static str = S::NAME;
 }
 
-impl<S> Service<http::Request<Body>> for Audited<S>
+impl<S> Service<http::Request<Body>> for Guarded<S>
 where
     S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -141,7 +204,16 @@ where
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let path = request.uri().path().to_string();
-        let Some(Changes(kind, from)) = audit_of(&path) else {
+        let caller = request.extensions().get::<Principal>().copied();
+        // An RPC missing from the table is refused: the table test names it.
+        let Some((access, audit)) = policy_of(&path) else {
+            let status = tonic::Status::permission_denied(format!("{path} has no access rule"));
+            return Box::pin(async move { Ok(status.into_http()) });
+        };
+        if let Some(status) = refusal(access, caller.as_ref(), path.trim_start_matches('/')) {
+            return Box::pin(async move { Ok(status.into_http()) });
+        }
+        let Changes(kind, from) = audit else {
             return Box::pin(self.inner.call(request));
         };
         // The ready inner service serves this call; a fresh clone waits for the next.
@@ -152,7 +224,6 @@ where
             let method = pool
                 .get_service_by_name(path.trim_start_matches('/').split('/').next().unwrap_or(""))
                 .and_then(|service| service.methods().find(|m| path.ends_with(&format!("/{}", m.name()))));
-            let caller = request.extensions().get::<Principal>().copied();
             let request_id = header(request.headers(), "x-request-id");
             let (request, mut resource_id) = match (from, &method) {
                 (Request(field), Some(method)) => {
@@ -243,7 +314,7 @@ mod tests {
         for service in pool.services().filter(|s| s.package_name() == "foodfast.v1") {
             for method in service.methods() {
                 methods.push(format!("{}/{}", service.name(), method.name()));
-                let audit = audit_of(&format!("/{}/{}", service.full_name(), method.name()));
+                let audit = policy_of(&format!("/{}/{}", service.full_name(), method.name())).map(|(_, audit)| audit);
                 let exists = |message: MessageDescriptor, path: &str| {
                     let mut message = Some(message);
                     for name in path.split('.') {
@@ -254,7 +325,7 @@ mod tests {
                     true
                 };
                 match audit {
-                    None => panic!("{}/{} is not in audit::RPCS", service.name(), method.name()),
+                    None => panic!("{}/{} is not in policy::RPCS", service.name(), method.name()),
                     Some(Changes(_, Request(path))) => assert!(exists(method.input(), path), "{path}"),
                     Some(Changes(_, Response(path))) => assert!(exists(method.output(), path), "{path}"),
                     Some(_) => {}
