@@ -117,3 +117,33 @@ async fn browsers_on_configured_origins_may_call_and_read_grpc_web_trailers() {
     let exposed = read.headers()["access-control-expose-headers"].to_str().unwrap();
     assert!(exposed.contains("grpc-status") && exposed.contains("x-request-id"), "{exposed}");
 }
+
+#[tokio::test]
+async fn conflicts_refused_moves_and_an_unready_store_map_to_409_422_and_503() {
+    let stack = Stack::start().await; // Cassandra keyspace deliberately not migrated
+    let admin = stack.user(UserRole::Admin, None).await;
+    let customer = stack.user(UserRole::Customer, None).await;
+    let driver = stack.user(UserRole::Driver, None).await;
+    let kitchen = stack.kitchen(&admin).await;
+
+    let email = format!("{}@example.test", uuid::Uuid::new_v4().simple());
+    let account = json!({"email": email, "password": "correct horse battery", "displayName": "Ana"});
+    let (status, _) = stack.call(Method::POST, "/api/v1/auth/register", None, Some(account.clone())).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = stack.call(Method::POST, "/api/v1/auth/register", None, Some(account)).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("ALREADY_EXISTS")), "{body}");
+
+    let (_, placed) = stack
+        .call(Method::POST, "/api/v1/orders", Some(&customer), Some(order(&kitchen, "pm_card_visa", "o-422")))
+        .await;
+    let path = format!("/api/v1/restaurants/orders/{}", placed["order"]["orderId"].as_str().unwrap());
+    let (status, body) =
+        stack.call(Method::PATCH, &path, Some(&kitchen.staff), Some(json!({"status": "preparing"}))).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("FAILED_PRECONDITION")));
+    assert_eq!(body["details"][0]["reason"], "ERROR_REASON_ILLEGAL_TRANSITION", "{body}");
+
+    let at = chrono::Utc::now().to_rfc3339();
+    let ping = json!({"pings": [{"seq": "1", "lat": 48.857, "lng": 2.352, "recordedAt": at}]});
+    let (status, body) = stack.call(Method::POST, "/api/v1/drivers/location", Some(&driver), Some(ping)).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("UNAVAILABLE")), "{body}");
+}

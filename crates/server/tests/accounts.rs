@@ -196,3 +196,36 @@ async fn profiles_change_by_mask_and_admins_create_the_other_roles() {
     let err = admin.create_account(staff_without_restaurant).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
 }
+
+#[tokio::test]
+async fn tampered_expired_and_retired_key_tokens_are_refused_and_a_previous_key_still_verifies() {
+    use foodfast_auth::{TokenKey, Tokens};
+    use foodfast_domain::access::{Principal, Role};
+
+    const NEW_KEY: &str = "new:a-newer-signing-key-that-is-long-enough";
+    // The server signs with the new key and still accepts the previous one (rotation).
+    let server =
+        TestServer::start_with(|config| config.auth.keys = vec![NEW_KEY.into(), common::TEST_KEY.into()]).await;
+    let customer = server.customer().await;
+    let mut real = server.accounts(Some(&customer));
+    real.get_profile(pb::GetProfileRequest {}).await.expect("a token from Login");
+
+    let previous = Tokens::new(&[TokenKey::parse(common::TEST_KEY).unwrap()]);
+    let principal = Principal { user_id: customer.user_id, role: Role::Customer, restaurant_id: None };
+    let old_token = previous.mint(&principal, std::time::Duration::from_secs(60)).unwrap();
+    server.accounts_as(&old_token).get_profile(pb::GetProfileRequest {}).await.expect("the previous key verifies");
+
+    let at = old_token.rfind('.').unwrap() + 1;
+    let flipped = if &old_token[at..=at] == "A" { "B" } else { "A" };
+    let tampered = format!("{}{flipped}{}", &old_token[..at], &old_token[at + 1..]);
+    let retired = Tokens::new(&[TokenKey::parse("gone:a-retired-signing-key-that-is-long-enough").unwrap()])
+        .mint(&principal, std::time::Duration::from_secs(60))
+        .unwrap();
+    let expired = previous.mint(&principal, std::time::Duration::ZERO).unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await; // past the 5 s leeway
+    for (token, why) in [(tampered, "signature"), (retired, "not accepted"), (expired, "expired")] {
+        let err = server.accounts_as(&token).get_profile(pb::GetProfileRequest {}).await.unwrap_err();
+        assert_eq!(err.code(), Code::Unauthenticated, "{why}");
+        assert!(err.message().contains(why), "{why}: {err:?}");
+    }
+}
