@@ -226,11 +226,11 @@ async fn a_driver_reports_a_batch_of_pings_and_hears_which_were_rejected() {
     ]});
     let (status, answer) = stack.call(Method::POST, "/api/v1/drivers/location", Some(&driver), Some(pings)).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    let durable: u64 = answer["ack"]["durableSeq"].as_str().unwrap().parse().unwrap();
-    assert!(durable >= 1, "answered once the good ping is stored: {answer}");
+    assert_eq!(answer["ack"]["durableSeq"], "2", "answered once every ping is stored or rejected: {answer}");
     let rejected = &answer["ack"]["rejected"];
     assert_eq!((rejected[0]["seq"].as_str(), rejected.as_array().unwrap().len()), (Some("2"), 1), "{answer}");
     assert_eq!(rejected[0]["reason"], "PING_REJECTION_REASON_COORDINATES_OUT_OF_RANGE", "{answer}");
+    assert!(rejected[0]["detail"].as_str().unwrap().contains("lat 91"), "the detail names the value: {answer}");
 
     let customer = stack.user(UserRole::Customer, None).await;
     let one = json!({"pings": [{"seq": "3", "lat": 48.857, "lng": 2.352, "recordedAt": at(0)}]});

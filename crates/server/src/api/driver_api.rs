@@ -4,6 +4,8 @@
 //! Delivery steps (picked up, delivered) move the driver's order through the
 //! state machine, over Connect or the unary fallbacks alike.
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, Utc};
 use foodfast_api::v1 as pb;
 use foodfast_api::v1::driver_service_server::DriverService;
@@ -180,7 +182,7 @@ fn raw_ping(ping: &pb::LocationPing) -> RawPing {
     }
 }
 
-fn rejection(seq: u64, why: PingRejection) -> pb::RejectedPing {
+fn rejection(ping: &pb::LocationPing, why: PingRejection) -> pb::RejectedPing {
     use pb::PingRejectionReason as R;
     let reason = match why {
         PingRejection::CoordinatesOutOfRange => R::CoordinatesOutOfRange,
@@ -191,16 +193,27 @@ fn rejection(seq: u64, why: PingRejection) -> pb::RejectedPing {
         PingRejection::OutOfOrder => R::OutOfOrder,
         PingRejection::InvalidField(_) => R::InvalidField,
     };
-    pb::RejectedPing { seq, reason: reason as i32, detail: why.to_string() }
+    let detail = match why {
+        PingRejection::CoordinatesOutOfRange => {
+            format!("lat {} / lng {} is outside -90..90 / -180..180", ping.lat, ping.lng)
+        }
+        _ => why.to_string(),
+    };
+    pb::RejectedPing { seq: ping.seq, reason: reason as i32, detail }
 }
 
 /// One driver's ping state: what was accepted last and what is durable.
 struct DriverPings {
     driver_id: Uuid,
     last: Option<Ping>,
+    /// Every ping at or below it is durable or was rejected (the ack's `durable_seq`).
     durable: u64,
     /// The highest seq handed to the writer by this session.
     submitted: u64,
+    /// Accepted seqs above `durable`, not yet durable.
+    pending: BTreeSet<u64>,
+    /// Rejected seqs above `durable`: covered once every accepted seq below them is durable.
+    rejected: BTreeSet<u64>,
 }
 
 impl DriverPings {
@@ -217,7 +230,7 @@ impl DriverPings {
             heading_deg: p.heading_deg,
             recorded_at: p.recorded_at,
         });
-        Ok(Self { driver_id, last, durable, submitted: 0 })
+        Ok(Self { driver_id, last, durable, submitted: 0, pending: BTreeSet::new(), rejected: BTreeSet::new() })
     }
 
     /// Checks one ping and, if accepted, makes it live and queues it for the
@@ -263,11 +276,34 @@ impl DriverPings {
             return Err(PingRejection::InvalidField("the server is shutting down; resend after reconnecting"));
         }
         self.submitted = self.submitted.max(accepted.seq);
+        self.pending.insert(accepted.seq);
         Ok(())
     }
 
+    /// Checks a ping, remembering a rejected seq so the watermark can pass it.
+    async fn take(&mut self, app: &App, writer: &LocationWriter, ping: &pb::LocationPing) -> Result<(), PingRejection> {
+        let outcome = self.accept(app, writer, ping).await;
+        if outcome.is_err() && ping.seq > self.durable {
+            self.rejected.insert(ping.seq);
+            self.advance();
+        }
+        outcome
+    }
+
+    /// The writer made everything accepted up to `seq` durable.
     fn durable_moved(&mut self, seq: u64) {
         self.durable = self.durable.max(seq);
+        self.advance();
+    }
+
+    /// Moves `durable` over rejected seqs with nothing accepted and unwritten below them.
+    fn advance(&mut self) {
+        self.pending.retain(|&seq| seq > self.durable);
+        let first_pending = self.pending.first().copied().unwrap_or(u64::MAX);
+        if let Some(&covered) = self.rejected.range(..first_pending).next_back() {
+            self.durable = self.durable.max(covered);
+        }
+        self.rejected.retain(|&seq| seq > self.durable);
     }
 
     /// Remembers the watermark for the next session (on any replica, after a
@@ -357,9 +393,9 @@ async fn session(
                 }
                 Some(Ok(request)) => match request.payload {
                     Some(pb::connect_request::Payload::Ping(ping)) => {
-                        if let Err(why) = pings.accept(&app, &writer, &ping).await {
+                        if let Err(why) = pings.take(&app, &writer, &ping).await {
                             note_rejection(driver_id, ping.seq, why);
-                            rejected.push(rejection(ping.seq, why));
+                            rejected.push(rejection(&ping, why));
                         }
                     }
                     Some(pb::connect_request::Payload::Availability(change)) => {
@@ -491,11 +527,11 @@ impl DriverService for DriverApi {
         let mut sorted = request.pings;
         sorted.sort_by_key(|ping| ping.seq);
         for ping in &sorted {
-            match pings.accept(&self.app, &writer, ping).await {
+            match pings.take(&self.app, &writer, ping).await {
                 Ok(()) => highest = highest.max(ping.seq),
                 Err(why) => {
                     note_rejection(caller.user_id, ping.seq, why);
-                    rejected.push(rejection(ping.seq, why));
+                    rejected.push(rejection(ping, why));
                 }
             }
         }
@@ -552,5 +588,38 @@ impl DriverApi {
         require_driver(caller)?;
         let order_id = parse_uuid("order_id", order_id).map_err(ApiError::from)?;
         delivery_step(&self.app, caller, order_id, step).await.map_err(|refusal| refusal.error.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pings(durable: u64) -> DriverPings {
+        DriverPings {
+            driver_id: Uuid::new_v4(),
+            last: None,
+            durable,
+            submitted: 0,
+            pending: BTreeSet::new(),
+            rejected: BTreeSet::new(),
+        }
+    }
+
+    #[test]
+    fn a_rejected_seq_is_covered_once_everything_accepted_below_it_is_durable() {
+        let mut state = pings(0);
+        state.pending.extend([1, 3]);
+        state.rejected.insert(2);
+        state.advance();
+        assert_eq!(state.durable, 0, "1 is not durable yet");
+        state.durable_moved(1);
+        assert_eq!(state.durable, 2, "1 durable, 2 rejected: both covered; 3 still pending");
+        state.rejected.insert(4);
+        state.advance();
+        assert_eq!(state.durable, 2, "3 is pending below 4");
+        state.durable_moved(3);
+        assert_eq!(state.durable, 4);
+        assert!(state.rejected.is_empty() && state.pending.is_empty());
     }
 }
