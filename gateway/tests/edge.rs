@@ -3,10 +3,10 @@
 
 mod common;
 
+use foodfast_domain::access::Role;
 use std::time::Duration;
 
 use common::{Kitchen, Stack};
-use foodfast_store::users::UserRole;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -27,7 +27,7 @@ async fn tokens_the_gateway_does_not_accept_stop_there_with_401() {
         config.auth.keys = vec!["newer:another-signing-key-that-is-long-enough".into()];
     })
     .await;
-    let customer = stack.user(UserRole::Customer, None).await;
+    let customer = stack.user(Role::Customer, None).await;
     let (status, body) = stack.call(Method::GET, "/api/v1/orders", Some(&customer), None).await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("UNAUTHENTICATED")));
     assert!(body["message"].as_str().unwrap().contains("\"test\" is not accepted"), "{body}");
@@ -68,8 +68,8 @@ async fn every_answer_carries_a_request_id_the_client_may_choose() {
 #[tokio::test]
 async fn a_declined_payment_is_402_with_its_reason() {
     let stack = Stack::start().await;
-    let admin = stack.user(UserRole::Admin, None).await;
-    let customer = stack.user(UserRole::Customer, None).await;
+    let admin = stack.user(Role::Admin, None).await;
+    let customer = stack.user(Role::Customer, None).await;
     let kitchen = stack.kitchen(&admin).await;
     let body = order(&kitchen, "pm_card_declined", "declined-1");
     let (status, body) = stack.call(Method::POST, "/api/v1/orders", Some(&customer), Some(body)).await;
@@ -82,8 +82,8 @@ async fn a_declined_payment_is_402_with_its_reason() {
 #[tokio::test]
 async fn a_call_past_its_deadline_is_504() {
     let stack = Stack::start_with(|config| config.http.request_timeout = Duration::from_secs(1)).await;
-    let admin = stack.user(UserRole::Admin, None).await;
-    let customer = stack.user(UserRole::Customer, None).await;
+    let admin = stack.user(Role::Admin, None).await;
+    let customer = stack.user(Role::Customer, None).await;
     let kitchen = stack.kitchen(&admin).await;
     // The sandbox holds this payment for 30 s.
     let body = order(&kitchen, "pm_provider_timeout", "slow-1");
@@ -121,9 +121,9 @@ async fn browsers_on_configured_origins_may_call_and_read_grpc_web_trailers() {
 #[tokio::test]
 async fn conflicts_refused_moves_and_an_unready_store_map_to_409_422_and_503() {
     let stack = Stack::start().await; // Cassandra keyspace deliberately not migrated
-    let admin = stack.user(UserRole::Admin, None).await;
-    let customer = stack.user(UserRole::Customer, None).await;
-    let driver = stack.user(UserRole::Driver, None).await;
+    let admin = stack.user(Role::Admin, None).await;
+    let customer = stack.user(Role::Customer, None).await;
+    let driver = stack.user(Role::Driver, None).await;
     let kitchen = stack.kitchen(&admin).await;
 
     let email = format!("{}@example.test", uuid::Uuid::new_v4().simple());

@@ -3,12 +3,12 @@
 
 mod common;
 
+use foodfast_domain::access::Role;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use common::{Kitchen, Stack};
-use foodfast_store::users::UserRole;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
@@ -30,8 +30,8 @@ async fn connect_web_calls_unary_and_server_streaming_methods_through_the_gatewa
         "node_modules/@connectrpc/connect-web is missing: run `make tools` at the repository root"
     );
     let stack = Stack::start().await;
-    let admin = stack.user(UserRole::Admin, None).await;
-    let customer = stack.user(UserRole::Customer, None).await;
+    let admin = stack.user(Role::Admin, None).await;
+    let customer = stack.user(Role::Customer, None).await;
     let Kitchen { restaurant_id, staff, item_id } = stack.kitchen(&admin).await;
     let order = json!({
         "restaurantId": restaurant_id,

@@ -3,11 +3,11 @@
 
 mod common;
 
+use foodfast_domain::access::Role;
 use std::time::Duration;
 
 use common::{Kitchen, MAX_BODY, Stack};
 use foodfast_gateway::config::LimitsConfig;
-use foodfast_store::users::UserRole;
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -17,8 +17,8 @@ use uuid::Uuid;
 async fn a_customer_finds_orders_and_follows_an_order_over_rest() {
     use reqwest::Method;
     let stack = Stack::start().await;
-    let admin = stack.user(UserRole::Admin, None).await;
-    let customer = stack.user(UserRole::Customer, None).await;
+    let admin = stack.user(Role::Admin, None).await;
+    let customer = stack.user(Role::Customer, None).await;
 
     let Kitchen { restaurant_id, staff, item_id } = stack.kitchen(&admin).await;
 
@@ -97,7 +97,7 @@ async fn a_customer_finds_orders_and_follows_an_order_over_rest() {
 async fn mistakes_get_4xx_json_that_names_them_and_never_reach_the_server() {
     use reqwest::Method;
     let stack = Stack::start().await;
-    let customer = stack.user(UserRole::Customer, None).await;
+    let customer = stack.user(Role::Customer, None).await;
     let order = format!("/api/v1/orders/{}", Uuid::new_v4());
 
     let (status, body) = stack.call(Method::GET, "/api/v1/nothing-here", None, None).await;
@@ -181,7 +181,7 @@ async fn too_many_requests_get_429_with_retry_after_and_order_placement_is_tight
         }
     })
     .await;
-    let customer = stack.user(UserRole::Customer, None).await;
+    let customer = stack.user(Role::Customer, None).await;
     let stack = &stack;
     let customer = &customer;
     let statuses = |count| async move {
@@ -218,7 +218,7 @@ async fn a_driver_reports_a_batch_of_pings_and_hears_which_were_rejected() {
     use reqwest::Method;
     let stack = Stack::start().await;
     stack.migrate_scylla().await;
-    let driver = stack.user(UserRole::Driver, None).await;
+    let driver = stack.user(Role::Driver, None).await;
     let at = |seconds_ago: i64| (chrono::Utc::now() - chrono::Duration::seconds(seconds_ago)).to_rfc3339();
     let pings = json!({"pings": [
         {"seq": "1", "lat": 48.857, "lng": 2.352, "speedMps": 4.5, "recordedAt": at(2)},
@@ -232,7 +232,7 @@ async fn a_driver_reports_a_batch_of_pings_and_hears_which_were_rejected() {
     assert_eq!(rejected[0]["reason"], "PING_REJECTION_REASON_COORDINATES_OUT_OF_RANGE", "{answer}");
     assert!(rejected[0]["detail"].as_str().unwrap().contains("lat 91"), "the detail names the value: {answer}");
 
-    let customer = stack.user(UserRole::Customer, None).await;
+    let customer = stack.user(Role::Customer, None).await;
     let one = json!({"pings": [{"seq": "3", "lat": 48.857, "lng": 2.352, "recordedAt": at(0)}]});
     let (status, _) = stack.call(Method::POST, "/api/v1/drivers/location", Some(&customer), Some(one)).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "drivers only");
@@ -242,8 +242,8 @@ async fn a_driver_reports_a_batch_of_pings_and_hears_which_were_rejected() {
 async fn staff_watch_their_orders_as_events_and_resume_after_the_last_cursor() {
     use reqwest::Method;
     let stack = Stack::start().await;
-    let admin = stack.user(UserRole::Admin, None).await;
-    let customer = stack.user(UserRole::Customer, None).await;
+    let admin = stack.user(Role::Admin, None).await;
+    let customer = stack.user(Role::Customer, None).await;
     let Kitchen { restaurant_id, staff, item_id } = stack.kitchen(&admin).await;
     let watch = format!("/api/v1/restaurants/{restaurant_id}/orders/watch");
     let response = stack.request(Method::GET, &watch, Some(&staff)).send().await.unwrap();

@@ -12,7 +12,6 @@ use clap::builder::RangedU64ValueParser;
 use foodfast_api::v1 as pb;
 use foodfast_api::v1::driver_service_client::DriverServiceClient;
 use foodfast_domain::access::Role;
-use foodfast_store::users::UserRole;
 use hdrhistogram::Histogram;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -139,7 +138,7 @@ impl Fleet {
     pub async fn connect(server: &InProcessServer, count: usize) -> anyhow::Result<Self> {
         let mut bearers = Vec::with_capacity(count);
         for _ in 0..count {
-            bearers.push(Some(server.account(Role::Driver, UserRole::Driver).await?));
+            bearers.push(Some(server.account(Role::Driver, Role::Driver).await?));
         }
         Self::open(&server.url, bearers).await
     }

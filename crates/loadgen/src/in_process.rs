@@ -10,7 +10,7 @@ use foodfast_payment_sandbox::Sandbox;
 use foodfast_server::auth::{TokenKey, Tokens};
 use foodfast_server::config::Config;
 use foodfast_store::postgres::{Postgres, PostgresConfig};
-use foodfast_store::users::{NewUser, UserRole, Users};
+use foodfast_store::users::{NewUser, Users};
 use foodfast_store::{Stores, migrate};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -76,7 +76,7 @@ impl InProcessServer {
     }
 
     /// A new account with `role`, and the bearer header that speaks for it.
-    pub async fn account(&self, role: Role, user_role: UserRole) -> anyhow::Result<MetadataValue<Ascii>> {
+    pub async fn account(&self, role: Role, user_role: Role) -> anyhow::Result<MetadataValue<Ascii>> {
         Ok(self.user(role, user_role, None).await?.1)
     }
 
@@ -85,7 +85,7 @@ impl InProcessServer {
     pub async fn user(
         &self,
         role: Role,
-        user_role: UserRole,
+        user_role: Role,
         restaurant_id: Option<Uuid>,
     ) -> anyhow::Result<(Uuid, MetadataValue<Ascii>)> {
         let email = format!("{}@loadgen.test", Uuid::new_v4().simple());
@@ -106,7 +106,7 @@ impl InProcessServer {
     /// A new driver account with a driver row in Paris holding at most
     /// `capacity` deliveries: dispatch assigns only drivers that have one.
     pub async fn driver(&self, capacity: i32) -> anyhow::Result<(Uuid, MetadataValue<Ascii>)> {
-        let (user_id, bearer) = self.user(Role::Driver, UserRole::Driver, None).await?;
+        let (user_id, bearer) = self.user(Role::Driver, Role::Driver, None).await?;
         Users::new(self.stores.postgres.clone()).add_driver(user_id, "paris", "bike", capacity).await?;
         Ok((user_id, bearer))
     }

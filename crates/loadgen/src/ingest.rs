@@ -15,7 +15,6 @@ use foodfast_domain::access::Role;
 use foodfast_store::locations::bucket_of;
 use foodfast_store::scylla::Scylla;
 use foodfast_store::sql::cql;
-use foodfast_store::users::UserRole;
 use scylla::value::MaybeUnset;
 use uuid::Uuid;
 
@@ -58,7 +57,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     server.migrate_scylla().await?;
     let mut bearers = Vec::with_capacity(streams);
     for _ in 0..streams {
-        bearers.push(Some(server.account(Role::Driver, UserRole::Driver).await?));
+        bearers.push(Some(server.account(Role::Driver, Role::Driver).await?));
     }
     let pace = if args.rate == 0 { "as fast as possible".to_string() } else { format!("{}/s", args.rate) };
     let plan =

@@ -12,7 +12,6 @@ use foodfast_api::v1::order_service_client::OrderServiceClient;
 use foodfast_api::v1::restaurant_service_client::RestaurantServiceClient;
 use foodfast_domain::access::Role;
 use foodfast_store::postgres::Postgres;
-use foodfast_store::users::UserRole;
 use tonic::metadata::{Ascii, MetadataValue};
 use uuid::Uuid;
 
@@ -108,7 +107,7 @@ impl Market {
     /// Restaurants through the RestaurantService as an admin, customers
     /// straight into the users table.
     pub(crate) async fn seed(server: &InProcessServer, restaurants: usize, customers: usize) -> anyhow::Result<Self> {
-        let admin = server.account(Role::Admin, UserRole::Admin).await?;
+        let admin = server.account(Role::Admin, Role::Admin).await?;
         let mut client = RestaurantServiceClient::new(server.channel.clone());
         let mut seeded = Vec::with_capacity(restaurants);
         for i in 0..restaurants {
@@ -132,7 +131,7 @@ impl Market {
         }
         let mut bearers = Vec::with_capacity(customers);
         for _ in 0..customers {
-            bearers.push(server.account(Role::Customer, UserRole::Customer).await?);
+            bearers.push(server.account(Role::Customer, Role::Customer).await?);
         }
         Ok(Self { restaurants: seeded, customers: bearers })
     }

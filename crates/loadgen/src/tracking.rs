@@ -21,7 +21,6 @@ use foodfast_api::v1::restaurant_service_client::RestaurantServiceClient;
 use foodfast_api::v1::tracking_service_client::TrackingServiceClient;
 use foodfast_domain::access::Role;
 use foodfast_server::config::Config;
-use foodfast_store::users::UserRole;
 use hdrhistogram::Histogram;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -128,11 +127,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let market = Arc::new(Market::seed(&server, args.restaurants, CUSTOMERS).await?);
     let mut staff = HashMap::new();
     for id in market.restaurant_ids() {
-        let (_, bearer) = server.user(Role::RestaurantStaff, UserRole::RestaurantStaff, Some(id.parse()?)).await?;
+        let (_, bearer) = server.user(Role::RestaurantStaff, Role::RestaurantStaff, Some(id.parse()?)).await?;
         staff.insert(id.to_string(), bearer);
     }
-    let admin = server.account(Role::Admin, UserRole::Admin).await?;
-    let support = server.account(Role::Support, UserRole::Support).await?;
+    let admin = server.account(Role::Admin, Role::Admin).await?;
+    let support = server.account(Role::Support, Role::Support).await?;
     eprintln!("creating {} drivers (capacity {capacity}) and connecting them (hello ONLINE)", args.drivers);
     let (mut driver_ids, mut bearers) = (Vec::with_capacity(args.drivers), Vec::with_capacity(args.drivers));
     for _ in 0..args.drivers {

@@ -2,6 +2,7 @@
 //! functions that name the offending field; domain and store types become
 //! proto messages through plain functions.
 
+use foodfast_domain::access::Role;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -17,7 +18,7 @@ use foodfast_domain::restaurant::{RestaurantProfile, normalize_cuisine};
 use foodfast_domain::validation::{FieldError, parse_uuid};
 use foodfast_store::orders::{EventKind, Order, OrderEvent, OrderLine};
 use foodfast_store::restaurants::{MenuSnapshot, Restaurant};
-use foodfast_store::users::{Account, UserRole};
+use foodfast_store::users::Account;
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
@@ -55,11 +56,11 @@ pub fn address(a: &Address) -> pb::Address {
 /// An account as its owner (or an admin) sees it.
 pub fn account_profile(account: &Account) -> pb::Profile {
     let role = match account.role {
-        UserRole::Customer => pb::Role::Customer,
-        UserRole::RestaurantStaff => pb::Role::RestaurantStaff,
-        UserRole::Driver => pb::Role::Driver,
-        UserRole::Support => pb::Role::Support,
-        UserRole::Admin => pb::Role::Admin,
+        Role::Customer => pb::Role::Customer,
+        Role::RestaurantStaff => pb::Role::RestaurantStaff,
+        Role::Driver => pb::Role::Driver,
+        Role::Support => pb::Role::Support,
+        Role::Admin => pb::Role::Admin,
     };
     pb::Profile {
         account_id: account.id.to_string(),

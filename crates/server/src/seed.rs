@@ -3,6 +3,7 @@
 //! to show. Accounts have fixed emails (`customer3@demo.foodfast`, ...), and
 //! a second run finds the admin and changes nothing.
 
+use foodfast_domain::access::Role;
 use std::time::Duration;
 
 use chrono::{NaiveTime, Weekday};
@@ -14,7 +15,7 @@ use foodfast_domain::money::Currency;
 use foodfast_domain::restaurant::RestaurantProfile;
 use foodfast_store::Stores;
 use foodfast_store::restaurants::Restaurants;
-use foodfast_store::users::{NewUser, UserRole, Users};
+use foodfast_store::users::{NewUser, Users};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
@@ -51,7 +52,7 @@ pub async fn seed(stores: &Stores, plan: &SeedPlan, menu_cache_ttl: Duration) ->
     }
     let restaurants = Restaurants::new(stores.postgres.clone(), stores.redis.clone(), menu_cache_ttl);
     let mut rng = fastrand::Rng::with_seed(7);
-    let admin = account(&users, ADMIN_EMAIL, "Demo Admin", UserRole::Admin, None).await?;
+    let admin = account(&users, ADMIN_EMAIL, "Demo Admin", Role::Admin, None).await?;
 
     let mut seeded_restaurants = Vec::with_capacity(plan.restaurants);
     for i in 0..plan.restaurants {
@@ -79,7 +80,7 @@ pub async fn seed(stores: &Stores, plan: &SeedPlan, menu_cache_ttl: Duration) ->
             &users,
             &format!("staff{}@demo.foodfast", i + 1),
             &format!("Staff of {}", profile.name),
-            UserRole::RestaurantStaff,
+            Role::RestaurantStaff,
             Some(restaurant.id),
         )
         .await?;
@@ -88,12 +89,12 @@ pub async fn seed(stores: &Stores, plan: &SeedPlan, menu_cache_ttl: Duration) ->
     let mut customers = Vec::with_capacity(plan.customers);
     for i in 0..plan.customers {
         let email = format!("customer{}@demo.foodfast", i + 1);
-        customers.push(account(&users, &email, &format!("Customer {}", i + 1), UserRole::Customer, None).await?);
+        customers.push(account(&users, &email, &format!("Customer {}", i + 1), Role::Customer, None).await?);
     }
     let mut drivers = Vec::with_capacity(plan.drivers);
     for i in 0..plan.drivers {
         let email = format!("driver{}@demo.foodfast", i + 1);
-        let driver = account(&users, &email, &format!("Driver {}", i + 1), UserRole::Driver, None).await?;
+        let driver = account(&users, &email, &format!("Driver {}", i + 1), Role::Driver, None).await?;
         let vehicle = if i % 3 == 0 { "car" } else { "bike" };
         users.add_driver(driver, &plan.city, vehicle, 1).await?;
         drivers.push(driver);
@@ -105,7 +106,7 @@ async fn account(
     users: &Users,
     email: &str,
     name: &str,
-    role: UserRole,
+    role: Role,
     restaurant_id: Option<Uuid>,
 ) -> anyhow::Result<Uuid> {
     // No password yet: logins arrive with the accounts issue; use `foodfast token`.

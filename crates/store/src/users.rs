@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use foodfast_domain::access::Role;
 use foodfast_domain::address::Address;
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
@@ -14,40 +15,12 @@ use uuid::Uuid;
 use crate::postgres::{Postgres, TxError};
 use crate::{StoreError, sql};
 
-/// One of the roles `users.role` allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UserRole {
-    Customer,
-    RestaurantStaff,
-    Driver,
-    Support,
-    Admin,
-}
-
-impl UserRole {
-    pub fn parse(role: &str) -> Option<Self> {
-        [UserRole::Customer, UserRole::RestaurantStaff, UserRole::Driver, UserRole::Support, UserRole::Admin]
-            .into_iter()
-            .find(|known| known.as_str() == role)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UserRole::Customer => "customer",
-            UserRole::RestaurantStaff => "restaurant_staff",
-            UserRole::Driver => "driver",
-            UserRole::Support => "support",
-            UserRole::Admin => "admin",
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct NewUser<'a> {
     pub email: &'a str,
     pub phone: Option<&'a str>,
     pub name: &'a str,
-    pub role: UserRole,
+    pub role: Role,
     /// A PHC string; `!` for an account that cannot log in yet.
     pub password_hash: &'a str,
     pub restaurant_id: Option<Uuid>,
@@ -60,7 +33,7 @@ pub struct Account {
     pub email: String,
     pub phone: Option<String>,
     pub name: String,
-    pub role: UserRole,
+    pub role: Role,
     /// A PHC string, or `!` for no password.
     pub password_hash: String,
     pub restaurant_id: Option<Uuid>,
@@ -307,7 +280,7 @@ fn account_from_row(row: &Row) -> Result<Account, StoreError> {
         email: row.get(1),
         phone: row.get(2),
         name: row.get(3),
-        role: UserRole::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("account role {role:?}")))?,
+        role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("account role {role:?}")))?,
         password_hash: row.get(5),
         restaurant_id: row.get(6),
         default_address: address.map(|Json(address)| address),

@@ -4,6 +4,7 @@
 //! sequence numbers; a refused one changes nothing at all. Deliveries and the
 //! drivers' load follow every assignment, delivery and cancellation.
 
+use foodfast_domain::access::Role;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use foodfast_store::Stores;
 use foodfast_store::migrate;
 use foodfast_store::orders::{Claim, NewOrder, Orders, PaymentStatus, TransitionFailure, TransitionRequest};
 use foodfast_store::restaurants::Restaurants;
-use foodfast_store::users::{NewUser, UserRole, Users};
+use foodfast_store::users::{NewUser, Users};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
@@ -47,10 +48,10 @@ async fn fixture() -> Fixture {
         password_hash: "!",
         restaurant_id: None,
     };
-    let customer_id = users.create(&user("c@test", UserRole::Customer)).await.unwrap();
-    let driver_id = users.create(&user("d@test", UserRole::Driver)).await.unwrap();
+    let customer_id = users.create(&user("c@test", Role::Customer)).await.unwrap();
+    let driver_id = users.create(&user("d@test", Role::Driver)).await.unwrap();
     users.add_driver(driver_id, "Paris", "bike", 1).await.unwrap();
-    let other_driver_id = users.create(&user("d2@test", UserRole::Driver)).await.unwrap();
+    let other_driver_id = users.create(&user("d2@test", Role::Driver)).await.unwrap();
     users.add_driver(other_driver_id, "Paris", "bike", 1).await.unwrap();
 
     let location = LatLng::new(48.85, 2.35).unwrap();

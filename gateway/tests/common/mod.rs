@@ -8,7 +8,7 @@ use foodfast_gateway::config::GatewayConfig;
 use foodfast_gateway::rest;
 use foodfast_payment_sandbox::Sandbox;
 use foodfast_server::config::Config;
-use foodfast_store::users::{NewUser, UserRole, Users};
+use foodfast_store::users::{NewUser, Users};
 use foodfast_store::{Stores, migrate};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -70,7 +70,7 @@ impl Stack {
         migrate::migrate_scylla(&self.stores.scylla, &self.scylla, &migrate::scylla_migrations()).await.unwrap();
     }
 
-    pub async fn user(&self, role: UserRole, restaurant_id: Option<Uuid>) -> Principal {
+    pub async fn user(&self, role: Role, restaurant_id: Option<Uuid>) -> Principal {
         let email = format!("{}@example.test", Uuid::new_v4().simple());
         static PASSWORD_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         let password_hash = PASSWORD_HASH.get_or_init(|| foodfast_auth::password::hash(PASSWORD));
@@ -85,13 +85,6 @@ impl Stack {
         assert_eq!(status, StatusCode::OK, "{signed_in}");
         let token = signed_in["tokens"]["accessToken"].as_str().unwrap().to_string();
         self.sessions.lock().unwrap().insert(user_id, token);
-        let role = match role {
-            UserRole::Customer => Role::Customer,
-            UserRole::RestaurantStaff => Role::RestaurantStaff,
-            UserRole::Driver => Role::Driver,
-            UserRole::Support => Role::Support,
-            UserRole::Admin => Role::Admin,
-        };
         Principal { user_id, role, restaurant_id }
     }
 
@@ -139,7 +132,7 @@ impl Stack {
             self.call(Method::POST, "/api/v1/restaurants", Some(admin), Some(json!({"profile": profile()}))).await;
         assert_eq!(status, StatusCode::CREATED, "{created}");
         let restaurant_id = created["restaurant"]["restaurantId"].as_str().unwrap().to_string();
-        let staff = self.user(UserRole::RestaurantStaff, Some(restaurant_id.parse().unwrap())).await;
+        let staff = self.user(Role::RestaurantStaff, Some(restaurant_id.parse().unwrap())).await;
         let menu = json!({"categories": [{"name": "Mains", "items": [
             {"name": "Soupe", "price": {"currencyCode": "EUR", "amount": "8.00"}, "available": true}
         ]}]});

@@ -12,7 +12,7 @@ use foodfast_domain::access::{Principal, Role};
 use foodfast_domain::account;
 use foodfast_domain::validation::{FieldError, parse_uuid};
 use foodfast_store::throttle::LoginThrottle;
-use foodfast_store::users::{Account, NewUser, ProfileUpdate, UserRole};
+use foodfast_store::users::{Account, NewUser, ProfileUpdate};
 use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
 
@@ -87,8 +87,7 @@ impl AccountApi {
 
     fn access_token(&self, account: &Account) -> Result<pb::AuthTokens, ApiError> {
         let ttl = self.accounts().config.access_token_ttl;
-        let principal =
-            Principal { user_id: account.id, role: role(account.role), restaurant_id: account.restaurant_id };
+        let principal = Principal { user_id: account.id, role: account.role, restaurant_id: account.restaurant_id };
         let access_token = self.accounts().tokens.mint(&principal, ttl).map_err(ApiError::Internal)?;
         Ok(pb::AuthTokens {
             access_token,
@@ -116,7 +115,7 @@ impl AccountApi {
                 restaurant_id: fields.restaurant_id,
             })
             .await?;
-        if fields.role == UserRole::Driver {
+        if fields.role == Role::Driver {
             // Home city, vehicle and capacity are not part of the account: ops set them later.
             self.app.users.add_driver(id, DEFAULT_DRIVER_CITY, "", 1).await?;
         }
@@ -138,23 +137,13 @@ struct NewAccount<'a> {
     password: &'a str,
     display_name: &'a str,
     phone: &'a str,
-    role: UserRole,
+    role: Role,
     restaurant_id: Option<uuid::Uuid>,
 }
 
 /// Throttling keys are a hash of the email: Redis holds no personal data.
 fn throttle_key(email: &str) -> String {
     refresh::hash(email)
-}
-
-fn role(role: UserRole) -> Role {
-    match role {
-        UserRole::Customer => Role::Customer,
-        UserRole::RestaurantStaff => Role::RestaurantStaff,
-        UserRole::Driver => Role::Driver,
-        UserRole::Support => Role::Support,
-        UserRole::Admin => Role::Admin,
-    }
 }
 
 #[tonic::async_trait]
@@ -168,7 +157,7 @@ impl AccountService for AccountApi {
                 password: &request.password,
                 display_name: &request.display_name,
                 phone: &request.phone,
-                role: UserRole::Customer,
+                role: Role::Customer,
                 restaurant_id: None,
             })
             .await?;
@@ -318,14 +307,14 @@ impl AccountService for AccountApi {
         let request = request.into_inner();
         let role = match request.role() {
             pb::Role::Unspecified => return Err(ApiError::from(FieldError::new("role", "is required")).into()),
-            pb::Role::Customer => UserRole::Customer,
-            pb::Role::RestaurantStaff => UserRole::RestaurantStaff,
-            pb::Role::Driver => UserRole::Driver,
-            pb::Role::Support => UserRole::Support,
-            pb::Role::Admin => UserRole::Admin,
+            pb::Role::Customer => Role::Customer,
+            pb::Role::RestaurantStaff => Role::RestaurantStaff,
+            pb::Role::Driver => Role::Driver,
+            pb::Role::Support => Role::Support,
+            pb::Role::Admin => Role::Admin,
         };
         let restaurant_id = match (role, request.restaurant_id.as_str()) {
-            (UserRole::RestaurantStaff, id) => {
+            (Role::RestaurantStaff, id) => {
                 let id = parse_uuid("restaurant_id", id).map_err(ApiError::from)?;
                 self.app.restaurant(id).await?;
                 Some(id)

@@ -15,7 +15,7 @@ use foodfast_api::v1::tracking_service_client::TrackingServiceClient;
 use foodfast_domain::access::{Principal, Role};
 use foodfast_payment_sandbox::Sandbox;
 use foodfast_server::config::Config;
-use foodfast_store::users::{NewUser, UserRole, Users};
+use foodfast_store::users::{NewUser, Users};
 use foodfast_store::{Stores, migrate};
 use tokio::sync::oneshot;
 use tonic::metadata::MetadataValue;
@@ -173,7 +173,7 @@ impl TestServer {
     }
 
     /// An account of `role`, signed in with its password through `Login`.
-    async fn user(&self, role: UserRole, restaurant_id: Option<Uuid>) -> Uuid {
+    async fn user(&self, role: Role, restaurant_id: Option<Uuid>) -> Uuid {
         static PASSWORD_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         let password_hash = PASSWORD_HASH.get_or_init(|| foodfast_auth::password::hash(TEST_PASSWORD));
         let email = format!("{}@example.test", Uuid::new_v4().simple());
@@ -188,15 +188,15 @@ impl TestServer {
     }
 
     pub async fn customer(&self) -> Principal {
-        Principal { user_id: self.user(UserRole::Customer, None).await, role: Role::Customer, restaurant_id: None }
+        Principal { user_id: self.user(Role::Customer, None).await, role: Role::Customer, restaurant_id: None }
     }
 
     pub async fn driver(&self) -> Principal {
-        Principal { user_id: self.user(UserRole::Driver, None).await, role: Role::Driver, restaurant_id: None }
+        Principal { user_id: self.user(Role::Driver, None).await, role: Role::Driver, restaurant_id: None }
     }
 
     pub async fn support(&self) -> Principal {
-        Principal { user_id: self.user(UserRole::Support, None).await, role: Role::Support, restaurant_id: None }
+        Principal { user_id: self.user(Role::Support, None).await, role: Role::Support, restaurant_id: None }
     }
 
     /// Creates the test's keyspace and tables (drivers' tests need them).
@@ -219,12 +219,12 @@ impl TestServer {
     }
 
     pub async fn admin(&self) -> Principal {
-        Principal { user_id: self.user(UserRole::Admin, None).await, role: Role::Admin, restaurant_id: None }
+        Principal { user_id: self.user(Role::Admin, None).await, role: Role::Admin, restaurant_id: None }
     }
 
     pub async fn staff(&self, restaurant_id: Uuid) -> Principal {
         Principal {
-            user_id: self.user(UserRole::RestaurantStaff, Some(restaurant_id)).await,
+            user_id: self.user(Role::RestaurantStaff, Some(restaurant_id)).await,
             role: Role::RestaurantStaff,
             restaurant_id: Some(restaurant_id),
         }
