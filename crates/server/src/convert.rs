@@ -53,6 +53,25 @@ pub fn address(a: &Address) -> pb::Address {
     }
 }
 
+/// A delivery as its driver sees it (the driver holds it: the address shows).
+pub fn delivery(delivery_id: Uuid, order: &Order) -> pb::Delivery {
+    pb::Delivery {
+        delivery_id: delivery_id.to_string(),
+        order_id: order.id.to_string(),
+        order_status: order_status(order.status) as i32,
+        restaurant_name: order.restaurant_name.clone(),
+        restaurant_address: Some(address(&order.restaurant_address)),
+        customer_name: foodfast_domain::names::display_name(&order.customer_name),
+        customer_address: Some(address(&order.delivery_address)),
+        item_count: order.lines.iter().map(|line| line.quantity).sum(),
+        food_ready_at: Some(timestamp(order.estimated_ready_at)),
+        // Etas and earnings arrive with dispatch.
+        pickup_eta: None,
+        dropoff_eta: None,
+        estimated_earnings: None,
+    }
+}
+
 /// An account as its owner (or an admin) sees it.
 pub fn account_profile(account: &Account) -> pb::Profile {
     let role = match account.role {

@@ -507,3 +507,42 @@ async fn delivery_steps_over_connect_are_applied_once_and_a_refusal_does_not_end
     let again = kitchen.delivered(&driver, &order_id).await.unwrap();
     assert_eq!(again.status(), pb::OrderStatus::Delivered);
 }
+
+/// The Welcome of a fresh Connect stream of `driver`.
+async fn welcome(kitchen: &Kitchen, driver: &Principal) -> pb::Welcome {
+    let (sender, receiver) = mpsc::channel(1);
+    let hello = pb::Hello { app_version: "test".into(), availability: pb::DriverAvailability::Online as i32 };
+    sender.send(pb::ConnectRequest { payload: Some(pb::connect_request::Payload::Hello(hello)) }).await.unwrap();
+    let mut stream =
+        kitchen.server.drivers(Some(driver)).connect(ReceiverStream::new(receiver)).await.unwrap().into_inner();
+    match stream.next().await.unwrap().unwrap().payload {
+        Some(pb::connect_response::Payload::Welcome(welcome)) => welcome,
+        other => panic!("expected a welcome, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_reconnecting_driver_is_welcomed_with_the_deliveries_it_holds() {
+    let kitchen = Kitchen::open().await;
+    let driver = kitchen.driver(2).await;
+    kitchen.online(&driver).await;
+    assert!(welcome(&kitchen, &driver).await.active_deliveries.is_empty());
+
+    let order_id = kitchen.ready_order().await;
+    let assigned = kitchen.assign(&order_id, &driver).await.unwrap();
+    let held = welcome(&kitchen, &driver).await.active_deliveries;
+    assert_eq!(held.len(), 1, "{held:?}");
+    let delivery = &held[0];
+    assert_eq!(
+        (delivery.order_id.as_str(), delivery.delivery_id.as_str()),
+        (order_id.as_str(), assigned.delivery_id.as_str())
+    );
+    assert_eq!(delivery.item_count, 2, "two Bruschette to collect");
+    assert_eq!(delivery.restaurant_name, kitchen.restaurant.profile.as_ref().unwrap().name);
+    assert!(delivery.customer_address.is_some(), "the driver holding it sees where to go");
+
+    kitchen.picked_up(&driver, &order_id).await.unwrap();
+    assert_eq!(welcome(&kitchen, &driver).await.active_deliveries[0].order_status(), pb::OrderStatus::PickedUp);
+    kitchen.delivered(&driver, &order_id).await.unwrap();
+    assert!(welcome(&kitchen, &driver).await.active_deliveries.is_empty(), "a delivered order is not held");
+}

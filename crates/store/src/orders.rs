@@ -435,6 +435,24 @@ impl Orders {
         Ok((order, event))
     }
 
+    /// The deliveries `driver_id` holds (assigned, not yet delivered or
+    /// cancelled), oldest first: each delivery id with its order and lines.
+    pub async fn active_deliveries(&self, driver_id: Uuid) -> Result<Vec<(Uuid, Order)>, StoreError> {
+        let held = {
+            let client = self.postgres.client().await?;
+            let statement = client.prepare_cached(sql::SELECT_ACTIVE_DELIVERIES).await.map_err(StoreError::postgres)?;
+            client.query(&statement, &[&driver_id]).await.map_err(StoreError::postgres)?
+        };
+        let mut deliveries = Vec::with_capacity(held.len());
+        for row in &held {
+            // A driver holds a handful at most (its capacity): one read each is fine.
+            if let Some(order) = self.get(row.get(1)).await? {
+                deliveries.push((row.get(0), order));
+            }
+        }
+        Ok(deliveries)
+    }
+
     /// The order with its lines.
     pub async fn get(&self, id: Uuid) -> Result<Option<Order>, StoreError> {
         let client = self.postgres.client().await?;

@@ -188,6 +188,8 @@ statements! {
         WHERE order_id = $1 RETURNING id";
     MARK_DELIVERY_DELIVERED = "UPDATE deliveries SET status = 'delivered', delivered_at = now()
         WHERE order_id = $1 RETURNING id";
+    SELECT_ACTIVE_DELIVERIES = "SELECT id, order_id FROM deliveries
+        WHERE driver_id = $1 AND status IN ('assigned', 'arrived', 'picked_up') ORDER BY assigned_at";
     MARK_DELIVERY_CANCELLED = "UPDATE deliveries SET status = 'cancelled' WHERE order_id = $1 RETURNING id";
 
     SELECT_RESTAURANT_EVENT_SEQ = "SELECT event_seq FROM restaurants WHERE id = $1";

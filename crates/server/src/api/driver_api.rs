@@ -355,11 +355,18 @@ async fn session(
         Ok(given) => given,
     };
     set_availability(&app, driver_id, availability).await;
+    let active_deliveries = match app.orders.active_deliveries(driver_id).await {
+        Ok(held) => held.iter().map(|(id, order)| convert::delivery(*id, order)).collect(),
+        Err(err) => {
+            let _ = outbound.send(Err(ApiError::from(err).into())).await;
+            return;
+        }
+    };
     let welcome = pb::Welcome {
         driver_id: driver_id.to_string(),
         durable_seq: pings.durable,
         availability: availability as i32,
-        active_deliveries: vec![],
+        active_deliveries,
         open_offers: vec![],
         hint: Some(pb::ServerHint {
             ping_interval: Some(convert::duration(app.ingest.ping_interval)),
