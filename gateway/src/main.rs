@@ -44,7 +44,8 @@ async fn main() -> ExitCode {
 
 async fn run(config: &GatewayConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.http.listen_addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, upstream = %config.upstream.url, "foodfast gateway listening");
+    let tls = config.http.tls_cert.is_some();
+    tracing::info!(addr = %listener.local_addr()?, upstream = %config.upstream.url, tls, "foodfast gateway listening");
     rest::serve(config, listener, shutdown()).await?;
     tracing::info!("foodfast gateway stopped");
     Ok(())
