@@ -147,3 +147,27 @@ async fn conflicts_refused_moves_and_an_unready_store_map_to_409_422_and_503() {
     let (status, body) = stack.call(Method::POST, "/api/v1/drivers/location", Some(&driver), Some(ping)).await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("UNAVAILABLE")), "{body}");
 }
+
+#[tokio::test]
+async fn the_request_id_reaches_the_server_and_its_audit_trail() {
+    let stack = Stack::start().await;
+    let admin = stack.user(Role::Admin, None).await;
+    let customer = stack.user(Role::Customer, None).await;
+    let kitchen = stack.kitchen(&admin).await;
+    let response = stack
+        .request(Method::POST, "/api/v1/orders", Some(&customer))
+        .header("x-request-id", "checkout-7f3a")
+        .json(&order(&kitchen, "pm_card_visa", "traced-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let placed: Value = response.json().await.unwrap();
+    let order_id = placed["order"]["orderId"].as_str().unwrap();
+    let trail = foodfast_store::audit::AuditLog::new(stack.stores.postgres.clone())
+        .for_resource("order", order_id)
+        .await
+        .unwrap();
+    assert_eq!(trail.len(), 1, "{trail:?}");
+    assert_eq!(trail[0].request_id, "checkout-7f3a", "the gateway passed the id on as metadata");
+}
