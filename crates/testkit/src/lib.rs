@@ -13,7 +13,9 @@ use foodfast_store::StoresConfig;
 use foodfast_store::postgres::{Postgres, PostgresConfig};
 
 mod cassandra;
+mod pki;
 pub use cassandra::PrivateCassandra;
+pub use pki::Pki;
 
 fn port(var: &str, default: u16) -> u16 {
     std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
