@@ -188,6 +188,11 @@ impl DispatchPolicy {
         if offer_rounds >= self.rounds_before_widening { self.widened_radius_m } else { self.search_radius_m }
     }
 
+    /// The estimated driving time over `distance_m` of straight line.
+    pub fn travel_time(&self, distance_m: f64) -> Duration {
+        travel_time(distance_m * self.detour_factor, self.driving_speed_mps * 3.6)
+    }
+
     /// Whether an order that has had `offer_rounds` unanswered offers goes to operations instead.
     pub fn should_flag(&self, offer_rounds: u32) -> bool {
         offer_rounds >= self.max_rounds
@@ -252,7 +257,7 @@ pub fn score(policy: &DispatchPolicy, job: &Job, candidate: &Candidate) -> Optio
         return None;
     }
     let weights = &policy.weights;
-    let travel = travel_time(distance * policy.detour_factor, policy.driving_speed_mps * 3.6);
+    let travel = policy.travel_time(distance);
     let wait = if travel >= job.food_ready_in {
         ms(travel - job.food_ready_in) * weights.late
     } else {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use figment::value::Value;
 use foodfast_config::Layers;
 pub use foodfast_config::{ConfigError, Setting};
+use foodfast_domain::dispatch::DispatchPolicy;
 use foodfast_domain::eta::EtaPolicy;
 use foodfast_domain::ping::PingPolicy;
 use foodfast_domain::pricing::PricingPolicy;
@@ -35,6 +36,61 @@ pub struct Config {
     pub service: ServiceSettings,
     pub ingest: IngestConfig,
     pub tracking: TrackingConfig,
+    pub dispatch: DispatchConfig,
+}
+
+/// Matching drivers to confirmed orders.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchConfig {
+    /// Radii, rounds, offer timeout and scoring weights.
+    pub policy: DispatchPolicy,
+    /// Cities matched in batches; the others offer each order as soon as it
+    /// is confirmed (greedy).
+    #[serde(deserialize_with = "foodfast_config::comma_separated")]
+    pub batch_cities: Vec<String>,
+    /// How often a batch city's pending orders and free drivers are matched.
+    #[serde(with = "humantime_serde")]
+    pub batch_interval: Duration,
+    /// Dispatchers look for due jobs this often even without a wake-up.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// How long a dispatcher holds a job it works on; if it dies, another
+    /// replica takes the job after this.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// Jobs claimed per query.
+    pub claim_limit: u32,
+    /// Jobs matched at once per replica.
+    pub concurrency: usize,
+    /// When nobody can take an order, it is looked at again after this.
+    #[serde(with = "humantime_serde")]
+    pub retry_interval: Duration,
+    /// An order still without a driver this long after confirmation is
+    /// flagged, however many offers were made.
+    #[serde(with = "humantime_serde")]
+    pub flag_after: Duration,
+    /// Connect streams re-read their driver's offers and deliveries this
+    /// often even without a wake-up.
+    #[serde(with = "humantime_serde")]
+    pub driver_resync_interval: Duration,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        Self {
+            policy: DispatchPolicy::default(),
+            batch_cities: Vec::new(),
+            batch_interval: Duration::from_secs(3),
+            poll_interval: Duration::from_millis(500),
+            lease: Duration::from_secs(10),
+            claim_limit: 64,
+            concurrency: 16,
+            retry_interval: Duration::from_secs(2),
+            flag_after: Duration::from_secs(180),
+            driver_resync_interval: Duration::from_secs(15),
+        }
+    }
 }
 
 /// TrackOrder streams.
@@ -342,6 +398,16 @@ pub const SETTINGS: &[Setting] = &[
         key: "tracking.max_location_rate",
         help: "most driver locations per second on one TrackOrder stream",
     },
+    Setting {
+        env: "FOODFAST_DISPATCH_OFFER_TIMEOUT",
+        key: "dispatch.policy.offer_timeout",
+        help: "how long a driver has to answer an offer",
+    },
+    Setting {
+        env: "FOODFAST_DISPATCH_BATCH_CITIES",
+        key: "dispatch.batch_cities",
+        help: "cities matched in batches, comma-separated (others: greedy)",
+    },
     Setting { env: "FOODFAST_LOG_FORMAT", key: "log.format", help: "`pretty` or `json`" },
     Setting { env: "FOODFAST_LOG", key: "log.filter", help: "tracing filter, e.g. `info`" },
 ];
@@ -429,6 +495,25 @@ impl Config {
             return Err(invalid("tracking.resync_interval", "poll intervals must be positive".into()));
         }
         self.tracking.eta.validate().map_err(|err| invalid("tracking.eta", err.to_string()))?;
+        let dispatch = &self.dispatch;
+        dispatch.policy.validate().map_err(|err| invalid("dispatch.policy", err.to_string()))?;
+        if let Some(city) =
+            dispatch.batch_cities.iter().find(|city| !self.ingest.zones.0.iter().any(|z| &z.name == *city))
+        {
+            return Err(invalid("dispatch.batch_cities", format!("{city:?} is not a configured zone")));
+        }
+        if [dispatch.batch_interval, dispatch.poll_interval, dispatch.retry_interval, dispatch.driver_resync_interval]
+            .iter()
+            .any(Duration::is_zero)
+        {
+            return Err(invalid("dispatch", "intervals must be positive".into()));
+        }
+        if dispatch.lease <= dispatch.poll_interval {
+            return Err(invalid("dispatch.lease", "must be longer than dispatch.poll_interval".into()));
+        }
+        if dispatch.claim_limit == 0 || dispatch.concurrency == 0 {
+            return Err(invalid("dispatch.claim_limit", "claim_limit and concurrency must be at least 1".into()));
+        }
         if self.service.watch_buffer == 0 {
             return Err(invalid("service.watch_buffer", "must be at least 1".into()));
         }

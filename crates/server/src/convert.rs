@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use foodfast_api::v1 as pb;
 use foodfast_domain::address::Address;
-use foodfast_domain::geo::LatLng;
+use foodfast_domain::geo::{LatLng, distance_m};
 use foodfast_domain::hours::{OpeningHours, OpeningPeriod, parse_time, parse_time_zone};
 use foodfast_domain::menu::{Customization, CustomizationOption, Menu, MenuCategory, MenuItem};
 use foodfast_domain::money::{Currency, format_amount, parse_amount};
@@ -16,6 +16,7 @@ use foodfast_domain::order::{Actor, OrderStatus};
 use foodfast_domain::pricing::{Cart, CartLine, Choice, PricedChoice, PricedLine, Quote};
 use foodfast_domain::restaurant::{RestaurantProfile, normalize_cuisine};
 use foodfast_domain::validation::{FieldError, parse_uuid};
+use foodfast_store::dispatch::DriverOffer;
 use foodfast_store::orders::{EventKind, Order, OrderEvent, OrderLine};
 use foodfast_store::restaurants::{MenuSnapshot, Restaurant};
 use foodfast_store::users::Account;
@@ -65,10 +66,37 @@ pub fn delivery(delivery_id: Uuid, order: &Order) -> pb::Delivery {
         customer_address: Some(address(&order.delivery_address)),
         item_count: order.lines.iter().map(|line| line.quantity).sum(),
         food_ready_at: Some(timestamp(order.estimated_ready_at)),
-        // Etas and earnings arrive with dispatch.
+        // Live ETAs are on the customer's tracking stream; the app has its own map.
         pickup_eta: None,
         dropoff_eta: None,
-        estimated_earnings: None,
+        estimated_earnings: Some(earnings(order)),
+    }
+}
+
+/// What the driver earns for an order: its delivery fee.
+pub fn earnings(order: &Order) -> pb::Money {
+    money(order.delivery_fee, &order.currency)
+}
+
+/// An offer as the driver's app shows it: the drop-off only as an area
+/// (about a kilometre), the exact address comes with the assignment.
+pub fn offer(offer: &DriverOffer, order: &Order) -> pb::Offer {
+    let pickup = order.restaurant_address.location;
+    let dropoff = order.delivery_address.location;
+    let area = |degrees: f64| (degrees * 100.0).round() / 100.0;
+    pb::Offer {
+        offer_id: offer.offer_id.to_string(),
+        delivery_id: offer.delivery_id.to_string(),
+        order_id: order.id.to_string(),
+        restaurant_name: order.restaurant_name.clone(),
+        pickup: Some(address(&order.restaurant_address)),
+        dropoff_area: Some(pb::LatLng { lat: area(dropoff.lat), lng: area(dropoff.lng) }),
+        dropoff_area_name: String::new(),
+        pickup_distance_m: offer.distance_m,
+        dropoff_distance_m: distance_m(pickup, dropoff).round() as u32,
+        estimated_earnings: Some(earnings(order)),
+        food_ready_at: Some(timestamp(order.estimated_ready_at)),
+        expires_at: Some(timestamp(offer.deadline)),
     }
 }
 
@@ -131,6 +159,7 @@ pub fn order_event(event: &OrderEvent) -> pb::OrderEvent {
         kind: match event.kind {
             EventKind::StatusChanged => pb::OrderEventKind::StatusChanged,
             EventKind::DriverAssigned => pb::OrderEventKind::DriverAssigned,
+            EventKind::DispatchDelayed => pb::OrderEventKind::DispatchDelayed,
         } as i32,
         status: order_status(event.status) as i32,
         previous_status: event.previous_status.map_or(pb::OrderStatus::Unspecified, order_status) as i32,

@@ -10,6 +10,7 @@ use foodfast_domain::order::TransitionError;
 use foodfast_domain::pricing::CartError;
 use foodfast_domain::validation::FieldError;
 use foodfast_payments::PaymentError;
+use foodfast_store::dispatch::AnswerFailure;
 use foodfast_store::orders::TransitionFailure;
 use foodfast_store::restaurants::MenuUpdateError;
 use foodfast_store::users::{CreateUserError, RefreshRefused};
@@ -39,6 +40,10 @@ pub enum ApiError {
     FailedPrecondition(String),
     #[error(transparent)]
     Transition(#[from] TransitionError),
+    /// The offer answered is no longer open (expired, withdrawn, or the
+    /// order went elsewhere).
+    #[error("{0}")]
+    OfferClosed(String),
     /// The idempotency key was used for a different request.
     #[error("idempotency key {0:?} was already used for a different order request; use a new key")]
     IdempotencyKeyReused(String),
@@ -76,6 +81,7 @@ impl From<ApiError> for Status {
             ApiError::FailedPrecondition(_) => Code::FailedPrecondition,
             ApiError::Transition(TransitionError::NotPermitted { .. }) => Code::PermissionDenied,
             ApiError::Transition(_) => Code::FailedPrecondition,
+            ApiError::OfferClosed(_) => Code::FailedPrecondition,
             ApiError::IdempotencyKeyReused(_) => Code::FailedPrecondition,
             ApiError::Aborted(_) => Code::Aborted,
             ApiError::PaymentDeclined(_) => Code::FailedPrecondition,
@@ -120,6 +126,7 @@ impl ApiError {
             ApiError::Transition(TransitionError::NotPermitted { .. }) => None,
             ApiError::Transition(_) => reason("ERROR_REASON_ILLEGAL_TRANSITION", HashMap::new()),
             ApiError::IdempotencyKeyReused(_) => reason("ERROR_REASON_IDEMPOTENCY_KEY_REUSED", HashMap::new()),
+            ApiError::OfferClosed(_) => reason("ERROR_REASON_OFFER_CLOSED", HashMap::new()),
             ApiError::PaymentDeclined(_) | ApiError::Payment(PaymentError::Declined { .. }) => {
                 reason("ERROR_REASON_PAYMENT_DECLINED", HashMap::new())
             }
@@ -193,6 +200,17 @@ impl From<CreateUserError> for ApiError {
         match err {
             CreateUserError::EmailTaken => ApiError::AlreadyExists(err.to_string()),
             CreateUserError::Store(store) => ApiError::Store(store),
+        }
+    }
+}
+
+impl From<AnswerFailure> for ApiError {
+    fn from(err: AnswerFailure) -> Self {
+        match err {
+            AnswerFailure::NoOffer(_) => ApiError::NotFound(err.to_string()),
+            AnswerFailure::Closed { .. } | AnswerFailure::Expired(_) => ApiError::OfferClosed(err.to_string()),
+            AnswerFailure::Assign(TransitionFailure::Store(store)) => ApiError::Store(store),
+            AnswerFailure::Assign(failure) => ApiError::OfferClosed(format!("the offer cannot be honoured: {failure}")),
         }
     }
 }

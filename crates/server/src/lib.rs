@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod convert;
+pub mod dispatcher;
 pub mod error;
 pub mod health;
 pub mod policy;

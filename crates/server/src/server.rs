@@ -9,6 +9,7 @@ use anyhow::Context;
 use foodfast_payments::{HttpPaymentGateway, PaymentGateway};
 use foodfast_store::Stores;
 use foodfast_store::audit::AuditLog;
+use foodfast_store::dispatch::Dispatch;
 use foodfast_store::fanout::Fanout;
 use foodfast_store::live::LivePositions;
 use foodfast_store::orders::Orders;
@@ -59,7 +60,8 @@ pub async fn serve(
     }
     let tokens = Tokens::new(&token_keys);
     let payments: Arc<dyn PaymentGateway> = Arc::new(HttpPaymentGateway::new(config.payments.clone())?);
-    let orders = Orders::new(stores.postgres.clone());
+    let zones = Arc::new(config.ingest.zones.clone());
+    let orders = Orders::new(stores.postgres.clone(), zones.clone());
     let app = api::App {
         restaurants: Restaurants::new(stores.postgres.clone(), stores.redis.clone(), config.service.menu_cache_ttl),
         orders: orders.clone(),
@@ -84,11 +86,14 @@ pub async fn serve(
         live: LivePositions::new(stores.redis.clone()),
         ingest: Arc::new(config.ingest.clone()),
         tracking: Arc::new(config.tracking.clone()),
+        dispatch: Dispatch::new(stores.postgres.clone(), zones),
+        dispatch_config: Arc::new(config.dispatch.clone()),
         scylla: stores.scylla.clone(),
         location_writer: Arc::default(),
         location_reader: Arc::default(),
         stopping: stopping.clone(),
     };
+    let dispatcher = tokio::spawn(crate::dispatcher::run(app.clone()));
     let health_task = tokio::spawn(health::watch_stores(
         stores.clone(),
         reporter.clone(),
@@ -134,6 +139,7 @@ pub async fn serve(
     }
     stopping.cancel();
     health_task.await?;
+    dispatcher.await?;
     tracing::info!("foodfast gRPC server stopped");
     Ok(())
 }

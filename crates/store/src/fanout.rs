@@ -304,6 +304,15 @@ pub fn restaurant_topic(restaurant_id: uuid::Uuid) -> String {
     format!("restaurant:{restaurant_id}")
 }
 
+/// A driver's offers or deliveries changed: its Connect stream re-reads them.
+pub fn driver_topic(driver_id: uuid::Uuid) -> String {
+    format!("driver:{driver_id}")
+}
+
+/// Dispatch jobs became due (an order confirmed, an offer declined or
+/// dropped): dispatchers on every replica look now instead of at their next poll.
+pub const DISPATCH_TOPIC: &str = "dispatch";
+
 /// The topic of one order.
 pub fn order_topic(order_id: uuid::Uuid) -> String {
     format!("order:{order_id}")

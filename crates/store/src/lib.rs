@@ -3,6 +3,7 @@
 //! and Redis only through this crate.
 
 pub mod audit;
+pub mod dispatch;
 pub mod error;
 pub mod fanout;
 pub mod health;

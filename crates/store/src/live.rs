@@ -1,6 +1,9 @@
-//! Drivers' live state in Redis: the latest position in its city's geo set
-//! (`GEOSEARCH` for dispatch), a small hash per driver, and a pub/sub message
-//! per accepted ping for tracking subscribers on any replica.
+//! Drivers' live state in Redis: the latest position in its city's geo set,
+//! a small hash per driver, and a pub/sub message per accepted ping for
+//! tracking subscribers on any replica. A second geo set per city holds only
+//! the drivers dispatch may offer to: online (the driver's wish), below
+//! capacity (the server's view) and with a Connect stream open; every script
+//! that changes one of those re-files the driver in one step.
 
 use std::time::Duration;
 
@@ -26,7 +29,7 @@ fn city_key(city: &str) -> String {
     format!("ff:geo:{city}")
 }
 
-fn driver_key(driver_id: Uuid) -> String {
+fn driver_key(driver_id: impl std::fmt::Display) -> String {
     format!("ff:driver:{driver_id}")
 }
 
@@ -43,19 +46,70 @@ pub struct LivePosition {
     pub received_at: DateTime<Utc>,
 }
 
-/// Moves the driver to its new city's set if the city changed, then updates
+fn available_key(city: &str) -> String {
+    format!("ff:avail:{city}")
+}
+
+/// Files the driver in its city's available set, or takes it out.
+const REINDEX: &str = r"
+    local function reindex(hash, id)
+        local f = redis.call('HMGET', hash, 'city', 'availability', 'full', 'session', 'lng', 'lat')
+        if not f[1] then return end
+        local key = 'ff:avail:' .. f[1]
+        if f[2] == 'online' and f[3] ~= '1' and f[4] and f[4] ~= '' and f[5] then
+            redis.call('GEOADD', key, f[5], f[6], id)
+        else
+            redis.call('ZREM', key, id)
+        end
+    end
+";
+
+fn script(body: &str) -> ::redis::Script {
+    ::redis::Script::new(&format!("{REINDEX}\n{body}"))
+}
+
+/// Moves the driver to its new city's sets if the city changed, then updates
 /// position, hash and expiry, and publishes: one round trip, atomic.
 static UPDATE: std::sync::LazyLock<::redis::Script> = std::sync::LazyLock::new(|| {
-    ::redis::Script::new(
+    script(
         r"
         local previous = redis.call('HGET', KEYS[1], 'city')
         if previous and previous ~= ARGV[1] then
             redis.call('ZREM', 'ff:geo:' .. previous, ARGV[2])
+            redis.call('ZREM', 'ff:avail:' .. previous, ARGV[2])
         end
         redis.call('GEOADD', KEYS[2], ARGV[3], ARGV[4], ARGV[2])
-        redis.call('HSET', KEYS[1], 'city', ARGV[1], 'seq', ARGV[5], 'position', ARGV[6])
+        redis.call('HSET', KEYS[1], 'city', ARGV[1], 'seq', ARGV[5], 'position', ARGV[6], 'lng', ARGV[3],
+            'lat', ARGV[4])
         redis.call('EXPIRE', KEYS[1], ARGV[7])
+        reindex(KEYS[1], ARGV[2])
         redis.call('PUBLISH', KEYS[3], ARGV[6])
+        return 1
+        ",
+    )
+});
+
+/// Sets hash fields (ARGV[3..] as name, value pairs), then re-files the driver.
+static SET_FIELDS: std::sync::LazyLock<::redis::Script> = std::sync::LazyLock::new(|| {
+    script(
+        r"
+        for i = 3, #ARGV, 2 do
+            redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+        end
+        redis.call('EXPIRE', KEYS[1], ARGV[2])
+        reindex(KEYS[1], ARGV[1])
+        return 1
+        ",
+    )
+});
+
+/// Ends the driver's session ARGV[2] unless a newer one replaced it.
+static END_SESSION: std::sync::LazyLock<::redis::Script> = std::sync::LazyLock::new(|| {
+    script(
+        r"
+        if redis.call('HGET', KEYS[1], 'session') ~= ARGV[2] then return 0 end
+        redis.call('HSET', KEYS[1], 'session', '')
+        reindex(KEYS[1], ARGV[1])
         return 1
         ",
     )
@@ -126,13 +180,62 @@ impl LivePositions {
         value.map(|v| v.parse().map_err(|_| StoreError::Corrupt(format!("durable seq {v:?}")))).transpose()
     }
 
-    /// `online`, `offline` or `busy`, as the app last said.
+    /// `online`, `offline` or `busy`, as the driver wishes.
     pub async fn set_availability(&self, driver_id: Uuid, availability: &str) -> Result<(), StoreError> {
-        self.set_field(driver_id, "availability", availability).await
+        self.set_fields(driver_id, &[("availability", availability)]).await
     }
 
+    /// Whether the driver holds as many deliveries as allowed (the server's
+    /// view, after each assignment, delivery or cancellation).
+    pub async fn set_at_capacity(&self, driver_id: Uuid, at_capacity: bool) -> Result<(), StoreError> {
+        self.set_fields(driver_id, &[("full", if at_capacity { "1" } else { "0" })]).await
+    }
+
+    /// The driver's availability as dispatch sees it: `busy` while at
+    /// capacity even if the driver wishes to be `online`.
     pub async fn availability(&self, driver_id: Uuid) -> Result<Option<String>, StoreError> {
-        self.field(driver_id, "availability").await
+        let mut connection = self.redis.connection();
+        let (wish, full): (Option<String>, Option<String>) = ::redis::cmd("HMGET")
+            .arg(driver_key(driver_id))
+            .arg("availability")
+            .arg("full")
+            .query_async(&mut connection)
+            .await
+            .map_err(StoreError::redis)?;
+        Ok(match (wish, full.as_deref()) {
+            (Some(wish), Some("1")) if wish == "online" => Some("busy".into()),
+            (wish, _) => wish,
+        })
+    }
+
+    /// A Connect stream `session` of the driver opened: it may get offers.
+    pub async fn start_session(&self, driver_id: Uuid, session: Uuid) -> Result<(), StoreError> {
+        self.set_fields(driver_id, &[("session", &session.to_string())]).await
+    }
+
+    /// The stream `session` ended; a newer stream of the driver (on any
+    /// replica) is left alone. Returns whether `session` was the current one.
+    pub async fn end_session(&self, driver_id: Uuid, session: Uuid) -> Result<bool, StoreError> {
+        let mut connection = self.redis.connection();
+        let ended: i32 = END_SESSION
+            .key(driver_key(driver_id))
+            .arg(driver_id.to_string())
+            .arg(session.to_string())
+            .invoke_async(&mut connection)
+            .await
+            .map_err(StoreError::redis)?;
+        Ok(ended == 1)
+    }
+
+    async fn set_fields(&self, driver_id: Uuid, fields: &[(&str, &str)]) -> Result<(), StoreError> {
+        let mut connection = self.redis.connection();
+        let mut invocation = SET_FIELDS.key(driver_key(driver_id));
+        invocation.arg(driver_id.to_string()).arg(DRIVER_STATE_TTL.as_secs());
+        for (name, value) in fields {
+            invocation.arg(*name).arg(*value);
+        }
+        let _: i32 = invocation.invoke_async(&mut connection).await.map_err(StoreError::redis)?;
+        Ok(())
     }
 
     async fn set_field(&self, driver_id: Uuid, field: &str, value: &str) -> Result<(), StoreError> {
@@ -193,5 +296,59 @@ impl LivePositions {
                 id.parse().map(|id| (id, distance)).map_err(|_| StoreError::Corrupt(format!("geo member {id:?}")))
             })
             .collect()
+    }
+
+    /// Drivers dispatch may offer to in `city` within `radius_m` of
+    /// `center`, nearest first, with their last positions. A member whose
+    /// hash expired (its app went silent) is dropped from the set here.
+    pub async fn available_near(
+        &self,
+        city: &str,
+        center: LatLng,
+        radius_m: u32,
+        limit: usize,
+    ) -> Result<Vec<LivePosition>, StoreError> {
+        let mut connection = self.redis.connection();
+        let key = available_key(city);
+        let found: Vec<String> = ::redis::cmd("GEOSEARCH")
+            .arg(&key)
+            .arg("FROMLONLAT")
+            .arg(center.lng)
+            .arg(center.lat)
+            .arg("BYRADIUS")
+            .arg(radius_m)
+            .arg("m")
+            .arg("ASC")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut connection)
+            .await
+            .map_err(StoreError::redis)?;
+        if found.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut lookup = ::redis::pipe();
+        for id in &found {
+            lookup.cmd("HGET").arg(driver_key(id)).arg("position");
+        }
+        let positions: Vec<Option<String>> = lookup.query_async(&mut connection).await.map_err(StoreError::redis)?;
+        let mut available = Vec::with_capacity(found.len());
+        for (id, position) in found.iter().zip(positions) {
+            match position {
+                Some(position) => available.push(
+                    serde_json::from_str(&position)
+                        .map_err(|err| StoreError::Corrupt(format!("live position of {id}: {err}")))?,
+                ),
+                None => {
+                    let _: i64 = ::redis::cmd("ZREM")
+                        .arg(&key)
+                        .arg(id)
+                        .query_async(&mut connection)
+                        .await
+                        .map_err(StoreError::redis)?;
+                }
+            }
+        }
+        Ok(available)
     }
 }

@@ -3,6 +3,7 @@
 //! next `seq` and the restaurant's next `restaurant_seq`: the status history,
 //! the outbox, and the cursor restaurant dashboards resume from.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -12,6 +13,7 @@ use foodfast_domain::order::{
     self, Actor, Decision, OrderAction, OrderState, OrderStatus, PaymentEffect, TransitionError,
 };
 use foodfast_domain::pricing::{PricedChoice, Quote};
+use foodfast_domain::zones::Zones;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Row;
@@ -85,6 +87,8 @@ impl PaymentStatus {
 pub enum EventKind {
     StatusChanged,
     DriverAssigned,
+    /// Nobody accepted the order after every dispatch round; status unchanged.
+    DispatchDelayed,
 }
 
 impl EventKind {
@@ -92,6 +96,7 @@ impl EventKind {
         match self {
             EventKind::StatusChanged => "status_changed",
             EventKind::DriverAssigned => "driver_assigned",
+            EventKind::DispatchDelayed => "dispatch_delayed",
         }
     }
 
@@ -99,6 +104,7 @@ impl EventKind {
         match s {
             "status_changed" => Ok(EventKind::StatusChanged),
             "driver_assigned" => Ok(EventKind::DriverAssigned),
+            "dispatch_delayed" => Ok(EventKind::DispatchDelayed),
             other => Err(StoreError::Corrupt(format!("unknown order event kind {other:?}"))),
         }
     }
@@ -229,6 +235,19 @@ pub struct Transitioned {
     pub event: OrderEvent,
     /// The order's delivery, when the transition created or changed it.
     pub delivery_id: Option<Uuid>,
+    /// Drivers whose load changed, for their live availability.
+    pub driver_loads: Vec<DriverLoad>,
+    /// Drivers to tell: the order's driver before and after, and any whose
+    /// offer for it was withdrawn.
+    pub drivers_affected: Vec<Uuid>,
+}
+
+/// A driver's load after a transition took or gave back one of its slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriverLoad {
+    pub driver_id: Uuid,
+    /// Holding as many deliveries as allowed: no more offers for now.
+    pub at_capacity: bool,
 }
 
 /// Who asks for a transition, and on whose behalf.
@@ -246,11 +265,13 @@ pub struct TransitionRequest<'a> {
 #[derive(Clone)]
 pub struct Orders {
     postgres: Postgres,
+    /// Places a confirmed order's dispatch job in its city.
+    zones: Arc<Zones>,
 }
 
 impl Orders {
-    pub fn new(postgres: Postgres) -> Self {
-        Self { postgres }
+    pub fn new(postgres: Postgres, zones: Arc<Zones>) -> Self {
+        Self { postgres, zones }
     }
 
     /// Claims `key` for one CreateOrder. A claim older than `stale_after`
@@ -544,83 +565,28 @@ impl Orders {
             .postgres
             .serializable(|tx| {
                 let may_act = may_act.clone();
+                let zones = self.zones.clone();
                 let reason = request.reason.to_string();
+                let TransitionRequest { order_id, action, actor, actor_id, driver_id, .. } = request;
                 Box::pin(async move {
-                    let Some(row) = tx.query_opt(sql::LOCK_ORDER, &[&request.order_id]).await? else {
-                        return Ok(Err(TransitionFailure::NotFound(request.order_id)));
-                    };
-                    let before = order_from_row(&row)?;
-                    if !may_act(&before) {
-                        return Ok(Err(TransitionFailure::Forbidden(request.order_id)));
-                    }
-                    let Decision { status, has_driver, payment } =
-                        match order::decide(before.state(), request.action, request.actor) {
-                            Ok(decision) => decision,
-                            Err(refused) => return Ok(Err(TransitionFailure::Refused(refused))),
-                        };
-                    let (driver_id, delivery_id) =
-                        match move_delivery(tx, &before, request.action, request.driver_id).await? {
-                            Ok(moved) => moved,
-                            Err(failure) => return Ok(Err(failure)),
-                        };
-                    let driver_id = if has_driver { driver_id } else { None };
-                    let payment_status = payment.map(PaymentStatus::pending).unwrap_or(before.payment_status);
-                    let restaurant_seq: i64 =
-                        tx.query_one(sql::NEXT_RESTAURANT_EVENT_SEQ, &[&before.restaurant_id]).await?.get(0);
-                    let row = tx
-                        .query_one(
-                            sql::UPDATE_ORDER_STATUS,
-                            &[&request.order_id, &status.as_str(), &driver_id, &payment_status.as_str()],
-                        )
-                        .await?;
-                    let after = order_from_row(&row)?;
-                    let assigns = matches!(request.action, OrderAction::AssignDriver | OrderAction::ReassignDriver);
-                    let event = OrderEvent {
-                        order_id: request.order_id,
-                        seq: after.last_event_seq,
-                        restaurant_id: before.restaurant_id,
-                        restaurant_seq,
-                        kind: if assigns { EventKind::DriverAssigned } else { EventKind::StatusChanged },
-                        status,
-                        previous_status: Some(before.status),
-                        actor_id: request.actor_id,
-                        actor: request.actor,
-                        reason,
-                        created_at: after.updated_at,
-                        driver_id: if assigns { driver_id } else { None },
-                    };
-                    tx.execute(
-                        sql::INSERT_ORDER_EVENT,
-                        &[
-                            &event.order_id,
-                            &event.seq,
-                            &event.restaurant_id,
-                            &event.restaurant_seq,
-                            &event.kind.as_str(),
-                            &event.status.as_str(),
-                            &event.previous_status.map(OrderStatus::as_str),
-                            &event.actor_id,
-                            &event.actor.as_str(),
-                            &event.reason,
-                            &event.driver_id,
-                        ],
-                    )
-                    .await?;
-                    Ok(Ok(Transitioned { order: after, event, delivery_id }))
+                    let request = TransitionRequest { order_id, action, actor, actor_id, reason: &reason, driver_id };
+                    apply_transition(tx, &zones, &request, &*may_act).await
                 })
             })
             .await?;
         let mut transitioned = outcome?;
+        transitioned.order.lines = self.lines(request.order_id).await?;
+        Ok(transitioned)
+    }
+
+    /// The order's lines, in order.
+    pub(crate) async fn lines(&self, order_id: Uuid) -> Result<Vec<OrderLine>, StoreError> {
         let client = self.postgres.client().await?;
         let lines = client
-            .query(
-                &client.prepare_cached(sql::SELECT_ORDER_ITEMS).await.map_err(StoreError::postgres)?,
-                &[&request.order_id],
-            )
+            .query(&client.prepare_cached(sql::SELECT_ORDER_ITEMS).await.map_err(StoreError::postgres)?, &[&order_id])
             .await
             .map_err(StoreError::postgres)?;
-        transitioned.order.lines = lines.iter().map(line_from_row).collect::<Result<_, _>>()?;
-        Ok(transitioned)
+        lines.iter().map(line_from_row).collect()
     }
 
     /// The restaurant's cursor and its open orders, read together.
@@ -689,40 +655,174 @@ impl Orders {
     }
 }
 
+/// One transition inside the caller's transaction: the state machine's
+/// decision, the delivery and drivers' load, the dispatch job, and the
+/// event. The order is returned without its lines.
+pub(crate) async fn apply_transition(
+    tx: &tokio_postgres::Transaction<'_>,
+    zones: &Zones,
+    request: &TransitionRequest<'_>,
+    may_act: &(dyn Fn(&Order) -> bool + Send + Sync),
+) -> Result<Result<Transitioned, TransitionFailure>, TxError> {
+    let Some(row) = tx.query_opt(sql::LOCK_ORDER, &[&request.order_id]).await? else {
+        return Ok(Err(TransitionFailure::NotFound(request.order_id)));
+    };
+    let before = order_from_row(&row)?;
+    if !may_act(&before) {
+        return Ok(Err(TransitionFailure::Forbidden(request.order_id)));
+    }
+    let Decision { status, has_driver, payment } = match order::decide(before.state(), request.action, request.actor) {
+        Ok(decision) => decision,
+        Err(refused) => return Ok(Err(TransitionFailure::Refused(refused))),
+    };
+    let moved = match move_delivery(tx, &before, request.action, request.driver_id).await? {
+        Ok(moved) => moved,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    let driver_id = if has_driver { moved.driver_id } else { None };
+    let payment_status = payment.map(PaymentStatus::pending).unwrap_or(before.payment_status);
+    let restaurant_seq: i64 = tx.query_one(sql::NEXT_RESTAURANT_EVENT_SEQ, &[&before.restaurant_id]).await?.get(0);
+    let row = tx
+        .query_one(
+            sql::UPDATE_ORDER_STATUS,
+            &[&request.order_id, &status.as_str(), &driver_id, &payment_status.as_str()],
+        )
+        .await?;
+    let after = order_from_row(&row)?;
+    let withdrawn_offers = keep_dispatch_in_step(tx, zones, &before, &after).await?;
+    let assigns = matches!(request.action, OrderAction::AssignDriver | OrderAction::ReassignDriver);
+    let event = OrderEvent {
+        order_id: request.order_id,
+        seq: after.last_event_seq,
+        restaurant_id: before.restaurant_id,
+        restaurant_seq,
+        kind: if assigns { EventKind::DriverAssigned } else { EventKind::StatusChanged },
+        status,
+        previous_status: Some(before.status),
+        actor_id: request.actor_id,
+        actor: request.actor,
+        reason: request.reason.to_string(),
+        created_at: after.updated_at,
+        driver_id: if assigns { driver_id } else { None },
+    };
+    insert_event(tx, &event).await?;
+    let mut drivers_affected: Vec<Uuid> =
+        before.driver_id.into_iter().chain(after.driver_id).chain(withdrawn_offers).collect();
+    drivers_affected.sort();
+    drivers_affected.dedup();
+    Ok(Ok(Transitioned {
+        order: after,
+        event,
+        delivery_id: moved.delivery_id,
+        driver_loads: moved.loads,
+        drivers_affected,
+    }))
+}
+
+/// Appends `event` to the order's log.
+pub(crate) async fn insert_event(tx: &tokio_postgres::Transaction<'_>, event: &OrderEvent) -> Result<(), TxError> {
+    tx.execute(
+        sql::INSERT_ORDER_EVENT,
+        &[
+            &event.order_id,
+            &event.seq,
+            &event.restaurant_id,
+            &event.restaurant_seq,
+            &event.kind.as_str(),
+            &event.status.as_str(),
+            &event.previous_status.map(OrderStatus::as_str),
+            &event.actor_id,
+            &event.actor.as_str(),
+            &event.reason,
+            &event.driver_id,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Opens the order's dispatch job when it is confirmed, and ends matching
+/// once it has a driver or is over, withdrawing any open offer. Returns the
+/// drivers whose offers were withdrawn.
+async fn keep_dispatch_in_step(
+    tx: &tokio_postgres::Transaction<'_>,
+    zones: &Zones,
+    before: &Order,
+    after: &Order,
+) -> Result<Vec<Uuid>, TxError> {
+    if before.status == OrderStatus::Pending && after.status == OrderStatus::Confirmed {
+        let pickup = before.restaurant_address.location;
+        tx.execute(
+            sql::INSERT_DISPATCH_JOB,
+            &[&before.id, &Uuid::new_v4(), &zones.city_of(pickup), &pickup.lat, &pickup.lng],
+        )
+        .await?;
+        return Ok(Vec::new());
+    }
+    let phase = if after.status.is_terminal() {
+        "closed"
+    } else if after.driver_id.is_some() && after.driver_id != before.driver_id {
+        "assigned"
+    } else {
+        return Ok(Vec::new());
+    };
+    tx.execute(sql::SET_DISPATCH_PHASE, &[&before.id, &phase]).await?;
+    let withdrawn = tx.query(sql::WITHDRAW_OPEN_OFFERS, &[&before.id]).await?;
+    Ok(withdrawn.iter().map(|row| row.get(0)).collect())
+}
+
+/// What `move_delivery` did.
+struct Moved {
+    /// The order's driver afterwards.
+    driver_id: Option<Uuid>,
+    /// The delivery touched, if any.
+    delivery_id: Option<Uuid>,
+    loads: Vec<DriverLoad>,
+}
+
 /// Keeps `deliveries` and the drivers' load in step with an allowed
 /// transition: assigning takes capacity from the new driver (and gives the
-/// old one's back), delivering or cancelling gives it back. Returns the
-/// order's driver afterwards and the delivery touched.
+/// old one's back), delivering or cancelling gives it back. A delivery keeps
+/// the id its dispatch job gave it (offers name it), or gets a new one.
 async fn move_delivery(
     tx: &tokio_postgres::Transaction<'_>,
     before: &Order,
     action: OrderAction,
     new_driver: Option<Uuid>,
-) -> Result<Result<(Option<Uuid>, Option<Uuid>), TransitionFailure>, TxError> {
+) -> Result<Result<Moved, TransitionFailure>, TxError> {
     let order_id = before.id;
     let delivery = |row: Option<Row>| row.map(|row| row.get::<_, Uuid>(0));
+    let load = |driver_id: Uuid, row: Row| DriverLoad { driver_id, at_capacity: row.get(0) };
+    let unchanged = |delivery_id| Moved { driver_id: before.driver_id, delivery_id, loads: Vec::new() };
     match action {
         OrderAction::AssignDriver | OrderAction::ReassignDriver => {
             let Some(driver_id) = new_driver else { return Ok(Err(TransitionFailure::DriverMissing)) };
             if before.driver_id == Some(driver_id) {
                 return Ok(Err(TransitionFailure::SameDriver(driver_id)));
             }
-            if tx.query_opt(sql::TAKE_DRIVER_CAPACITY, &[&driver_id]).await?.is_none() {
+            let Some(taken) = tx.query_opt(sql::TAKE_DRIVER_CAPACITY, &[&driver_id]).await? else {
                 let exists = tx.query_opt(sql::SELECT_DRIVER_EXISTS, &[&driver_id]).await?.is_some();
                 return Ok(Err(if exists {
                     TransitionFailure::DriverAtCapacity(driver_id)
                 } else {
                     TransitionFailure::DriverNotFound(driver_id)
                 }));
+            };
+            let mut loads = vec![load(driver_id, taken)];
+            if let Some(previous) = before.driver_id
+                && let Some(released) = tx.query_opt(sql::RELEASE_DRIVER_CAPACITY, &[&previous]).await?
+            {
+                loads.push(load(previous, released));
             }
-            if let Some(previous) = before.driver_id {
-                tx.execute(sql::RELEASE_DRIVER_CAPACITY, &[&previous]).await?;
-            }
-            let delivery_id = tx.query_one(sql::ASSIGN_DELIVERY, &[&order_id, &driver_id]).await?.get(0);
-            Ok(Ok((Some(driver_id), Some(delivery_id))))
+            let planned: Option<Uuid> = delivery(tx.query_opt(sql::SELECT_DISPATCH_DELIVERY_ID, &[&order_id]).await?);
+            let delivery_id = tx
+                .query_one(sql::ASSIGN_DELIVERY, &[&order_id, &driver_id, &planned.unwrap_or_else(Uuid::new_v4)])
+                .await?
+                .get(0);
+            Ok(Ok(Moved { driver_id: Some(driver_id), delivery_id: Some(delivery_id), loads }))
         }
         OrderAction::PickUp => {
-            Ok(Ok((before.driver_id, delivery(tx.query_opt(sql::MARK_DELIVERY_PICKED_UP, &[&order_id]).await?))))
+            Ok(Ok(unchanged(delivery(tx.query_opt(sql::MARK_DELIVERY_PICKED_UP, &[&order_id]).await?))))
         }
         OrderAction::Deliver | OrderAction::Cancel if before.driver_id.is_some() => {
             let statement = if action == OrderAction::Deliver {
@@ -730,16 +830,20 @@ async fn move_delivery(
             } else {
                 sql::MARK_DELIVERY_CANCELLED
             };
-            let delivery_id = delivery(tx.query_opt(statement, &[&order_id]).await?);
-            tx.execute(sql::RELEASE_DRIVER_CAPACITY, &[&before.driver_id]).await?;
-            Ok(Ok((before.driver_id, delivery_id)))
+            let mut moved = unchanged(delivery(tx.query_opt(statement, &[&order_id]).await?));
+            if let Some(driver_id) = before.driver_id
+                && let Some(released) = tx.query_opt(sql::RELEASE_DRIVER_CAPACITY, &[&driver_id]).await?
+            {
+                moved.loads.push(load(driver_id, released));
+            }
+            Ok(Ok(moved))
         }
-        _ => Ok(Ok((before.driver_id, None))),
+        _ => Ok(Ok(unchanged(None))),
     }
 }
 
 /// Reads the columns of `sql::order_columns!` in their order.
-fn order_from_row(row: &Row) -> Result<Order, StoreError> {
+pub(crate) fn order_from_row(row: &Row) -> Result<Order, StoreError> {
     let id: Uuid = row.get(0);
     let corrupt = |what: &str, err: String| StoreError::Corrupt(format!("order {id}: {what}: {err}"));
     let Json(restaurant_address): Json<Address> = row.get(5);

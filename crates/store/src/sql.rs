@@ -174,13 +174,15 @@ statements! {
 
     /// Takes one more delivery for the driver, if below capacity.
     TAKE_DRIVER_CAPACITY = "UPDATE drivers SET active_deliveries = active_deliveries + 1
-        WHERE id = $1 AND active_deliveries < capacity RETURNING id";
+        WHERE id = $1 AND active_deliveries < capacity RETURNING active_deliveries >= capacity";
+    /// Gives one delivery back; returns whether the driver is still at capacity.
     RELEASE_DRIVER_CAPACITY = "UPDATE drivers SET active_deliveries = active_deliveries - 1
-        WHERE id = $1 AND active_deliveries > 0";
+        WHERE id = $1 AND active_deliveries > 0 RETURNING active_deliveries >= capacity";
     SELECT_DRIVER_EXISTS = "SELECT 1 FROM drivers WHERE id = $1";
     SELECT_DRIVER_PROFILE = "SELECT u.name, d.vehicle, d.city, d.capacity, d.active_deliveries
         FROM drivers d JOIN users u ON u.id = d.id WHERE d.id = $1";
-    ASSIGN_DELIVERY = "INSERT INTO deliveries (order_id, driver_id, status) VALUES ($1, $2, 'assigned')
+    /// A reassignment keeps the delivery's id; `$3` is the id of a new one.
+    ASSIGN_DELIVERY = "INSERT INTO deliveries (id, order_id, driver_id, status) VALUES ($3, $1, $2, 'assigned')
         ON CONFLICT (order_id) DO UPDATE SET driver_id = excluded.driver_id, status = 'assigned',
             assigned_at = now(), picked_up_at = NULL, delivered_at = NULL
         RETURNING id";
@@ -191,6 +193,97 @@ statements! {
     SELECT_ACTIVE_DELIVERIES = "SELECT id, order_id FROM deliveries
         WHERE driver_id = $1 AND status IN ('assigned', 'arrived', 'picked_up') ORDER BY assigned_at";
     MARK_DELIVERY_CANCELLED = "UPDATE deliveries SET status = 'cancelled' WHERE order_id = $1 RETURNING id";
+
+    INSERT_DISPATCH_JOB = "INSERT INTO dispatch_jobs (order_id, delivery_id, city, restaurant_lat, restaurant_lng,
+            phase)
+        VALUES ($1, $2, $3, $4, $5, 'searching')
+        ON CONFLICT (order_id) DO NOTHING";
+    SELECT_DISPATCH_DELIVERY_ID = "SELECT delivery_id FROM dispatch_jobs WHERE order_id = $1";
+    SET_DISPATCH_PHASE = "UPDATE dispatch_jobs SET phase = $2, lease_owner = NULL, lease_until = NULL,
+            updated_at = now()
+        WHERE order_id = $1 AND phase <> 'closed'";
+    WITHDRAW_OPEN_OFFERS = "UPDATE delivery_offers SET status = 'withdrawn', answered_at = now()
+        WHERE order_id = $1 AND status = 'pending'
+        RETURNING driver_id";
+    /// Leases up to `$3` due jobs to dispatcher `$1` for `$2` milliseconds.
+    CLAIM_DISPATCH_JOBS = "UPDATE dispatch_jobs
+        SET lease_owner = $1, lease_until = now() + INTERVAL '1 millisecond' * $2::INT8,
+            lease_epoch = lease_epoch + 1
+        WHERE order_id IN (
+            SELECT order_id FROM dispatch_jobs
+            WHERE phase IN ('searching', 'offered') AND due_at <= now()
+                AND (lease_until IS NULL OR lease_until < now())
+            ORDER BY due_at
+            LIMIT $3)
+        RETURNING order_id, delivery_id, city, restaurant_lat, restaurant_lng, rounds, lease_epoch, started_at,
+            flagged_at, now()";
+    SELECT_READY_TIMES = "SELECT id, estimated_ready_at FROM orders WHERE id = ANY($1)";
+    SELECT_JOB_OFFERS = "SELECT order_id, id, driver_id, status, deadline FROM delivery_offers
+        WHERE order_id = ANY($1)";
+    SELECT_DISPATCH_CANDIDATES = "SELECT id, capacity, active_deliveries, offers_received, offers_accepted,
+            last_offer_at
+        FROM drivers WHERE id = ANY($1)";
+    /// The job, if dispatcher lease `$2` still holds it and it still needs a driver.
+    LOCK_LEASED_JOB = "SELECT rounds FROM dispatch_jobs
+        WHERE order_id = $1 AND lease_epoch = $2 AND phase IN ('searching', 'offered')
+        FOR UPDATE";
+    INSERT_OFFER = "INSERT INTO delivery_offers (id, order_id, driver_id, round, score, distance_m, status,
+            deadline)
+        VALUES ($1, $2, $3, $4, $5, $6, 'pending', now() + INTERVAL '1 millisecond' * $7::INT8)
+        ON CONFLICT DO NOTHING
+        RETURNING deadline";
+    MARK_JOB_OFFERED = "UPDATE dispatch_jobs SET phase = 'offered', rounds = rounds + 1, due_at = $2,
+            lease_owner = NULL, lease_until = NULL, updated_at = now()
+        WHERE order_id = $1";
+    COUNT_DRIVER_OFFER = "UPDATE drivers SET offers_received = offers_received + 1, last_offer_at = now()
+        WHERE id = $1";
+    /// Hands a leased job back, to look at again in `$3` milliseconds.
+    RELEASE_JOB = "UPDATE dispatch_jobs
+        SET due_at = now() + INTERVAL '1 millisecond' * $3::INT8, lease_owner = NULL, lease_until = NULL,
+            updated_at = now()
+        WHERE order_id = $1 AND lease_epoch = $2";
+    EXPIRE_OFFER = "UPDATE delivery_offers SET status = 'expired', answered_at = now()
+        WHERE id = $1 AND status = 'pending'
+        RETURNING driver_id";
+    /// Back to searching now: the open offer was declined or expired.
+    REQUEUE_JOB = "UPDATE dispatch_jobs SET phase = 'searching', due_at = now(), updated_at = now()
+        WHERE order_id = $1 AND phase = 'offered'";
+    FLAG_JOB = "UPDATE dispatch_jobs SET flagged_at = now(), updated_at = now()
+        WHERE order_id = $1 AND lease_epoch = $2 AND flagged_at IS NULL AND phase IN ('searching', 'offered')
+        RETURNING order_id";
+    /// Bumps the order's event seq for an event that leaves its status alone.
+    NEXT_ORDER_EVENT_SEQ = concat!(
+        "UPDATE orders SET last_event_seq = last_event_seq + 1, updated_at = now() WHERE id = $1
+        RETURNING ", order_columns!()
+    );
+    SELECT_DRIVER_OFFER_FOR_DELIVERY = "SELECT o.id, o.order_id, o.status, o.deadline < now()
+        FROM delivery_offers o JOIN dispatch_jobs j ON j.order_id = o.order_id
+        WHERE j.delivery_id = $1 AND o.driver_id = $2
+        ORDER BY o.offered_at DESC
+        LIMIT 1";
+    SET_OFFER_STATUS = "UPDATE delivery_offers SET status = $2, answered_at = now() WHERE id = $1";
+    COUNT_DRIVER_ACCEPTANCE = "UPDATE drivers SET offers_accepted = offers_accepted + 1 WHERE id = $1";
+    EXPIRE_DRIVER_OFFERS = "UPDATE delivery_offers SET status = 'expired', answered_at = now()
+        WHERE driver_id = $1 AND status = 'pending'
+        RETURNING order_id";
+    SELECT_OPEN_DRIVER_OFFERS = "SELECT o.id, j.delivery_id, o.order_id, o.distance_m, o.deadline
+        FROM delivery_offers o JOIN dispatch_jobs j ON j.order_id = o.order_id
+        WHERE o.driver_id = $1 AND o.status = 'pending'
+        ORDER BY o.offered_at";
+    SELECT_OFFER_OUTCOMES = "SELECT o.id, j.delivery_id, o.status
+        FROM delivery_offers o JOIN dispatch_jobs j ON j.order_id = o.order_id
+        WHERE o.id = ANY($1)";
+    SELECT_DISPATCH_JOB = "SELECT phase, rounds, city, started_at, flagged_at FROM dispatch_jobs WHERE order_id = $1";
+    SELECT_ORDER_OFFERS = "SELECT id, driver_id, round, score, distance_m, offered_at, deadline, status, answered_at
+        FROM delivery_offers WHERE order_id = $1
+        ORDER BY offered_at, id";
+    SELECT_FLAGGED_ORDERS = "SELECT j.order_id, o.restaurant_id, o.restaurant_name, j.city, o.status, j.rounds,
+            j.flagged_at
+        FROM dispatch_jobs j JOIN orders o ON o.id = j.order_id
+        WHERE j.flagged_at IS NOT NULL AND j.phase IN ('searching', 'offered')
+            AND ($1 = '' OR j.city = $1) AND (j.flagged_at, j.order_id) > ($2, $3)
+        ORDER BY j.flagged_at, j.order_id
+        LIMIT $4";
 
     SELECT_RESTAURANT_EVENT_SEQ = "SELECT event_seq FROM restaurants WHERE id = $1";
     SELECT_OPEN_RESTAURANT_ORDERS = concat!(

@@ -105,7 +105,13 @@ async fn fixture() -> Fixture {
         payment_id: "pi_test".into(),
         idempotency_key: String::new(),
     };
-    Fixture { orders: Orders::new(stores.postgres.clone()), stores, new_order, driver_id, other_driver_id }
+    Fixture {
+        orders: Orders::new(stores.postgres.clone(), Default::default()),
+        stores,
+        new_order,
+        driver_id,
+        other_driver_id,
+    }
 }
 
 impl Fixture {

@@ -4,17 +4,21 @@
 //! Delivery steps (picked up, delivered) move the driver's order through the
 //! state machine, over Connect or the unary fallbacks alike.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use foodfast_api::v1 as pb;
+use foodfast_api::v1::connect_response::Payload;
 use foodfast_api::v1::driver_service_server::DriverService;
 use foodfast_domain::access::{Principal, Role};
+use foodfast_domain::geo::distance_m;
 use foodfast_domain::order::{OrderAction, OrderStatus, TransitionError};
 use foodfast_domain::ping::{self, Ping, PingRejection, RawPing};
 use foodfast_domain::validation::{FieldError, parse_uuid};
+use foodfast_store::dispatch::{AnswerFailure, OfferStatus};
+use foodfast_store::fanout::{DISPATCH_TOPIC, driver_topic};
 use foodfast_store::locations::{LocationPoint, LocationWriter};
-use foodfast_store::orders::Order;
+use foodfast_store::orders::{Order, Transitioned};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
@@ -31,6 +35,8 @@ use crate::error::ApiError;
 const MAX_REJECTIONS_PER_ACK: usize = 100;
 /// Pings per ReportLocation call.
 const MAX_PINGS_PER_REPORT: usize = 500;
+/// Free text a driver may give with a decline.
+const MAX_DECLINE_REASON_CHARS: usize = 200;
 
 pub struct DriverApi {
     app: App,
@@ -317,15 +323,168 @@ impl DriverPings {
 
 type Outbound = mpsc::Sender<Result<pb::ConnectResponse, Status>>;
 
-fn message(payload: pb::connect_response::Payload) -> Result<pb::ConnectResponse, Status> {
+fn message(payload: Payload) -> Result<pb::ConnectResponse, Status> {
     Ok(pb::ConnectResponse { payload: Some(payload) })
 }
 
-/// The body of one Connect stream. Ends with `INVALID_ARGUMENT` when the
-/// first message is not `hello` and `UNAVAILABLE` when the server shuts down
-/// (reconnect and resend above the last `durable_seq`); a bad ping never ends
-/// it. When the app half-closes, the stream stays open until everything it
-/// sent is durable and acknowledged (or `drain_timeout` passes), then ends OK.
+/// What the driver's app was last told about its offers and deliveries, so
+/// that a re-read sends only what changed.
+#[derive(Default)]
+struct Shown {
+    /// Open offers sent: offer → delivery.
+    offers: HashMap<Uuid, Uuid>,
+    /// Deliveries held: delivery → order.
+    deliveries: HashMap<Uuid, Uuid>,
+}
+
+impl Shown {
+    /// Re-reads the driver's open offers and held deliveries and returns
+    /// the messages that bring the app up to date: new offers, closed ones,
+    /// deliveries assigned, taken away or cancelled.
+    async fn sync(&mut self, app: &App, driver_id: Uuid) -> Result<Vec<Payload>, ApiError> {
+        let mut messages = Vec::new();
+        let open = app.dispatch.open_offers(driver_id).await?;
+        let closed: Vec<Uuid> =
+            self.offers.keys().filter(|id| !open.iter().any(|o| o.offer_id == **id)).copied().collect();
+        if !closed.is_empty() {
+            for (offer_id, delivery_id, status) in app.dispatch.offer_outcomes(&closed).await? {
+                self.offers.remove(&offer_id);
+                let reason = match status {
+                    OfferStatus::Declined => pb::OfferClosedReason::Declined,
+                    OfferStatus::Expired => pb::OfferClosedReason::Expired,
+                    OfferStatus::Withdrawn => pb::OfferClosedReason::Withdrawn,
+                    // Accepted: the assignment below says it.
+                    OfferStatus::Accepted | OfferStatus::Pending => continue,
+                };
+                messages.push(offer_closed(offer_id, delivery_id, reason));
+            }
+        }
+        for offer in open {
+            if self.offers.contains_key(&offer.offer_id) {
+                continue;
+            }
+            if let Some(order) = app.orders.get(offer.order_id).await? {
+                messages.push(Payload::Offer(convert::offer(&offer, &order)));
+                self.offers.insert(offer.offer_id, offer.delivery_id);
+            }
+        }
+        let held = app.orders.active_deliveries(driver_id).await?;
+        let gone: Vec<(Uuid, Uuid)> = self
+            .deliveries
+            .iter()
+            .filter(|(id, _)| !held.iter().any(|(held_id, _)| held_id == *id))
+            .map(|(id, order)| (*id, *order))
+            .collect();
+        for (delivery_id, order_id) in gone {
+            self.deliveries.remove(&delivery_id);
+            let Some(order) = app.orders.get(order_id).await? else { continue };
+            let kind = match order.status {
+                OrderStatus::Delivered => continue,
+                OrderStatus::Cancelled | OrderStatus::Rejected => pb::AssignmentChangeKind::Cancelled,
+                _ => pb::AssignmentChangeKind::Unassigned,
+            };
+            let mut delivery = convert::delivery(delivery_id, &order);
+            // No longer this driver's to deliver: no address.
+            delivery.customer_address = None;
+            messages.push(Payload::Assignment(pb::AssignmentChange {
+                kind: kind as i32,
+                delivery: Some(delivery),
+                reason: String::new(),
+            }));
+        }
+        for (delivery_id, order) in held {
+            if self.deliveries.insert(delivery_id, order.id).is_none() {
+                messages.push(Payload::Assignment(pb::AssignmentChange {
+                    kind: pb::AssignmentChangeKind::Assigned as i32,
+                    delivery: Some(convert::delivery(delivery_id, &order)),
+                    reason: String::new(),
+                }));
+            }
+        }
+        Ok(messages)
+    }
+}
+
+fn offer_closed(offer_id: Uuid, delivery_id: Uuid, reason: pb::OfferClosedReason) -> Payload {
+    Payload::OfferClosed(pb::OfferClosed {
+        offer_id: offer_id.to_string(),
+        delivery_id: delivery_id.to_string(),
+        reason: reason as i32,
+    })
+}
+
+/// How a refused answer reads on the stream.
+fn closed_reason(failure: &AnswerFailure) -> pb::OfferClosedReason {
+    match failure {
+        AnswerFailure::Expired(_) | AnswerFailure::Closed { status: OfferStatus::Expired, .. } => {
+            pb::OfferClosedReason::Expired
+        }
+        AnswerFailure::Closed { status: OfferStatus::Declined, .. } => pb::OfferClosedReason::Declined,
+        _ => pb::OfferClosedReason::Withdrawn,
+    }
+}
+
+/// A driver accepts its offer of `delivery_id`: one transaction assigns it.
+async fn accept_offer(
+    app: &App,
+    driver_id: Uuid,
+    delivery_id: Uuid,
+) -> Result<Result<Transitioned, AnswerFailure>, ApiError> {
+    let outcome = app.dispatch.accept(driver_id, delivery_id).await?;
+    match &outcome {
+        Ok(done) => app.committed(done).await,
+        // The order goes to the next driver now.
+        Err(_) => app.wake(DISPATCH_TOPIC).await,
+    }
+    Ok(outcome)
+}
+
+async fn decline_offer(app: &App, driver_id: Uuid, delivery_id: Uuid) -> Result<Result<(), AnswerFailure>, ApiError> {
+    let outcome = app.dispatch.decline(driver_id, delivery_id).await?;
+    app.wake(DISPATCH_TOPIC).await;
+    Ok(outcome)
+}
+
+/// Answers an `OfferAnswer` sent over Connect. A refused answer is told as
+/// the offer's closing; only a malformed answer is a protocol error.
+async fn answer_on_stream(
+    app: &App,
+    driver_id: Uuid,
+    shown: &Shown,
+    answer: pb::OfferAnswer,
+) -> Result<Option<Payload>, Status> {
+    let offer_id = Uuid::parse_str(&answer.offer_id)
+        .map_err(|_| Status::invalid_argument("offer_answer.offer_id must be the offer's id"))?;
+    let decision = match pb::OfferDecision::try_from(answer.decision) {
+        Ok(pb::OfferDecision::Accept) => pb::OfferDecision::Accept,
+        Ok(pb::OfferDecision::Decline) => pb::OfferDecision::Decline,
+        _ => return Err(Status::invalid_argument("offer_answer.decision must be accept or decline")),
+    };
+    if answer.reason.chars().count() > MAX_DECLINE_REASON_CHARS {
+        return Err(Status::invalid_argument("offer_answer.reason must be at most 200 characters"));
+    }
+    let delivery_id = match shown.offers.get(&offer_id) {
+        Some(delivery_id) => *delivery_id,
+        None => match app.dispatch.offer_outcomes(&[offer_id]).await.map_err(ApiError::from)?.first() {
+            Some((_, delivery_id, _)) => *delivery_id,
+            None => return Ok(Some(offer_closed(offer_id, Uuid::nil(), pb::OfferClosedReason::Withdrawn))),
+        },
+    };
+    let refused = if decision == pb::OfferDecision::Accept {
+        accept_offer(app, driver_id, delivery_id).await?.err()
+    } else {
+        decline_offer(app, driver_id, delivery_id).await?.err()
+    };
+    // An accepted or declined offer is told by the next sync, like any change.
+    Ok(refused.map(|failure| offer_closed(offer_id, delivery_id, closed_reason(&failure))))
+}
+
+/// One Connect stream. Ends with `INVALID_ARGUMENT` when the first message
+/// is not `hello` or a message is malformed, and `UNAVAILABLE` when the
+/// server shuts down (reconnect and resend above the last `durable_seq`); a
+/// bad ping never ends it. When it ends, the driver gets no more offers
+/// until it reconnects, and an offer it had not answered goes to the next
+/// candidate.
 async fn session(
     app: App,
     writer: LocationWriter,
@@ -342,8 +501,40 @@ async fn session(
         }
         Some(Err(_)) | None => return,
     };
+    let session_id = Uuid::new_v4();
+    if let Err(err) = app.live.start_session(driver_id, session_id).await {
+        tracing::warn!(driver = %driver_id, error = %foodfast_store::Chain(&err), "could not record the session; no offers until it is");
+    }
+    connected(&app, writer, caller, hello, inbound, &outbound).await;
+    match app.live.end_session(driver_id, session_id).await {
+        Ok(true) => match app.dispatch.expire_driver_offers(driver_id).await {
+            Ok(orders) if !orders.is_empty() => app.wake(DISPATCH_TOPIC).await,
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(driver = %driver_id, error = %foodfast_store::Chain(&err), "open offers of a gone driver will expire at their deadline");
+            }
+        },
+        // A newer stream of the driver carries on.
+        Ok(false) => {}
+        Err(err) => {
+            tracing::warn!(driver = %driver_id, error = %foodfast_store::Chain(&err), "could not end the session")
+        }
+    }
+}
+
+/// The stream after `hello`, until it ends.
+async fn connected(
+    app: &App,
+    writer: LocationWriter,
+    caller: Principal,
+    hello: pb::Hello,
+    mut inbound: Streaming<pb::ConnectRequest>,
+    outbound: &Outbound,
+) {
+    let driver_id = caller.user_id;
     let mut durable_seqs: watch::Receiver<u64> = writer.subscribe_driver(driver_id);
-    let mut pings = match DriverPings::load(&app, &writer, driver_id).await {
+    let mut inbox = app.fanout.subscribe(&driver_topic(driver_id));
+    let mut pings = match DriverPings::load(app, &writer, driver_id).await {
         Ok(pings) => pings,
         Err(err) => {
             let _ = outbound.send(Err(err.into())).await;
@@ -354,26 +545,36 @@ async fn session(
         Ok(pb::DriverAvailability::Unspecified) | Err(_) => pb::DriverAvailability::Online,
         Ok(given) => given,
     };
-    set_availability(&app, driver_id, availability).await;
-    let active_deliveries = match app.orders.active_deliveries(driver_id).await {
-        Ok(held) => held.iter().map(|(id, order)| convert::delivery(*id, order)).collect(),
+    set_availability(app, driver_id, availability).await;
+    let mut shown = Shown::default();
+    let (mut open_offers, mut active_deliveries) = (Vec::new(), Vec::new());
+    match shown.sync(app, driver_id).await {
+        Ok(messages) => {
+            for payload in messages {
+                match payload {
+                    Payload::Offer(offer) => open_offers.push(offer),
+                    Payload::Assignment(change) => active_deliveries.extend(change.delivery),
+                    _ => {}
+                }
+            }
+        }
         Err(err) => {
-            let _ = outbound.send(Err(ApiError::from(err).into())).await;
+            let _ = outbound.send(Err(err.into())).await;
             return;
         }
-    };
+    }
     let welcome = pb::Welcome {
         driver_id: driver_id.to_string(),
         durable_seq: pings.durable,
         availability: availability as i32,
         active_deliveries,
-        open_offers: vec![],
+        open_offers,
         hint: Some(pb::ServerHint {
             ping_interval: Some(convert::duration(app.ingest.ping_interval)),
             reconnect: false,
         }),
     };
-    if outbound.send(message(pb::connect_response::Payload::Welcome(welcome))).await.is_err() {
+    if outbound.send(message(Payload::Welcome(welcome))).await.is_err() {
         return;
     }
 
@@ -382,11 +583,15 @@ async fn session(
     let mut drain_deadline: Option<tokio::time::Instant> = None;
     let mut ack_tick = tokio::time::interval(app.ingest.ack_interval);
     ack_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut resync = tokio::time::interval(app.dispatch_config.driver_resync_interval);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    resync.reset();
     loop {
+        let mut needs_sync = false;
         tokio::select! {
             _ = app.stopping.cancelled() => {
                 let hint = pb::ServerHint { ping_interval: None, reconnect: true };
-                let _ = outbound.send(message(pb::connect_response::Payload::Hint(hint))).await;
+                let _ = outbound.send(message(Payload::Hint(hint))).await;
                 let _ = outbound.send(Err(Status::unavailable("the server is shutting down; reconnect and resend above durable_seq"))).await;
                 return;
             }
@@ -400,7 +605,7 @@ async fn session(
                 }
                 Some(Ok(request)) => match request.payload {
                     Some(pb::connect_request::Payload::Ping(ping)) => {
-                        if let Err(why) = pings.take(&app, &writer, &ping).await {
+                        if let Err(why) = pings.take(app, &writer, &ping).await {
                             note_rejection(driver_id, ping.seq, why);
                             rejected.push(rejection(&ping, why));
                         }
@@ -411,7 +616,7 @@ async fn session(
                                 let _ = outbound.send(Err(Status::invalid_argument("availability must be online, offline or busy"))).await;
                                 return;
                             }
-                            Ok(availability) => set_availability(&app, driver_id, availability).await,
+                            Ok(availability) => set_availability(app, driver_id, availability).await,
                         }
                     }
                     Some(pb::connect_request::Payload::Hello(_)) => {
@@ -419,20 +624,25 @@ async fn session(
                         return;
                     }
                     Some(pb::connect_request::Payload::OfferAnswer(answer)) => {
-                        // Dispatch has not landed: no offer can be open.
-                        let closed = pb::OfferClosed {
-                            offer_id: answer.offer_id,
-                            delivery_id: String::new(),
-                            reason: pb::OfferClosedReason::Withdrawn as i32,
-                        };
-                        if outbound.send(message(pb::connect_response::Payload::OfferClosed(closed))).await.is_err() {
-                            return;
+                        match answer_on_stream(app, driver_id, &shown, answer).await {
+                            Ok(refusal) => {
+                                if let Some(closed) = refusal
+                                    && outbound.send(message(closed)).await.is_err()
+                                {
+                                    return;
+                                }
+                                needs_sync = true;
+                            }
+                            Err(status) => {
+                                let _ = outbound.send(Err(status)).await;
+                                return;
+                            }
                         }
                     }
                     Some(pb::connect_request::Payload::Transition(transition)) => {
                         // Inline, like a ping: one short transaction.
-                        let result = transition_result(&app, &caller, transition).await;
-                        if outbound.send(message(pb::connect_response::Payload::TransitionResult(result))).await.is_err() {
+                        let result = transition_result(app, &caller, transition).await;
+                        if outbound.send(message(Payload::TransitionResult(result))).await.is_err() {
                             return;
                         }
                     }
@@ -449,18 +659,36 @@ async fn session(
                 let seq = *durable_seqs.borrow_and_update();
                 pings.durable_moved(seq);
             }
+            // Lagged or reconnected: re-reading is the answer either way.
+            _ = inbox.recv() => needs_sync = true,
+            _ = resync.tick() => needs_sync = true,
             _ = ack_tick.tick() => {}
+        }
+        if needs_sync {
+            match shown.sync(app, driver_id).await {
+                Ok(messages) => {
+                    for payload in messages {
+                        if outbound.send(message(payload)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                // The next wake-up or resync tries again.
+                Err(err) => {
+                    tracing::warn!(driver = %driver_id, error = %foodfast_store::Chain(&err), "could not re-read offers and deliveries")
+                }
+            }
         }
         // Acks are coalesced: at most one per tick of work, whenever the
         // watermark moved or rejections wait.
         if pings.durable > acked || !rejected.is_empty() {
             let batch: Vec<_> = rejected.drain(..rejected.len().min(MAX_REJECTIONS_PER_ACK)).collect();
             let ack = pb::PingAck { durable_seq: pings.durable, rejected: batch };
-            if outbound.send(message(pb::connect_response::Payload::Ack(ack))).await.is_err() {
+            if outbound.send(message(Payload::Ack(ack))).await.is_err() {
                 return;
             }
             if pings.durable > acked {
-                pings.record_durable(&app).await;
+                pings.record_durable(app).await;
             }
             acked = pings.durable;
         }
@@ -556,6 +784,53 @@ impl DriverService for DriverApi {
         Ok(Response::new(pb::ReportLocationResponse {
             ack: Some(pb::PingAck { durable_seq: pings.durable, rejected }),
         }))
+    }
+
+    /// The order gets the caller in one transaction with the accepted offer;
+    /// the answer carries the full drop-off address.
+    async fn accept_offer(
+        &self,
+        request: Request<pb::AcceptOfferRequest>,
+    ) -> Result<Response<pb::AcceptOfferResponse>, Status> {
+        let caller = principal(&request)?;
+        require_driver(&caller)?;
+        let delivery_id = parse_uuid("delivery_id", &request.get_ref().delivery_id).map_err(ApiError::from)?;
+        let done = accept_offer(&self.app, caller.user_id, delivery_id).await?.map_err(ApiError::from)?;
+        let order = &done.order;
+        let pickup = order.restaurant_address.location;
+        let pickup_eta = match self.app.live.position(caller.user_id).await {
+            Ok(Some(live)) => {
+                let travel = self.app.dispatch_config.policy.travel_time(distance_m(live.position, pickup));
+                Some(convert::timestamp(Utc::now() + travel))
+            }
+            _ => None,
+        };
+        Ok(Response::new(pb::AcceptOfferResponse {
+            delivery_id: delivery_id.to_string(),
+            order_id: order.id.to_string(),
+            restaurant_name: order.restaurant_name.clone(),
+            restaurant_address: Some(convert::address(&order.restaurant_address)),
+            customer_address: Some(convert::address(&order.delivery_address)),
+            pickup_eta,
+            food_ready_at: Some(convert::timestamp(order.estimated_ready_at)),
+            estimated_earnings: Some(convert::earnings(order)),
+        }))
+    }
+
+    /// Declining again is answered the same; the order goes to the next driver.
+    async fn decline_offer(
+        &self,
+        request: Request<pb::DeclineOfferRequest>,
+    ) -> Result<Response<pb::DeclineOfferResponse>, Status> {
+        let caller = principal(&request)?;
+        require_driver(&caller)?;
+        let request = request.into_inner();
+        let delivery_id = parse_uuid("delivery_id", &request.delivery_id).map_err(ApiError::from)?;
+        if request.reason.chars().count() > MAX_DECLINE_REASON_CHARS {
+            return Err(ApiError::from(FieldError::new("reason", "must be at most 200 characters")).into());
+        }
+        decline_offer(&self.app, caller.user_id, delivery_id).await?.map_err(ApiError::from)?;
+        Ok(Response::new(pb::DeclineOfferResponse { delivery_id: delivery_id.to_string() }))
     }
 
     /// A resend after the step was recorded answers OK with the order as it is.

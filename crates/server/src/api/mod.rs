@@ -25,13 +25,15 @@ use foodfast_api::v1::{
     support_service_server::{SupportService, SupportServiceServer},
     tracking_service_server::TrackingServiceServer,
 };
+use foodfast_domain::order::OrderStatus;
 use foodfast_domain::pricing::PricingPolicy;
 use foodfast_payments::PaymentGateway;
 use foodfast_store::audit::AuditLog;
-use foodfast_store::fanout::Fanout;
+use foodfast_store::dispatch::Dispatch;
+use foodfast_store::fanout::{DISPATCH_TOPIC, Fanout, driver_topic, order_topic, restaurant_topic};
 use foodfast_store::live::LivePositions;
 use foodfast_store::locations::{LocationReader, LocationWriter};
-use foodfast_store::orders::Orders;
+use foodfast_store::orders::{Orders, Transitioned};
 use foodfast_store::restaurants::{Restaurant, Restaurants};
 use foodfast_store::scylla::Scylla;
 use foodfast_store::users::Users;
@@ -40,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Router;
 
 use crate::auth::Tokens;
-use crate::config::{IngestConfig, ServiceSettings, TrackingConfig};
+use crate::config::{DispatchConfig, IngestConfig, ServiceSettings, TrackingConfig};
 use crate::settlement::PaymentSettler;
 
 pub use account_api::{AccountApi, Accounts};
@@ -69,6 +71,8 @@ pub struct App {
     pub live: LivePositions,
     pub ingest: Arc<IngestConfig>,
     pub tracking: Arc<TrackingConfig>,
+    pub dispatch: Dispatch,
+    pub dispatch_config: Arc<DispatchConfig>,
     pub scylla: Scylla,
     /// Started on first use, so the server comes up (NOT_SERVING) before
     /// the keyspace is migrated or while Scylla is down.
@@ -85,6 +89,41 @@ impl App {
             .get(id)
             .await?
             .ok_or_else(|| crate::error::ApiError::NotFound(format!("restaurant {id} not found")))
+    }
+
+    /// Everything that follows a committed transition: the payment call it
+    /// owes, the drivers' live availability, and wake-ups for the order's
+    /// watchers, the drivers concerned and (once confirmed) the dispatchers.
+    /// A lost wake-up only delays its readers until their next poll.
+    pub(crate) async fn committed(&self, done: &Transitioned) {
+        if done.order.payment_status.unsettled().is_some() {
+            self.settler.nudge();
+        }
+        for load in &done.driver_loads {
+            if let Err(err) = self.live.set_at_capacity(load.driver_id, load.at_capacity).await {
+                tracing::warn!(driver = %load.driver_id, error = %foodfast_store::Chain(&err), "could not record the driver's load");
+            }
+        }
+        self.announce(done.order.restaurant_id, done.order.id).await;
+        for driver_id in &done.drivers_affected {
+            self.wake(&driver_topic(*driver_id)).await;
+        }
+        if done.event.status == OrderStatus::Confirmed && done.event.previous_status == Some(OrderStatus::Pending) {
+            self.wake(DISPATCH_TOPIC).await;
+        }
+    }
+
+    /// Wakes every watcher of the restaurant and the order, on every replica.
+    pub(crate) async fn announce(&self, restaurant_id: uuid::Uuid, order_id: uuid::Uuid) {
+        self.wake(&restaurant_topic(restaurant_id)).await;
+        self.wake(&order_topic(order_id)).await;
+    }
+
+    /// Wakes the subscribers of `topic` on every replica.
+    pub(crate) async fn wake(&self, topic: &str) {
+        if let Err(err) = self.fanout.publish(topic).await {
+            tracing::warn!(%topic, error = %foodfast_store::Chain(&err), "could not publish a wake-up");
+        }
     }
 
     pub async fn location_reader(&self) -> Result<LocationReader, tonic::Status> {

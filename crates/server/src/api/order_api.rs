@@ -267,7 +267,8 @@ impl OrderService for OrderApi {
         if !caller.may_list_orders_of(customer_id) {
             return Err(ApiError::PermissionDenied("you may list only your own orders".into()).into());
         }
-        let after = super::page_token::decode_order_page(&request.page_token, customer_id).map_err(ApiError::from)?;
+        let after = super::page_token::decode_time_page(&request.page_token, &customer_id.to_string())
+            .map_err(ApiError::from)?;
         let limit = page_size(request.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
         let mut orders =
             self.app.orders.list_for_customer(customer_id, after, limit + 1).await.map_err(ApiError::from)?;
@@ -275,7 +276,7 @@ impl OrderService for OrderApi {
             orders.truncate(limit as usize);
             orders
                 .last()
-                .map(|o| super::page_token::encode_order_page(customer_id, o.created_at, o.id))
+                .map(|o| super::page_token::encode_time_page(&customer_id.to_string(), o.created_at, o.id))
                 .unwrap_or_default()
         } else {
             String::new()
@@ -349,22 +350,7 @@ impl App {
                 | foodfast_store::orders::TransitionFailure::Forbidden(_) => not_visible(caller, order_id),
                 other => other.into(),
             })?;
-        if transitioned.order.payment_status.unsettled().is_some() {
-            self.settler.nudge();
-        }
-        self.announce(transitioned.order.restaurant_id, order_id).await;
+        self.committed(&transitioned).await;
         Ok(transitioned.order)
-    }
-
-    /// Wakes every watcher of the restaurant and the order, on every replica.
-    /// A lost wake-up only delays them until their next poll.
-    pub(crate) async fn announce(&self, restaurant_id: Uuid, order_id: Uuid) {
-        for topic in
-            [foodfast_store::fanout::restaurant_topic(restaurant_id), foodfast_store::fanout::order_topic(order_id)]
-        {
-            if let Err(err) = self.fanout.publish(&topic).await {
-                tracing::warn!(%topic, error = %foodfast_store::Chain(&err), "could not publish a wake-up");
-            }
-        }
     }
 }

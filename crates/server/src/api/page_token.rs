@@ -46,17 +46,18 @@ pub fn decode_search_page(token: &str, query: &str) -> Result<Option<(u32, Uuid)
     Ok(Some((distance.parse().map_err(|_| invalid())?, id.parse().map_err(|_| invalid())?)))
 }
 
-/// A customer's order history page: after (created_at, id), newest first.
-pub fn encode_order_page(customer_id: Uuid, created_at: DateTime<Utc>, id: Uuid) -> String {
-    encode(&customer_id.to_string(), &format!("{}:{id}", created_at.timestamp_micros()))
+/// A page of a list ordered by time: after (at, id). `query` names the
+/// list (the customer's id for its order history, the city for flagged orders).
+pub fn encode_time_page(query: &str, at: DateTime<Utc>, id: Uuid) -> String {
+    encode(query, &format!("{}:{id}", at.timestamp_micros()))
 }
 
-pub fn decode_order_page(token: &str, customer_id: Uuid) -> Result<Option<(DateTime<Utc>, Uuid)>, FieldError> {
+pub fn decode_time_page(token: &str, query: &str) -> Result<Option<(DateTime<Utc>, Uuid)>, FieldError> {
     let mut buffer = String::new();
-    let Some(position) = decode(token, &customer_id.to_string(), &mut buffer)? else { return Ok(None) };
+    let Some(position) = decode(token, query, &mut buffer)? else { return Ok(None) };
     let (micros, id) = position.split_once(':').ok_or_else(invalid)?;
-    let created_at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| invalid())?).ok_or_else(invalid)?;
-    Ok(Some((created_at, id.parse().map_err(|_| invalid())?)))
+    let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| invalid())?).ok_or_else(invalid)?;
+    Ok(Some((at, id.parse().map_err(|_| invalid())?)))
 }
 
 #[cfg(test)]
@@ -72,10 +73,10 @@ mod tests {
         assert_eq!(decode_search_page("", "q1").unwrap(), None);
         assert!(decode_search_page("zz", "q1").is_err());
 
-        let customer = Uuid::new_v4();
+        let customer = Uuid::new_v4().to_string();
         let at = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
-        let token = encode_order_page(customer, at, id);
-        assert_eq!(decode_order_page(&token, customer).unwrap(), Some((at, id)));
-        assert!(decode_order_page(&token, Uuid::new_v4()).is_err());
+        let token = encode_time_page(&customer, at, id);
+        assert_eq!(decode_time_page(&token, &customer).unwrap(), Some((at, id)));
+        assert!(decode_time_page(&token, &Uuid::new_v4().to_string()).is_err());
     }
 }
