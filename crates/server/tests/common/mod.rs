@@ -268,6 +268,7 @@ pub struct Replica {
     pub port: u16,
     child: std::process::Child,
     config: Config,
+    _config_file: tempfile::NamedTempFile,
 }
 
 impl Replica {
@@ -284,17 +285,14 @@ impl Replica {
                 command.env_remove(name);
             }
         }
-        let stores = &config.stores;
+        // The test's whole configuration, as a file: replicas behave like the in-process server.
+        let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        std::fs::write(file.path(), toml::to_string(config).unwrap()).unwrap();
         let child = command
             .args(["serve", "--grpc-addr", &format!("127.0.0.1:{port}")])
+            .env("FOODFAST_CONFIG", file.path())
             .env("FOODFAST_LOG_FORMAT", "json")
             .env("FOODFAST_LOG", filter)
-            .env("FOODFAST_DATABASE_URL", &stores.postgres.url)
-            .env("FOODFAST_SCYLLA_CONTACT_POINTS", stores.scylla.contact_points.join(","))
-            .env("FOODFAST_SCYLLA_KEYSPACE", &stores.scylla.keyspace)
-            .env("FOODFAST_REDIS_URL", &stores.redis.url)
-            .env("FOODFAST_AUTH_KEYS", TEST_KEY)
-            .env("FOODFAST_PAYMENTS_URL", &config.payments.base_url)
             .stdout(match log {
                 Some(path) => std::fs::File::create(path).unwrap().into(),
                 None => std::process::Stdio::null(),
@@ -314,7 +312,7 @@ impl Replica {
             assert!(std::time::Instant::now() < deadline, "replica on port {port} never answered");
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        Self { channel, port, child, config: config.clone() }
+        Self { channel, port, child, config: config.clone(), _config_file: file }
     }
 
     pub fn pid(&self) -> u32 {

@@ -1,0 +1,395 @@
+//! Dispatch on real stores: the dispatcher offers a confirmed order to the
+//! best-scored free driver over its Connect stream, moves on when a driver
+//! declines, lets the deadline pass or drops its stream, widens the search
+//! after three rounds, flags the order when nobody accepts, and, however
+//! many server processes race, gives every order exactly one driver.
+//!
+//! Each test files its drivers and orders under a city of its own (a zone
+//! covering Paris), so tests sharing the Redis do not see each other's drivers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Authed, Kitchen, location_ping, north_of_kitchen};
+use foodfast_api::v1 as pb;
+use foodfast_api::v1::connect_response::Payload;
+use foodfast_api::v1::driver_service_client::DriverServiceClient;
+use foodfast_domain::access::Principal;
+use foodfast_domain::zones::{Zone, Zones};
+use foodfast_server::config::Config;
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Quick rounds for tests; each test its own city.
+fn quick_dispatch(config: &mut Config) {
+    let city = format!("t-{}", &Uuid::new_v4().simple().to_string()[..12]);
+    config.ingest.zones = Zones(vec![Zone { name: city, south: 48.70, west: 2.05, north: 49.05, east: 2.65 }]);
+    config.dispatch.poll_interval = Duration::from_millis(100);
+    config.dispatch.retry_interval = Duration::from_millis(200);
+    config.dispatch.lease = Duration::from_secs(5);
+    config.dispatch.policy.offer_timeout = Duration::from_secs(30);
+}
+
+fn city(config: &Config) -> String {
+    config.ingest.zones.0[0].name.clone()
+}
+
+/// A driver's app on its Connect stream, keeping what the server sends.
+struct DriverApp {
+    principal: Principal,
+    sender: mpsc::Sender<pb::ConnectRequest>,
+    inbox: mpsc::Receiver<Payload>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl DriverApp {
+    /// A new driver (capacity 1), connected, online, at `position`.
+    async fn at(kitchen: &Kitchen, position: (f64, f64)) -> Self {
+        let principal = kitchen.driver(1).await;
+        Self::connect(kitchen.server.drivers(Some(&principal)), principal, position).await
+    }
+
+    async fn connect(mut client: DriverServiceClient<Authed>, principal: Principal, position: (f64, f64)) -> Self {
+        let (sender, receiver) = mpsc::channel(64);
+        let hello = pb::Hello { app_version: "test".into(), availability: pb::DriverAvailability::Online as i32 };
+        sender.send(request(pb::connect_request::Payload::Hello(hello))).await.unwrap();
+        let mut responses = client.connect(ReceiverStream::new(receiver)).await.unwrap().into_inner();
+        let (forward, inbox) = mpsc::channel(256);
+        let reader = tokio::spawn(async move {
+            while let Some(Ok(message)) = responses.next().await {
+                if let Some(payload) = message.payload
+                    && forward.send(payload).await.is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let mut app = Self { principal, sender, inbox, reader };
+        app.expect("a welcome", |p| matches!(p, Payload::Welcome(_)).then_some(())).await;
+        app.send(pb::connect_request::Payload::Ping(location_ping(1, position, 0.0))).await;
+        app.expect("the ping's ack", |p| matches!(p, Payload::Ack(ack) if ack.durable_seq >= 1).then_some(())).await;
+        app
+    }
+
+    async fn send(&self, payload: pb::connect_request::Payload) {
+        self.sender.send(request(payload)).await.unwrap();
+    }
+
+    /// The next message `pick` takes, skipping the others.
+    async fn expect<T>(&mut self, what: &str, pick: impl Fn(Payload) -> Option<T>) -> T {
+        let driver = self.principal.user_id;
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let payload = self.inbox.recv().await.unwrap_or_else(|| panic!("driver {driver}: stream ended"));
+                if let Some(found) = pick(payload) {
+                    return found;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("driver {driver} never got {what}"))
+    }
+
+    async fn offer(&mut self) -> pb::Offer {
+        self.expect("an offer", |p| match p {
+            Payload::Offer(offer) => Some(offer),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Whether an offer arrives within `window`.
+    async fn offered_within(&mut self, window: Duration) -> bool {
+        tokio::time::timeout(window, async {
+            loop {
+                match self.inbox.recv().await {
+                    Some(Payload::Offer(_)) => return true,
+                    Some(_) => continue,
+                    None => return false,
+                }
+            }
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    async fn answer(&self, offer: &pb::Offer, decision: pb::OfferDecision) {
+        let answer =
+            pb::OfferAnswer { offer_id: offer.offer_id.clone(), decision: decision as i32, reason: String::new() };
+        self.send(pb::connect_request::Payload::OfferAnswer(answer)).await;
+    }
+
+    /// The connection is lost: no goodbye, the call is cancelled.
+    fn drop_connection(self) {
+        self.reader.abort();
+    }
+
+    fn id(&self) -> String {
+        self.principal.user_id.to_string()
+    }
+}
+
+fn request(payload: pb::connect_request::Payload) -> pb::ConnectRequest {
+    pb::ConnectRequest { payload: Some(payload) }
+}
+
+/// The kitchen with food ready a minute after each order: every driver
+/// arrives late, so the nearest costs least (the scoring's wait term; the
+/// other terms are equal for these drivers, all heading north).
+async fn quick_kitchen(adjust: impl FnOnce(&mut Config)) -> Kitchen {
+    let kitchen = Kitchen::open_with(|config| {
+        quick_dispatch(config);
+        adjust(config);
+    })
+    .await;
+    let profile = pb::RestaurantProfile {
+        average_prep_time: Some(prost_types::Duration { seconds: 60, nanos: 0 }),
+        ..Default::default()
+    };
+    let request = pb::UpdateRestaurantRequest {
+        restaurant_id: kitchen.restaurant.restaurant_id.clone(),
+        profile: Some(profile),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["average_prep_time".into()] }),
+    };
+    kitchen.server.restaurants(Some(&kitchen.admin)).update_restaurant(request).await.unwrap();
+    kitchen
+}
+
+async fn confirmed_order(kitchen: &Kitchen) -> String {
+    let order_id = kitchen.placed_order().await;
+    kitchen.restaurant_sets(&order_id, "accepted").await;
+    order_id
+}
+
+async fn matching(kitchen: &Kitchen, order_id: &str) -> pb::GetMatchingStateResponse {
+    let request = pb::GetMatchingStateRequest { order_id: order_id.into() };
+    kitchen.server.dispatch(Some(&kitchen.admin)).get_matching_state(request).await.unwrap().into_inner()
+}
+
+fn outcomes(state: &pb::GetMatchingStateResponse) -> Vec<(String, pb::OfferOutcome)> {
+    state.offers.iter().map(|o| (o.driver_id.clone(), o.outcome())).collect()
+}
+
+#[tokio::test]
+async fn the_best_scored_free_driver_gets_the_offer_and_accepting_assigns_the_order() {
+    let kitchen = quick_kitchen(|_| {}).await;
+    let mut far = DriverApp::at(&kitchen, north_of_kitchen(3_000.0)).await;
+    let mut near = DriverApp::at(&kitchen, north_of_kitchen(400.0)).await;
+    let mut middle = DriverApp::at(&kitchen, north_of_kitchen(1_500.0)).await;
+    let order_id = confirmed_order(&kitchen).await;
+
+    let offer = near.offer().await;
+    assert_eq!(offer.order_id, order_id);
+    assert_eq!(offer.restaurant_name, "Luigi");
+    assert!((350..=450).contains(&offer.pickup_distance_m), "pickup distance {}", offer.pickup_distance_m);
+    assert!(offer.expires_at.is_some() && offer.estimated_earnings.is_some());
+    let state = matching(&kitchen, &order_id).await;
+    assert_eq!(state.phase(), pb::MatchingPhase::Offered);
+    assert_eq!((state.round, state.radius_m, state.mode()), (1, 5_000, pb::MatchingMode::Greedy));
+    assert_eq!(outcomes(&state), vec![(near.id(), pb::OfferOutcome::Pending)]);
+    assert!(!far.offered_within(Duration::from_millis(300)).await && !middle.offered_within(Duration::ZERO).await);
+
+    let accepted = kitchen
+        .server
+        .drivers(Some(&near.principal))
+        .accept_offer(pb::AcceptOfferRequest { delivery_id: offer.delivery_id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(accepted.order_id, order_id);
+    assert!(accepted.customer_address.is_some() && accepted.pickup_eta.is_some());
+    let assigned = near
+        .expect("the assignment", |p| match p {
+            Payload::Assignment(change) if change.kind() == pb::AssignmentChangeKind::Assigned => change.delivery,
+            _ => None,
+        })
+        .await;
+    assert_eq!((assigned.delivery_id, assigned.order_id), (offer.delivery_id.clone(), order_id.clone()));
+    let state = matching(&kitchen, &order_id).await;
+    assert_eq!(state.phase(), pb::MatchingPhase::Assigned);
+    assert_eq!(state.assigned_driver_id, near.id());
+    assert_eq!(outcomes(&state), vec![(near.id(), pb::OfferOutcome::Accepted)]);
+
+    // Accepting again is refused: the offer is closed.
+    let again = kitchen
+        .server
+        .drivers(Some(&near.principal))
+        .accept_offer(pb::AcceptOfferRequest { delivery_id: offer.delivery_id })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), tonic::Code::FailedPrecondition, "{again:?}");
+}
+
+#[tokio::test]
+async fn a_decline_and_a_deadline_each_move_the_order_to_the_next_driver() {
+    let kitchen = quick_kitchen(|config| config.dispatch.policy.offer_timeout = Duration::from_secs(2)).await;
+    let mut first = DriverApp::at(&kitchen, north_of_kitchen(300.0)).await;
+    let mut second = DriverApp::at(&kitchen, north_of_kitchen(1_000.0)).await;
+    let mut third = DriverApp::at(&kitchen, north_of_kitchen(2_000.0)).await;
+    let order_id = confirmed_order(&kitchen).await;
+
+    let offer = first.offer().await;
+    first.answer(&offer, pb::OfferDecision::Decline).await;
+    let closed = first
+        .expect("the offer closed", |p| match p {
+            Payload::OfferClosed(closed) => Some(closed),
+            _ => None,
+        })
+        .await;
+    assert_eq!((closed.reason(), closed.offer_id), (pb::OfferClosedReason::Declined, offer.offer_id));
+
+    // The second lets it expire.
+    let ignored = second.offer().await;
+    let expired = second
+        .expect("the offer expired", |p| match p {
+            Payload::OfferClosed(closed) => Some(closed),
+            _ => None,
+        })
+        .await;
+    assert_eq!((expired.reason(), expired.offer_id), (pb::OfferClosedReason::Expired, ignored.offer_id.clone()));
+    let late = kitchen
+        .server
+        .drivers(Some(&second.principal))
+        .accept_offer(pb::AcceptOfferRequest { delivery_id: ignored.delivery_id })
+        .await
+        .unwrap_err();
+    assert_eq!(late.code(), tonic::Code::FailedPrecondition, "a late acceptance is refused: {late:?}");
+
+    let offer = third.offer().await;
+    third.answer(&offer, pb::OfferDecision::Accept).await;
+    third
+        .expect("the assignment", |p| {
+            matches!(p, Payload::Assignment(c) if c.kind() == pb::AssignmentChangeKind::Assigned).then_some(())
+        })
+        .await;
+    let state = matching(&kitchen, &order_id).await;
+    assert_eq!(
+        outcomes(&state),
+        vec![
+            (first.id(), pb::OfferOutcome::Declined),
+            (second.id(), pb::OfferOutcome::Expired),
+            (third.id(), pb::OfferOutcome::Accepted),
+        ]
+    );
+    assert_eq!(state.offers.iter().map(|o| o.round).collect::<Vec<_>>(), vec![1, 2, 3]);
+}
+
+#[tokio::test]
+async fn the_search_widens_after_three_rounds_and_the_order_is_flagged_after_the_last() {
+    let kitchen = quick_kitchen(|config| config.dispatch.policy.max_rounds = 4).await;
+    let mut near = Vec::new();
+    for north_m in [500.0, 1_000.0, 1_500.0] {
+        near.push(DriverApp::at(&kitchen, north_of_kitchen(north_m)).await);
+    }
+    // Beyond 5 km, within 10.
+    let mut far = DriverApp::at(&kitchen, north_of_kitchen(7_000.0)).await;
+    let order_id = confirmed_order(&kitchen).await;
+    let mut tracking = kitchen
+        .server
+        .tracking(Some(&kitchen.customer))
+        .track_order(pb::TrackOrderRequest { order_id: order_id.clone(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+
+    for driver in &mut near {
+        let offer = driver.offer().await;
+        driver.answer(&offer, pb::OfferDecision::Decline).await;
+    }
+    let offer = far.offer().await;
+    assert!(offer.pickup_distance_m > 6_900, "the widened round reaches {} m", offer.pickup_distance_m);
+    let state = matching(&kitchen, &order_id).await;
+    assert_eq!((state.round, state.radius_m), (4, 10_000));
+    far.answer(&offer, pb::OfferDecision::Decline).await;
+
+    // Four unanswered rounds: flagged, and the customer's stream says so.
+    let delayed = tokio::time::timeout(WAIT, async {
+        while let Some(message) = tracking.next().await {
+            if let Some(pb::track_order_response::Payload::Event(event)) = message.unwrap().payload
+                && event.kind() == pb::OrderEventKind::DispatchDelayed
+            {
+                return event;
+            }
+        }
+        panic!("the tracking stream ended");
+    })
+    .await
+    .expect("a DISPATCH_DELAYED event on the customer's tracking stream");
+    assert_eq!(delayed.status(), pb::OrderStatus::Confirmed);
+    assert!(!delayed.reason.is_empty());
+    let state = matching(&kitchen, &order_id).await;
+    assert_eq!(state.phase(), pb::MatchingPhase::Flagged);
+    assert!(state.flagged_at.is_some());
+    let ops = kitchen.server.dispatch(Some(&kitchen.admin));
+    let listed = ops
+        .clone()
+        .list_flagged_orders(pb::ListFlaggedOrdersRequest { city: city(&kitchen.server.config), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.orders.iter().map(|o| o.order_id.as_str()).collect::<Vec<_>>(), vec![order_id.as_str()]);
+    // Matching goes on while flagged, everyone asked again: at least the four rounds.
+    assert!(listed.orders[0].rounds >= 4, "rounds {}", listed.orders[0].rounds);
+    assert_eq!(listed.orders[0].restaurant_name, "Luigi");
+
+    // Ops assign by hand: the order leaves the flagged list; any open offer is withdrawn.
+    kitchen.assign(&order_id, &far.principal).await.unwrap();
+    let state = matching(&kitchen, &order_id).await;
+    assert_eq!((state.phase(), state.assigned_driver_id.as_str()), (pb::MatchingPhase::Assigned, far.id().as_str()));
+    assert!(state.offers.iter().all(|o| o.outcome() != pb::OfferOutcome::Pending));
+    let listed = ops.clone().list_flagged_orders(pb::ListFlaggedOrdersRequest::default()).await.unwrap().into_inner();
+    assert!(listed.orders.iter().all(|o| o.order_id != order_id));
+}
+
+#[tokio::test]
+async fn a_driver_whose_stream_drops_loses_its_offer_to_the_next_at_once() {
+    // The deadline is far away: only the dropped stream can move the order on.
+    let kitchen = quick_kitchen(|config| config.dispatch.policy.offer_timeout = Duration::from_secs(120)).await;
+    let mut gone = DriverApp::at(&kitchen, north_of_kitchen(300.0)).await;
+    let mut next = DriverApp::at(&kitchen, north_of_kitchen(900.0)).await;
+    let order_id = confirmed_order(&kitchen).await;
+    gone.offer().await;
+    let gone_id = gone.id();
+    gone.drop_connection();
+
+    let offer = next.offer().await;
+    assert_eq!(offer.order_id, order_id);
+    let state = matching(&kitchen, &order_id).await;
+    assert_eq!(outcomes(&state), vec![(gone_id, pb::OfferOutcome::Expired), (next.id(), pb::OfferOutcome::Pending)]);
+}
+
+#[tokio::test]
+async fn drivers_who_are_offline_busy_or_elsewhere_get_no_offer() {
+    let kitchen = quick_kitchen(|_| {}).await;
+    let mut offline = DriverApp::at(&kitchen, north_of_kitchen(100.0)).await;
+    let availability =
+        pb::AvailabilityChange { availability: pb::DriverAvailability::Offline as i32, reason: String::new() };
+    offline.send(pb::connect_request::Payload::Availability(availability)).await;
+    let mut busy = DriverApp::at(&kitchen, north_of_kitchen(200.0)).await;
+    let held = confirmed_order(&kitchen).await;
+    let offer = busy.offer().await;
+    assert_eq!(offer.order_id, held, "the only free driver in range");
+    busy.answer(&offer, pb::OfferDecision::Accept).await;
+    busy.expect("the assignment", |p| matches!(p, Payload::Assignment(_)).then_some(())).await;
+    // Beyond the widened radius.
+    let mut distant = DriverApp::at(&kitchen, north_of_kitchen(12_000.0)).await;
+
+    let order_id = confirmed_order(&kitchen).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!offline.offered_within(Duration::ZERO).await, "offline");
+    assert!(!busy.offered_within(Duration::ZERO).await, "at capacity");
+    assert!(!distant.offered_within(Duration::ZERO).await, "out of range");
+    let state = matching(&kitchen, &order_id).await;
+    assert_eq!((state.phase(), state.offers.len()), (pb::MatchingPhase::Searching, 0));
+
+    // Back online: the next look finds it.
+    let availability =
+        pb::AvailabilityChange { availability: pb::DriverAvailability::Online as i32, reason: String::new() };
+    offline.send(pb::connect_request::Payload::Availability(availability)).await;
+    assert_eq!(offline.offer().await.order_id, order_id);
+}
