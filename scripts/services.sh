@@ -233,6 +233,14 @@ listen_addresses = '127.0.0.1'
 port = $PG_PORT
 unix_socket_directories = '${PG_SOCK//\'/\'\'}'
 max_connections = 300
+# SERIALIZABLE on PostgreSQL locks a whole table for a sequential scan, and the planner scans
+# small tables (every fresh test database) sequentially: transactions on different rows then
+# conflict and retry as if they touched the same ones. CockroachDB conflicts on rows (keys)
+# only; index scans, and tuple locks that are not merged into page locks as early, bring
+# PostgreSQL's predicate locks close to that.
+enable_seqscan = off
+max_pred_locks_per_transaction = 1024
+max_pred_locks_per_page = 64
 EOF
 }
 

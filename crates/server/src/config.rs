@@ -43,6 +43,9 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DispatchConfig {
+    /// Whether this replica runs a dispatcher (any number may; they share
+    /// the work through leases).
+    pub enabled: bool,
     /// Radii, rounds, offer timeout and scoring weights.
     pub policy: DispatchPolicy,
     /// Cities matched in batches; the others offer each order as soon as it
@@ -79,6 +82,7 @@ pub struct DispatchConfig {
 impl Default for DispatchConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
             policy: DispatchPolicy::default(),
             batch_cities: Vec::new(),
             batch_interval: Duration::from_secs(3),

@@ -93,7 +93,7 @@ pub async fn serve(
         location_reader: Arc::default(),
         stopping: stopping.clone(),
     };
-    let dispatcher = tokio::spawn(crate::dispatcher::run(app.clone()));
+    let dispatcher = config.dispatch.enabled.then(|| tokio::spawn(crate::dispatcher::run(app.clone())));
     let health_task = tokio::spawn(health::watch_stores(
         stores.clone(),
         reporter.clone(),
@@ -139,7 +139,9 @@ pub async fn serve(
     }
     stopping.cancel();
     health_task.await?;
-    dispatcher.await?;
+    if let Some(dispatcher) = dispatcher {
+        dispatcher.await?;
+    }
     tracing::info!("foodfast gRPC server stopped");
     Ok(())
 }

@@ -221,14 +221,10 @@ impl Dispatch {
     /// Leases up to `limit` due jobs to `owner` for `lease`, oldest due
     /// first. A job whose dispatcher died is due again once its lease ends.
     pub async fn claim_due(&self, owner: Uuid, lease: Duration, limit: u32) -> Result<Vec<ClaimedJob>, StoreError> {
-        let rows = self
-            .postgres
-            .serializable(|tx| {
-                Box::pin(async move {
-                    Ok(tx.query(sql::CLAIM_DISPATCH_JOBS, &[&owner, &millis(lease), &i64::from(limit)]).await?)
-                })
-            })
-            .await?;
+        // A lone statement, not a SERIALIZABLE transaction: on PostgreSQL the
+        // scan of due jobs would conflict with every transition touching a job.
+        let rows =
+            self.postgres.statement(sql::CLAIM_DISPATCH_JOBS, &[&owner, &millis(lease), &i64::from(limit)]).await?;
         if rows.is_empty() {
             return Ok(Vec::new());
         }

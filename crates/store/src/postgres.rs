@@ -109,6 +109,32 @@ impl Postgres {
     }
 }
 
+impl Postgres {
+    /// Runs one statement on its own (an implicit transaction: SERIALIZABLE
+    /// on CockroachDB, the session's level on PostgreSQL), retried like a
+    /// transaction on a serialization failure. For conditional writes whose
+    /// WHERE clause is their whole guard.
+    pub async fn statement(
+        &self,
+        statement: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let client = self.client().await?;
+        let mut attempt = 1;
+        loop {
+            match client.query(statement, params).await {
+                Ok(rows) => return Ok(rows),
+                Err(err) if is_retryable(&err) && attempt < self.max_tx_attempts => {
+                    tokio::time::sleep(retry_backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(err) if is_retryable(&err) => return Err(StoreError::Conflict { attempts: attempt }),
+                Err(err) => return Err(StoreError::postgres(err)),
+            }
+        }
+    }
+}
+
 /// What a transaction body may fail with: a driver error (inspected for
 /// 40001 and retried) or an error of the caller's own.
 #[derive(Debug, thiserror::Error)]

@@ -205,16 +205,20 @@ statements! {
     WITHDRAW_OPEN_OFFERS = "UPDATE delivery_offers SET status = 'withdrawn', answered_at = now()
         WHERE order_id = $1 AND status = 'pending'
         RETURNING driver_id";
-    /// Leases up to `$3` due jobs to dispatcher `$1` for `$2` milliseconds.
+    /// Leases up to `$3` due jobs to dispatcher `$1` for `$2` milliseconds. One
+    /// statement that re-checks its conditions on each row it locks, so two
+    /// dispatchers never hold one job at any isolation level.
     CLAIM_DISPATCH_JOBS = "UPDATE dispatch_jobs
         SET lease_owner = $1, lease_until = now() + INTERVAL '1 millisecond' * $2::INT8,
             lease_epoch = lease_epoch + 1
         WHERE order_id IN (
-            SELECT order_id FROM dispatch_jobs
-            WHERE phase IN ('searching', 'offered') AND due_at <= now()
-                AND (lease_until IS NULL OR lease_until < now())
-            ORDER BY due_at
-            LIMIT $3)
+                SELECT order_id FROM dispatch_jobs
+                WHERE phase IN ('searching', 'offered') AND due_at <= now()
+                    AND (lease_until IS NULL OR lease_until < now())
+                ORDER BY due_at
+                LIMIT $3)
+            AND phase IN ('searching', 'offered') AND due_at <= now()
+            AND (lease_until IS NULL OR lease_until < now())
         RETURNING order_id, delivery_id, city, restaurant_lat, restaurant_lng, rounds, lease_epoch, started_at,
             flagged_at, now()";
     SELECT_READY_TIMES = "SELECT id, estimated_ready_at FROM orders WHERE id = ANY($1)";

@@ -446,7 +446,8 @@ async fn decline_offer(app: &App, driver_id: Uuid, delivery_id: Uuid) -> Result<
 }
 
 /// Answers an `OfferAnswer` sent over Connect. A refused answer is told as
-/// the offer's closing; only a malformed answer is a protocol error.
+/// the offer's closing; only a malformed answer is a protocol error (and
+/// ends the stream).
 async fn answer_on_stream(
     app: &App,
     driver_id: Uuid,
@@ -470,10 +471,19 @@ async fn answer_on_stream(
             None => return Ok(Some(offer_closed(offer_id, Uuid::nil(), pb::OfferClosedReason::Withdrawn))),
         },
     };
-    let refused = if decision == pb::OfferDecision::Accept {
-        accept_offer(app, driver_id, delivery_id).await?.err()
+    let answered = if decision == pb::OfferDecision::Accept {
+        accept_offer(app, driver_id, delivery_id).await.map(Result::err)
     } else {
-        decline_offer(app, driver_id, delivery_id).await?.err()
+        decline_offer(app, driver_id, delivery_id).await.map(Result::err)
+    };
+    let refused = match answered {
+        Ok(refused) => refused,
+        // Not the app's fault: the offer stays open until its deadline and
+        // the app may answer again; the stream goes on.
+        Err(err) => {
+            tracing::warn!(driver = %driver_id, %offer_id, error = %err, "could not record an offer answer");
+            return Ok(None);
+        }
     };
     // An accepted or declined offer is told by the next sync, like any change.
     Ok(refused.map(|failure| offer_closed(offer_id, delivery_id, closed_reason(&failure))))

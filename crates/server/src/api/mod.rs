@@ -93,7 +93,8 @@ impl App {
 
     /// Everything that follows a committed transition: the payment call it
     /// owes, the drivers' live availability, and wake-ups for the order's
-    /// watchers, the drivers concerned and (once confirmed) the dispatchers.
+    /// watchers, the drivers concerned and the dispatchers (once confirmed,
+    /// or when a driver has room again).
     /// A lost wake-up only delays its readers until their next poll.
     pub(crate) async fn committed(&self, done: &Transitioned) {
         if done.order.payment_status.unsettled().is_some() {
@@ -108,7 +109,10 @@ impl App {
         for driver_id in &done.drivers_affected {
             self.wake(&driver_topic(*driver_id)).await;
         }
-        if done.event.status == OrderStatus::Confirmed && done.event.previous_status == Some(OrderStatus::Pending) {
+        let confirmed =
+            done.event.status == OrderStatus::Confirmed && done.event.previous_status == Some(OrderStatus::Pending);
+        let driver_freed = done.driver_loads.iter().any(|load| !load.at_capacity);
+        if confirmed || driver_freed {
             self.wake(DISPATCH_TOPIC).await;
         }
     }
