@@ -147,17 +147,21 @@ async fn quick_kitchen(adjust: impl FnOnce(&mut Config)) -> Kitchen {
         adjust(config);
     })
     .await;
+    food_ready_in_a_minute(&kitchen, &kitchen.restaurant).await;
+    kitchen
+}
+
+async fn food_ready_in_a_minute(kitchen: &Kitchen, restaurant: &pb::Restaurant) {
     let profile = pb::RestaurantProfile {
         average_prep_time: Some(prost_types::Duration { seconds: 60, nanos: 0 }),
         ..Default::default()
     };
     let request = pb::UpdateRestaurantRequest {
-        restaurant_id: kitchen.restaurant.restaurant_id.clone(),
+        restaurant_id: restaurant.restaurant_id.clone(),
         profile: Some(profile),
         update_mask: Some(prost_types::FieldMask { paths: vec!["average_prep_time".into()] }),
     };
     kitchen.server.restaurants(Some(&kitchen.admin)).update_restaurant(request).await.unwrap();
-    kitchen
 }
 
 async fn confirmed_order(kitchen: &Kitchen) -> String {
@@ -611,4 +615,99 @@ async fn two_server_processes_dispatching_200_orders_to_50_drivers_give_each_ord
          {all_delivered:?}; {offers} offers, {} drivers used, 0 double assignments",
         drivers_used.len()
     );
+}
+
+/// Runs the fixed two-order scenario in `mode` and returns the total
+/// straight-line pickup distance of the offers made. Restaurant A is at the
+/// kitchen, B 3 km north of it; driver X is 1.4 km north (A: 1.4 km, B:
+/// 1.6 km), driver Y 1.5 km south (A: 1.5 km, B: 4.5 km). Offered one order
+/// at a time, A (first) takes X, its nearest, and B is left with Y: 5.9 km.
+/// Solved together: A gets Y and B gets X, 3.1 km. Food is ready in a
+/// minute at both: every driver is late, so cost follows travel time.
+async fn pickup_total(batch: bool) -> u32 {
+    let kitchen = quick_kitchen(|config| {
+        // Only travel time counts: every driver's other terms are equal here anyway.
+        config.dispatch.policy.weights.heading = Duration::ZERO;
+        if batch {
+            config.dispatch.batch_cities = vec![city(config)];
+            config.dispatch.batch_interval = Duration::from_secs(3);
+        }
+    })
+    .await;
+    let (b, b_menu) =
+        kitchen.server.restaurant_at("Bella", "pizza", north_of_kitchen(3_000.0).0, common::KITCHEN_LNG).await;
+    let b_staff = kitchen.server.staff(b.restaurant_id.parse().unwrap()).await;
+    food_ready_in_a_minute(&kitchen, &b).await;
+    let (lat, _) = north_of_kitchen(-1_500.0);
+    let _x = DriverApp::at(&kitchen, north_of_kitchen(1_400.0)).await;
+    let _y = DriverApp::at(&kitchen, (lat, common::KITCHEN_LNG)).await;
+
+    let a_order = kitchen.placed_order().await;
+    let b_order = place(&kitchen, &b, &b_menu).await;
+    if batch {
+        // Both confirmed within one batch interval: just after a boundary.
+        let interval_ms = 3_000;
+        let into = chrono::Utc::now().timestamp_millis() % interval_ms;
+        tokio::time::sleep(Duration::from_millis((interval_ms - into + 100) as u64)).await;
+        kitchen.restaurant_sets(&a_order, "accepted").await;
+        accept(&kitchen, &b_order, &b_staff).await;
+    } else {
+        // A first: greedy offers it before B exists.
+        kitchen.restaurant_sets(&a_order, "accepted").await;
+        wait_for_offer(&kitchen, &a_order).await;
+        accept(&kitchen, &b_order, &b_staff).await;
+    }
+    let mut total = 0;
+    for order_id in [&a_order, &b_order] {
+        let state = wait_for_offer(&kitchen, order_id).await;
+        total += state.offers[0].distance_m;
+    }
+    total
+}
+
+async fn place(kitchen: &Kitchen, restaurant: &pb::Restaurant, menu: &pb::UpsertMenuResponse) -> String {
+    let request = pb::CreateOrderRequest {
+        idempotency_key: Uuid::new_v4().to_string(),
+        restaurant_id: restaurant.restaurant_id.clone(),
+        items: vec![common::line(menu, "Bruschetta", 1, &[])],
+        delivery_address: Some(common::address_near(common::KITCHEN_LAT, common::KITCHEN_LNG, 1_000.0)),
+        payment_method_id: "pm_card_visa".into(),
+        customer_note: String::new(),
+    };
+    let order = kitchen.server.orders(Some(&kitchen.customer)).create_order(request).await.unwrap().into_inner();
+    order.order.unwrap().order_id
+}
+
+async fn accept(kitchen: &Kitchen, order_id: &str, staff: &Principal) {
+    let request = pb::UpdateOrderStatusRequest {
+        order_id: order_id.into(),
+        status: "accepted".into(),
+        reason: String::new(),
+        prep_time: None,
+    };
+    kitchen.server.restaurants(Some(staff)).update_order_status(request).await.unwrap();
+}
+
+async fn wait_for_offer(kitchen: &Kitchen, order_id: &str) -> pb::GetMatchingStateResponse {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let state = matching(kitchen, order_id).await;
+            if !state.offers.is_empty() {
+                return state;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("order {order_id} was never offered"))
+}
+
+#[tokio::test]
+async fn batch_matching_assigns_at_least_as_well_as_greedy_by_total_pickup_distance() {
+    let greedy = pickup_total(false).await;
+    let batch = pickup_total(true).await;
+    println!("fixed scenario, total pickup distance: greedy {greedy} m, batch {batch} m");
+    assert!(batch <= greedy, "batch {batch} m is worse than greedy {greedy} m");
+    assert!((5_800..=6_000).contains(&greedy), "greedy gives A its nearest driver: {greedy} m");
+    assert!((3_000..=3_200).contains(&batch), "batch serves both orders best: {batch} m");
 }
