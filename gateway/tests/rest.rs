@@ -313,3 +313,94 @@ async fn a_customer_registers_signs_in_and_reads_its_profile_over_rest() {
     let me: Value = me.json().await.unwrap();
     assert_eq!(me["profile"]["email"], email.as_str());
 }
+
+#[tokio::test]
+async fn a_driver_declines_and_accepts_offers_over_rest() {
+    use foodfast_api::v1 as pb;
+    use futures::StreamExt;
+    use reqwest::Method;
+    let stack = Stack::start().await;
+    stack.migrate_scylla().await;
+    let admin = stack.user(Role::Admin, None).await;
+    let customer = stack.user(Role::Customer, None).await;
+    let Kitchen { restaurant_id, staff, item_id } = stack.kitchen(&admin).await;
+    let driver = stack.user(Role::Driver, None).await;
+    stack.users.add_driver(driver.user_id, "paris", "bike", 1).await.unwrap();
+
+    // Offers reach drivers whose app holds its Connect stream open (a native app, straight to the server).
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", stack.server_addr)).unwrap();
+    let mut client = pb::driver_service_client::DriverServiceClient::new(channel.connect().await.unwrap());
+    let now = chrono::Utc::now();
+    let opening = [
+        pb::connect_request::Payload::Hello(pb::Hello {
+            app_version: "rest test".into(),
+            availability: pb::DriverAvailability::Online as i32,
+        }),
+        pb::connect_request::Payload::Ping(pb::LocationPing {
+            seq: 1,
+            lat: 48.858,
+            lng: 2.3522,
+            recorded_at: Some(prost_types::Timestamp { seconds: now.timestamp(), nanos: 0 }),
+            ..Default::default()
+        }),
+    ]
+    .map(|payload| pb::ConnectRequest { payload: Some(payload) });
+    let mut request = tonic::Request::new(futures::stream::iter(opening).chain(futures::stream::pending()));
+    request.metadata_mut().insert("authorization", format!("Bearer {}", stack.token(&driver)).parse().unwrap());
+    let mut stream = client.connect(request).await.unwrap().into_inner();
+    let mut next_offer = async || loop {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(20), stream.next()).await;
+        if let pb::connect_response::Payload::Offer(offer) = message.unwrap().unwrap().unwrap().payload.unwrap() {
+            return offer;
+        }
+    };
+
+    let confirmed_order = async || {
+        let order = json!({
+            "restaurantId": restaurant_id,
+            "items": [{"itemId": item_id, "quantity": 1}],
+            "deliveryAddress": {"location": {"lat": 48.86, "lng": 2.3522}, "formatted": "2 Rue du Client"},
+            "paymentMethodId": "pm_card_visa",
+        });
+        let placed = stack
+            .request(Method::POST, "/api/v1/orders", Some(&customer))
+            .header("Idempotency-Key", Uuid::new_v4().to_string())
+            .json(&order)
+            .send()
+            .await
+            .unwrap();
+        let placed: Value = placed.json().await.unwrap();
+        let order_id = placed["order"]["orderId"].as_str().unwrap().to_string();
+        let path = format!("/api/v1/restaurants/orders/{order_id}");
+        let (status, _) = stack.call(Method::PATCH, &path, Some(&staff), Some(json!({"status": "accepted"}))).await;
+        assert_eq!(status, StatusCode::OK);
+        order_id
+    };
+
+    let first = confirmed_order().await;
+    let offer = next_offer().await;
+    assert_eq!(offer.order_id, first);
+    let decline = format!("/api/v1/drivers/deliveries/{}/decline", offer.delivery_id);
+    let (status, declined) =
+        stack.call(Method::POST, &decline, Some(&driver), Some(json!({"reason": "flat tyre"}))).await;
+    assert_eq!((status, declined["deliveryId"].as_str()), (StatusCode::OK, Some(offer.delivery_id.as_str())));
+    let accept_declined = format!("/api/v1/drivers/deliveries/{}/accept", offer.delivery_id);
+    let (status, refused) = stack.call(Method::POST, &accept_declined, Some(&driver), Some(json!({}))).await;
+    assert!(status.is_client_error(), "a declined offer cannot be accepted: {status} {refused}");
+    assert_eq!(refused["code"], "FAILED_PRECONDITION", "{refused}");
+    assert!(refused.to_string().contains("ERROR_REASON_OFFER_CLOSED"), "the reason is in the details: {refused}");
+
+    let second = confirmed_order().await;
+    let offer = next_offer().await;
+    assert_eq!(offer.order_id, second);
+    let accept = format!("/api/v1/drivers/deliveries/{}/accept", offer.delivery_id);
+    let (status, accepted) = stack.call(Method::POST, &accept, Some(&driver), Some(json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "{accepted}");
+    assert_eq!(accepted["orderId"], second.as_str(), "{accepted}");
+    assert_eq!(accepted["customerAddress"]["formatted"], "2 Rue du Client", "the full drop-off once accepted");
+    let (status, order) = stack.call(Method::GET, &format!("/api/v1/orders/{second}"), Some(&customer), None).await;
+    assert_eq!(
+        (status, order["order"]["driver"]["driverId"].as_str()),
+        (StatusCode::OK, Some(driver.user_id.to_string().as_str()))
+    );
+}

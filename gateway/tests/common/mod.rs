@@ -21,6 +21,8 @@ pub const MAX_BODY: usize = 64 * 1024;
 
 pub struct Stack {
     pub base: String,
+    /// The FoodFast server behind the gateway (native apps talk to it directly).
+    pub server_addr: std::net::SocketAddr,
     pub http: reqwest::Client,
     /// Access tokens of the accounts `user` made, by account id.
     sessions: std::sync::Mutex<std::collections::HashMap<Uuid, String>>,
@@ -43,6 +45,10 @@ impl Stack {
         let mut config = Config { stores: foodfast_testkit::fresh_stores().await, ..Config::default() };
         config.auth.keys = vec![KEY.into()];
         config.payments.base_url = sandbox.base_url();
+        // A city of this test's own covering Paris: tests sharing the Redis never see each other's drivers.
+        let city = format!("t-{}", &Uuid::new_v4().simple().to_string()[..12]);
+        config.ingest.zones.0[0].name = city;
+        config.dispatch.poll_interval = std::time::Duration::from_millis(100);
         let stores = Stores::connect(&config.stores).await.unwrap();
         migrate::migrate_postgres(&stores.postgres, &migrate::cockroach_migrations()).await.unwrap();
         let users = Users::new(stores.postgres.clone());
@@ -62,7 +68,7 @@ impl Stack {
         let base = format!("http://{}", gateway.local_addr().unwrap());
         tokio::spawn(async move { rest::serve(&gateway_config, gateway, std::future::pending()).await });
         let sessions = Default::default();
-        Self { base, http: reqwest::Client::new(), sessions, users, stores, scylla, _sandbox: sandbox }
+        Self { base, server_addr, http: reqwest::Client::new(), sessions, users, stores, scylla, _sandbox: sandbox }
     }
 
     /// Creates the test's keyspace and tables (the location routes need them).
