@@ -11,7 +11,7 @@ use std::time::Duration;
 use foodfast_domain::order::PaymentEffect;
 use foodfast_payments::PaymentGateway;
 use foodfast_store::Chain;
-use foodfast_store::orders::Orders;
+use foodfast_store::orders::{Orders, PaymentStatus};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -71,8 +71,15 @@ async fn sweep(orders: &Orders, gateway: &dyn PaymentGateway) -> Result<(), food
         };
         match outcome {
             Ok(()) => {
-                orders.settle_payment(order_id, status, settled).await?;
-                tracing::info!(order = %order_id, payment = settled.as_str(), "payment settled");
+                if orders.settle_payment(order_id, status, settled).await? {
+                    tracing::info!(order = %order_id, payment = settled.as_str(), "payment settled");
+                } else if effect == PaymentEffect::Capture
+                    && orders.settle_payment(order_id, PaymentStatus::VoidPending, PaymentStatus::RefundPending).await?
+                {
+                    // Cancelled while the capture was in flight: the hold it
+                    // would void is gone and the money taken, so it is refunded.
+                    tracing::info!(order = %order_id, "captured as the order was cancelled; refunding");
+                }
             }
             Err(err) => {
                 tracing::warn!(order = %order_id, ?effect, error = %Chain(&err), "payment call failed; will retry")

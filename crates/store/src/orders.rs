@@ -73,11 +73,15 @@ impl PaymentStatus {
         }
     }
 
-    fn pending(effect: PaymentEffect) -> Self {
-        match effect {
-            PaymentEffect::Capture => PaymentStatus::CapturePending,
-            PaymentEffect::Void => PaymentStatus::VoidPending,
-            PaymentEffect::Refund => PaymentStatus::RefundPending,
+    /// The status once `effect` is decided on a payment in this status. A
+    /// refund of a capture the provider has not confirmed yet releases the
+    /// hold instead: nothing was taken.
+    fn then(self, effect: PaymentEffect) -> Self {
+        match (self, effect) {
+            (PaymentStatus::CapturePending, PaymentEffect::Refund) => PaymentStatus::VoidPending,
+            (_, PaymentEffect::Capture) => PaymentStatus::CapturePending,
+            (_, PaymentEffect::Void) => PaymentStatus::VoidPending,
+            (_, PaymentEffect::Refund) => PaymentStatus::RefundPending,
         }
     }
 }
@@ -639,19 +643,21 @@ impl Orders {
             .collect()
     }
 
-    /// Records that the provider confirmed the call owed from `from`.
+    /// Moves the payment from `from` to `to` (the provider confirmed the call
+    /// owed from `from`), unless a transition changed it meanwhile. Returns
+    /// whether it moved.
     pub async fn settle_payment(
         &self,
         order_id: Uuid,
         from: PaymentStatus,
         to: PaymentStatus,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let client = self.postgres.client().await?;
-        client
+        let moved = client
             .execute(sql::SETTLE_PAYMENT, &[&order_id, &from.as_str(), &to.as_str()])
             .await
             .map_err(StoreError::postgres)?;
-        Ok(())
+        Ok(moved == 1)
     }
 }
 
@@ -680,7 +686,7 @@ pub(crate) async fn apply_transition(
         Err(failure) => return Ok(Err(failure)),
     };
     let driver_id = if has_driver { moved.driver_id } else { None };
-    let payment_status = payment.map(PaymentStatus::pending).unwrap_or(before.payment_status);
+    let payment_status = payment.map_or(before.payment_status, |effect| before.payment_status.then(effect));
     let restaurant_seq: i64 = tx.query_one(sql::NEXT_RESTAURANT_EVENT_SEQ, &[&before.restaurant_id]).await?.get(0);
     let row = tx
         .query_one(
@@ -914,4 +920,17 @@ fn event_from_row(row: &Row) -> Result<OrderEvent, StoreError> {
         created_at: row.get(10),
         driver_id: row.get(11),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refund_before_the_capture_was_confirmed_voids_the_hold() {
+        assert_eq!(PaymentStatus::CapturePending.then(PaymentEffect::Refund), PaymentStatus::VoidPending);
+        assert_eq!(PaymentStatus::Captured.then(PaymentEffect::Refund), PaymentStatus::RefundPending);
+        assert_eq!(PaymentStatus::Authorized.then(PaymentEffect::Void), PaymentStatus::VoidPending);
+        assert_eq!(PaymentStatus::Authorized.then(PaymentEffect::Capture), PaymentStatus::CapturePending);
+    }
 }
