@@ -11,7 +11,7 @@ PYTHON := $(VENV)/bin/python
 FOODFAST_GRPC_ADDR ?= 127.0.0.1:50051
 
 .PHONY: help run test services stop migrate build build-release tools lint lint-proto \
-        test-tools test-rust test-interop bench-orders bench-ingest bench-tracking bench-gateway
+        test-tools test-rust test-interop bench-orders bench-ingest bench-tracking bench-gateway bench-dispatch
 
 help:
 	@echo "make run    start PostgreSQL, Redis and Cassandra, build, migrate and serve FoodFast"
@@ -116,3 +116,13 @@ BENCH_GATEWAY_ARGS ?= --concurrency 32 --duration 10s --warmup 2s
 bench-gateway: services
 	$(CARGO) build --release -p foodfast-loadgen
 	target/release/foodfast-loadgen gateway $(BENCH_GATEWAY_ARGS)
+
+# Dispatch (issue 8): in one process, drivers on Connect streams around a
+# generated city; orders confirmed at a fixed rate, each timed from the
+# restaurant's accept call to the offer on a driver's stream, next to the
+# accept call alone; then greedy against batch (Hungarian) totals on one
+# generated assignment problem. Results: BENCHMARKS.md.
+BENCH_DISPATCH_ARGS ?= --drivers 200 --restaurants 20 --orders 300 --rate 10
+bench-dispatch: services
+	$(CARGO) build --release -p foodfast-loadgen
+	target/release/foodfast-loadgen dispatch $(BENCH_DISPATCH_ARGS)

@@ -42,10 +42,17 @@ pub struct InProcessServer {
 }
 
 impl InProcessServer {
+    /// Without a dispatcher: the other benchmarks measure other paths.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(|config| config.dispatch.enabled = false).await
+    }
+
+    /// With the default configuration adjusted by `adjust`.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
         let sandbox = Sandbox::start("127.0.0.1:0".parse()?).await;
         let signing_key = format!("loadgen:{}", Uuid::new_v4().simple());
         let mut config = Config { stores: foodfast_testkit::fresh_stores().await, ..Config::default() };
+        adjust(&mut config);
         config.auth.keys = vec![signing_key.clone()];
         config.payments.base_url = sandbox.base_url();
         let stores = Stores::connect(&config.stores).await?;

@@ -2,6 +2,7 @@
 //! development services, and print its latency next to a baseline measured
 //! in the same run on the same machine. One subcommand per workload.
 
+mod dispatch;
 mod drivers;
 mod echo;
 mod gateway;
@@ -42,6 +43,9 @@ enum Mode {
     /// gateway next to the same call over gRPC directly, closed loop, with
     /// the same callers: throughput, latency and their ratios.
     Gateway(gateway::Args),
+    /// Dispatch: CONFIRMED -> offer latency over real Connect streams next to
+    /// the accept call alone, then greedy against batch on a generated city.
+    Dispatch(dispatch::Args),
 }
 
 #[tokio::main]
@@ -56,5 +60,6 @@ async fn main() -> anyhow::Result<()> {
         Mode::Ingest(args) => ingest::run(args).await,
         Mode::Tracking(args) => tracking::run(args).await,
         Mode::Gateway(args) => gateway::run(args).await,
+        Mode::Dispatch(args) => dispatch::run(args).await,
     }
 }

@@ -141,6 +141,11 @@ impl Market {
         self.restaurants.iter().map(|restaurant| restaurant.id.as_str())
     }
 
+    /// Where the seeded restaurants are.
+    pub(crate) fn restaurant_locations(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
+        self.restaurants.iter().map(|restaurant| restaurant.location)
+    }
+
     /// A new order (its own idempotency key) from a random customer at a
     /// random restaurant: one to three different dishes, delivered within
     /// about 2 km.
