@@ -711,3 +711,52 @@ async fn batch_matching_assigns_at_least_as_well_as_greedy_by_total_pickup_dista
     assert!((5_800..=6_000).contains(&greedy), "greedy gives A its nearest driver: {greedy} m");
     assert!((3_000..=3_200).contains(&batch), "batch serves both orders best: {batch} m");
 }
+
+#[tokio::test]
+async fn a_driver_sets_its_availability_and_reads_its_state_with_open_offers() {
+    let kitchen = quick_kitchen(|_| {}).await;
+    let mut app = DriverApp::at(&kitchen, north_of_kitchen(500.0)).await;
+    let mut drivers = kitchen.server.drivers(Some(&app.principal));
+    let offline = pb::SetAvailabilityRequest { availability: pb::DriverAvailability::Offline as i32 };
+    let now = drivers.set_availability(offline).await.unwrap().into_inner();
+    assert_eq!(now.availability(), pb::DriverAvailability::Offline);
+    let order_id = confirmed_order(&kitchen).await;
+    assert!(!app.offered_within(Duration::from_millis(500)).await, "offline: no offer");
+
+    let online = pb::SetAvailabilityRequest { availability: pb::DriverAvailability::Online as i32 };
+    assert_eq!(
+        drivers.set_availability(online).await.unwrap().into_inner().availability(),
+        pb::DriverAvailability::Online
+    );
+    let offer = app.offer().await;
+    let state = drivers.get_driver_state(pb::GetDriverStateRequest::default()).await.unwrap().into_inner();
+    assert_eq!(
+        (state.availability(), state.connected, state.driver_id.clone()),
+        (pb::DriverAvailability::Online, true, app.id())
+    );
+    assert_eq!(state.durable_seq, 1);
+    assert!(state.last_position.is_some() && state.last_position_at.is_some());
+    assert_eq!(
+        state.open_offers.iter().map(|o| o.offer_id.as_str()).collect::<Vec<_>>(),
+        vec![offer.offer_id.as_str()]
+    );
+    assert!(state.active_deliveries.is_empty());
+
+    app.answer(&offer, pb::OfferDecision::Accept).await;
+    app.expect("the assignment", |p| matches!(p, Payload::Assignment(_)).then_some(())).await;
+    // Support read any driver's state: at capacity, the driver is BUSY for dispatch.
+    let support = kitchen.server.support().await;
+    let request = pb::GetDriverStateRequest { driver_id: app.id() };
+    let state = kitchen.server.drivers(Some(&support)).get_driver_state(request.clone()).await.unwrap().into_inner();
+    assert_eq!(state.availability(), pb::DriverAvailability::Busy);
+    assert_eq!(
+        state.active_deliveries.iter().map(|d| d.order_id.as_str()).collect::<Vec<_>>(),
+        vec![order_id.as_str()]
+    );
+    assert!(state.open_offers.is_empty());
+    let other = kitchen.driver(1).await;
+    let refused = kitchen.server.drivers(Some(&other)).get_driver_state(request).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let unspecified = pb::SetAvailabilityRequest { availability: 0 };
+    assert_eq!(drivers.set_availability(unspecified).await.unwrap_err().code(), tonic::Code::InvalidArgument);
+}

@@ -213,6 +213,11 @@ impl LivePositions {
         self.set_fields(driver_id, &[("session", &session.to_string())]).await
     }
 
+    /// Whether the driver has a Connect stream open (on any replica).
+    pub async fn connected(&self, driver_id: Uuid) -> Result<bool, StoreError> {
+        Ok(self.field(driver_id, "session").await?.is_some_and(|session| !session.is_empty()))
+    }
+
     /// The stream `session` ended; a newer stream of the driver (on any
     /// replica) is left alone. Returns whether `session` was the current one.
     pub async fn end_session(&self, driver_id: Uuid, session: Uuid) -> Result<bool, StoreError> {

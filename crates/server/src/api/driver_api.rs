@@ -725,14 +725,31 @@ fn note_rejection(driver_id: Uuid, seq: u64, why: PingRejection) {
     }
 }
 
-async fn set_availability(app: &App, driver_id: Uuid, availability: pb::DriverAvailability) {
-    let name = match availability {
+fn availability_name(availability: pb::DriverAvailability) -> &'static str {
+    match availability {
         pb::DriverAvailability::Offline => "offline",
         pb::DriverAvailability::Busy => "busy",
         _ => "online",
-    };
+    }
+}
+
+/// As the live store names it; never reported: OFFLINE.
+fn availability_from(name: Option<&str>) -> pb::DriverAvailability {
+    match name {
+        Some("online") => pb::DriverAvailability::Online,
+        Some("busy") => pb::DriverAvailability::Busy,
+        _ => pb::DriverAvailability::Offline,
+    }
+}
+
+async fn set_availability(app: &App, driver_id: Uuid, availability: pb::DriverAvailability) {
+    let name = availability_name(availability);
     if let Err(err) = app.live.set_availability(driver_id, name).await {
         tracing::warn!(driver = %driver_id, error = %foodfast_store::Chain(&err), "could not record availability");
+    }
+    if availability == pb::DriverAvailability::Online {
+        // Orders waiting for a driver may have one now.
+        app.wake(DISPATCH_TOPIC).await;
     }
 }
 
@@ -793,6 +810,65 @@ impl DriverService for DriverApi {
         pings.record_durable(&self.app).await;
         Ok(Response::new(pb::ReportLocationResponse {
             ack: Some(pb::PingAck { durable_seq: pings.durable, rejected }),
+        }))
+    }
+
+    /// The answer is the availability dispatch sees: BUSY while the driver
+    /// is at capacity, even when ONLINE was asked.
+    async fn set_availability(
+        &self,
+        request: Request<pb::SetAvailabilityRequest>,
+    ) -> Result<Response<pb::SetAvailabilityResponse>, Status> {
+        let caller = principal(&request)?;
+        require_driver(&caller)?;
+        let wanted = match pb::DriverAvailability::try_from(request.get_ref().availability) {
+            Ok(pb::DriverAvailability::Unspecified) | Err(_) => {
+                return Err(ApiError::from(FieldError::new("availability", "must be online, offline or busy")).into());
+            }
+            Ok(wanted) => wanted,
+        };
+        set_availability(&self.app, caller.user_id, wanted).await;
+        let now = self.app.live.availability(caller.user_id).await.map_err(ApiError::from)?;
+        Ok(Response::new(pb::SetAvailabilityResponse { availability: availability_from(now.as_deref()) as i32 }))
+    }
+
+    /// Drivers read their own state; support and admins any driver's.
+    async fn get_driver_state(
+        &self,
+        request: Request<pb::GetDriverStateRequest>,
+    ) -> Result<Response<pb::GetDriverStateResponse>, Status> {
+        let caller = principal(&request)?;
+        let driver_id = match request.get_ref().driver_id.as_str() {
+            "" => caller.user_id,
+            given => parse_uuid("driver_id", given).map_err(ApiError::from)?,
+        };
+        if driver_id != caller.user_id && !caller.is_operator() {
+            return Err(ApiError::PermissionDenied("drivers read only their own state".into()).into());
+        }
+        if caller.role != Role::Driver && self.app.users.driver(driver_id).await.map_err(ApiError::from)?.is_none() {
+            return Err(ApiError::NotFound(format!("driver {driver_id} not found")).into());
+        }
+        let live = &self.app.live;
+        let availability = live.availability(driver_id).await.map_err(ApiError::from)?;
+        let position = live.position(driver_id).await.map_err(ApiError::from)?;
+        let mut shown = Shown::default();
+        let (mut open_offers, mut active_deliveries) = (Vec::new(), Vec::new());
+        for payload in shown.sync(&self.app, driver_id).await? {
+            match payload {
+                Payload::Offer(offer) => open_offers.push(offer),
+                Payload::Assignment(change) => active_deliveries.extend(change.delivery),
+                _ => {}
+            }
+        }
+        Ok(Response::new(pb::GetDriverStateResponse {
+            driver_id: driver_id.to_string(),
+            availability: availability_from(availability.as_deref()) as i32,
+            connected: live.connected(driver_id).await.map_err(ApiError::from)?,
+            last_position: position.map(|p| convert::lat_lng(p.position)),
+            last_position_at: position.map(|p| convert::timestamp(p.recorded_at)),
+            durable_seq: live.durable(driver_id).await.map_err(ApiError::from)?.unwrap_or(0),
+            active_deliveries,
+            open_offers,
         }))
     }
 
