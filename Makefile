@@ -37,7 +37,7 @@ build:
 	$(CARGO) build --workspace --all-targets --locked
 
 build-release:
-	$(CARGO) build --release --locked -p foodfast-server -p foodfast-payment-sandbox -p foodfast-gateway
+	$(CARGO) build --release --locked -p foodfast-server -p foodfast-payment-sandbox -p foodfast-gateway -p foodfast-loadgen
 
 migrate: build
 	target/debug/foodfast migrate

@@ -12,6 +12,7 @@ mod open_loop;
 mod orders;
 mod relay;
 mod report;
+mod simulate;
 mod tracking;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +47,9 @@ enum Mode {
     /// Dispatch: CONFIRMED -> offer latency over real Connect streams next to
     /// the accept call alone, then greedy against batch on a generated city.
     Dispatch(dispatch::Args),
+    /// The demo city in motion against a running server (`make run`): seeded
+    /// drivers, customers and restaurant staff over the real gRPC API.
+    Simulate(simulate::Args),
 }
 
 #[tokio::main]
@@ -61,5 +65,6 @@ async fn main() -> anyhow::Result<()> {
         Mode::Tracking(args) => tracking::run(args).await,
         Mode::Gateway(args) => gateway::run(args).await,
         Mode::Dispatch(args) => dispatch::run(args).await,
+        Mode::Simulate(args) => simulate::run(args).await,
     }
 }
