@@ -266,6 +266,7 @@ fn ensure_local_database(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A channel to the server once its health check answers SERVING.
 async fn wait_until_serving(addr: SocketAddr) -> anyhow::Result<Channel> {
     let channel = Channel::from_shared(format!("http://{addr}"))?.connect_lazy();
     let mut health = HealthClient::new(channel.clone());
@@ -638,14 +639,14 @@ impl Driver {
             }
             Down::TransitionResult(result) => {
                 let Some(job) = self.job.as_mut().filter(|job| job.order_id == result.order_id) else { return Ok(()) };
-                let step = pb::DeliveryStep::try_from(result.step);
+                let step = pb::DeliveryStep::try_from(result.step).unwrap_or_default();
                 match pb::TransitionOutcome::try_from(result.outcome) {
                     Ok(pb::TransitionOutcome::Applied | pb::TransitionOutcome::AlreadyApplied) => match step {
-                        Ok(pb::DeliveryStep::PickedUp) => (job.picked_up, job.step_at) = (true, Instant::now()),
-                        Ok(pb::DeliveryStep::Delivered) => self.set_job(None),
+                        pb::DeliveryStep::PickedUp => (job.picked_up, job.step_at) = (true, Instant::now()),
+                        pb::DeliveryStep::Delivered => self.set_job(None),
                         _ => {}
                     },
-                    _ => debug!("{}: {:?} refused: {}", self.name, step, result.error),
+                    _ => debug!("{}: {} refused: {}", self.name, step.as_str_name(), result.error),
                 }
             }
             _ => {}
