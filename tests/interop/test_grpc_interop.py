@@ -44,6 +44,7 @@ def channel():
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FOODFAST_")}
     env["FOODFAST_GRPC_ADDR"] = f"127.0.0.1:{port}"
+    env["FOODFAST_ADMIN_ADDR"] = f"127.0.0.1:{free_port()}"
     env["FOODFAST_HEALTH_PROBE_INTERVAL"] = "200ms"
     server = subprocess.Popen([str(BINARY), "serve"], env=env)
     try:

@@ -53,6 +53,8 @@ def gateway():
     env["FOODFAST_AUTH_KEYS"] = f"schemathesis:{secrets.token_hex(32)}"
     env["FOODFAST_GRPC_ADDR"] = f"127.0.0.1:{grpc_port}"
     env["FOODFAST_GATEWAY_ADDR"] = f"127.0.0.1:{http_port}"
+    env["FOODFAST_ADMIN_ADDR"] = f"127.0.0.1:{free_port()}"
+    env["FOODFAST_GATEWAY_ADMIN_ADDR"] = f"127.0.0.1:{free_port()}"
     env["FOODFAST_GATEWAY_UPSTREAM"] = f"http://127.0.0.1:{grpc_port}"
     # schemathesis is one fast client: the limits are not what is tested here.
     env["FOODFAST_GATEWAY_RATE_PER_IP"] = "100000"

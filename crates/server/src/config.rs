@@ -20,6 +20,8 @@ use foodfast_store::StoresConfig;
 use foodfast_store::locations::LocationWriterConfig;
 use foodfast_store::throttle::ThrottlePolicy;
 
+use foodfast_telemetry::TracesConfig;
+
 use crate::auth::TokenKey;
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +39,23 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub tracking: TrackingConfig,
     pub dispatch: DispatchConfig,
+    pub admin: AdminConfig,
+    pub traces: TracesConfig,
+}
+
+/// Metrics and probes, apart from the gRPC port so that they are never
+/// exposed with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Where `/metrics` and `/livez` are served.
+    pub listen_addr: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self { listen_addr: SocketAddr::from(([127, 0, 0, 1], 9464)) }
+    }
 }
 
 /// Matching drivers to confirmed orders.
@@ -412,6 +431,17 @@ pub const SETTINGS: &[Setting] = &[
         key: "dispatch.batch_cities",
         help: "cities matched in batches, comma-separated (others: greedy)",
     },
+    Setting { env: "FOODFAST_ADMIN_ADDR", key: "admin.listen_addr", help: "admin listen address: /metrics and /livez" },
+    Setting {
+        env: "FOODFAST_OTLP_ENDPOINT",
+        key: "traces.otlp_endpoint",
+        help: "OTLP/gRPC collector for traces, e.g. http://otel-collector:4317",
+    },
+    Setting {
+        env: "FOODFAST_TRACE_SAMPLE_RATIO",
+        key: "traces.sample_ratio",
+        help: "share of new traces kept, 0 to 1",
+    },
     Setting { env: "FOODFAST_LOG_FORMAT", key: "log.format", help: "`pretty` or `json`" },
     Setting { env: "FOODFAST_LOG", key: "log.filter", help: "tracing filter, e.g. `info`" },
 ];
@@ -520,6 +550,10 @@ impl Config {
         }
         if self.service.watch_buffer == 0 {
             return Err(invalid("service.watch_buffer", "must be at least 1".into()));
+        }
+        self.traces.validate().map_err(|message| invalid("traces", message))?;
+        if self.admin.listen_addr == self.grpc.listen_addr {
+            return Err(invalid("admin.listen_addr", "must differ from the gRPC listen address".into()));
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.filter)
             .map_err(|err| invalid("log.filter", format!("not a tracing filter: {err}")))?;

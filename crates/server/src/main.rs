@@ -11,6 +11,7 @@ use foodfast_server::config::{Config, LogFormat, Overrides};
 use foodfast_server::seed::{self, SeedPlan};
 use foodfast_server::{server, telemetry};
 use foodfast_store::{Stores, migrate};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(name = "foodfast", version, about = "FoodFast: a real-time food-delivery marketplace over gRPC")]
@@ -77,11 +78,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(&config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("foodfast: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Inside the runtime: the trace exporter's channel lives there. Dropped
+    // last, so the final spans are flushed.
+    let _telemetry = match runtime.block_on(async { telemetry::init(&config) }) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("foodfast: {err}");
             return ExitCode::FAILURE;
         }
     };
@@ -95,6 +104,27 @@ fn main() -> ExitCode {
     }
 }
 
+/// Starts the admin listener (`/metrics`, `/livez`) with the metrics
+/// recorder installed; it stops when the returned token is cancelled, after
+/// the gRPC server, so that the drain shows in the metrics.
+async fn serve_admin(config: &Config) -> anyhow::Result<CancellationToken> {
+    let metrics = foodfast_telemetry::metrics::install()?;
+    telemetry::describe_metrics();
+    let addr = config.admin.listen_addr;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|err| anyhow::anyhow!("cannot listen on {addr} (admin.listen_addr): {err}"))?;
+    tracing::info!(%addr, "admin listener: /metrics, /livez");
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    tokio::spawn(async move {
+        if let Err(err) = foodfast_telemetry::admin::serve(listener, metrics, None, stopped.cancelled_owned()).await {
+            tracing::error!(error = %err, "admin listener failed");
+        }
+    });
+    Ok(stop)
+}
+
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve { .. } => {
@@ -102,6 +132,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(config.grpc.listen_addr)
                 .await
                 .map_err(|err| anyhow::anyhow!("cannot listen on {}: {err}", config.grpc.listen_addr))?;
+            let admin = serve_admin(&config).await?;
             let stores = tokio::select! {
                 stores = Stores::connect(&config.stores) => stores?,
                 _ = &mut shutdown => {
@@ -109,7 +140,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                     return Ok(());
                 }
             };
-            server::serve(&config, stores, listener, shutdown).await
+            let served = server::serve(&config, stores, listener, shutdown).await;
+            admin.cancel();
+            served
         }
         Command::Seed { city, lat, lng, restaurants, customers, drivers } => {
             let stores = Stores::connect(&config.stores).await?;

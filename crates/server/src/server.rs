@@ -104,6 +104,7 @@ pub async fn serve(
 
     let grpc = &config.grpc;
     let router = builder
+        .layer(crate::telemetry::grpc_layer())
         .max_concurrent_streams(Some(grpc.max_concurrent_streams))
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))

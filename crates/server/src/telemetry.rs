@@ -1,16 +1,58 @@
-//! Structured logs through `tracing`, pretty for people or JSON for machines.
+//! The server's logs, traces and metrics (the machinery is in
+//! `foodfast-telemetry`), and the metrics only the server records.
 
-use tracing_subscriber::EnvFilter;
+use foodfast_telemetry::grpc::{GrpcTelemetryLayer, RpcKind};
+use foodfast_telemetry::{LogSettings, Telemetry, TelemetryError};
+use prost_reflect::DescriptorPool;
 
-use crate::config::{LogConfig, LogFormat};
+use crate::config::{Config, LogFormat};
 
-/// Installs the global subscriber. `RUST_LOG`, when set, wins over the
-/// configured filter so a developer can turn up one module quickly.
-pub fn init(config: &LogConfig) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match config.format {
-        LogFormat::Pretty => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+pub const PINGS_ACCEPTED_TOTAL: &str = "foodfast_pings_accepted_total";
+pub const PINGS_REJECTED_TOTAL: &str = "foodfast_pings_rejected_total";
+pub const PINGS_ACKED_TOTAL: &str = "foodfast_pings_acked_total";
+pub const PING_TO_TRACKING_SECONDS: &str = "foodfast_ping_to_tracking_seconds";
+
+/// Logs, and traces when `traces.otlp_endpoint` is set. Call it inside the
+/// Tokio runtime.
+pub fn init(config: &Config) -> Result<Telemetry, TelemetryError> {
+    let logs = LogSettings { filter: &config.log.filter, json: config.log.format == LogFormat::Json };
+    foodfast_telemetry::init("foodfast-server", &logs, &config.traces)
+}
+
+/// HELP lines for every metric the server process records.
+pub fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_histogram};
+    foodfast_telemetry::grpc::describe_metrics();
+    foodfast_store::metrics::describe();
+    describe_counter!(PINGS_ACCEPTED_TOTAL, "driver pings accepted (live, and queued for the time series)");
+    describe_counter!(PINGS_REJECTED_TOTAL, "driver pings rejected, by reason");
+    describe_counter!(PINGS_ACKED_TOTAL, "accepted pings acknowledged to the driver as durable");
+    describe_histogram!(
+        PING_TO_TRACKING_SECONDS,
+        Unit::Seconds,
+        "from the server accepting a driver's ping to its position leaving on a TrackOrder stream"
+    );
+}
+
+/// Spans and RPC metrics for every method the server serves, named and
+/// typed from the descriptor sets it also serves through reflection.
+pub fn grpc_layer() -> GrpcTelemetryLayer {
+    let mut pool = DescriptorPool::new();
+    for set in [
+        foodfast_api::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ] {
+        pool.decode_file_descriptor_set(set).expect("the built-in descriptor sets decode");
     }
+    GrpcTelemetryLayer::new(pool.services().flat_map(|service| {
+        service
+            .methods()
+            .map(|method| {
+                let kind = RpcKind::of(method.is_client_streaming(), method.is_server_streaming());
+                (service.full_name().to_string(), method.name().to_string(), kind)
+            })
+            .collect::<Vec<_>>()
+    }))
 }

@@ -29,6 +29,7 @@ use uuid::Uuid;
 use crate::api::{App, BoxStream};
 use crate::convert;
 use crate::error::ApiError;
+use crate::telemetry::PING_TO_TRACKING_SECONDS;
 
 type Message = pb::TrackOrderResponse;
 type Payload = pb::track_order_response::Payload;
@@ -374,6 +375,9 @@ impl Tracker {
             return None;
         }
         self.observe(position);
+        if let Ok(latency) = (Utc::now() - position.received_at).to_std() {
+            metrics::histogram!(PING_TO_TRACKING_SECONDS).record(latency.as_secs_f64());
+        }
         Some(self.message(Payload::DriverLocation(pb::DriverLocationUpdate {
             position: Some(convert::lat_lng(position.position)),
             heading_deg: position.heading_deg,

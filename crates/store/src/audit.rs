@@ -32,6 +32,7 @@ impl AuditLog {
         Self { postgres }
     }
 
+    #[tracing::instrument(target = "foodfast::trace", name = "AuditLog.record", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn record(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         let client = self.postgres.client().await?;
         let statement = client.prepare_cached(sql::INSERT_AUDIT).await.map_err(StoreError::postgres)?;
@@ -54,6 +55,7 @@ impl AuditLog {
     }
 
     /// Everything done to one resource, oldest first.
+    #[tracing::instrument(target = "foodfast::trace", name = "AuditLog.for_resource", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn for_resource(&self, kind: &str, id: &str) -> Result<Vec<AuditEntry>, StoreError> {
         let client = self.postgres.client().await?;
         let rows = client.query(sql::SELECT_AUDIT_FOR_RESOURCE, &[&kind, &id]).await.map_err(StoreError::postgres)?;

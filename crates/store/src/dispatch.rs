@@ -220,6 +220,7 @@ impl Dispatch {
 
     /// Leases up to `limit` due jobs to `owner` for `lease`, oldest due
     /// first. A job whose dispatcher died is due again once its lease ends.
+    #[tracing::instrument(target = "foodfast::trace", name = "Dispatch.claim_due", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn claim_due(&self, owner: Uuid, lease: Duration, limit: u32) -> Result<Vec<ClaimedJob>, StoreError> {
         // A lone statement, not a SERIALIZABLE transaction: on PostgreSQL the
         // scan of due jobs would conflict with every transition touching a job.
@@ -265,6 +266,7 @@ impl Dispatch {
     }
 
     /// The records of these drivers (unknown ids are left out).
+    #[tracing::instrument(target = "foodfast::trace", name = "Dispatch.candidates", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn candidates(&self, driver_ids: &[Uuid]) -> Result<Vec<DriverRecord>, StoreError> {
         let client = self.postgres.client().await?;
         let statement = client.prepare_cached(sql::SELECT_DISPATCH_CANDIDATES).await.map_err(StoreError::postgres)?;
@@ -285,9 +287,11 @@ impl Dispatch {
     /// Offers `job` to a driver, if the job is still this lease's and
     /// neither the order nor the driver has an open offer. The lease ends
     /// with it: the job is due again at the offer's deadline.
+    #[tracing::instrument(target = "foodfast::trace", name = "Dispatch.offer", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn offer(&self, job: &ClaimedJob, offer: &NewOffer) -> Result<Offered, StoreError> {
         let (order_id, epoch, offer) = (job.order_id, job.lease_epoch, *offer);
-        self.postgres
+        let offered = self
+            .postgres
             .serializable(|tx| {
                 Box::pin(async move {
                     let Some(locked) = tx.query_opt(sql::LOCK_LEASED_JOB, &[&order_id, &epoch]).await? else {
@@ -317,10 +321,15 @@ impl Dispatch {
                     Ok(Offered::Made { offer_id, deadline })
                 })
             })
-            .await
+            .await?;
+        if matches!(offered, Offered::Made { .. }) {
+            crate::metrics::offer_made();
+        }
+        Ok(offered)
     }
 
     /// Hands the job back, due again after `after`.
+    #[tracing::instrument(target = "foodfast::trace", name = "Dispatch.release", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn release(&self, job: &ClaimedJob, after: Duration) -> Result<(), StoreError> {
         let client = self.postgres.client().await?;
         client
@@ -332,8 +341,10 @@ impl Dispatch {
 
     /// Expires an open offer whose deadline passed, putting its job back to
     /// searching. Returns the driver if it was still open.
+    #[tracing::instrument(target = "foodfast::trace", name = "Dispatch.expire", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn expire(&self, offer_id: Uuid, order_id: Uuid) -> Result<Option<Uuid>, StoreError> {
-        self.postgres
+        let driver = self
+            .postgres
             .serializable(|tx| {
                 Box::pin(async move {
                     let Some(row) = tx.query_opt(sql::EXPIRE_OFFER, &[&offer_id]).await? else { return Ok(None) };
@@ -341,11 +352,14 @@ impl Dispatch {
                     Ok(Some(row.get(0)))
                 })
             })
-            .await
+            .await?;
+        crate::metrics::offers_closed(OfferStatus::Expired, usize::from(driver.is_some()));
+        Ok(driver)
     }
 
     /// Flags the job (nobody accepted after every round) and appends a
     /// DISPATCH_DELAYED event to its order, once. Matching goes on.
+    #[tracing::instrument(target = "foodfast::trace", name = "Dispatch.flag", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn flag(&self, job: &ClaimedJob, reason: &str) -> Result<Option<OrderEvent>, StoreError> {
         let (order_id, epoch) = (job.order_id, job.lease_epoch);
         self.postgres
@@ -382,12 +396,14 @@ impl Dispatch {
     /// The driver accepts its open offer of `delivery_id`: the order gets the
     /// driver in the same transaction (one of its slots taken), or the
     /// answer is refused with why. A late answer expires the offer.
+    #[tracing::instrument(target = "foodfast::trace", name = "Dispatch.accept", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn accept(
         &self,
         driver_id: Uuid,
         delivery_id: Uuid,
     ) -> Result<Result<Transitioned, AnswerFailure>, StoreError> {
-        self.postgres
+        let answered = self
+            .postgres
             .serializable(|tx| {
                 let zones = self.zones.clone();
                 Box::pin(async move {
@@ -421,32 +437,42 @@ impl Dispatch {
                     }
                 })
             })
-            .await
+            .await?;
+        if let Ok(transitioned) = &answered {
+            crate::metrics::offers_closed(OfferStatus::Accepted, 1);
+            crate::metrics::order_transition(transitioned.event.previous_status, transitioned.event.status);
+        }
+        Ok(answered)
     }
 
     /// The driver declines its open offer of `delivery_id`; the job goes
     /// back to searching. Declining again is answered the same.
+    #[tracing::instrument(target = "foodfast::trace", name = "Dispatch.decline", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn decline(&self, driver_id: Uuid, delivery_id: Uuid) -> Result<Result<(), AnswerFailure>, StoreError> {
-        self.postgres
+        let declined_now = self
+            .postgres
             .serializable(|tx| {
                 Box::pin(async move {
                     let (offer_id, order_id) = match open_offer(tx, driver_id, delivery_id).await? {
                         Ok(offer) => offer,
-                        Err(AnswerFailure::Closed { status: OfferStatus::Declined, .. }) => return Ok(Ok(())),
+                        Err(AnswerFailure::Closed { status: OfferStatus::Declined, .. }) => return Ok(Ok(false)),
                         Err(failure) => return Ok(Err(failure)),
                     };
                     tx.execute(sql::SET_OFFER_STATUS, &[&offer_id, &OfferStatus::Declined.as_str()]).await?;
                     tx.execute(sql::REQUEUE_JOB, &[&order_id]).await?;
-                    Ok(Ok(()))
+                    Ok(Ok(true))
                 })
             })
-            .await
+            .await?;
+        Ok(declined_now.map(|now| crate::metrics::offers_closed(OfferStatus::Declined, usize::from(now))))
     }
 
     /// The driver's stream dropped: its open offers expire now and their
     /// orders go to the next candidate. Returns those orders.
+    #[tracing::instrument(target = "foodfast::trace", name = "Dispatch.expire_driver_offers", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn expire_driver_offers(&self, driver_id: Uuid) -> Result<Vec<Uuid>, StoreError> {
-        self.postgres
+        let orders = self
+            .postgres
             .serializable(|tx| {
                 Box::pin(async move {
                     let rows = tx.query(sql::EXPIRE_DRIVER_OFFERS, &[&driver_id]).await?;
@@ -457,10 +483,13 @@ impl Dispatch {
                     Ok(orders)
                 })
             })
-            .await
+            .await?;
+        crate::metrics::offers_closed(OfferStatus::Expired, orders.len());
+        Ok(orders)
     }
 
     /// The driver's open offers, oldest first.
+    #[tracing::instrument(target = "foodfast::trace", name = "Dispatch.open_offers", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn open_offers(&self, driver_id: Uuid) -> Result<Vec<DriverOffer>, StoreError> {
         let client = self.postgres.client().await?;
         let statement = client.prepare_cached(sql::SELECT_OPEN_DRIVER_OFFERS).await.map_err(StoreError::postgres)?;
@@ -478,6 +507,7 @@ impl Dispatch {
     }
 
     /// What became of these offers: `(offer, delivery, status)`.
+    #[tracing::instrument(target = "foodfast::trace", name = "Dispatch.offer_outcomes", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn offer_outcomes(&self, offer_ids: &[Uuid]) -> Result<Vec<(Uuid, Uuid, OfferStatus)>, StoreError> {
         let client = self.postgres.client().await?;
         let rows = client.query(sql::SELECT_OFFER_OUTCOMES, &[&offer_ids]).await.map_err(StoreError::postgres)?;
@@ -485,6 +515,7 @@ impl Dispatch {
     }
 
     /// Where matching stands for the order; `None` before it was confirmed.
+    #[tracing::instrument(target = "foodfast::trace", name = "Dispatch.matching_state", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn matching_state(&self, order_id: Uuid) -> Result<Option<MatchingState>, StoreError> {
         let client = self.postgres.client().await?;
         let Some(job) = client.query_opt(sql::SELECT_DISPATCH_JOB, &[&order_id]).await.map_err(StoreError::postgres)?
@@ -504,6 +535,7 @@ impl Dispatch {
 
     /// Flagged orders still looking for a driver, oldest flag first, after
     /// the keyset `(flagged_at, order_id)`; `city` empty means every city.
+    #[tracing::instrument(target = "foodfast::trace", name = "Dispatch.flagged", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn flagged(
         &self,
         city: &str,

@@ -78,6 +78,7 @@ impl DriverFollow {
     }
 
     /// Waits for a position newer than the last `take`.
+    #[tracing::instrument(target = "foodfast::trace", name = "DriverFollow.changed", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn changed(&mut self) {
         if self.unread {
             return;
@@ -168,6 +169,7 @@ impl Fanout {
     }
 
     /// Wakes every subscriber of `topic`, in every process.
+    #[tracing::instrument(target = "foodfast::trace", name = "Fanout.publish", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn publish(&self, topic: &str) -> Result<(), StoreError> {
         let mut connection = self.redis.connection();
         let _: i64 = ::redis::cmd("PUBLISH")

@@ -9,6 +9,7 @@ pub mod fanout;
 pub mod health;
 pub mod live;
 pub mod locations;
+pub mod metrics;
 pub mod migrate;
 pub mod orders;
 pub mod postgres;

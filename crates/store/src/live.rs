@@ -126,6 +126,7 @@ impl LivePositions {
     }
 
     /// Makes `ping` the driver's live position in `city` and publishes it.
+    #[tracing::instrument(target = "foodfast::trace", name = "LivePositions.update", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn update(
         &self,
         driver_id: Uuid,
@@ -162,6 +163,7 @@ impl LivePositions {
     }
 
     /// The driver's last live position, if it reported within the last hour.
+    #[tracing::instrument(target = "foodfast::trace", name = "LivePositions.position", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn position(&self, driver_id: Uuid) -> Result<Option<LivePosition>, StoreError> {
         self.field(driver_id, "position")
             .await?
@@ -171,28 +173,33 @@ impl LivePositions {
 
     /// Remembers the driver's durable watermark, so a new session (on any
     /// replica, after a restart) can tell the app where to resume.
+    #[tracing::instrument(target = "foodfast::trace", name = "LivePositions.record_durable", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn record_durable(&self, driver_id: Uuid, seq: u64) -> Result<(), StoreError> {
         self.set_field(driver_id, "durable", &seq.to_string()).await
     }
 
+    #[tracing::instrument(target = "foodfast::trace", name = "LivePositions.durable", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn durable(&self, driver_id: Uuid) -> Result<Option<u64>, StoreError> {
         let value = self.field(driver_id, "durable").await?;
         value.map(|v| v.parse().map_err(|_| StoreError::Corrupt(format!("durable seq {v:?}")))).transpose()
     }
 
     /// `online`, `offline` or `busy`, as the driver wishes.
+    #[tracing::instrument(target = "foodfast::trace", name = "LivePositions.set_availability", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn set_availability(&self, driver_id: Uuid, availability: &str) -> Result<(), StoreError> {
         self.set_fields(driver_id, &[("availability", availability)]).await
     }
 
     /// Whether the driver holds as many deliveries as allowed (the server's
     /// view, after each assignment, delivery or cancellation).
+    #[tracing::instrument(target = "foodfast::trace", name = "LivePositions.set_at_capacity", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn set_at_capacity(&self, driver_id: Uuid, at_capacity: bool) -> Result<(), StoreError> {
         self.set_fields(driver_id, &[("full", if at_capacity { "1" } else { "0" })]).await
     }
 
     /// The driver's availability as dispatch sees it: `busy` while at
     /// capacity even if the driver wishes to be `online`.
+    #[tracing::instrument(target = "foodfast::trace", name = "LivePositions.availability", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn availability(&self, driver_id: Uuid) -> Result<Option<String>, StoreError> {
         let mut connection = self.redis.connection();
         let (wish, full): (Option<String>, Option<String>) = ::redis::cmd("HMGET")
@@ -209,17 +216,20 @@ impl LivePositions {
     }
 
     /// A Connect stream `session` of the driver opened: it may get offers.
+    #[tracing::instrument(target = "foodfast::trace", name = "LivePositions.start_session", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn start_session(&self, driver_id: Uuid, session: Uuid) -> Result<(), StoreError> {
         self.set_fields(driver_id, &[("session", &session.to_string())]).await
     }
 
     /// Whether the driver has a Connect stream open (on any replica).
+    #[tracing::instrument(target = "foodfast::trace", name = "LivePositions.connected", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn connected(&self, driver_id: Uuid) -> Result<bool, StoreError> {
         Ok(self.field(driver_id, "session").await?.is_some_and(|session| !session.is_empty()))
     }
 
     /// The stream `session` ended; a newer stream of the driver (on any
     /// replica) is left alone. Returns whether `session` was the current one.
+    #[tracing::instrument(target = "foodfast::trace", name = "LivePositions.end_session", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn end_session(&self, driver_id: Uuid, session: Uuid) -> Result<bool, StoreError> {
         let mut connection = self.redis.connection();
         let ended: i32 = END_SESSION
@@ -272,6 +282,7 @@ impl LivePositions {
     }
 
     /// Drivers in `city` within `radius_m` of `center`, nearest first.
+    #[tracing::instrument(target = "foodfast::trace", name = "LivePositions.nearby", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn nearby(
         &self,
         city: &str,
@@ -306,6 +317,7 @@ impl LivePositions {
     /// Drivers dispatch may offer to in `city` within `radius_m` of
     /// `center`, nearest first, with their last positions. A member whose
     /// hash expired (its app went silent) is dropped from the set here.
+    #[tracing::instrument(target = "foodfast::trace", name = "LivePositions.available_near", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn available_near(
         &self,
         city: &str,

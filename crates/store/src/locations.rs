@@ -224,6 +224,7 @@ impl LocationWriter {
 
     /// Queues a point, waiting while the queue is full. Cancel-safe: a caller
     /// that gives up while waiting leaves nothing behind.
+    #[tracing::instrument(target = "foodfast::trace", name = "LocationWriter.submit", skip_all, fields(otel.kind = "client", db.system = "cassandra"))]
     pub async fn submit(&self, point: LocationPoint) -> Result<(), SubmitError> {
         check_seq(point.seq)?;
         let slot = self.queue.reserve().await.map_err(|_| SubmitError::Stopped)?;
@@ -249,6 +250,7 @@ impl LocationWriter {
         self.shared.drivers.submitted(point.driver_id, point.seq);
         self.shared.submitted.fetch_add(1, Ordering::Relaxed);
         slot.send(point);
+        crate::metrics::location_queue_depth(self.queue.max_capacity() - self.queue.capacity());
     }
 
     /// The driver's durable watermark, 0 until one exists: the highest seq
@@ -312,6 +314,7 @@ async fn dispatch(shared: Arc<Shared>, mut queue: mpsc::Receiver<LocationPoint>)
             point = queue.recv() => point,
         };
         let Some(point) = point else { return };
+        crate::metrics::location_queue_depth(queue.len());
         tokio::spawn(shared.clone().write(point, slot));
     }
 }
@@ -331,6 +334,7 @@ async fn sweep(shared: Weak<Shared>, stop: CancellationToken, ttl: Duration) {
 
 impl Shared {
     async fn write(self: Arc<Self>, point: LocationPoint, _slot: OwnedSemaphorePermit) {
+        let started = Instant::now();
         let day = point.day();
         // Checked by `submit`.
         let seq = point.seq as i64;
@@ -360,6 +364,7 @@ impl Shared {
         if by_city && track {
             self.durable.fetch_add(1, Ordering::Relaxed);
             self.drivers.completed(point.driver_id, point.seq);
+            crate::metrics::location_written(started.elapsed());
         }
     }
 
@@ -380,6 +385,7 @@ impl Shared {
                 }
                 Err(err) => {
                     self.retries.fetch_add(1, Ordering::Relaxed);
+                    crate::metrics::location_write_retried();
                     self.failures.failed(&StoreError::scylla(err));
                 }
             }
@@ -609,6 +615,7 @@ fn stored_seq(seq: i64) -> Result<u64, StoreError> {
 }
 
 impl LocationReader {
+    #[tracing::instrument(target = "foodfast::trace", name = "LocationReader.prepare", skip_all, fields(otel.kind = "client", db.system = "cassandra"))]
     pub async fn prepare(scylla: &Scylla) -> Result<Self, StoreError> {
         Ok(Self {
             scylla: scylla.clone(),
@@ -620,6 +627,7 @@ impl LocationReader {
     /// A page of at most `page_size` points of the driver recorded in
     /// `[from, to)`, oldest first, over the day partitions the range touches.
     /// `page_token` is a previous page's `next_page_token` for the same range.
+    #[tracing::instrument(target = "foodfast::trace", name = "LocationReader.driver_track", skip_all, fields(otel.kind = "client", db.system = "cassandra"))]
     pub async fn driver_track(
         &self,
         driver_id: Uuid,

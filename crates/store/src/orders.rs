@@ -281,6 +281,7 @@ impl Orders {
     /// Claims `key` for one CreateOrder. A claim older than `stale_after`
     /// that never completed (its owner crashed) is taken over, keeping its
     /// order id so the payment authorization is reused too.
+    #[tracing::instrument(target = "foodfast::trace", name = "Orders.claim", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn claim(
         &self,
         customer_id: Uuid,
@@ -328,6 +329,7 @@ impl Orders {
 
     /// Gives a claimed key back after the order could not be placed (e.g.
     /// the payment was declined), so nothing of the attempt remains.
+    #[tracing::instrument(target = "foodfast::trace", name = "Orders.release", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn release(&self, customer_id: Uuid, key: &str, order_id: Uuid) -> Result<(), StoreError> {
         let client = self.postgres.client().await?;
         client
@@ -339,6 +341,7 @@ impl Orders {
 
     /// Writes the order, its lines, its first event and the completed
     /// idempotency key in one transaction.
+    #[tracing::instrument(target = "foodfast::trace", name = "Orders.place", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn place(&self, new: &NewOrder) -> Result<(Order, OrderEvent), StoreError> {
         let (row_order, restaurant_seq) = self
             .postgres
@@ -457,11 +460,13 @@ impl Orders {
             created_at: order.created_at,
             driver_id: None,
         };
+        crate::metrics::order_transition(None, event.status);
         Ok((order, event))
     }
 
     /// The deliveries `driver_id` holds (assigned, not yet delivered or
     /// cancelled), oldest first: each delivery id with its order and lines.
+    #[tracing::instrument(target = "foodfast::trace", name = "Orders.active_deliveries", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn active_deliveries(&self, driver_id: Uuid) -> Result<Vec<(Uuid, Order)>, StoreError> {
         let held = {
             let client = self.postgres.client().await?;
@@ -479,6 +484,7 @@ impl Orders {
     }
 
     /// The order with its lines.
+    #[tracing::instrument(target = "foodfast::trace", name = "Orders.get", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn get(&self, id: Uuid) -> Result<Option<Order>, StoreError> {
         let client = self.postgres.client().await?;
         let Some(row) = client
@@ -498,6 +504,7 @@ impl Orders {
     }
 
     /// The order's events after `seq`, oldest first, at most `limit`.
+    #[tracing::instrument(target = "foodfast::trace", name = "Orders.events_after", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn events_after(&self, order_id: Uuid, seq: i64, limit: u32) -> Result<Vec<OrderEvent>, StoreError> {
         let client = self.postgres.client().await?;
         let rows = client
@@ -511,6 +518,7 @@ impl Orders {
     }
 
     /// The order's events, oldest first: its status history.
+    #[tracing::instrument(target = "foodfast::trace", name = "Orders.events", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn events(&self, order_id: Uuid) -> Result<Vec<OrderEvent>, StoreError> {
         let client = self.postgres.client().await?;
         let rows = client
@@ -521,6 +529,7 @@ impl Orders {
     }
 
     /// A customer's orders, newest first, after the keyset `(created_at, id)`.
+    #[tracing::instrument(target = "foodfast::trace", name = "Orders.list_for_customer", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn list_for_customer(
         &self,
         customer_id: Uuid,
@@ -559,6 +568,7 @@ impl Orders {
 
     /// Applies one action through the state machine. `may_act` sees the
     /// order (locked) and says whether the caller may touch it at all.
+    #[tracing::instrument(target = "foodfast::trace", name = "Orders.transition", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn transition(
         &self,
         request: TransitionRequest<'_>,
@@ -579,6 +589,7 @@ impl Orders {
             })
             .await?;
         let mut transitioned = outcome?;
+        crate::metrics::order_transition(transitioned.event.previous_status, transitioned.event.status);
         transitioned.order.lines = self.lines(request.order_id).await?;
         Ok(transitioned)
     }
@@ -594,6 +605,7 @@ impl Orders {
     }
 
     /// The restaurant's cursor and its open orders, read together.
+    #[tracing::instrument(target = "foodfast::trace", name = "Orders.open_orders", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn open_orders(&self, restaurant_id: Uuid) -> Result<(i64, Vec<Order>), StoreError> {
         self.postgres
             .serializable(|tx| {
@@ -611,6 +623,7 @@ impl Orders {
     }
 
     /// The restaurant's events after `cursor`, in commit order, at most `limit`.
+    #[tracing::instrument(target = "foodfast::trace", name = "Orders.restaurant_events_after", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn restaurant_events_after(
         &self,
         restaurant_id: Uuid,
@@ -626,6 +639,7 @@ impl Orders {
     }
 
     /// Orders whose payment still owes a provider call, oldest first.
+    #[tracing::instrument(target = "foodfast::trace", name = "Orders.unsettled_payments", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn unsettled_payments(&self, limit: u32) -> Result<Vec<(Uuid, String, PaymentStatus)>, StoreError> {
         let client = self.postgres.client().await?;
         let rows = client
@@ -646,6 +660,7 @@ impl Orders {
     /// Moves the payment from `from` to `to` (the provider confirmed the call
     /// owed from `from`), unless a transition changed it meanwhile. Returns
     /// whether it moved.
+    #[tracing::instrument(target = "foodfast::trace", name = "Orders.settle_payment", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn settle_payment(
         &self,
         order_id: Uuid,

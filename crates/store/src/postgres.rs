@@ -62,6 +62,7 @@ impl Postgres {
         Ok(postgres)
     }
 
+    #[tracing::instrument(target = "foodfast::trace", name = "Postgres.client", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(StoreError::postgres_pool)
     }
@@ -78,6 +79,7 @@ impl Postgres {
     /// body or at commit reruns the whole body with backoff, up to
     /// `max_tx_attempts` times; after that the caller gets
     /// [`StoreError::Conflict`]. `body` must therefore be safe to run again.
+    #[tracing::instrument(target = "foodfast::trace", name = "Postgres.serializable", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn serializable<T, F>(&self, mut body: F) -> Result<T, StoreError>
     where
         F: for<'t> FnMut(&'t Transaction<'t>) -> BoxFuture<'t, Result<T, TxError>>,
@@ -114,6 +116,7 @@ impl Postgres {
     /// on CockroachDB, the session's level on PostgreSQL), retried like a
     /// transaction on a serialization failure. For conditional writes whose
     /// WHERE clause is their whole guard.
+    #[tracing::instrument(target = "foodfast::trace", name = "Postgres.statement", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn statement(
         &self,
         statement: &str,

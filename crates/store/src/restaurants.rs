@@ -89,6 +89,7 @@ impl Restaurants {
         Self { postgres, redis, menu_cache_ttl }
     }
 
+    #[tracing::instrument(target = "foodfast::trace", name = "Restaurants.create", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn create(&self, profile: &RestaurantProfile) -> Result<Restaurant, StoreError> {
         let client = self.postgres.client().await?;
         let mut params = ProfileParams::new(profile);
@@ -100,6 +101,7 @@ impl Restaurants {
     }
 
     /// Replaces the profile; `None` if there is no such restaurant.
+    #[tracing::instrument(target = "foodfast::trace", name = "Restaurants.update", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn update(&self, id: Uuid, profile: &RestaurantProfile) -> Result<Option<Restaurant>, StoreError> {
         let client = self.postgres.client().await?;
         let mut params = ProfileParams::new(profile);
@@ -113,6 +115,7 @@ impl Restaurants {
         row.as_ref().map(restaurant_from_row).transpose()
     }
 
+    #[tracing::instrument(target = "foodfast::trace", name = "Restaurants.get", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn get(&self, id: Uuid) -> Result<Option<Restaurant>, StoreError> {
         let client = self.postgres.client().await?;
         let row = client
@@ -125,6 +128,7 @@ impl Restaurants {
     /// Candidates come from the H3 cells covering the circle; the exact
     /// distance then decides, and hits are ordered by (distance, id) so that
     /// pages are stable.
+    #[tracing::instrument(target = "foodfast::trace", name = "Restaurants.search", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
         let cells =
             geo::search_cells(query.center, query.radius_m).map_err(|err| StoreError::InvalidQuery(err.to_string()))?;
@@ -155,12 +159,19 @@ impl Restaurants {
 
     /// The restaurant and its menu, from the cache when it has them. Any
     /// cache failure falls back to the database.
+    #[tracing::instrument(target = "foodfast::trace", name = "Restaurants.menu", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn menu(&self, id: Uuid) -> Result<Option<MenuSnapshot>, StoreError> {
         let key = menu_cache_key(id);
         match self.cached_menu(&key).await {
-            Ok(Some(snapshot)) => return Ok(Some(snapshot)),
-            Ok(None) => {}
-            Err(err) => tracing::warn!(restaurant = %id, error = %crate::Chain(&err), "menu cache read failed"),
+            Ok(Some(snapshot)) => {
+                crate::metrics::cache_lookup("menu", "hit");
+                return Ok(Some(snapshot));
+            }
+            Ok(None) => crate::metrics::cache_lookup("menu", "miss"),
+            Err(err) => {
+                crate::metrics::cache_lookup("menu", "error");
+                tracing::warn!(restaurant = %id, error = %crate::Chain(&err), "menu cache read failed")
+            }
         }
         let Some(snapshot) = self.menu_from_database(id).await? else { return Ok(None) };
         if let Err(err) = self.cache_menu(&key, &snapshot).await {
@@ -172,6 +183,7 @@ impl Restaurants {
     /// Replaces the whole menu. Items left out are archived, not deleted
     /// (past orders point at them). `expected_version`, when given, must be
     /// the current menu version.
+    #[tracing::instrument(target = "foodfast::trace", name = "Restaurants.upsert_menu", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn upsert_menu(
         &self,
         id: Uuid,
@@ -237,6 +249,7 @@ impl Restaurants {
     }
 
     /// The restaurant's current (not archived) items among `ids`, by id.
+    #[tracing::instrument(target = "foodfast::trace", name = "Restaurants.items", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn items(&self, restaurant_id: Uuid, ids: &[Uuid]) -> Result<HashMap<Uuid, MenuItem>, StoreError> {
         let client = self.postgres.client().await?;
         let rows = client

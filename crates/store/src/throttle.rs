@@ -39,6 +39,7 @@ impl LoginThrottle {
     }
 
     /// How long `subject` must wait before trying again, if it is at the limit.
+    #[tracing::instrument(target = "foodfast::trace", name = "LoginThrottle.wait", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn wait(&self, subject: &str) -> Result<Option<Duration>, StoreError> {
         let mut connection = self.redis.connection();
         let (failures, ttl_ms): (Option<u32>, i64) = ::redis::pipe()
@@ -51,6 +52,7 @@ impl LoginThrottle {
             .map_err(StoreError::redis)?;
         Ok(match failures {
             Some(failures) if failures >= self.policy.max_failures => {
+                crate::metrics::rate_limited("login");
                 Some(Duration::from_millis(ttl_ms.max(1000) as u64))
             }
             _ => None,
@@ -58,6 +60,7 @@ impl LoginThrottle {
     }
 
     /// Counts a failure; the window starts at the first one.
+    #[tracing::instrument(target = "foodfast::trace", name = "LoginThrottle.failed", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn failed(&self, subject: &str) -> Result<(), StoreError> {
         let mut connection = self.redis.connection();
         let _: () = ::redis::pipe()
@@ -76,6 +79,7 @@ impl LoginThrottle {
     }
 
     /// A success forgets the failures.
+    #[tracing::instrument(target = "foodfast::trace", name = "LoginThrottle.succeeded", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn succeeded(&self, subject: &str) -> Result<(), StoreError> {
         let mut connection = self.redis.connection();
         let _: () =

@@ -92,6 +92,7 @@ impl Users {
         Self { postgres }
     }
 
+    #[tracing::instrument(target = "foodfast::trace", name = "Users.create", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn create(&self, user: &NewUser<'_>) -> Result<Uuid, CreateUserError> {
         let id = Uuid::new_v4();
         let client = self.postgres.client().await?;
@@ -117,10 +118,12 @@ impl Users {
     }
 
     /// The account signing in with `email` (lower-cased by the caller).
+    #[tracing::instrument(target = "foodfast::trace", name = "Users.account_by_email", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn account_by_email(&self, email: &str) -> Result<Option<Account>, StoreError> {
         self.account_where(sql::SELECT_ACCOUNT_BY_EMAIL, &email).await
     }
 
+    #[tracing::instrument(target = "foodfast::trace", name = "Users.account", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn account(&self, id: Uuid) -> Result<Option<Account>, StoreError> {
         self.account_where(sql::SELECT_ACCOUNT, &id).await
     }
@@ -137,6 +140,7 @@ impl Users {
     }
 
     /// Changes the profile of account `id`; `None` if there is no such account.
+    #[tracing::instrument(target = "foodfast::trace", name = "Users.update_profile", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn update_profile(&self, id: Uuid, update: &ProfileUpdate) -> Result<Option<Account>, StoreError> {
         let client = self.postgres.client().await?;
         let address = update.default_address.as_ref().map(Json);
@@ -148,6 +152,7 @@ impl Users {
     }
 
     /// Stores a new refresh token (its hash) for `user_id`, valid for `ttl`.
+    #[tracing::instrument(target = "foodfast::trace", name = "Users.issue_refresh_token", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn issue_refresh_token(
         &self,
         user_id: Uuid,
@@ -166,6 +171,7 @@ impl Users {
     /// Exchanges the refresh token `old_hash` for `new_hash` (valid for
     /// `ttl`) in one transaction: the old one is revoked and names the new.
     /// Returns the account and the new token's expiry.
+    #[tracing::instrument(target = "foodfast::trace", name = "Users.rotate_refresh_token", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn rotate_refresh_token(
         &self,
         old_hash: &str,
@@ -207,6 +213,7 @@ impl Users {
 
     /// Revokes the refresh token `token_hash`, or with `all_sessions` every
     /// token of its account. `false` if the token is not known.
+    #[tracing::instrument(target = "foodfast::trace", name = "Users.revoke_refresh_token", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn revoke_refresh_token(&self, token_hash: &str, all_sessions: bool) -> Result<bool, StoreError> {
         let client = self.postgres.client().await?;
         let Some(row) =
@@ -222,6 +229,7 @@ impl Users {
     }
 
     /// The id, role and restaurant of the account with this email.
+    #[tracing::instrument(target = "foodfast::trace", name = "Users.by_email", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn by_email(&self, email: &str) -> Result<Option<(Uuid, String, Option<Uuid>)>, StoreError> {
         let client = self.postgres.client().await?;
         let row = client
@@ -236,6 +244,7 @@ impl Users {
 
     /// Makes a driver account a driver: its home city, vehicle and how many
     /// deliveries it may hold at once.
+    #[tracing::instrument(target = "foodfast::trace", name = "Users.add_driver", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn add_driver(&self, user_id: Uuid, city: &str, vehicle: &str, capacity: i32) -> Result<(), StoreError> {
         let client = self.postgres.client().await?;
         client
@@ -246,6 +255,7 @@ impl Users {
     }
 
     /// The driver's name, vehicle and load, if `id` is a driver.
+    #[tracing::instrument(target = "foodfast::trace", name = "Users.driver", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn driver(&self, id: Uuid) -> Result<Option<DriverProfile>, StoreError> {
         let client = self.postgres.client().await?;
         let row = client
@@ -262,6 +272,7 @@ impl Users {
         }))
     }
 
+    #[tracing::instrument(target = "foodfast::trace", name = "Users.name", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn name(&self, id: Uuid) -> Result<Option<String>, StoreError> {
         let client = self.postgres.client().await?;
         let row = client

@@ -30,6 +30,7 @@ use super::{App, BoxStream};
 use crate::auth::principal;
 use crate::convert;
 use crate::error::ApiError;
+use crate::telemetry::{PINGS_ACCEPTED_TOTAL, PINGS_ACKED_TOTAL, PINGS_REJECTED_TOTAL};
 
 /// Rejections reported per ack at most; more go out in the next ack.
 const MAX_REJECTIONS_PER_ACK: usize = 100;
@@ -188,9 +189,9 @@ fn raw_ping(ping: &pb::LocationPing) -> RawPing {
     }
 }
 
-fn rejection(ping: &pb::LocationPing, why: PingRejection) -> pb::RejectedPing {
+fn reason_of(why: PingRejection) -> pb::PingRejectionReason {
     use pb::PingRejectionReason as R;
-    let reason = match why {
+    match why {
         PingRejection::CoordinatesOutOfRange => R::CoordinatesOutOfRange,
         PingRejection::TimestampInFuture => R::TimestampInFuture,
         PingRejection::TimestampTooOld => R::TimestampTooOld,
@@ -198,7 +199,11 @@ fn rejection(ping: &pb::LocationPing, why: PingRejection) -> pb::RejectedPing {
         PingRejection::DuplicateSeq => R::DuplicateSeq,
         PingRejection::OutOfOrder => R::OutOfOrder,
         PingRejection::InvalidField(_) => R::InvalidField,
-    };
+    }
+}
+
+fn rejection(ping: &pb::LocationPing, why: PingRejection) -> pb::RejectedPing {
+    let reason = reason_of(why);
     let detail = match why {
         PingRejection::CoordinatesOutOfRange => {
             format!("lat {} / lng {} is outside -90..90 / -180..180", ping.lat, ping.lng)
@@ -220,6 +225,8 @@ struct DriverPings {
     pending: BTreeSet<u64>,
     /// Rejected seqs above `durable`: covered once every accepted seq below them is durable.
     rejected: BTreeSet<u64>,
+    /// Accepted pings made durable since the last ack.
+    newly_durable: u64,
 }
 
 impl DriverPings {
@@ -236,7 +243,19 @@ impl DriverPings {
             heading_deg: p.heading_deg,
             recorded_at: p.recorded_at,
         });
-        Ok(Self { driver_id, last, durable, submitted: 0, pending: BTreeSet::new(), rejected: BTreeSet::new() })
+        Ok(Self::new(driver_id, last, durable))
+    }
+
+    fn new(driver_id: Uuid, last: Option<Ping>, durable: u64) -> Self {
+        Self {
+            driver_id,
+            last,
+            durable,
+            submitted: 0,
+            pending: BTreeSet::new(),
+            rejected: BTreeSet::new(),
+            newly_durable: 0,
+        }
     }
 
     /// Checks one ping and, if accepted, makes it live and queues it for the
@@ -304,7 +323,9 @@ impl DriverPings {
 
     /// Moves `durable` over rejected seqs with nothing accepted and unwritten below them.
     fn advance(&mut self) {
+        let pending = self.pending.len();
         self.pending.retain(|&seq| seq > self.durable);
+        self.newly_durable += (pending - self.pending.len()) as u64;
         let first_pending = self.pending.first().copied().unwrap_or(u64::MAX);
         if let Some(&covered) = self.rejected.range(..first_pending).next_back() {
             self.durable = self.durable.max(covered);
@@ -615,9 +636,12 @@ async fn connected(
                 }
                 Some(Ok(request)) => match request.payload {
                     Some(pb::connect_request::Payload::Ping(ping)) => {
-                        if let Err(why) = pings.take(app, &writer, &ping).await {
-                            note_rejection(driver_id, ping.seq, why);
-                            rejected.push(rejection(&ping, why));
+                        match pings.take(app, &writer, &ping).await {
+                            Ok(()) => metrics::counter!(PINGS_ACCEPTED_TOTAL).increment(1),
+                            Err(why) => {
+                                note_rejection(driver_id, ping.seq, why);
+                                rejected.push(rejection(&ping, why));
+                            }
                         }
                     }
                     Some(pb::connect_request::Payload::Availability(change)) => {
@@ -697,6 +721,7 @@ async fn connected(
             if outbound.send(message(Payload::Ack(ack))).await.is_err() {
                 return;
             }
+            metrics::counter!(PINGS_ACKED_TOTAL).increment(std::mem::take(&mut pings.newly_durable));
             if pings.durable > acked {
                 pings.record_durable(app).await;
             }
@@ -718,6 +743,8 @@ async fn sleep_until_or_never(deadline: Option<tokio::time::Instant>) {
 /// Impossible speed is a spoofing signal worth an operator's eye; the rest
 /// are ordinary (bad GPS, resends).
 fn note_rejection(driver_id: Uuid, seq: u64, why: PingRejection) {
+    let reason = reason_of(why).as_str_name().trim_start_matches("PING_REJECTION_REASON_");
+    metrics::counter!(PINGS_REJECTED_TOTAL, "reason" => reason).increment(1);
     if let PingRejection::ImpossibleSpeed { speed_mps } = why {
         tracing::warn!(driver = %driver_id, seq, speed_mps, "ping rejected: impossible speed");
     } else {
@@ -964,14 +991,7 @@ mod tests {
     use super::*;
 
     fn pings(durable: u64) -> DriverPings {
-        DriverPings {
-            driver_id: Uuid::new_v4(),
-            last: None,
-            durable,
-            submitted: 0,
-            pending: BTreeSet::new(),
-            rejected: BTreeSet::new(),
-        }
+        DriverPings::new(Uuid::new_v4(), None, durable)
     }
 
     #[test]

@@ -164,7 +164,7 @@ impl MediaService for NotImplementedYet {}
 /// each limited to `max_message_bytes` in both directions, its callers
 /// checked by role and its state changes written to the audit log
 /// ([`crate::policy`]).
-pub fn add_services(router: Router, app: App, tokens: &Tokens, max_message_bytes: usize) -> Router {
+pub fn add_services<L>(router: Router<L>, app: App, tokens: &Tokens, max_message_bytes: usize) -> Router<L> {
     let audit = app.audit.clone();
     macro_rules! service {
         ($server:ident, $service:expr) => {

@@ -266,6 +266,8 @@ impl TestServer {
 pub struct Replica {
     pub channel: Channel,
     pub port: u16,
+    /// Where its `/metrics` and `/livez` are served.
+    pub admin_port: u16,
     child: std::process::Child,
     config: Config,
     _config_file: tempfile::NamedTempFile,
@@ -279,6 +281,9 @@ impl Replica {
     /// A replica logging at `filter` (JSON), into `log` when given.
     pub async fn spawn_logging(config: &Config, filter: &str, log: Option<&std::path::Path>) -> Self {
         let port = foodfast_testkit::free_port();
+        let admin_port = foodfast_testkit::free_port();
+        let mut config = config.clone();
+        config.admin.listen_addr = ([127, 0, 0, 1], admin_port).into();
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_foodfast"));
         for (name, _) in std::env::vars() {
             if name.starts_with("FOODFAST_") {
@@ -287,7 +292,7 @@ impl Replica {
         }
         // The test's whole configuration, as a file: replicas behave like the in-process server.
         let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
-        std::fs::write(file.path(), toml::to_string(config).unwrap()).unwrap();
+        std::fs::write(file.path(), toml::to_string(&config).unwrap()).unwrap();
         let child = command
             .args(["serve", "--grpc-addr", &format!("127.0.0.1:{port}")])
             .env("FOODFAST_CONFIG", file.path())
@@ -312,7 +317,7 @@ impl Replica {
             assert!(std::time::Instant::now() < deadline, "replica on port {port} never answered");
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        Self { channel, port, child, config: config.clone(), _config_file: file }
+        Self { channel, port, admin_port, child, config, _config_file: file }
     }
 
     pub fn pid(&self) -> u32 {
