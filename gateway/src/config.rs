@@ -11,6 +11,7 @@ use std::time::Duration;
 use figment::value::Value;
 use foodfast_config::Layers;
 pub use foodfast_config::{ConfigError, Setting};
+use foodfast_telemetry::TracesConfig;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -21,6 +22,23 @@ pub struct GatewayConfig {
     pub limits: LimitsConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
+    pub admin: AdminConfig,
+    pub traces: TracesConfig,
+}
+
+/// Metrics and probes, apart from the public port.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Where `/metrics`, `/livez` and `/readyz` (the server answers its
+    /// health check) are served.
+    pub listen_addr: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self { listen_addr: SocketAddr::from(([127, 0, 0, 1], 9465)) }
+    }
 }
 
 /// What browsers and HTTP clients reach.
@@ -183,6 +201,21 @@ pub const SETTINGS: &[Setting] = &[
         help: "orders one caller may place per minute",
     },
     Setting { env: "FOODFAST_AUTH_KEYS", key: "auth.keys", help: "the server's token keys, checked at the edge too" },
+    Setting {
+        env: "FOODFAST_GATEWAY_ADMIN_ADDR",
+        key: "admin.listen_addr",
+        help: "admin listen address: /metrics, /livez, /readyz",
+    },
+    Setting {
+        env: "FOODFAST_GATEWAY_OTLP_ENDPOINT",
+        key: "traces.otlp_endpoint",
+        help: "OTLP/gRPC collector for traces, e.g. http://otel-collector:4317",
+    },
+    Setting {
+        env: "FOODFAST_GATEWAY_TRACE_SAMPLE_RATIO",
+        key: "traces.sample_ratio",
+        help: "share of new traces kept, 0 to 1",
+    },
     Setting { env: "FOODFAST_LOG", key: "log.filter", help: "tracing filter, e.g. `info`" },
 ];
 
@@ -207,6 +240,10 @@ impl GatewayConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.traces.validate().map_err(|message| LAYERS.invalid("traces", message))?;
+        if self.admin.listen_addr == self.http.listen_addr {
+            return Err(LAYERS.invalid("admin.listen_addr", "must differ from the HTTP listen address"));
+        }
         if !self.upstream.url.starts_with("http://") && !self.upstream.url.starts_with("https://") {
             return Err(LAYERS.invalid("upstream.url", "must be an http:// or https:// URL"));
         }

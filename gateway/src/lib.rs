@@ -10,5 +10,6 @@ pub mod limits;
 pub mod openapi;
 pub mod rest;
 pub mod routes;
+pub mod telemetry;
 pub mod transcode;
 pub mod upstream;

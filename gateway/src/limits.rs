@@ -13,6 +13,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::LimitsConfig;
+use crate::telemetry::RATE_LIMITED_TOTAL;
 
 pub struct Limits {
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
@@ -36,16 +37,21 @@ impl Limits {
     /// Takes a token from every bucket the request falls in, or says how
     /// long to wait.
     pub fn check(&self, ip: IpAddr, authorization: Option<&str>, places_order: bool) -> Result<(), Duration> {
-        let wait = |outcome: governor::NotUntil<_>| outcome.wait_time_from(self.clock.now());
-        self.per_ip.check_key(&ip).map_err(wait)?;
+        let refused = |limit: &'static str| {
+            move |outcome: governor::NotUntil<_>| {
+                metrics::counter!(RATE_LIMITED_TOTAL, "limit" => limit).increment(1);
+                outcome.wait_time_from(self.clock.now())
+            }
+        };
+        self.per_ip.check_key(&ip).map_err(refused("per_ip"))?;
         if let Some(token) = authorization {
             // Keyed by the token (hashed: no secret kept): forged tokens still share the IP's bucket.
             let mut hasher = DefaultHasher::new();
             token.hash(&mut hasher);
             let caller = hasher.finish();
-            self.per_caller.check_key(&caller).map_err(wait)?;
+            self.per_caller.check_key(&caller).map_err(refused("per_caller"))?;
             if places_order {
-                self.orders.check_key(&caller).map_err(wait)?;
+                self.orders.check_key(&caller).map_err(refused("orders_per_minute"))?;
             }
         }
         Ok(())

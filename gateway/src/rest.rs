@@ -25,12 +25,14 @@ use tonic::Code;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::config::GatewayConfig;
 use crate::errors;
 use crate::limits::Limits;
 use crate::routes::{NoRoute, Route, RouteTable, Verb};
+use crate::telemetry::RequestTelemetry;
 use crate::transcode::{self, RequestError};
 use crate::upstream::Upstream;
 
@@ -58,20 +60,7 @@ impl Rest {
     pub fn new(config: &GatewayConfig) -> Result<Self, GatewayError> {
         let routes = RouteTable::from_descriptor_set(foodfast_api::FILE_DESCRIPTOR_SET)?;
         let openapi = serde_json::to_vec(&crate::openapi::document(&routes)).expect("JSON values serialize").into();
-        let mut endpoint = Endpoint::from_shared(config.upstream.url.clone())
-            .map_err(|err| GatewayError::Upstream(err.to_string()))?
-            .connect_timeout(config.upstream.connect_timeout);
-        if config.upstream.url.starts_with("https://") {
-            // The server's certificate must chain to `upstream.ca_cert`, else
-            // to the webpki roots.
-            let tls = match &config.upstream.ca_cert {
-                Some(path) => ClientTlsConfig::new()
-                    .ca_certificate(tonic::transport::Certificate::from_pem(pem_certificates(path)?.0)),
-                None => ClientTlsConfig::new().with_webpki_roots(),
-            };
-            endpoint = endpoint.tls_config(tls).map_err(|err| GatewayError::Upstream(format!("TLS: {err}")))?;
-        }
-        let channel = endpoint.connect_lazy();
+        let channel = upstream_channel(config)?;
         let keys = config.token_keys().map_err(|err| GatewayError::Config(err.to_string()))?;
         Ok(Self {
             routes,
@@ -84,6 +73,25 @@ impl Rest {
             openapi,
         })
     }
+}
+
+/// The HTTP/2 channel to the server (connected on first use), with TLS for
+/// an `https://` upstream.
+pub fn upstream_channel(config: &GatewayConfig) -> Result<Channel, GatewayError> {
+    let mut endpoint = Endpoint::from_shared(config.upstream.url.clone())
+        .map_err(|err| GatewayError::Upstream(err.to_string()))?
+        .connect_timeout(config.upstream.connect_timeout);
+    if config.upstream.url.starts_with("https://") {
+        // The server's certificate must chain to `upstream.ca_cert`, else
+        // to the webpki roots.
+        let tls = match &config.upstream.ca_cert {
+            Some(path) => ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(pem_certificates(path)?.0)),
+            None => ClientTlsConfig::new().with_webpki_roots(),
+        };
+        endpoint = endpoint.tls_config(tls).map_err(|err| GatewayError::Upstream(format!("TLS: {err}")))?;
+    }
+    Ok(endpoint.connect_lazy())
 }
 
 /// Why the gateway cannot start.
@@ -279,10 +287,27 @@ async fn handle(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     mut request: Request,
 ) -> Response {
+    let telemetry = RequestTelemetry::start(request.method(), route_label(&rest, &request), request.headers());
     let request_id = identify(request.headers_mut());
-    let mut response = answer(&rest, client, request).await;
+    // The server's spans become children of this request's.
+    foodfast_telemetry::propagation::inject(&telemetry.span, request.headers_mut());
+    let mut response = answer(&rest, client, request).instrument(telemetry.span.clone()).await;
     response.headers_mut().insert(REQUEST_ID, request_id);
+    telemetry.finish(response.status());
     response
+}
+
+/// The route's template for metrics and spans; never the raw path.
+fn route_label(rest: &Rest, request: &Request) -> String {
+    if crate::grpc_web::is_grpc_web(request) {
+        return "grpc-web".into();
+    }
+    if request.uri().path() == crate::openapi::PATH {
+        return crate::openapi::PATH.into();
+    }
+    let route =
+        Verb::parse(request.method().as_str()).and_then(|verb| rest.routes.find(verb, request.uri().path()).ok());
+    route.map_or_else(|| "unmatched".into(), |(route, _)| route.template())
 }
 
 /// Sets `x-request-id` and `traceparent` on `headers`; returns the id.

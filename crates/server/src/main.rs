@@ -11,7 +11,6 @@ use foodfast_server::config::{Config, LogFormat, Overrides};
 use foodfast_server::seed::{self, SeedPlan};
 use foodfast_server::{server, telemetry};
 use foodfast_store::{Stores, migrate};
-use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(name = "foodfast", version, about = "FoodFast: a real-time food-delivery marketplace over gRPC")]
@@ -104,27 +103,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Starts the admin listener (`/metrics`, `/livez`) with the metrics
-/// recorder installed; it stops when the returned token is cancelled, after
-/// the gRPC server, so that the drain shows in the metrics.
-async fn serve_admin(config: &Config) -> anyhow::Result<CancellationToken> {
-    let metrics = foodfast_telemetry::metrics::install()?;
-    telemetry::describe_metrics();
-    let addr = config.admin.listen_addr;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|err| anyhow::anyhow!("cannot listen on {addr} (admin.listen_addr): {err}"))?;
-    tracing::info!(%addr, "admin listener: /metrics, /livez");
-    let stop = CancellationToken::new();
-    let stopped = stop.clone();
-    tokio::spawn(async move {
-        if let Err(err) = foodfast_telemetry::admin::serve(listener, metrics, None, stopped.cancelled_owned()).await {
-            tracing::error!(error = %err, "admin listener failed");
-        }
-    });
-    Ok(stop)
-}
-
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve { .. } => {
@@ -132,7 +110,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(config.grpc.listen_addr)
                 .await
                 .map_err(|err| anyhow::anyhow!("cannot listen on {}: {err}", config.grpc.listen_addr))?;
-            let admin = serve_admin(&config).await?;
+            // Readiness is the gRPC health service; the admin port has liveness only.
+            let admin = foodfast_telemetry::admin::start(config.admin.listen_addr, None).await?;
+            telemetry::describe_metrics();
             let stores = tokio::select! {
                 stores = Stores::connect(&config.stores) => stores?,
                 _ = &mut shutdown => {

@@ -3,6 +3,7 @@
 //! process answers) and, where the binary has one, `GET /readyz`.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,9 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::TelemetryError;
 
 /// Whether the binary should take traffic now.
 pub type ReadinessCheck = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
@@ -24,8 +28,25 @@ struct Admin {
     readiness: Option<ReadinessCheck>,
 }
 
+/// Installs the metrics recorder and serves the admin endpoints on `addr`
+/// until the returned token is cancelled (after the traffic port, so that
+/// the drain shows in the metrics).
+pub async fn start(addr: SocketAddr, readiness: Option<ReadinessCheck>) -> Result<CancellationToken, TelemetryError> {
+    let metrics = crate::metrics::install()?;
+    let listener = TcpListener::bind(addr).await.map_err(|source| TelemetryError::AdminListener { addr, source })?;
+    tracing::info!(%addr, "admin listener: /metrics, /livez{}", if readiness.is_some() { ", /readyz" } else { "" });
+    let stop = CancellationToken::new();
+    let stopped = stop.clone().cancelled_owned();
+    tokio::spawn(async move {
+        if let Err(err) = serve(listener, metrics, readiness, stopped).await {
+            tracing::error!(error = %err, "admin listener failed");
+        }
+    });
+    Ok(stop)
+}
+
 /// Serves the admin endpoints on `listener` until `shutdown` resolves.
-pub async fn serve(
+async fn serve(
     listener: TcpListener,
     metrics: PrometheusHandle,
     readiness: Option<ReadinessCheck>,

@@ -73,6 +73,8 @@ pub enum TelemetryError {
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
     #[error("installing the metrics recorder: {0}")]
     Metrics(String),
+    #[error("cannot listen on {addr} (admin.listen_addr): {source}")]
+    AdminListener { addr: std::net::SocketAddr, source: std::io::Error },
 }
 
 /// Keeps the trace pipeline alive; dropping it flushes the spans not yet

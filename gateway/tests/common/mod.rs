@@ -30,6 +30,47 @@ pub struct Stack {
     pub stores: Stores,
     scylla: foodfast_store::scylla::ScyllaConfig,
     _sandbox: Sandbox,
+    _processes: Vec<Child>,
+}
+
+/// The payment sandbox, the server's configuration on fresh (migrated)
+/// stores, and those stores.
+async fn prepare() -> (Sandbox, Config, Stores) {
+    let sandbox = Sandbox::start("127.0.0.1:0".parse().unwrap()).await;
+    let mut config = Config { stores: foodfast_testkit::fresh_stores().await, ..Config::default() };
+    config.auth.keys = vec![KEY.into()];
+    config.payments.base_url = sandbox.base_url();
+    // A city of this test's own covering Paris: tests sharing the Redis never see each other's drivers.
+    let city = format!("t-{}", &Uuid::new_v4().simple().to_string()[..12]);
+    config.ingest.zones.0[0].name = city;
+    config.dispatch.poll_interval = std::time::Duration::from_millis(100);
+    let stores = Stores::connect(&config.stores).await.unwrap();
+    migrate::migrate_postgres(&stores.postgres, &migrate::cockroach_migrations()).await.unwrap();
+    (sandbox, config, stores)
+}
+
+/// A process of the stack, killed with it.
+pub struct Child(std::process::Child);
+
+impl Child {
+    /// Starts `command` with the variables of `env` and without the
+    /// caller's own `FOODFAST_*` variables.
+    fn spawn(command: &mut std::process::Command, env: &[(&str, String)]) -> Self {
+        for (name, _) in std::env::vars() {
+            if name.starts_with("FOODFAST_") && command.get_envs().all(|(set, _)| set != name.as_str()) {
+                command.env_remove(name);
+            }
+        }
+        command.env("FOODFAST_AUTH_KEYS", KEY).env("FOODFAST_LOG", "warn");
+        Self(command.envs(env.iter().map(|(name, value)| (name, value))).spawn().expect("starting a stack process"))
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 impl Stack {
@@ -41,17 +82,7 @@ impl Stack {
     /// The stack with the gateway's configuration adjusted by `configure`
     /// (its upstream is set to the server afterwards).
     pub async fn start_with(configure: impl FnOnce(&mut GatewayConfig)) -> Self {
-        let sandbox = Sandbox::start("127.0.0.1:0".parse().unwrap()).await;
-        let mut config = Config { stores: foodfast_testkit::fresh_stores().await, ..Config::default() };
-        config.auth.keys = vec![KEY.into()];
-        config.payments.base_url = sandbox.base_url();
-        // A city of this test's own covering Paris: tests sharing the Redis never see each other's drivers.
-        let city = format!("t-{}", &Uuid::new_v4().simple().to_string()[..12]);
-        config.ingest.zones.0[0].name = city;
-        config.dispatch.poll_interval = std::time::Duration::from_millis(100);
-        let stores = Stores::connect(&config.stores).await.unwrap();
-        migrate::migrate_postgres(&stores.postgres, &migrate::cockroach_migrations()).await.unwrap();
-        let users = Users::new(stores.postgres.clone());
+        let (sandbox, config, stores) = prepare().await;
         let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server_addr = server.local_addr().unwrap();
         let scylla = config.stores.scylla.clone();
@@ -67,8 +98,60 @@ impl Stack {
         let gateway = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", gateway.local_addr().unwrap());
         tokio::spawn(async move { rest::serve(&gateway_config, gateway, std::future::pending()).await });
+        Self::assemble(base, server_addr, stores, scylla, sandbox, Vec::new())
+    }
+
+    /// The stack with the server and the gateway as processes of their
+    /// own (`foodfast serve`, `foodfast-gateway`), configured through their
+    /// environment variables plus `env` (given to both).
+    pub async fn start_processes(env: &[(&str, String)]) -> Self {
+        let (sandbox, config, stores) = prepare().await;
+        let (server_port, gateway_port) = (foodfast_testkit::free_port(), foodfast_testkit::free_port());
+        let server_addr: std::net::SocketAddr = ([127, 0, 0, 1], server_port).into();
+        let gateway_binary = std::path::Path::new(env!("CARGO_BIN_EXE_foodfast-gateway"));
+        let server_binary = gateway_binary.with_file_name("foodfast");
+        assert!(server_binary.exists(), "{} is not built: cargo build --workspace first", server_binary.display());
+        let stores_config = &config.stores;
+        let server = Child::spawn(
+            std::process::Command::new(server_binary)
+                .arg("serve")
+                .env("FOODFAST_GRPC_ADDR", server_addr.to_string())
+                .env("FOODFAST_ADMIN_ADDR", format!("127.0.0.1:{}", foodfast_testkit::free_port()))
+                .env("FOODFAST_DATABASE_URL", &stores_config.postgres.url)
+                .env("FOODFAST_SCYLLA_CONTACT_POINTS", stores_config.scylla.contact_points.join(","))
+                .env("FOODFAST_SCYLLA_KEYSPACE", &stores_config.scylla.keyspace)
+                .env("FOODFAST_REDIS_URL", &stores_config.redis.url)
+                .env("FOODFAST_PAYMENTS_URL", &config.payments.base_url),
+            env,
+        );
+        let gateway = Child::spawn(
+            std::process::Command::new(gateway_binary)
+                .env("FOODFAST_GATEWAY_ADDR", format!("127.0.0.1:{gateway_port}"))
+                .env("FOODFAST_GATEWAY_ADMIN_ADDR", format!("127.0.0.1:{}", foodfast_testkit::free_port()))
+                .env("FOODFAST_GATEWAY_UPSTREAM", format!("http://{server_addr}"))
+                .env("FOODFAST_GATEWAY_MAX_BODY_BYTES", MAX_BODY.to_string()),
+            env,
+        );
+        for port in [server_port, gateway_port] {
+            foodfast_testkit::wait_for_port(port, std::time::Duration::from_secs(60));
+        }
+        let base = format!("http://127.0.0.1:{gateway_port}");
+        let scylla = config.stores.scylla.clone();
+        Self::assemble(base, server_addr, stores, scylla, sandbox, vec![server, gateway])
+    }
+
+    fn assemble(
+        base: String,
+        server_addr: std::net::SocketAddr,
+        stores: Stores,
+        scylla: foodfast_store::scylla::ScyllaConfig,
+        sandbox: Sandbox,
+        processes: Vec<Child>,
+    ) -> Self {
+        let users = Users::new(stores.postgres.clone());
         let sessions = Default::default();
-        Self { base, server_addr, http: reqwest::Client::new(), sessions, users, stores, scylla, _sandbox: sandbox }
+        let http = reqwest::Client::new();
+        Self { base, server_addr, http, sessions, users, stores, scylla, _sandbox: sandbox, _processes: processes }
     }
 
     /// Creates the test's keyspace and tables (the location routes need them).
