@@ -10,8 +10,9 @@ VENV := .local/venv
 PYTHON := $(VENV)/bin/python
 FOODFAST_GRPC_ADDR ?= 127.0.0.1:50051
 
-.PHONY: help run test services stop migrate build build-release tools lint lint-proto \
-        test-tools test-rust test-interop bench-orders bench-ingest bench-tracking bench-gateway bench-dispatch
+.PHONY: help run test services stop migrate build build-release tools lint lint-proto lint-chart \
+        test-tools test-rust test-interop bench-orders bench-ingest bench-tracking bench-gateway bench-dispatch \
+        bench-ghz
 
 help:
 	@echo "make run    start PostgreSQL, Redis and Cassandra, build, migrate and serve FoodFast"
@@ -23,7 +24,7 @@ help:
 run: services build-release
 	FOODFAST_GRPC_ADDR=$(FOODFAST_GRPC_ADDR) scripts/run.sh
 
-test: services tools lint test-tools test-rust test-interop
+test: services tools lint lint-chart test-tools test-rust test-interop
 
 ## Steps #####################################################################
 
@@ -61,6 +62,12 @@ lint: lint-proto
 lint-proto: node_modules/.package-lock.json
 	npx --no-install buf lint
 	npx --no-install buf build -o /dev/null
+
+# The Helm chart (helm/foodfast): helm lint --strict, helm template and
+# kubeconform -strict, with the default and the production-like values. Pinned
+# helm and kubeconform are built from the Go module proxy into .local/bin.
+lint-chart:
+	scripts/chart-check.sh
 
 # The CockroachDB parser check's own tests (the Rust tests run it on our SQL).
 test-tools:
@@ -126,3 +133,15 @@ BENCH_DISPATCH_ARGS ?= --drivers 200 --restaurants 20 --orders 300 --rate 10
 bench-dispatch: services
 	$(CARGO) build --release -p foodfast-loadgen
 	target/release/foodfast-loadgen dispatch $(BENCH_DISPATCH_ARGS)
+
+# ghz (issue 9): an outside load tool over server reflection against a real
+# `foodfast serve` on loopback (stores of its own on the services), one run per
+# config in ghz/: unary SearchNearby, GetOrder, CreateOrder; server-stream
+# TrackOrder; bidi DriverService/Connect. About 10 s each, whole calls timed
+# (a stream from start to end). Reports: target/ghz/<name>.json and .html.
+# ghz is installed from the Go module proxy. Results: BENCHMARKS.md.
+# BENCH_GHZ_ARGS: config names and/or `-- ghz flags`, e.g. `get_order -- -z 30s`.
+BENCH_GHZ_ARGS ?=
+bench-ghz: services $(VENV)/.installed
+	$(CARGO) build --release --locked -p foodfast-server -p foodfast-payment-sandbox
+	scripts/bench-ghz.sh $(BENCH_GHZ_ARGS)
