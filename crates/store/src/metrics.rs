@@ -38,7 +38,7 @@ pub fn describe() {
 
 /// A committed status change (`from` None: the order was just placed).
 pub(crate) fn order_transition(from: Option<OrderStatus>, to: OrderStatus) {
-    let from = from.map_or("NEW", OrderStatus::as_str);
+    let from = from.map_or("new", OrderStatus::as_str);
     metrics::counter!(ORDER_TRANSITIONS_TOTAL, "from" => from, "to" => to.as_str()).increment(1);
 }
 
