@@ -78,7 +78,6 @@ impl DriverFollow {
     }
 
     /// Waits for a position newer than the last `take`.
-    #[tracing::instrument(target = "foodfast::trace", name = "DriverFollow.changed", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn changed(&mut self) {
         if self.unread {
             return;

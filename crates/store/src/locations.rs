@@ -9,8 +9,15 @@
 //! point is durable once both inserts have succeeded at the session's
 //! consistency level.
 //!
+//! The writer takes what the queue holds (up to 64 points at a time) and
+//! writes each table's rows grouped by partition: a group is one
+//! single-partition unlogged batch (one row: the plain prepared insert),
+//! which the store applies as one mutation, so a busy writer sends far fewer
+//! statements than rows.
+//!
 //! Memory is bounded: at most `queue_capacity` points wait in the queue and
-//! `max_in_flight / 2` are being written (two inserts each); `submit` waits
+//! `max_in_flight / 2` are being written (a point holds two insert slots,
+//! and a group's batch takes no more slots than its rows); `submit` waits
 //! while the queue is full. Store errors are retried with backoff until the
 //! writer stops, so while the store is down points wait, unacknowledged.
 //!
@@ -29,6 +36,7 @@ use ::scylla::DeserializeRow;
 use ::scylla::errors::{NextPageError, NextRowError, PagerExecutionError};
 use ::scylla::response::{PagingState, PagingStateResponse};
 use ::scylla::serialize::row::SerializeRow;
+use ::scylla::statement::batch::{Batch, BatchStatement, BatchType};
 use ::scylla::statement::prepared::PreparedStatement;
 use ::scylla::value::MaybeUnset;
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
@@ -84,8 +92,9 @@ pub struct LocationWriterConfig {
     /// Points accepted but not yet being written. When full, `submit` waits,
     /// so the caller stops reading its stream.
     pub queue_capacity: usize,
-    /// Concurrent inserts (two per point), as in the driver's
-    /// `examples/parallel.rs`.
+    /// Insert slots: each point being written holds two (its two rows), so
+    /// at most half as many points are in flight, in at most as many
+    /// statements.
     pub max_in_flight: usize,
     /// The first retry of a failed insert waits about this long; each further
     /// one twice as long, up to `retry_backoff_max`, with jitter.
@@ -106,7 +115,7 @@ impl Default for LocationWriterConfig {
     fn default() -> Self {
         Self {
             queue_capacity: 65_536,
-            max_in_flight: 256,
+            max_in_flight: 2048,
             retry_backoff_base: Duration::from_millis(50),
             retry_backoff_max: Duration::from_secs(5),
             buckets: 16,
@@ -224,7 +233,6 @@ impl LocationWriter {
 
     /// Queues a point, waiting while the queue is full. Cancel-safe: a caller
     /// that gives up while waiting leaves nothing behind.
-    #[tracing::instrument(target = "foodfast::trace", name = "LocationWriter.submit", skip_all, fields(otel.kind = "client", db.system = "cassandra"))]
     pub async fn submit(&self, point: LocationPoint) -> Result<(), SubmitError> {
         check_seq(point.seq)?;
         let slot = self.queue.reserve().await.map_err(|_| SubmitError::Stopped)?;
@@ -297,26 +305,69 @@ async fn prepare(scylla: &Scylla, cql: String) -> Result<PreparedStatement, Stor
     Ok(statement)
 }
 
-/// Hands queued points to insert tasks, at most `max_in_flight` inserts at a
-/// time. A slot is taken before a point leaves the queue, so waiting points
-/// stay counted in the queue.
+/// Most points taken from the queue for one write: their rows are grouped
+/// by partition, each group one statement.
+const MAX_POINTS_PER_WRITE: usize = 1024;
+/// Most rows in one batch: well under Cassandra's default 5 KiB batch-size
+/// warning (a row is about 120 bytes).
+const MAX_ROWS_PER_BATCH: usize = 32;
+
+/// Hands what the queue holds to a write task: up to `MAX_POINTS_PER_WRITE`
+/// points, each holding two of the `max_in_flight` insert slots (its two
+/// rows; a partition group's batch needs no more than its rows), taken
+/// before the point leaves the queue, so waiting points stay counted there.
 async fn dispatch(shared: Arc<Shared>, mut queue: mpsc::Receiver<LocationPoint>) {
     loop {
-        let slot = tokio::select! {
+        let slots = tokio::select! {
             biased;
             _ = shared.stop.cancelled() => return,
-            slot = shared.in_flight.clone().acquire_many_owned(2) => slot,
+            slots = shared.in_flight.clone().acquire_many_owned(2) => slots,
         };
-        let Ok(slot) = slot else { return };
-        let point = tokio::select! {
+        let Ok(mut slots) = slots else { return };
+        let first = tokio::select! {
             biased;
             _ = shared.stop.cancelled() => return,
             point = queue.recv() => point,
         };
-        let Some(point) = point else { return };
+        let Some(first) = first else { return };
+        let mut points = vec![first];
+        while points.len() < MAX_POINTS_PER_WRITE && !queue.is_empty() {
+            let Ok(more) = shared.in_flight.clone().try_acquire_many_owned(2) else { break };
+            slots.merge(more);
+            // The only receiver: not empty means a point is there.
+            let Ok(point) = queue.try_recv() else { break };
+            points.push(point);
+        }
         crate::metrics::location_queue_depth(queue.len());
-        tokio::spawn(shared.clone().write(point, slot));
+        let writes = PartitionWrites::of(&points, shared.config.buckets);
+        tokio::spawn(shared.clone().write(points, writes, slots));
     }
+}
+
+/// The rows of a set of points, grouped by partition in each table (indexes
+/// into the points), so that each group is one single-partition batch:
+/// Cassandra and ScyllaDB apply it as one mutation.
+struct PartitionWrites {
+    by_city: Vec<Vec<usize>>,
+    track: Vec<Vec<usize>>,
+}
+
+impl PartitionWrites {
+    fn of(points: &[LocationPoint], buckets: u16) -> Self {
+        let mut by_city: HashMap<(&str, NaiveDate, i16), Vec<usize>> = HashMap::new();
+        let mut track: HashMap<(Uuid, NaiveDate), Vec<usize>> = HashMap::new();
+        for (index, point) in points.iter().enumerate() {
+            let day = point.day();
+            by_city.entry((&point.city, day, bucket_of(point.driver_id, buckets))).or_default().push(index);
+            track.entry((point.driver_id, day)).or_default().push(index);
+        }
+        Self { by_city: batches(by_city.into_values()), track: batches(track.into_values()) }
+    }
+}
+
+/// Partition groups cut to at most `MAX_ROWS_PER_BATCH` rows each.
+fn batches(groups: impl Iterator<Item = Vec<usize>>) -> Vec<Vec<usize>> {
+    groups.flat_map(|rows| rows.chunks(MAX_ROWS_PER_BATCH).map(<[usize]>::to_vec).collect::<Vec<_>>()).collect()
 }
 
 async fn sweep(shared: Weak<Shared>, stop: CancellationToken, ttl: Duration) {
@@ -333,53 +384,56 @@ async fn sweep(shared: Weak<Shared>, stop: CancellationToken, ttl: Duration) {
 }
 
 impl Shared {
-    async fn write(self: Arc<Self>, point: LocationPoint, _slot: OwnedSemaphorePermit) {
+    /// Writes both rows of every point, each partition group as one
+    /// statement, and marks the points durable once all are written.
+    async fn write(self: Arc<Self>, points: Vec<LocationPoint>, writes: PartitionWrites, _slots: OwnedSemaphorePermit) {
         let started = Instant::now();
-        let day = point.day();
-        // Checked by `submit`.
-        let seq = point.seq as i64;
-        // Unset, not null: a null would write a tombstone.
-        let accuracy = MaybeUnset::from_option(point.accuracy_m);
-        let speed = MaybeUnset::from_option(point.speed_mps);
-        let heading = MaybeUnset::from_option(point.heading_deg);
-        let bucket = bucket_of(point.driver_id, self.config.buckets);
-        let by_city = (
-            &point.city,
-            day,
-            bucket,
-            point.driver_id,
-            point.recorded_at,
-            seq,
-            point.lat,
-            point.lng,
-            accuracy,
-            speed,
-            heading,
-            point.received_at,
-        );
-        let track =
-            (point.driver_id, day, point.recorded_at, seq, &point.city, point.lat, point.lng, accuracy, speed, heading);
-        let (by_city, track) =
-            tokio::join!(self.insert(&self.insert_by_city, by_city), self.insert(&self.insert_track, track));
-        if by_city && track {
-            self.durable.fetch_add(1, Ordering::Relaxed);
-            self.drivers.completed(point.driver_id, point.seq);
-            crate::metrics::location_written(started.elapsed());
+        let rows: Vec<(CityRowValues<'_>, TrackRowValues<'_>)> =
+            points.iter().map(|point| rows_of(point, self.config.buckets)).collect();
+        let by_city = writes.by_city.iter().map(|group| {
+            self.insert(&self.insert_by_city, group.iter().map(|&index| &rows[index].0).collect::<Vec<_>>())
+        });
+        let track = writes.track.iter().map(|group| {
+            self.insert(&self.insert_track, group.iter().map(|&index| &rows[index].1).collect::<Vec<_>>())
+        });
+        let (by_city, track) = tokio::join!(futures::future::join_all(by_city), futures::future::join_all(track));
+        if by_city.into_iter().chain(track).all(|written| written) {
+            self.durable.fetch_add(points.len() as u64, Ordering::Relaxed);
+            for point in &points {
+                self.drivers.completed(point.driver_id, point.seq);
+                crate::metrics::location_written(started.elapsed());
+            }
         }
     }
 
-    /// Runs one insert until it succeeds (true) or the writer stops (false).
-    async fn insert(&self, statement: &PreparedStatement, values: impl SerializeRow) -> bool {
+    /// Writes `rows` of one partition (one row: the prepared statement; more:
+    /// an unlogged batch of it) until that succeeds (true) or the writer
+    /// stops (false).
+    async fn insert<R: SerializeRow>(&self, statement: &PreparedStatement, rows: Vec<&R>) -> bool {
+        let batch = (rows.len() > 1).then(|| {
+            let mut batch = Batch::new_with_statements(
+                BatchType::Unlogged,
+                vec![BatchStatement::PreparedStatement(statement.clone()); rows.len()],
+            );
+            batch.set_is_idempotent(true);
+            batch
+        });
         let mut attempt = 0;
         loop {
+            let session = self.scylla.session();
             let result = tokio::select! {
                 biased;
                 _ = self.stop.cancelled() => return false,
-                result = self.scylla.session().execute_unpaged(statement, &values) => result,
+                result = async {
+                    match &batch {
+                        Some(batch) => session.batch(batch, &rows).await,
+                        None => session.execute_unpaged(statement, rows[0]).await,
+                    }
+                } => result,
             };
             match result {
                 Ok(_) => {
-                    self.rows_written.fetch_add(1, Ordering::Relaxed);
+                    self.rows_written.fetch_add(rows.len() as u64, Ordering::Relaxed);
                     self.failures.succeeded();
                     return true;
                 }
@@ -398,6 +452,61 @@ impl Shared {
             }
         }
     }
+}
+
+type CityRowValues<'a> = (
+    &'a str,
+    NaiveDate,
+    i16,
+    Uuid,
+    DateTime<Utc>,
+    i64,
+    f64,
+    f64,
+    MaybeUnset<f32>,
+    MaybeUnset<f32>,
+    MaybeUnset<f32>,
+    DateTime<Utc>,
+);
+type TrackRowValues<'a> =
+    (Uuid, NaiveDate, DateTime<Utc>, i64, &'a str, f64, f64, MaybeUnset<f32>, MaybeUnset<f32>, MaybeUnset<f32>);
+
+/// A point's row in each table.
+fn rows_of(point: &LocationPoint, buckets: u16) -> (CityRowValues<'_>, TrackRowValues<'_>) {
+    let day = point.day();
+    // Checked by `submit`.
+    let seq = point.seq as i64;
+    // Unset, not null: a null would write a tombstone.
+    let accuracy = MaybeUnset::from_option(point.accuracy_m);
+    let speed = MaybeUnset::from_option(point.speed_mps);
+    let heading = MaybeUnset::from_option(point.heading_deg);
+    let by_city = (
+        point.city.as_str(),
+        day,
+        bucket_of(point.driver_id, buckets),
+        point.driver_id,
+        point.recorded_at,
+        seq,
+        point.lat,
+        point.lng,
+        accuracy,
+        speed,
+        heading,
+        point.received_at,
+    );
+    let track = (
+        point.driver_id,
+        day,
+        point.recorded_at,
+        seq,
+        point.city.as_str(),
+        point.lat,
+        point.lng,
+        accuracy,
+        speed,
+        heading,
+    );
+    (by_city, track)
 }
 
 /// Exponential backoff with "equal jitter": between half and all of
@@ -796,6 +905,53 @@ fn next_row_error(err: NextRowError) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_set_of_points_becomes_one_batch_per_partition_of_at_most_32_rows() {
+        let at = |day: u32, second: u32| {
+            chrono::NaiveDate::from_ymd_opt(2026, 12, day).unwrap().and_hms_opt(10, 0, second).unwrap().and_utc()
+        };
+        let point = |driver_id: Uuid, city: &str, recorded_at: DateTime<Utc>, seq: u64| LocationPoint {
+            driver_id,
+            seq,
+            city: city.into(),
+            lat: 0.0,
+            lng: 0.0,
+            accuracy_m: None,
+            speed_mps: None,
+            heading_deg: None,
+            recorded_at,
+            received_at: recorded_at,
+        };
+        let (busy, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut points: Vec<LocationPoint> =
+            (0..40).map(|seq| point(busy, "paris", at(6, seq), u64::from(seq))).collect();
+        points.push(point(busy, "paris", at(7, 0), 40));
+        points.push(point(other, "lyon", at(6, 0), 1));
+        let writes = PartitionWrites::of(&points, 1);
+
+        let mut track: Vec<usize> = writes.track.iter().map(Vec::len).collect();
+        track.sort();
+        assert_eq!(
+            track,
+            [1, 1, 8, 32],
+            "the busy driver's day cut in two batches, its next day and the other driver alone"
+        );
+        let mut by_city: Vec<usize> = writes.by_city.iter().map(Vec::len).collect();
+        by_city.sort();
+        assert_eq!(by_city, [1, 1, 8, 32], "one bucket: the same partitions by city and day");
+        for groups in [&writes.track, &writes.by_city] {
+            let mut rows: Vec<usize> = groups.iter().flatten().copied().collect();
+            rows.sort();
+            assert_eq!(rows, (0..points.len()).collect::<Vec<_>>(), "every point exactly once per table");
+            for group in groups.iter() {
+                let first = &points[group[0]];
+                assert!(
+                    group.iter().all(|&i| points[i].day() == first.day() && points[i].driver_id == first.driver_id)
+                );
+            }
+        }
+    }
 
     #[test]
     fn buckets_never_change() {
