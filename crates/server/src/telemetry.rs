@@ -35,8 +35,14 @@ pub fn describe_metrics() {
 }
 
 /// Spans and RPC metrics for every method the server serves, named and
-/// typed from the descriptor sets it also serves through reflection.
+/// typed from the descriptor sets it also serves through reflection. Built
+/// once per process: its labels live as long as the process.
 pub fn grpc_layer() -> GrpcTelemetryLayer {
+    static LAYER: std::sync::OnceLock<GrpcTelemetryLayer> = std::sync::OnceLock::new();
+    LAYER.get_or_init(build_grpc_layer).clone()
+}
+
+fn build_grpc_layer() -> GrpcTelemetryLayer {
     let mut pool = DescriptorPool::new();
     for set in [
         foodfast_api::FILE_DESCRIPTOR_SET,

@@ -83,6 +83,8 @@ pub struct GrpcTelemetryLayer {
 
 impl GrpcTelemetryLayer {
     /// `methods`: every served method as (`package.Service`, `Method`, kind).
+    /// Their names are leaked, so that labels cost no allocation per call:
+    /// build the layer once per process.
     pub fn new(methods: impl IntoIterator<Item = (String, String, RpcKind)>) -> Self {
         let rpcs = methods
             .into_iter()
