@@ -83,21 +83,7 @@ async fn metrics_after_a_short_run_count_what_happened() {
     // An order placed and accepted on the replica is offered to the driver, who accepts.
     let mut orders =
         OrderServiceClient::with_interceptor(replica.channel.clone(), server.bearer(Some(&kitchen.customer)));
-    let order_id = orders
-        .create_order(pb::CreateOrderRequest {
-            idempotency_key: Uuid::new_v4().to_string(),
-            restaurant_id: restaurant_id.clone(),
-            items: vec![common::line(&kitchen.menu, "Bruschetta", 1, &[])],
-            delivery_address: Some(common::address_near(KITCHEN_LAT, KITCHEN_LNG, 2_000.0)),
-            payment_method_id: "pm_card_visa".into(),
-            customer_note: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .order
-        .unwrap()
-        .order_id;
+    let order_id = orders.create_order(kitchen.order_request()).await.unwrap().into_inner().order.unwrap().order_id;
     RestaurantServiceClient::with_interceptor(replica.channel.clone(), server.bearer(Some(&kitchen.staff)))
         .update_order_status(pb::UpdateOrderStatusRequest {
             order_id: order_id.clone(),

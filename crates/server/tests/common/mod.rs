@@ -534,18 +534,24 @@ impl Kitchen {
         driver
     }
 
-    /// A placed order (pending), delivered 2 km north of the restaurant; returns its id.
+    /// An order of two Bruschetta, delivered 2 km north of the restaurant,
+    /// with a fresh idempotency key.
+    pub fn order_request(&self) -> pb::CreateOrderRequest {
+        pb::CreateOrderRequest {
+            idempotency_key: Uuid::new_v4().to_string(),
+            restaurant_id: self.restaurant.restaurant_id.clone(),
+            items: vec![line(&self.menu, "Bruschetta", 2, &[])],
+            delivery_address: Some(address_near(KITCHEN_LAT, KITCHEN_LNG, 2_000.0)),
+            payment_method_id: "pm_card_visa".into(),
+            customer_note: String::new(),
+        }
+    }
+
+    /// A placed order (pending) of `order_request`; returns its id.
     pub async fn placed_order(&self) -> String {
         self.server
             .orders(Some(&self.customer))
-            .create_order(pb::CreateOrderRequest {
-                idempotency_key: Uuid::new_v4().to_string(),
-                restaurant_id: self.restaurant.restaurant_id.clone(),
-                items: vec![line(&self.menu, "Bruschetta", 2, &[])],
-                delivery_address: Some(address_near(KITCHEN_LAT, KITCHEN_LNG, 2_000.0)),
-                payment_method_id: "pm_card_visa".into(),
-                customer_note: String::new(),
-            })
+            .create_order(self.order_request())
             .await
             .unwrap()
             .into_inner()
