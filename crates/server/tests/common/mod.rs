@@ -702,3 +702,51 @@ pub fn location_ping(seq: u64, position: (f64, f64), seconds_ago: f64) -> pb::Lo
 pub fn north_of_kitchen(north_m: f64) -> (f64, f64) {
     (KITCHEN_LAT + north_m / 111_195.0, KITCHEN_LNG)
 }
+
+/// Ping `seq`, `north_m` metres north of the kitchen, recorded `seconds_ago`.
+pub fn ping(seq: u64, north_m: f64, seconds_ago: f64) -> pb::LocationPing {
+    location_ping(seq, north_of_kitchen(north_m), seconds_ago)
+}
+
+pub fn up(payload: pb::connect_request::Payload) -> pb::ConnectRequest {
+    pb::ConnectRequest { payload: Some(payload) }
+}
+
+pub fn hello() -> pb::ConnectRequest {
+    up(pb::connect_request::Payload::Hello(pb::Hello {
+        app_version: "test".into(),
+        availability: pb::DriverAvailability::Online as i32,
+    }))
+}
+
+/// The driver's whole track of the last and next hour, read page by page as `caller`.
+pub async fn track(server: &TestServer, caller: &Principal, driver: &Principal) -> Vec<pb::LocationPing> {
+    let now = chrono::Utc::now();
+    let mut points = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = server
+            .tracking(Some(caller))
+            .get_driver_track(pb::GetDriverTrackRequest {
+                driver_id: driver.user_id.to_string(),
+                start_time: Some(prost_types::Timestamp {
+                    seconds: (now - chrono::TimeDelta::hours(1)).timestamp(),
+                    nanos: 0,
+                }),
+                end_time: Some(prost_types::Timestamp {
+                    seconds: (now + chrono::TimeDelta::hours(1)).timestamp(),
+                    nanos: 0,
+                }),
+                page_size: 7,
+                page_token: token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        points.extend(page.points);
+        if page.next_page_token.is_empty() {
+            return points;
+        }
+        token = page.next_page_token;
+    }
+}
