@@ -240,7 +240,7 @@ impl GatewayConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        self.traces.validate().map_err(|message| LAYERS.invalid("traces", message))?;
+        self.traces.validate().map_err(|(field, message)| LAYERS.invalid(&format!("traces.{field}"), message))?;
         if self.admin.listen_addr == self.http.listen_addr {
             return Err(LAYERS.invalid("admin.listen_addr", "must differ from the HTTP listen address"));
         }
@@ -349,6 +349,9 @@ mod tests {
             ("FOODFAST_AUTH_KEYS", "k1:short"),
             ("FOODFAST_GATEWAY_CORS_ORIGINS", "a.example"),
             ("FOODFAST_GATEWAY_CORS_ORIGINS", "https://a.example/app"),
+            ("FOODFAST_GATEWAY_ADMIN_ADDR", "127.0.0.1:8080"),
+            ("FOODFAST_GATEWAY_OTLP_ENDPOINT", "collector"),
+            ("FOODFAST_GATEWAY_TRACE_SAMPLE_RATIO", "-0.1"),
         ] {
             let err = GatewayConfig::load(None, &env(&[(var, value)]), None).expect_err(var).to_string();
             assert!(err.contains(var), "{var}={value}: {err}");

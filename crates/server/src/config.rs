@@ -551,7 +551,7 @@ impl Config {
         if self.service.watch_buffer == 0 {
             return Err(invalid("service.watch_buffer", "must be at least 1".into()));
         }
-        self.traces.validate().map_err(|message| invalid("traces", message))?;
+        self.traces.validate().map_err(|(field, message)| invalid(&format!("traces.{field}"), message))?;
         if self.admin.listen_addr == self.grpc.listen_addr {
             return Err(invalid("admin.listen_addr", "must differ from the gRPC listen address".into()));
         }
@@ -629,6 +629,9 @@ mod tests {
             ("FOODFAST_DATABASE_URL", "postgresql://host:notaport/db"),
             ("FOODFAST_LOG_FORMAT", "xml"),
             ("FOODFAST_SHUTDOWN_GRACE", "soon"),
+            ("FOODFAST_ADMIN_ADDR", "127.0.0.1:50051"),
+            ("FOODFAST_OTLP_ENDPOINT", "otel-collector:4317"),
+            ("FOODFAST_TRACE_SAMPLE_RATIO", "1.5"),
         ];
         for (var, value) in cases {
             let err = load(&[(var, value)]).expect_err(var).to_string();

@@ -46,14 +46,18 @@ impl Default for TracesConfig {
 }
 
 impl TracesConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks each field; a refusal names the field (`sample_ratio`,
+    /// `otlp_endpoint`) so that the binary can name its variable.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
         if !(0.0..=1.0).contains(&self.sample_ratio) {
-            return Err(format!("sample_ratio must be between 0 and 1, not {}", self.sample_ratio));
+            return Err(("sample_ratio", format!("must be between 0 and 1, not {}", self.sample_ratio)));
         }
         if let Some(endpoint) = &self.otlp_endpoint {
-            let uri: http::Uri = endpoint.parse().map_err(|err| format!("otlp_endpoint {endpoint:?}: {err}"))?;
+            let expected =
+                || ("otlp_endpoint", format!("{endpoint:?}: expected http://host:port or https://host:port"));
+            let uri: http::Uri = endpoint.parse().map_err(|_| expected())?;
             if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-                return Err(format!("otlp_endpoint {endpoint:?}: expected http://host:port or https://host:port"));
+                return Err(expected());
             }
         }
         Ok(())
@@ -143,7 +147,11 @@ mod tests {
         let with = |endpoint: &str, sample_ratio| TracesConfig { otlp_endpoint: Some(endpoint.into()), sample_ratio };
         assert!(with("http://otel-collector:4317", 0.1).validate().is_ok());
         assert!(with("https://collector.example", 1.0).validate().is_ok());
-        assert!(with("otel-collector:4317", 1.0).validate().unwrap_err().contains("http://host:port"));
-        assert!(with("http://otel-collector:4317", 1.5).validate().unwrap_err().contains("between 0 and 1"));
+        let (field, message) = with("otel-collector:4317", 1.0).validate().unwrap_err();
+        assert_eq!(field, "otlp_endpoint");
+        assert!(message.contains("http://host:port"), "{message}");
+        let (field, message) = with("http://otel-collector:4317", 1.5).validate().unwrap_err();
+        assert_eq!(field, "sample_ratio");
+        assert!(message.contains("between 0 and 1"), "{message}");
     }
 }
