@@ -1,8 +1,8 @@
 //! Dispatch on real stores: the dispatcher offers a confirmed order to the
 //! best-scored free driver over its Connect stream, moves on when a driver
 //! declines, lets the deadline pass or drops its stream, widens the search
-//! after three rounds, flags the order when nobody accepts, and, however
-//! many server processes race, gives every order exactly one driver.
+//! after three rounds, and flags the order when nobody accepts; batch cities
+//! solve their orders together. `matching_races.rs` races server processes.
 //!
 //! Each test files its drivers and orders under a city of its own (a zone
 //! covering Paris), so tests sharing the Redis do not see each other's drivers.
@@ -16,7 +16,6 @@ use foodfast_api::v1 as pb;
 use foodfast_api::v1::connect_response::Payload;
 use foodfast_api::v1::driver_service_client::DriverServiceClient;
 use foodfast_domain::access::Principal;
-use foodfast_domain::zones::{Zone, Zones};
 use foodfast_server::config::Config;
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -24,16 +23,6 @@ use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// Quick rounds for tests; each test its own city.
-fn quick_dispatch(config: &mut Config) {
-    let city = format!("t-{}", &Uuid::new_v4().simple().to_string()[..12]);
-    config.ingest.zones = Zones(vec![Zone { name: city, south: 48.70, west: 2.05, north: 49.05, east: 2.65 }]);
-    config.dispatch.poll_interval = Duration::from_millis(100);
-    config.dispatch.retry_interval = Duration::from_millis(200);
-    config.dispatch.lease = Duration::from_secs(5);
-    config.dispatch.policy.offer_timeout = Duration::from_secs(30);
-}
 
 fn city(config: &Config) -> String {
     config.ingest.zones.0[0].name.clone()
@@ -57,7 +46,7 @@ impl DriverApp {
     async fn connect(mut client: DriverServiceClient<Authed>, principal: Principal, position: (f64, f64)) -> Self {
         let (sender, receiver) = mpsc::channel(64);
         let hello = pb::Hello { app_version: "test".into(), availability: pb::DriverAvailability::Online as i32 };
-        sender.send(request(pb::connect_request::Payload::Hello(hello))).await.unwrap();
+        sender.send(common::up(pb::connect_request::Payload::Hello(hello))).await.unwrap();
         let mut responses = client.connect(ReceiverStream::new(receiver)).await.unwrap().into_inner();
         let (forward, inbox) = mpsc::channel(256);
         let reader = tokio::spawn(async move {
@@ -77,7 +66,7 @@ impl DriverApp {
     }
 
     async fn send(&self, payload: pb::connect_request::Payload) {
-        self.sender.send(request(payload)).await.unwrap();
+        self.sender.send(common::up(payload)).await.unwrap();
     }
 
     /// The next message `pick` takes, skipping the others.
@@ -134,36 +123,6 @@ impl DriverApp {
     }
 }
 
-fn request(payload: pb::connect_request::Payload) -> pb::ConnectRequest {
-    pb::ConnectRequest { payload: Some(payload) }
-}
-
-/// The kitchen with food ready a minute after each order: every driver
-/// arrives late, so the nearest costs least (the scoring's wait term; the
-/// other terms are equal for these drivers, all heading north).
-async fn quick_kitchen(adjust: impl FnOnce(&mut Config)) -> Kitchen {
-    let kitchen = Kitchen::open_with(|config| {
-        quick_dispatch(config);
-        adjust(config);
-    })
-    .await;
-    food_ready_in_a_minute(&kitchen, &kitchen.restaurant).await;
-    kitchen
-}
-
-async fn food_ready_in_a_minute(kitchen: &Kitchen, restaurant: &pb::Restaurant) {
-    let profile = pb::RestaurantProfile {
-        average_prep_time: Some(prost_types::Duration { seconds: 60, nanos: 0 }),
-        ..Default::default()
-    };
-    let request = pb::UpdateRestaurantRequest {
-        restaurant_id: restaurant.restaurant_id.clone(),
-        profile: Some(profile),
-        update_mask: Some(prost_types::FieldMask { paths: vec!["average_prep_time".into()] }),
-    };
-    kitchen.server.restaurants(Some(&kitchen.admin)).update_restaurant(request).await.unwrap();
-}
-
 async fn confirmed_order(kitchen: &Kitchen) -> String {
     let order_id = kitchen.placed_order().await;
     kitchen.restaurant_sets(&order_id, "accepted").await;
@@ -181,7 +140,7 @@ fn outcomes(state: &pb::GetMatchingStateResponse) -> Vec<(String, pb::OfferOutco
 
 #[tokio::test]
 async fn the_best_scored_free_driver_gets_the_offer_and_accepting_assigns_the_order() {
-    let kitchen = quick_kitchen(|_| {}).await;
+    let kitchen = common::quick_kitchen(|_| {}).await;
     let mut far = DriverApp::at(&kitchen, north_of_kitchen(3_000.0)).await;
     let mut near = DriverApp::at(&kitchen, north_of_kitchen(400.0)).await;
     let mut middle = DriverApp::at(&kitchen, north_of_kitchen(1_500.0)).await;
@@ -231,7 +190,7 @@ async fn the_best_scored_free_driver_gets_the_offer_and_accepting_assigns_the_or
 
 #[tokio::test]
 async fn a_decline_and_a_deadline_each_move_the_order_to_the_next_driver() {
-    let kitchen = quick_kitchen(|config| config.dispatch.policy.offer_timeout = Duration::from_secs(2)).await;
+    let kitchen = common::quick_kitchen(|config| config.dispatch.policy.offer_timeout = Duration::from_secs(2)).await;
     let mut first = DriverApp::at(&kitchen, north_of_kitchen(300.0)).await;
     let mut second = DriverApp::at(&kitchen, north_of_kitchen(1_000.0)).await;
     let mut third = DriverApp::at(&kitchen, north_of_kitchen(2_000.0)).await;
@@ -285,7 +244,7 @@ async fn a_decline_and_a_deadline_each_move_the_order_to_the_next_driver() {
 
 #[tokio::test]
 async fn the_search_widens_after_three_rounds_and_the_order_is_flagged_after_the_last() {
-    let kitchen = quick_kitchen(|config| config.dispatch.policy.max_rounds = 4).await;
+    let kitchen = common::quick_kitchen(|config| config.dispatch.policy.max_rounds = 4).await;
     let mut near = Vec::new();
     for north_m in [500.0, 1_000.0, 1_500.0] {
         near.push(DriverApp::at(&kitchen, north_of_kitchen(north_m)).await);
@@ -353,7 +312,7 @@ async fn the_search_widens_after_three_rounds_and_the_order_is_flagged_after_the
 #[tokio::test]
 async fn a_driver_whose_stream_drops_loses_its_offer_to_the_next_at_once() {
     // The deadline is far away: only the dropped stream can move the order on.
-    let kitchen = quick_kitchen(|config| config.dispatch.policy.offer_timeout = Duration::from_secs(120)).await;
+    let kitchen = common::quick_kitchen(|config| config.dispatch.policy.offer_timeout = Duration::from_secs(120)).await;
     let mut gone = DriverApp::at(&kitchen, north_of_kitchen(300.0)).await;
     let mut next = DriverApp::at(&kitchen, north_of_kitchen(900.0)).await;
     let order_id = confirmed_order(&kitchen).await;
@@ -369,7 +328,7 @@ async fn a_driver_whose_stream_drops_loses_its_offer_to_the_next_at_once() {
 
 #[tokio::test]
 async fn drivers_who_are_offline_busy_or_elsewhere_get_no_offer() {
-    let kitchen = quick_kitchen(|_| {}).await;
+    let kitchen = common::quick_kitchen(|_| {}).await;
     let mut offline = DriverApp::at(&kitchen, north_of_kitchen(100.0)).await;
     let availability =
         pb::AvailabilityChange { availability: pb::DriverAvailability::Offline as i32, reason: String::new() };
@@ -398,225 +357,6 @@ async fn drivers_who_are_offline_busy_or_elsewhere_get_no_offer() {
     assert_eq!(offline.offer().await.order_id, order_id);
 }
 
-/// A customer's order at `restaurant`, accepted and made ready by its staff.
-async fn place_and_ready(
-    kitchen: &Kitchen,
-    restaurant: &pb::Restaurant,
-    menu: &pb::UpsertMenuResponse,
-    staff: &Principal,
-) -> Uuid {
-    let order = kitchen
-        .server
-        .orders(Some(&kitchen.customer))
-        .create_order(pb::CreateOrderRequest {
-            idempotency_key: Uuid::new_v4().to_string(),
-            restaurant_id: restaurant.restaurant_id.clone(),
-            items: vec![common::line(menu, "Bruschetta", 1, &[])],
-            delivery_address: Some(common::address_near(common::KITCHEN_LAT, common::KITCHEN_LNG, 2_000.0)),
-            payment_method_id: "pm_card_visa".into(),
-            customer_note: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .order
-        .unwrap();
-    for status in ["accepted", "ready_for_pickup"] {
-        let request = pb::UpdateOrderStatusRequest {
-            order_id: order.order_id.clone(),
-            status: status.into(),
-            reason: String::new(),
-            prep_time: None,
-        };
-        kitchen.server.restaurants(Some(staff)).update_order_status(request).await.unwrap();
-    }
-    order.order_id.parse().unwrap()
-}
-
-/// A courier bot on its Connect stream: accepts every offer, and picks up
-/// and delivers each assigned order at once (resending a refused step: the
-/// food is not ready yet, or the store was busy). Returns when `stop` is
-/// cancelled.
-async fn courier(
-    mut client: DriverServiceClient<Authed>,
-    position: (f64, f64),
-    stop: tokio_util::sync::CancellationToken,
-) {
-    let (sender, receiver) = mpsc::channel(64);
-    let hello = pb::Hello { app_version: "bot".into(), availability: pb::DriverAvailability::Online as i32 };
-    sender.send(request(pb::connect_request::Payload::Hello(hello))).await.unwrap();
-    sender.send(request(pb::connect_request::Payload::Ping(location_ping(1, position, 0.0)))).await.unwrap();
-    let mut responses = client.connect(ReceiverStream::new(receiver)).await.unwrap().into_inner();
-    let step = |order_id: &str, step: pb::DeliveryStep| {
-        request(pb::connect_request::Payload::Transition(pb::DeliveryTransition {
-            transition_id: Uuid::new_v4().to_string(),
-            order_id: order_id.into(),
-            step: step as i32,
-            occurred_at: None,
-        }))
-    };
-    let mut refusals = 0;
-    loop {
-        let message = tokio::select! {
-            _ = stop.cancelled() => return,
-            message = responses.next() => message,
-        };
-        let Some(Ok(pb::ConnectResponse { payload: Some(payload) })) = message else { return };
-        let reply = match payload {
-            Payload::Offer(offer) => {
-                let answer = pb::OfferAnswer {
-                    offer_id: offer.offer_id,
-                    decision: pb::OfferDecision::Accept as i32,
-                    reason: String::new(),
-                };
-                request(pb::connect_request::Payload::OfferAnswer(answer))
-            }
-            Payload::Assignment(change) if change.kind() == pb::AssignmentChangeKind::Assigned => {
-                step(&change.delivery.unwrap().order_id, pb::DeliveryStep::PickedUp)
-            }
-            Payload::TransitionResult(result) => match (result.step(), result.outcome()) {
-                (pb::DeliveryStep::PickedUp, pb::TransitionOutcome::Applied) => {
-                    step(&result.order_id, pb::DeliveryStep::Delivered)
-                }
-                // Not ready yet, or the store was busy: an app resends (safe, by transition id).
-                (step_taken, pb::TransitionOutcome::Refused) => {
-                    refusals += 1;
-                    assert!(refusals < 1_000, "courier steps keep being refused: {result:?}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    step(&result.order_id, step_taken)
-                }
-                _ => continue,
-            },
-            _ => continue,
-        };
-        if sender.send(reply).await.is_err() {
-            return;
-        }
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_server_processes_dispatching_200_orders_to_50_drivers_give_each_order_exactly_one_driver() {
-    const ORDERS: usize = 200;
-    const DRIVERS: usize = 50;
-    // The test's own server places orders but does not dispatch: the two replicas race.
-    let kitchen = quick_kitchen(|config| {
-        config.dispatch.enabled = false;
-        // PostgreSQL's SERIALIZABLE conflicts by index page, and this test's tables fit in a
-        // few pages: transactions on different orders conflict and retry more than they would
-        // on CockroachDB (row conflicts) or on a full database.
-        config.stores.postgres.max_tx_attempts = 30;
-    })
-    .await;
-    let mut replica_config = kitchen.server.config.clone();
-    replica_config.dispatch.enabled = true;
-    let replicas = [
-        common::Replica::spawn_logging(&replica_config, "warn", None).await,
-        common::Replica::spawn_logging(&replica_config, "warn", None).await,
-    ];
-    let stop = tokio_util::sync::CancellationToken::new();
-    let mut couriers = Vec::new();
-    for index in 0..DRIVERS {
-        let principal = kitchen.driver(1).await;
-        // Half the drivers on each replica, spread 100 m to 3 km from the restaurant.
-        let client = kitchen.server.drivers_at(&replicas[index % 2], Some(&principal));
-        let position = north_of_kitchen(100.0 + 60.0 * index as f64);
-        couriers.push(tokio::spawn(courier(client, position, stop.clone())));
-    }
-
-    // Ten restaurants within a kilometre, twenty orders each.
-    let mut kitchens = Vec::new();
-    for index in 0..10 {
-        let (lat, lng) = north_of_kitchen(100.0 * index as f64);
-        let (restaurant, menu) = kitchen.server.restaurant_at(&format!("Kitchen {index}"), "pizza", lat, lng).await;
-        let staff = kitchen.server.staff(restaurant.restaurant_id.parse().unwrap()).await;
-        kitchens.push((restaurant, menu, staff));
-    }
-
-    let started = std::time::Instant::now();
-    let orders: Vec<Uuid> = futures::stream::iter(0..ORDERS)
-        .map(|index| {
-            let (restaurant, menu, staff) = &kitchens[index % kitchens.len()];
-            place_and_ready(&kitchen, restaurant, menu, staff)
-        })
-        .buffer_unordered(4)
-        .collect()
-        .await;
-    let placed = started.elapsed();
-
-    let db = kitchen.server.stores.postgres.client().await.unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(180);
-    loop {
-        let delivered: i64 = db
-            .query_one("SELECT count(*) FROM orders WHERE id = ANY($1) AND status = 'delivered'", &[&orders])
-            .await
-            .unwrap()
-            .get(0);
-        if delivered as usize == ORDERS {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{delivered} of {ORDERS} orders delivered after 180 s: orders were left unmatched while drivers were free"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let all_delivered = started.elapsed();
-    stop.cancel();
-    for courier in couriers {
-        courier.await.unwrap();
-    }
-
-    let per_order = |sql: &'static str| {
-        let orders = orders.clone();
-        let db = &db;
-        async move {
-            let rows = db.query(sql, &[&orders]).await.unwrap();
-            rows.iter().map(|row| (row.get::<_, Uuid>(0), row.get::<_, i64>(1))).collect::<Vec<_>>()
-        }
-    };
-    let accepted = per_order(
-        "SELECT order_id, count(*) FROM delivery_offers WHERE order_id = ANY($1) AND status = 'accepted' GROUP BY order_id",
-    )
-    .await;
-    assert_eq!(accepted.len(), ORDERS, "every order has an accepted offer");
-    assert!(accepted.iter().all(|(_, n)| *n == 1), "an order with two accepted offers: {accepted:?}");
-    let assigned = per_order(
-        "SELECT order_id, count(*) FROM order_events WHERE order_id = ANY($1) AND kind = 'driver_assigned' GROUP BY order_id",
-    )
-    .await;
-    assert_eq!(assigned.len(), ORDERS);
-    assert!(assigned.iter().all(|(_, n)| *n == 1), "an order assigned twice: {assigned:?}");
-
-    // Capacity 1: each driver's deliveries follow one another, never overlap.
-    let rows = db
-        .query(
-            "SELECT a.driver_id, a.created_at, d.created_at FROM order_events a
-             JOIN order_events d ON d.order_id = a.order_id AND d.status = 'delivered' AND d.kind = 'status_changed'
-             WHERE a.order_id = ANY($1) AND a.kind = 'driver_assigned'
-             ORDER BY a.driver_id, a.created_at",
-            &[&orders],
-        )
-        .await
-        .unwrap();
-    let drivers_used: std::collections::HashSet<Uuid> = rows.iter().map(|row| row.get(0)).collect();
-    for pair in rows.windows(2) {
-        let (driver, _, delivered_at): (Uuid, chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) =
-            (pair[0].get(0), pair[0].get(1), pair[0].get(2));
-        let (next_driver, next_assigned_at): (Uuid, chrono::DateTime<chrono::Utc>) = (pair[1].get(0), pair[1].get(1));
-        if next_driver == driver {
-            assert!(delivered_at <= next_assigned_at, "driver {driver} held two deliveries at once");
-        }
-    }
-    let offers: i64 =
-        db.query_one("SELECT count(*) FROM delivery_offers WHERE order_id = ANY($1)", &[&orders]).await.unwrap().get(0);
-    println!(
-        "{ORDERS} orders, {DRIVERS} drivers, 2 dispatching replicas: placed in {placed:?}, all delivered after \
-         {all_delivered:?}; {offers} offers, {} drivers used, 0 double assignments",
-        drivers_used.len()
-    );
-}
-
 /// Runs the fixed two-order scenario in `mode` and returns the total
 /// straight-line pickup distance of the offers made. Restaurant A is at the
 /// kitchen, B 3 km north of it; driver X is 1.4 km north (A: 1.4 km, B:
@@ -625,7 +365,7 @@ async fn two_server_processes_dispatching_200_orders_to_50_drivers_give_each_ord
 /// Solved together: A gets Y and B gets X, 3.1 km. Food is ready in a
 /// minute at both: every driver is late, so cost follows travel time.
 async fn pickup_total(batch: bool) -> u32 {
-    let kitchen = quick_kitchen(|config| {
+    let kitchen = common::quick_kitchen(|config| {
         // Only travel time counts: every driver's other terms are equal here anyway.
         config.dispatch.policy.weights.heading = Duration::ZERO;
         if batch {
@@ -637,7 +377,7 @@ async fn pickup_total(batch: bool) -> u32 {
     let (b, b_menu) =
         kitchen.server.restaurant_at("Bella", "pizza", north_of_kitchen(3_000.0).0, common::KITCHEN_LNG).await;
     let b_staff = kitchen.server.staff(b.restaurant_id.parse().unwrap()).await;
-    food_ready_in_a_minute(&kitchen, &b).await;
+    common::food_ready_in_a_minute(&kitchen, &b).await;
     let (lat, _) = north_of_kitchen(-1_500.0);
     let _x = DriverApp::at(&kitchen, north_of_kitchen(1_400.0)).await;
     let _y = DriverApp::at(&kitchen, (lat, common::KITCHEN_LNG)).await;
@@ -714,7 +454,7 @@ async fn batch_matching_assigns_at_least_as_well_as_greedy_by_total_pickup_dista
 
 #[tokio::test]
 async fn a_driver_sets_its_availability_and_reads_its_state_with_open_offers() {
-    let kitchen = quick_kitchen(|_| {}).await;
+    let kitchen = common::quick_kitchen(|_| {}).await;
     let mut app = DriverApp::at(&kitchen, north_of_kitchen(500.0)).await;
     let mut drivers = kitchen.server.drivers(Some(&app.principal));
     let offline = pb::SetAvailabilityRequest { availability: pb::DriverAvailability::Offline as i32 };

@@ -13,6 +13,7 @@ use foodfast_api::v1::order_service_client::OrderServiceClient;
 use foodfast_api::v1::restaurant_service_client::RestaurantServiceClient;
 use foodfast_api::v1::tracking_service_client::TrackingServiceClient;
 use foodfast_domain::access::{Principal, Role};
+use foodfast_domain::zones::{Zone, Zones};
 use foodfast_payment_sandbox::Sandbox;
 use foodfast_server::config::Config;
 use foodfast_store::users::{NewUser, Users};
@@ -27,6 +28,15 @@ use uuid::Uuid;
 pub const TEST_KEY: &str = "test:a-test-signing-key-that-is-long-enough";
 /// The password of every account the helpers create.
 pub const TEST_PASSWORD: &str = "a test password, long enough";
+
+/// The in-process servers' warnings (or `RUST_LOG`), kept with each test's
+/// output: a failing test shows what its server saw.
+fn capture_server_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Another test of the binary installed it already.
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+}
 
 /// Adds `authorization: Bearer <token>` to every call.
 #[derive(Clone)]
@@ -70,6 +80,7 @@ impl TestServer {
 
     /// Migrated fresh stores, a sandbox provider, then the server.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        capture_server_logs();
         let sandbox = Sandbox::start("127.0.0.1:0".parse().unwrap()).await;
         let mut config = Config { stores: foodfast_testkit::fresh_stores().await, ..Config::default() };
         config.auth.keys = vec![TEST_KEY.into()];
@@ -749,4 +760,40 @@ pub async fn track(server: &TestServer, caller: &Principal, driver: &Principal) 
         }
         token = page.next_page_token;
     }
+}
+
+/// Quick rounds for tests; each test its own city.
+pub fn quick_dispatch(config: &mut Config) {
+    let city = format!("t-{}", &Uuid::new_v4().simple().to_string()[..12]);
+    config.ingest.zones = Zones(vec![Zone { name: city, south: 48.70, west: 2.05, north: 49.05, east: 2.65 }]);
+    config.dispatch.poll_interval = Duration::from_millis(100);
+    config.dispatch.retry_interval = Duration::from_millis(200);
+    config.dispatch.lease = Duration::from_secs(5);
+    config.dispatch.policy.offer_timeout = Duration::from_secs(30);
+}
+
+/// The kitchen with food ready a minute after each order: every driver
+/// arrives late, so the nearest costs least (the scoring's wait term; the
+/// other terms are equal for these drivers, all heading north).
+pub async fn quick_kitchen(adjust: impl FnOnce(&mut Config)) -> Kitchen {
+    let kitchen = Kitchen::open_with(|config| {
+        quick_dispatch(config);
+        adjust(config);
+    })
+    .await;
+    food_ready_in_a_minute(&kitchen, &kitchen.restaurant).await;
+    kitchen
+}
+
+pub async fn food_ready_in_a_minute(kitchen: &Kitchen, restaurant: &pb::Restaurant) {
+    let profile = pb::RestaurantProfile {
+        average_prep_time: Some(prost_types::Duration { seconds: 60, nanos: 0 }),
+        ..Default::default()
+    };
+    let request = pb::UpdateRestaurantRequest {
+        restaurant_id: restaurant.restaurant_id.clone(),
+        profile: Some(profile),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["average_prep_time".into()] }),
+    };
+    kitchen.server.restaurants(Some(&kitchen.admin)).update_restaurant(request).await.unwrap();
 }
