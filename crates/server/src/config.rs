@@ -92,8 +92,9 @@ pub struct DispatchConfig {
     /// flagged, however many offers were made.
     #[serde(with = "humantime_serde")]
     pub flag_after: Duration,
-    /// Connect streams re-read their driver's offers and deliveries this
-    /// often even without a wake-up.
+    /// Connect streams re-read their driver's offers and deliveries about
+    /// this often (each wait drawn from half to one and a half times it, so
+    /// streams opened together do not read together) even without a wake-up.
     #[serde(with = "humantime_serde")]
     pub driver_resync_interval: Duration,
 }
@@ -123,11 +124,12 @@ pub struct TrackingConfig {
     /// Most driver-location messages a stream sends per second (a client
     /// may ask for fewer); in between, positions coalesce, latest wins.
     pub max_location_rate: u32,
-    /// A stream re-reads its order's events this often even without a
-    /// wake-up, so a lost pub/sub message only delays it.
+    /// A stream re-reads its order's events about this often (jittered like
+    /// `dispatch.driver_resync_interval`) even without a wake-up, so a lost
+    /// pub/sub message only delays it.
     #[serde(with = "humantime_serde")]
     pub resync_interval: Duration,
-    /// While Redis is unreachable, streams poll the database this often.
+    /// While Redis is unreachable, streams poll the database about this often.
     #[serde(with = "humantime_serde")]
     pub degraded_poll_interval: Duration,
     /// Order events a stream reads (and holds) at once.
@@ -245,8 +247,8 @@ pub struct ServiceSettings {
     /// A stream with nothing to say sends a heartbeat this often.
     #[serde(with = "humantime_serde")]
     pub watch_heartbeat: Duration,
-    /// Streams re-read the database this often even without a wake-up, so a
-    /// lost pub/sub message only delays them.
+    /// Streams re-read the database about this often (jittered) even without
+    /// a wake-up, so a lost pub/sub message only delays them.
     #[serde(with = "humantime_serde")]
     pub watch_poll_interval: Duration,
     /// How often unsettled payment calls are retried.

@@ -8,6 +8,7 @@ pub mod convert;
 pub mod dispatcher;
 pub mod error;
 pub mod health;
+pub mod jitter;
 pub mod policy;
 pub mod seed;
 pub mod server;

@@ -29,6 +29,7 @@ use uuid::Uuid;
 use crate::api::{App, BoxStream};
 use crate::convert;
 use crate::error::ApiError;
+use crate::jitter::jittered;
 use crate::telemetry::PING_TO_TRACKING_SECONDS;
 
 type Message = pb::TrackOrderResponse;
@@ -129,7 +130,7 @@ pub async fn track(app: App, start: Start, max_locations_per_second: u32, show_a
         estimator: EtaEstimator::new(config.eta),
         eta: None,
         last_sent: now,
-        next_resync: now + config.resync_interval,
+        next_resync: now + jittered(config.resync_interval),
         finished: false,
         show_address,
         app,
@@ -274,8 +275,8 @@ impl Tracker {
         self.notice = Some(pb::TrackingNotice { kind: kind as i32, message: message.into() });
         // Catch up now, then poll while Redis cannot wake us.
         self.reread = true;
-        self.next_resync =
-            Instant::now() + if self.degraded { config.degraded_poll_interval } else { config.resync_interval };
+        self.next_resync = Instant::now()
+            + jittered(if self.degraded { config.degraded_poll_interval } else { config.resync_interval });
     }
 
     async fn read_events(&mut self) -> Result<(), Status> {
@@ -290,7 +291,7 @@ impl Tracker {
         self.reread = events.len() == config.event_batch as usize;
         self.events.extend(events);
         let interval = if self.degraded { config.degraded_poll_interval } else { config.resync_interval };
-        self.next_resync = Instant::now() + interval;
+        self.next_resync = Instant::now() + jittered(interval);
         Ok(())
     }
 

@@ -30,6 +30,7 @@ use super::{App, BoxStream};
 use crate::auth::principal;
 use crate::convert;
 use crate::error::ApiError;
+use crate::jitter::jittered;
 use crate::telemetry::{PINGS_ACCEPTED_TOTAL, PINGS_ACKED_TOTAL, PINGS_REJECTED_TOTAL};
 
 /// Rejections reported per ack at most; more go out in the next ack.
@@ -614,9 +615,8 @@ async fn connected(
     let mut drain_deadline: Option<tokio::time::Instant> = None;
     let mut ack_tick = tokio::time::interval(app.ingest.ack_interval);
     ack_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut resync = tokio::time::interval(app.dispatch_config.driver_resync_interval);
-    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    resync.reset();
+    let resync_every = app.dispatch_config.driver_resync_interval;
+    let mut next_resync = tokio::time::Instant::now() + jittered(resync_every);
     loop {
         let mut needs_sync = false;
         tokio::select! {
@@ -695,7 +695,10 @@ async fn connected(
             }
             // Lagged or reconnected: re-reading is the answer either way.
             _ = inbox.recv() => needs_sync = true,
-            _ = resync.tick() => needs_sync = true,
+            _ = tokio::time::sleep_until(next_resync) => {
+                next_resync = tokio::time::Instant::now() + jittered(resync_every);
+                needs_sync = true;
+            }
             _ = ack_tick.tick() => {}
         }
         if needs_sync {

@@ -22,6 +22,7 @@ use super::{App, BoxStream, page_token};
 use crate::auth::principal;
 use crate::convert;
 use crate::error::ApiError;
+use crate::jitter::jittered;
 
 const DEFAULT_SEARCH_RADIUS_M: u32 = 5_000;
 const DEFAULT_PAGE_SIZE: u32 = 20;
@@ -378,7 +379,7 @@ async fn watch(
                         wake = app.fanout.subscribe(&restaurant_topic(restaurant_id));
                     }
                 }
-                _ = tokio::time::sleep(settings.watch_poll_interval) => {}
+                _ = tokio::time::sleep(jittered(settings.watch_poll_interval)) => {}
                 _ = tokio::time::sleep_until(heartbeat_due.into()) => {
                     let message = pb::WatchOrdersResponse {
                         cursor: cursor.to_string(),
