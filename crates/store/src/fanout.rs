@@ -7,18 +7,26 @@
 //!   channel (see [`crate::live`]); the process subscribes to a driver while
 //!   at least one of its streams follows it, and keeps only the latest
 //!   position (a `watch` channel: slow readers coalesce, latest wins).
+//! - Received messages wait in a bounded inbox. A listener that falls behind
+//!   loses messages past [`INBOX_CAPACITY`] and then catches up from the
+//!   stores (every topic re-reads, every followed position is fetched
+//!   again): it costs latency, never unbounded memory.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use futures::StreamExt;
-use tokio::sync::{Notify, broadcast, watch};
+use ::redis::aio::{AsyncPushSender, MultiplexedConnection, SendError};
+use ::redis::{PushInfo, PushKind, Value};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::StoreError;
 use crate::live::{LivePosition, LivePositions, location_channel};
+use crate::metrics::PUBSUB_OVERFLOWS_TOTAL;
 use crate::redis::Redis;
 
 const CHANNEL_PREFIX: &str = "ff:wake:";
@@ -26,13 +34,16 @@ const LOCATION_PREFIX: &str = "ff:loc:";
 /// Wake-ups a slow subscriber may fall behind by before they coalesce
 /// (a lagged receiver just re-reads the database).
 const TOPIC_CAPACITY: usize = 16;
+/// Pub/sub messages received and not yet handled by the listener.
+pub const INBOX_CAPACITY: usize = 4_096;
 
-/// A topic's wake-up: either a change was published, or the pub/sub
-/// connection came back and changes may have been missed meanwhile.
+/// A topic's wake-up: either a change was published, or changes may have
+/// been missed (the pub/sub connection came back, or the listener fell
+/// behind and dropped messages).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wake {
     Changed,
-    Reconnected,
+    MayHaveMissed,
 }
 
 #[derive(Clone)]
@@ -205,13 +216,14 @@ impl Fanout {
         let mut backoff = Duration::from_millis(100);
         let mut first = true;
         while !stop.is_cancelled() {
+            let (sender, mut inbox) = inbox(INBOX_CAPACITY);
             let connected = async {
-                let mut pubsub = self.redis.client().get_async_pubsub().await?;
-                pubsub.psubscribe(format!("{CHANNEL_PREFIX}*")).await?;
-                Ok::<_, ::redis::RedisError>(pubsub.split())
+                let mut connection = self.redis.subscriber(sender).await?;
+                connection.psubscribe(format!("{CHANNEL_PREFIX}*")).await?;
+                Ok::<_, ::redis::RedisError>(connection)
             };
-            let (mut sink, mut messages) = match connected.await {
-                Ok(split) => split,
+            let mut connection = match connected.await {
+                Ok(connection) => connection,
                 Err(err) => {
                     tracing::warn!(error = %err, retry_in = ?backoff, "pub/sub connection failed");
                     tokio::select! {
@@ -224,28 +236,29 @@ impl Fanout {
             };
             backoff = Duration::from_millis(100);
             let mut subscribed = HashSet::new();
-            if let Err(err) = self.sync_subscriptions(&mut sink, &mut subscribed).await {
+            if let Err(err) = self.sync_subscriptions(&mut connection, &mut subscribed).await {
                 tracing::warn!(error = %err, "pub/sub subscribe failed");
                 continue;
             }
             self.connected.send_replace(true);
             if !first {
                 tracing::info!("pub/sub connection restored");
-                self.wake_all(Wake::Reconnected);
+                self.wake_all(Wake::MayHaveMissed);
             }
             first = false;
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = self.followers_changed.notified() => {
-                        if let Err(err) = self.sync_subscriptions(&mut sink, &mut subscribed).await {
+                        if let Err(err) = self.sync_subscriptions(&mut connection, &mut subscribed).await {
                             tracing::warn!(error = %err, "pub/sub subscribe failed; reconnecting");
                             break;
                         }
                     }
-                    message = messages.next() => match message {
-                        Some(message) => self.dispatch(&message),
-                        None => {
+                    delivery = inbox.next() => match delivery {
+                        Delivery::Message(message) => self.dispatch(&message),
+                        Delivery::Overflowed => self.catch_up().await,
+                        Delivery::Disconnected => {
                             tracing::warn!("pub/sub connection lost; reconnecting");
                             break;
                         }
@@ -260,42 +273,139 @@ impl Fanout {
     /// nobody follows any more.
     async fn sync_subscriptions(
         &self,
-        sink: &mut ::redis::aio::PubSubSink,
+        connection: &mut MultiplexedConnection,
         subscribed: &mut HashSet<Uuid>,
     ) -> Result<(), ::redis::RedisError> {
         let wanted: HashSet<Uuid> = self.drivers().keys().copied().collect();
-        let join: Vec<String> = wanted.difference(subscribed).map(|&id| location_channel(id)).collect();
-        let leave: Vec<String> = subscribed.difference(&wanted).map(|&id| location_channel(id)).collect();
         let joined: Vec<Uuid> = wanted.difference(subscribed).copied().collect();
-        if !join.is_empty() {
-            sink.subscribe(&join).await?;
+        let left: Vec<Uuid> = subscribed.difference(&wanted).copied().collect();
+        if !joined.is_empty() {
+            connection.subscribe(joined.iter().map(|&id| location_channel(id)).collect::<Vec<_>>()).await?;
         }
-        if !leave.is_empty() {
-            sink.unsubscribe(&leave).await?;
+        if !left.is_empty() {
+            connection.unsubscribe(left.iter().map(|&id| location_channel(id)).collect::<Vec<_>>()).await?;
         }
         *subscribed = wanted;
         // A ping published just before the subscription took effect is in
         // the live hash (written before the publish): nothing falls between.
-        let live = LivePositions::new(self.redis.clone());
-        for driver_id in joined {
-            match live.position(driver_id).await {
-                Ok(Some(position)) => self.deliver(position),
-                Ok(None) => {}
-                Err(err) => tracing::debug!(error = %crate::Chain(&err), "no live position after subscribing"),
-            }
-        }
+        self.refresh_positions(&joined).await;
         Ok(())
     }
 
-    fn dispatch(&self, message: &::redis::Msg) {
-        let channel = message.get_channel_name();
+    /// Messages were dropped: every topic re-reads and every followed
+    /// driver's position is fetched again.
+    async fn catch_up(&self) {
+        metrics::counter!(PUBSUB_OVERFLOWS_TOTAL).increment(1);
+        tracing::debug!("pub/sub inbox overflowed; catching up from the stores");
+        self.wake_all(Wake::MayHaveMissed);
+        let followed: Vec<Uuid> = self.drivers().keys().copied().collect();
+        self.refresh_positions(&followed).await;
+    }
+
+    /// Hands the drivers' last live positions to their followers.
+    async fn refresh_positions(&self, drivers: &[Uuid]) {
+        match LivePositions::new(self.redis.clone()).positions(drivers).await {
+            Ok(positions) => positions.into_iter().for_each(|position| self.deliver(position)),
+            Err(err) => tracing::debug!(error = %crate::Chain(&err), "could not fetch live positions"),
+        }
+    }
+
+    fn dispatch(&self, message: &PushInfo) {
+        // [channel, payload], or [pattern, channel, payload] for a pattern.
+        let (channel, payload) = match (message.kind.clone(), message.data.as_slice()) {
+            (PushKind::Message, [channel, payload]) | (PushKind::PMessage, [_, channel, payload]) => {
+                (bytes(channel), bytes(payload))
+            }
+            // Subscription confirmations and the like.
+            _ => return,
+        };
+        let channel = String::from_utf8_lossy(channel);
         if let Some(topic) = channel.strip_prefix(CHANNEL_PREFIX) {
             self.wake(topic, Wake::Changed);
         } else if channel.starts_with(LOCATION_PREFIX) {
-            match serde_json::from_slice::<LivePosition>(message.get_payload_bytes()) {
+            match serde_json::from_slice::<LivePosition>(payload) {
                 Ok(position) => self.deliver(position),
                 Err(err) => tracing::warn!(%channel, error = %err, "unreadable live position"),
             }
+        }
+    }
+}
+
+fn bytes(value: &Value) -> &[u8] {
+    match value {
+        Value::BulkString(bytes) => bytes,
+        Value::SimpleString(text) => text.as_bytes(),
+        _ => &[],
+    }
+}
+
+/// The pub/sub connection's side of the listener's bounded inbox. A message
+/// that finds it full is dropped and the listener told to catch up; a lost
+/// connection is always told.
+struct Inbox {
+    messages: mpsc::Sender<PushInfo>,
+    flags: Arc<InboxFlags>,
+}
+
+#[derive(Default)]
+struct InboxFlags {
+    overflowed: AtomicBool,
+    disconnected: AtomicBool,
+}
+
+/// The listener's side of the inbox.
+struct InboxReceiver {
+    messages: mpsc::Receiver<PushInfo>,
+    flags: Arc<InboxFlags>,
+}
+
+/// What the listener takes from its inbox.
+#[derive(Debug)]
+enum Delivery {
+    Message(PushInfo),
+    /// Messages were dropped since the last delivery.
+    Overflowed,
+    Disconnected,
+}
+
+fn inbox(capacity: usize) -> (Inbox, InboxReceiver) {
+    let (sender, receiver) = mpsc::channel(capacity);
+    let flags = Arc::new(InboxFlags::default());
+    (Inbox { messages: sender, flags: flags.clone() }, InboxReceiver { messages: receiver, flags })
+}
+
+impl AsyncPushSender for Inbox {
+    fn send(&self, info: PushInfo) -> Result<(), SendError> {
+        match self.messages.try_send(info) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(info)) => {
+                let flag = if info.kind == PushKind::Disconnection {
+                    &self.flags.disconnected
+                } else {
+                    &self.flags.overflowed
+                };
+                flag.store(true, Ordering::Release);
+                Ok(())
+            }
+            Err(TrySendError::Closed(_)) => Err(SendError),
+        }
+    }
+}
+
+impl InboxReceiver {
+    /// The next delivery. Cancel-safe: flags are taken only when returned at once.
+    async fn next(&mut self) -> Delivery {
+        // A flag is raised only while the inbox is full, so never while this waits on an empty one.
+        if self.flags.disconnected.swap(false, Ordering::AcqRel) {
+            return Delivery::Disconnected;
+        }
+        if self.flags.overflowed.swap(false, Ordering::AcqRel) {
+            return Delivery::Overflowed;
+        }
+        match self.messages.recv().await {
+            Some(info) if info.kind == PushKind::Disconnection => Delivery::Disconnected,
+            Some(info) => Delivery::Message(info),
+            None => Delivery::Disconnected,
         }
     }
 }
@@ -317,4 +427,57 @@ pub const DISPATCH_TOPIC: &str = "dispatch";
 /// The topic of one order.
 pub fn order_topic(order_id: uuid::Uuid) -> String {
     format!("order:{order_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::FutureExt;
+
+    use super::*;
+
+    fn wake_message(n: usize) -> PushInfo {
+        PushInfo {
+            kind: PushKind::Message,
+            data: vec![Value::BulkString(format!("{CHANNEL_PREFIX}t{n}").into_bytes()), Value::BulkString(Vec::new())],
+        }
+    }
+
+    fn channel_of(delivery: Delivery) -> String {
+        match delivery {
+            Delivery::Message(info) => String::from_utf8_lossy(bytes(&info.data[0])).into_owned(),
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_full_inbox_drops_what_does_not_fit_and_says_so_once() {
+        let (sender, mut inbox) = inbox(3);
+        for n in 0..10 {
+            sender.send(wake_message(n)).expect("the listener is there");
+        }
+        assert!(matches!(inbox.next().now_or_never(), Some(Delivery::Overflowed)));
+        for n in 0..3 {
+            assert_eq!(channel_of(inbox.next().now_or_never().expect("queued")), format!("{CHANNEL_PREFIX}t{n}"));
+        }
+        assert!(inbox.next().now_or_never().is_none(), "seven messages were dropped, and said once");
+        sender.send(wake_message(10)).unwrap();
+        assert_eq!(channel_of(inbox.next().now_or_never().expect("room again")), format!("{CHANNEL_PREFIX}t10"));
+    }
+
+    #[test]
+    fn a_lost_connection_is_told_even_when_the_inbox_is_full() {
+        let (sender, mut inbox) = inbox(2);
+        for n in 0..2 {
+            sender.send(wake_message(n)).unwrap();
+        }
+        sender.send(PushInfo { kind: PushKind::Disconnection, data: Vec::new() }).unwrap();
+        assert!(matches!(inbox.next().now_or_never(), Some(Delivery::Disconnected)));
+    }
+
+    #[test]
+    fn the_connection_learns_when_the_listener_is_gone() {
+        let (sender, inbox) = inbox(2);
+        drop(inbox);
+        assert!(sender.send(wake_message(0)).is_err());
+    }
 }

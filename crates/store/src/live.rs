@@ -171,6 +171,26 @@ impl LivePositions {
             .transpose()
     }
 
+    /// The last live positions of those of `drivers` that have one, in one
+    /// round trip.
+    #[tracing::instrument(target = "foodfast::trace", name = "LivePositions.positions", skip_all, fields(otel.kind = "client", db.system = "redis"))]
+    pub async fn positions(&self, drivers: &[Uuid]) -> Result<Vec<LivePosition>, StoreError> {
+        if drivers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut lookup = ::redis::pipe();
+        for id in drivers {
+            lookup.cmd("HGET").arg(driver_key(id)).arg("position");
+        }
+        let mut connection = self.redis.connection();
+        let found: Vec<Option<String>> = lookup.query_async(&mut connection).await.map_err(StoreError::redis)?;
+        found
+            .iter()
+            .flatten()
+            .map(|p| serde_json::from_str(p).map_err(|err| StoreError::Corrupt(format!("live position: {err}"))))
+            .collect()
+    }
+
     /// Remembers the driver's durable watermark, so a new session (on any
     /// replica, after a restart) can tell the app where to resume.
     #[tracing::instrument(target = "foodfast::trace", name = "LivePositions.record_durable", skip_all, fields(otel.kind = "client", db.system = "redis"))]

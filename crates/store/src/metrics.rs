@@ -16,6 +16,7 @@ pub const RATE_LIMITED_TOTAL: &str = "foodfast_rate_limited_total";
 pub const LOCATION_QUEUE_DEPTH: &str = "foodfast_location_writer_queue_depth";
 pub const LOCATION_WRITE_SECONDS: &str = "foodfast_location_write_seconds";
 pub const LOCATION_WRITE_RETRIES_TOTAL: &str = "foodfast_location_write_retries_total";
+pub const PUBSUB_OVERFLOWS_TOTAL: &str = "foodfast_pubsub_inbox_overflows_total";
 
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
@@ -34,6 +35,10 @@ pub fn describe() {
         "time from a ping leaving the writer's queue to both of its rows being written, retries included"
     );
     describe_counter!(LOCATION_WRITE_RETRIES_TOTAL, "time-series inserts that failed and were retried");
+    describe_counter!(
+        PUBSUB_OVERFLOWS_TOTAL,
+        "times the pub/sub listener fell behind, dropped messages and caught up from the stores"
+    );
 }
 
 /// A committed status change (`from` None: the order was just placed).

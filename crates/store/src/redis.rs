@@ -1,9 +1,11 @@
 //! Redis: live state and fan-out. One multiplexed connection that reconnects
-//! by itself; pub/sub subscribers open their own.
+//! by itself; pub/sub subscribers open their own (RESP3, so that received
+//! messages go where the subscriber says, with a bound it chooses).
 
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::aio::{AsyncPushSender, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use ::redis::{AsyncConnectionConfig, ProtocolVersion};
 
 use crate::StoreError;
 
@@ -27,6 +29,7 @@ impl Default for RedisConfig {
 pub struct Redis {
     client: ::redis::Client,
     connection: ConnectionManager,
+    response_timeout: Duration,
 }
 
 impl Redis {
@@ -38,7 +41,7 @@ impl Redis {
             .set_number_of_retries(1);
         let connection =
             ConnectionManager::new_with_config(client.clone(), manager_config).await.map_err(StoreError::redis)?;
-        Ok(Self { client, connection })
+        Ok(Self { client, connection, response_timeout: config.response_timeout })
     }
 
     /// The shared connection; cheap to clone.
@@ -46,9 +49,21 @@ impl Redis {
         self.connection.clone()
     }
 
-    /// The client, for connections of their own such as pub/sub.
-    pub fn client(&self) -> &::redis::Client {
-        &self.client
+    /// A connection of its own for pub/sub: messages for its subscriptions
+    /// go to `messages`, as does a `Disconnection` when it drops (it does
+    /// not reconnect by itself).
+    pub async fn subscriber(
+        &self,
+        messages: impl AsyncPushSender,
+    ) -> Result<MultiplexedConnection, ::redis::RedisError> {
+        let info = self.client.get_connection_info().clone();
+        let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+        let client = ::redis::Client::open(info.set_redis_settings(settings))?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.response_timeout))
+            .set_response_timeout(Some(self.response_timeout))
+            .set_push_sender(messages);
+        client.get_multiplexed_async_connection_with_config(&config).await
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {

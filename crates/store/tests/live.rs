@@ -7,7 +7,6 @@ use foodfast_domain::geo::LatLng;
 use foodfast_domain::ping::Ping;
 use foodfast_store::Stores;
 use foodfast_store::live::{LivePositions, location_channel};
-use futures::StreamExt;
 use uuid::Uuid;
 
 fn ping(seq: u64, lat: f64, lng: f64) -> Ping {
@@ -30,16 +29,27 @@ async fn positions_are_live_searchable_published_and_follow_the_city() {
     let other_city = format!("city-{}", Uuid::new_v4().simple());
     let (near, far) = (Uuid::new_v4(), Uuid::new_v4());
 
-    let mut pubsub = stores.redis.client().get_async_pubsub().await.unwrap();
-    pubsub.subscribe(location_channel(near)).await.unwrap();
+    let (messages, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let mut subscriber = stores.redis.subscriber(messages).await.unwrap();
+    subscriber.subscribe(location_channel(near)).await.unwrap();
 
     live.update(near, &city, &ping(1, 48.8566, 2.3522), Utc::now()).await.unwrap();
     live.update(far, &city, &ping(1, 48.8566 + 0.05, 2.3522), Utc::now()).await.unwrap();
 
-    let message =
-        tokio::time::timeout(std::time::Duration::from_secs(5), pubsub.on_message().next()).await.unwrap().unwrap();
-    let published: foodfast_store::live::LivePosition =
-        serde_json::from_str(&message.get_payload::<String>().unwrap()).unwrap();
+    let payload = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            let push = received.recv().await.expect("connection open");
+            // Subscription confirmations come first.
+            if let (redis::PushKind::Message, [_, redis::Value::BulkString(payload)]) =
+                (push.kind, push.data.as_slice())
+            {
+                return payload.clone();
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let published: foodfast_store::live::LivePosition = serde_json::from_slice(&payload).unwrap();
     assert_eq!((published.driver_id, published.seq), (near, 1));
 
     let center = LatLng::new(48.8566, 2.3522).unwrap();
