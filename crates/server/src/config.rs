@@ -97,6 +97,11 @@ pub struct DispatchConfig {
     /// streams opened together do not read together) even without a wake-up.
     #[serde(with = "humantime_serde")]
     pub driver_resync_interval: Duration,
+    /// A driver whose last position is older than this (its app went
+    /// silent, or the replica holding its stream died) gets no offers until
+    /// it pings again. At least twice `ingest.ping_interval`.
+    #[serde(with = "humantime_serde")]
+    pub max_position_age: Duration,
 }
 
 impl Default for DispatchConfig {
@@ -113,6 +118,7 @@ impl Default for DispatchConfig {
             retry_interval: Duration::from_secs(2),
             flag_after: Duration::from_secs(180),
             driver_resync_interval: Duration::from_secs(15),
+            max_position_age: Duration::from_secs(120),
         }
     }
 }
@@ -547,6 +553,15 @@ impl Config {
         if dispatch.lease <= dispatch.poll_interval {
             return Err(invalid("dispatch.lease", "must be longer than dispatch.poll_interval".into()));
         }
+        if dispatch.max_position_age < self.ingest.ping_interval * 2 {
+            return Err(invalid(
+                "dispatch.max_position_age",
+                format!(
+                    "must be at least twice ingest.ping_interval ({}), or drivers between two pings get no offers",
+                    humantime::format_duration(self.ingest.ping_interval)
+                ),
+            ));
+        }
         if dispatch.claim_limit == 0 || dispatch.concurrency == 0 {
             return Err(invalid("dispatch.claim_limit", "claim_limit and concurrency must be at least 1".into()));
         }
@@ -651,6 +666,18 @@ mod tests {
         std::fs::write(&file, "[grpc]\nlisten_adr = \"127.0.0.1:1\"\n").unwrap();
         let err = Config::load(Some(&file), &env(&[]), &Overrides::default()).unwrap_err().to_string();
         assert!(err.contains("bad.toml") && err.contains("listen_adr"), "{err}");
+    }
+
+    #[test]
+    fn offers_need_a_position_age_limit_longer_than_two_pings() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("foodfast.toml");
+        std::fs::write(&file, "[dispatch]\nmax_position_age = \"9s\"\n").unwrap();
+        let err = Config::load(Some(&file), &env(&[]), &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("dispatch.max_position_age") && err.contains("5s"), "{err}");
+        std::fs::write(&file, "[dispatch]\nmax_position_age = \"10s\"\n").unwrap();
+        let config = Config::load(Some(&file), &env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(config.dispatch.max_position_age, Duration::from_secs(10));
     }
 
     #[test]

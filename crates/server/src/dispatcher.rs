@@ -196,7 +196,9 @@ async fn candidates(app: &App, job: &ClaimedJob) -> Result<Vec<Candidate>, Store
     let policy: &DispatchPolicy = &app.dispatch_config.policy;
     let radius = policy.radius_m(job.rounds);
     let wanted = policy.max_candidates as usize + if job.flagged { 0 } else { job.offered.len() };
-    let nearby = app.live.available_near(&job.city, job.restaurant, radius, wanted).await?;
+    let max_age = chrono::Duration::from_std(app.dispatch_config.max_position_age).unwrap_or(chrono::Duration::MAX);
+    let fresh_since = Utc::now().checked_sub_signed(max_age).unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let nearby = app.live.available_near(&job.city, job.restaurant, radius, wanted, fresh_since).await?;
     let nearby: Vec<_> = nearby.into_iter().filter(|p| job.flagged || !job.offered.contains(&p.driver_id)).collect();
     if nearby.is_empty() {
         return Ok(Vec::new());

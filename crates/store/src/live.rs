@@ -336,7 +336,10 @@ impl LivePositions {
 
     /// Drivers dispatch may offer to in `city` within `radius_m` of
     /// `center`, nearest first, with their last positions. A member whose
-    /// hash expired (its app went silent) is dropped from the set here.
+    /// last position came before `fresh_since` (its app went silent, or the
+    /// replica holding its stream died without ending the session) or whose
+    /// hash expired is dropped from the set here; its next ping files it
+    /// again.
     #[tracing::instrument(target = "foodfast::trace", name = "LivePositions.available_near", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn available_near(
         &self,
@@ -344,6 +347,7 @@ impl LivePositions {
         center: LatLng,
         radius_m: u32,
         limit: usize,
+        fresh_since: DateTime<Utc>,
     ) -> Result<Vec<LivePosition>, StoreError> {
         let mut connection = self.redis.connection();
         let key = available_key(city);
@@ -370,21 +374,24 @@ impl LivePositions {
         }
         let positions: Vec<Option<String>> = lookup.query_async(&mut connection).await.map_err(StoreError::redis)?;
         let mut available = Vec::with_capacity(found.len());
+        let mut gone = Vec::new();
         for (id, position) in found.iter().zip(positions) {
+            let position: Option<LivePosition> = position
+                .map(|p| serde_json::from_str(&p))
+                .transpose()
+                .map_err(|err| StoreError::Corrupt(format!("live position of {id}: {err}")))?;
             match position {
-                Some(position) => available.push(
-                    serde_json::from_str(&position)
-                        .map_err(|err| StoreError::Corrupt(format!("live position of {id}: {err}")))?,
-                ),
-                None => {
-                    let _: i64 = ::redis::cmd("ZREM")
-                        .arg(&key)
-                        .arg(id)
-                        .query_async(&mut connection)
-                        .await
-                        .map_err(StoreError::redis)?;
-                }
+                Some(position) if position.received_at >= fresh_since => available.push(position),
+                _ => gone.push(id),
             }
+        }
+        if !gone.is_empty() {
+            let _: i64 = ::redis::cmd("ZREM")
+                .arg(&key)
+                .arg(gone)
+                .query_async(&mut connection)
+                .await
+                .map_err(StoreError::redis)?;
         }
         Ok(available)
     }

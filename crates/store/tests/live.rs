@@ -129,3 +129,29 @@ async fn followers_get_the_latest_position_and_the_subscription_ends_with_the_la
     assert_eq!(fanout.followed_drivers(), 0);
     stop.cancel();
 }
+
+#[tokio::test]
+async fn dispatch_sees_only_online_connected_drivers_whose_position_is_recent() {
+    let stores = Stores::connect(&foodfast_testkit::fresh_stores().await).await.unwrap();
+    let live = LivePositions::new(stores.redis.clone());
+    let city = format!("city-{}", Uuid::new_v4().simple());
+    let center = LatLng::new(48.8566, 2.3522).unwrap();
+    let driver = Uuid::new_v4();
+    let ids = |found: Vec<foodfast_store::live::LivePosition>| found.iter().map(|p| p.driver_id).collect::<Vec<_>>();
+    let ten_minutes_ago = Utc::now() - chrono::Duration::minutes(10);
+    let before_that = ten_minutes_ago - chrono::Duration::minutes(1);
+
+    live.update(driver, &city, &ping(1, 48.8566, 2.3522), ten_minutes_ago).await.unwrap();
+    live.set_availability(driver, "online").await.unwrap();
+    assert!(live.available_near(&city, center, 1_000, 10, before_that).await.unwrap().is_empty(), "no stream open");
+    live.start_session(driver, Uuid::new_v4()).await.unwrap();
+    assert_eq!(ids(live.available_near(&city, center, 1_000, 10, before_that).await.unwrap()), vec![driver]);
+
+    // Silent for longer than allowed (a dead app, or a replica that died
+    // holding its stream): dropped from the set, until it pings again.
+    let two_minutes_ago = Utc::now() - chrono::Duration::minutes(2);
+    assert!(live.available_near(&city, center, 1_000, 10, two_minutes_ago).await.unwrap().is_empty());
+    assert!(live.available_near(&city, center, 1_000, 10, before_that).await.unwrap().is_empty(), "removed");
+    live.update(driver, &city, &ping(2, 48.8566, 2.3522), Utc::now()).await.unwrap();
+    assert_eq!(ids(live.available_near(&city, center, 1_000, 10, two_minutes_ago).await.unwrap()), vec![driver]);
+}
