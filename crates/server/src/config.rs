@@ -282,6 +282,12 @@ pub struct GrpcConfig {
     pub listen_addr: SocketAddr,
     /// HTTP/2 streams one connection may have open at once.
     pub max_concurrent_streams: u32,
+    /// Bytes a client may send on one connection before the server reads
+    /// them (HTTP/2 flow control; each stream keeps the default 64 KiB).
+    /// h2 also closes a connection whose unread small DATA frames (pings)
+    /// exceed half of this, so it must leave room for many streams that
+    /// wait on backpressure at once.
+    pub connection_window_bytes: u32,
     /// Largest message accepted or sent, in bytes.
     pub max_message_bytes: usize,
     /// How long open streams and calls get to finish after SIGTERM/SIGINT.
@@ -299,6 +305,7 @@ impl Default for GrpcConfig {
         Self {
             listen_addr: ([127, 0, 0, 1], 50051).into(),
             max_concurrent_streams: 1024,
+            connection_window_bytes: 4 << 20,
             max_message_bytes: 4 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(20),
             tls_cert: None,
@@ -353,6 +360,11 @@ pub const SETTINGS: &[Setting] = &[
         env: "FOODFAST_GRPC_MAX_CONCURRENT_STREAMS",
         key: "grpc.max_concurrent_streams",
         help: "HTTP/2 streams per connection",
+    },
+    Setting {
+        env: "FOODFAST_GRPC_CONNECTION_WINDOW_BYTES",
+        key: "grpc.connection_window_bytes",
+        help: "HTTP/2 connection flow-control window",
     },
     Setting { env: "FOODFAST_GRPC_MAX_MESSAGE_BYTES", key: "grpc.max_message_bytes", help: "largest message, bytes" },
     Setting {
@@ -490,6 +502,9 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &str, message: String| LAYERS.invalid(key, message);
         self.stores.validate().map_err(|err| invalid(err.key, err.message))?;
+        if self.grpc.connection_window_bytes < 65_535 {
+            return Err(invalid("grpc.connection_window_bytes", "must be at least 65535 (HTTP/2's default)".into()));
+        }
         if self.grpc.max_concurrent_streams == 0 {
             return Err(invalid("grpc.max_concurrent_streams", "must be at least 1".into()));
         }
@@ -641,6 +656,7 @@ mod tests {
             ("FOODFAST_GRPC_ADDR", "not-an-address"),
             ("FOODFAST_DATABASE_MAX_CONNECTIONS", "lots"),
             ("FOODFAST_DATABASE_MAX_CONNECTIONS", "0"),
+            ("FOODFAST_GRPC_CONNECTION_WINDOW_BYTES", "65534"),
             ("FOODFAST_SCYLLA_KEYSPACE", "bad-name"),
             ("FOODFAST_REDIS_URL", "http://example"),
             ("FOODFAST_DATABASE_URL", "postgresql://host:notaport/db"),

@@ -106,6 +106,7 @@ pub async fn serve(
     let router = builder
         .layer(crate::telemetry::grpc_layer())
         .max_concurrent_streams(Some(grpc.max_concurrent_streams))
+        .initial_connection_window_size(Some(grpc.connection_window_bytes))
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
         .add_service(health_service)
