@@ -189,6 +189,53 @@ async fn the_best_scored_free_driver_gets_the_offer_and_accepting_assigns_the_or
 }
 
 #[tokio::test]
+async fn an_answer_the_store_could_not_record_is_told_to_the_app_which_answers_again() {
+    // One attempt per transaction, so a single serialization failure reaches the caller.
+    let kitchen = common::quick_kitchen(|config| config.stores.postgres.max_tx_attempts = 1).await;
+    let mut driver = DriverApp::at(&kitchen, north_of_kitchen(400.0)).await;
+    let order_id = confirmed_order(&kitchen).await;
+    let offer = driver.offer().await;
+
+    // Another transaction holds the order's row: the accepting transaction waits for it, then
+    // fails serialization with no attempt left.
+    let mut db = kitchen.server.stores.postgres.client().await.unwrap();
+    let blocker = db.transaction().await.unwrap();
+    let order_uuid = Uuid::parse_str(&order_id).unwrap();
+    blocker.execute("UPDATE orders SET updated_at = now() WHERE id = $1", &[&order_uuid]).await.unwrap();
+    driver.answer(&offer, pb::OfferDecision::Accept).await;
+    let watcher = kitchen.server.stores.postgres.client().await.unwrap();
+    let waiting =
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while watcher.query_one(waiting, &[]).await.unwrap().get::<_, i64>(0) == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the accepting transaction never waited for the order's row");
+    blocker.commit().await.unwrap();
+    let failed = driver
+        .expect("the answer not recorded", |p| match p {
+            Payload::OfferAnswerFailed(failed) => Some(failed),
+            _ => None,
+        })
+        .await;
+    assert_eq!(failed.offer_id, offer.offer_id);
+    assert_eq!(failed.code, tonic::Code::Aborted as i32, "{failed:?}");
+    assert!(failed.retry_after.is_some_and(|after| after.seconds > 0 || after.nanos > 0));
+
+    // The offer stayed open: the same answer again assigns the order.
+    driver.answer(&offer, pb::OfferDecision::Accept).await;
+    let assigned = driver
+        .expect("the assignment", |p| match p {
+            Payload::Assignment(change) if change.kind() == pb::AssignmentChangeKind::Assigned => change.delivery,
+            _ => None,
+        })
+        .await;
+    assert_eq!(assigned.order_id, order_id);
+}
+
+#[tokio::test]
 async fn a_decline_and_a_deadline_each_move_the_order_to_the_next_driver() {
     let kitchen = common::quick_kitchen(|config| config.dispatch.policy.offer_timeout = Duration::from_secs(2)).await;
     let mut first = DriverApp::at(&kitchen, north_of_kitchen(300.0)).await;

@@ -52,9 +52,10 @@ async fn place_and_ready(
     order.order_id.parse().unwrap()
 }
 
-/// A courier bot on its Connect stream: accepts every offer, and picks up
-/// and delivers each assigned order at once (resending a refused step: the
-/// food is not ready yet, or the store was busy). Returns when `stop` is
+/// A courier bot on its Connect stream: accepts every offer (again when the
+/// answer could not be recorded), and picks up and delivers each assigned
+/// order at once (resending a refused step: the food is not ready yet, or
+/// the store was busy). Returns when `stop` is
 /// cancelled.
 async fn courier(
     mut client: DriverServiceClient<Authed>,
@@ -74,7 +75,11 @@ async fn courier(
             occurred_at: None,
         }))
     };
-    let mut refusals = 0;
+    let accept = |offer_id: String| {
+        let answer = pb::OfferAnswer { offer_id, decision: pb::OfferDecision::Accept as i32, reason: String::new() };
+        common::up(pb::connect_request::Payload::OfferAnswer(answer))
+    };
+    let (mut refusals, mut answers_failed) = (0, 0);
     loop {
         let message = tokio::select! {
             _ = stop.cancelled() => return,
@@ -82,13 +87,16 @@ async fn courier(
         };
         let Some(Ok(pb::ConnectResponse { payload: Some(payload) })) = message else { return };
         let reply = match payload {
-            Payload::Offer(offer) => {
-                let answer = pb::OfferAnswer {
-                    offer_id: offer.offer_id,
-                    decision: pb::OfferDecision::Accept as i32,
-                    reason: String::new(),
-                };
-                common::up(pb::connect_request::Payload::OfferAnswer(answer))
+            Payload::Offer(pb::Offer { offer_id, .. }) => accept(offer_id),
+            // The store was too busy to record it: the offer is still open, answer again.
+            Payload::OfferAnswerFailed(failed) => {
+                answers_failed += 1;
+                assert!(answers_failed < 1_000, "offer answers keep failing: {failed:?}");
+                let retry_after = failed.retry_after.map_or(Duration::from_secs(1), |d| {
+                    Duration::from_secs(d.seconds as u64) + Duration::from_nanos(d.nanos as u64)
+                });
+                tokio::time::sleep(retry_after).await;
+                accept(failed.offer_id)
             }
             Payload::Assignment(change) if change.kind() == pb::AssignmentChangeKind::Assigned => {
                 step(&change.delivery.unwrap().order_id, pb::DeliveryStep::PickedUp)

@@ -5,6 +5,7 @@
 //! state machine, over Connect or the unary fallbacks alike.
 
 use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use foodfast_api::v1 as pb;
@@ -39,6 +40,8 @@ const MAX_REJECTIONS_PER_ACK: usize = 100;
 const MAX_PINGS_PER_REPORT: usize = 500;
 /// Free text a driver may give with a decline.
 const MAX_DECLINE_REASON_CHARS: usize = 200;
+/// When an app should answer again an offer whose answer was not recorded.
+const OFFER_ANSWER_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 pub struct DriverApi {
     app: App,
@@ -468,8 +471,9 @@ async fn decline_offer(app: &App, driver_id: Uuid, delivery_id: Uuid) -> Result<
 }
 
 /// Answers an `OfferAnswer` sent over Connect. A refused answer is told as
-/// the offer's closing; only a malformed answer is a protocol error (and
-/// ends the stream).
+/// the offer's closing, one the store could not record as
+/// `OfferAnswerFailed` (answer again); only a malformed answer is a
+/// protocol error (and ends the stream).
 async fn answer_on_stream(
     app: &App,
     driver_id: Uuid,
@@ -500,11 +504,17 @@ async fn answer_on_stream(
     };
     let refused = match answered {
         Ok(refused) => refused,
-        // Not the app's fault: the offer stays open until its deadline and
-        // the app may answer again; the stream goes on.
+        // Not the app's fault: the offer stays open until its deadline, the
+        // app is told to answer again, and the stream goes on.
         Err(err) => {
             tracing::warn!(driver = %driver_id, %offer_id, error = %err, "could not record an offer answer");
-            return Ok(None);
+            let status = Status::from(err);
+            return Ok(Some(Payload::OfferAnswerFailed(pb::OfferAnswerFailed {
+                offer_id: offer_id.to_string(),
+                code: status.code() as i32,
+                message: status.message().to_string(),
+                retry_after: Some(convert::duration(OFFER_ANSWER_RETRY_AFTER)),
+            })));
         }
     };
     // An accepted or declined offer is told by the next sync, like any change.
