@@ -143,6 +143,36 @@ async fn each_bad_ping_is_reported_with_its_reason_and_the_stream_goes_on() {
 }
 
 #[tokio::test]
+async fn the_durable_watermark_outlives_the_stream_for_the_next_session_on_any_replica() {
+    let server = driver_server().await;
+    let driver = server.driver().await;
+    let mut app = connect(&server, &driver).await;
+    for seq in 1..=10 {
+        app.send(ping(seq, seq as f64 * 10.0, 40.0 - seq as f64)).await;
+    }
+    app.until_durable(10).await;
+    drop(app);
+    // Written to Redis at most once a second while the stream lives, and when it ends:
+    // GetDriverState reads it from there, as another replica's next session would.
+    let recorded = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let state = server
+                .drivers(Some(&driver))
+                .get_driver_state(pb::GetDriverStateRequest::default())
+                .await
+                .unwrap()
+                .into_inner();
+            if state.durable_seq == 10 {
+                return state.durable_seq;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(recorded, Ok(10), "the ended stream's watermark reached Redis");
+}
+
+#[tokio::test]
 async fn a_reconnect_resends_from_the_ack_and_nothing_is_duplicated_or_missing() {
     let server = driver_server().await;
     let driver = server.driver().await;

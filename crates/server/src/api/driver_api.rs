@@ -42,6 +42,9 @@ const MAX_PINGS_PER_REPORT: usize = 500;
 const MAX_DECLINE_REASON_CHARS: usize = 200;
 /// When an app should answer again an offer whose answer was not recorded.
 const OFFER_ANSWER_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// A Connect stream writes its durable watermark to Redis (the next
+/// session's resume point) at most this often, and when it ends.
+const DURABLE_HINT_EVERY: Duration = Duration::from_secs(1);
 
 pub struct DriverApi {
     app: App,
@@ -231,6 +234,9 @@ struct DriverPings {
     rejected: BTreeSet<u64>,
     /// Accepted pings made durable since the last ack.
     newly_durable: u64,
+    /// The watermark last written to Redis, and when.
+    recorded: u64,
+    recorded_at: Option<tokio::time::Instant>,
 }
 
 impl DriverPings {
@@ -259,6 +265,8 @@ impl DriverPings {
             pending: BTreeSet::new(),
             rejected: BTreeSet::new(),
             newly_durable: 0,
+            recorded: durable,
+            recorded_at: None,
         }
     }
 
@@ -338,10 +346,19 @@ impl DriverPings {
     }
 
     /// Remembers the watermark for the next session (on any replica, after a
-    /// restart). Once per ack, not per ping: it is only a resume hint.
-    async fn record_durable(&self, app: &App) {
-        if let Err(err) = app.live.record_durable(self.driver_id, self.durable).await {
-            tracing::warn!(driver = %self.driver_id, error = %foodfast_store::Chain(&err), "could not record durable seq");
+    /// restart) if it moved: at most once per [`DURABLE_HINT_EVERY`] unless
+    /// `now`. It is only a resume hint: one that lags (a replica died) makes
+    /// the app resend pings that are written again to the same rows.
+    async fn record_durable(&mut self, app: &App, now: bool) {
+        let due = now || self.recorded_at.is_none_or(|at| at.elapsed() >= DURABLE_HINT_EVERY);
+        if self.durable <= self.recorded || !due {
+            return;
+        }
+        match app.live.record_durable(self.driver_id, self.durable).await {
+            Ok(()) => (self.recorded, self.recorded_at) = (self.durable, Some(tokio::time::Instant::now())),
+            Err(err) => {
+                tracing::warn!(driver = %self.driver_id, error = %foodfast_store::Chain(&err), "could not record durable seq")
+            }
         }
     }
 }
@@ -627,22 +644,22 @@ async fn connected(
     ack_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let resync_every = app.dispatch_config.driver_resync_interval;
     let mut next_resync = tokio::time::Instant::now() + jittered(resync_every);
-    loop {
+    'stream: loop {
         let mut needs_sync = false;
         tokio::select! {
             _ = app.stopping.cancelled() => {
                 let hint = pb::ServerHint { ping_interval: None, reconnect: true };
                 let _ = outbound.send(message(Payload::Hint(hint))).await;
                 let _ = outbound.send(Err(Status::unavailable("the server is shutting down; reconnect and resend above durable_seq"))).await;
-                return;
+                break 'stream;
             }
-            _ = outbound.closed() => return,
-            _ = sleep_until_or_never(drain_deadline) => return,
+            _ = outbound.closed() => break 'stream,
+            _ = sleep_until_or_never(drain_deadline) => break 'stream,
             request = inbound.next(), if drain_deadline.is_none() => match request {
                 None => drain_deadline = Some(tokio::time::Instant::now() + app.ingest.drain_timeout),
                 Some(Err(status)) => {
                     tracing::debug!(driver = %driver_id, %status, "driver stream failed");
-                    return;
+                    break 'stream;
                 }
                 Some(Ok(request)) => match request.payload {
                     Some(pb::connect_request::Payload::Ping(ping)) => {
@@ -658,14 +675,14 @@ async fn connected(
                         match pb::DriverAvailability::try_from(change.availability) {
                             Ok(pb::DriverAvailability::Unspecified) | Err(_) => {
                                 let _ = outbound.send(Err(Status::invalid_argument("availability must be online, offline or busy"))).await;
-                                return;
+                                break 'stream;
                             }
                             Ok(availability) => set_availability(app, driver_id, availability).await,
                         }
                     }
                     Some(pb::connect_request::Payload::Hello(_)) => {
                         let _ = outbound.send(Err(Status::invalid_argument("`hello` comes once, first"))).await;
-                        return;
+                        break 'stream;
                     }
                     Some(pb::connect_request::Payload::OfferAnswer(answer)) => {
                         match answer_on_stream(app, driver_id, &shown, answer).await {
@@ -673,13 +690,13 @@ async fn connected(
                                 if let Some(closed) = refusal
                                     && outbound.send(message(closed)).await.is_err()
                                 {
-                                    return;
+                                    break 'stream;
                                 }
                                 needs_sync = true;
                             }
                             Err(status) => {
                                 let _ = outbound.send(Err(status)).await;
-                                return;
+                                break 'stream;
                             }
                         }
                     }
@@ -687,18 +704,18 @@ async fn connected(
                         // Inline, like a ping: one short transaction.
                         let result = transition_result(app, &caller, transition).await;
                         if outbound.send(message(Payload::TransitionResult(result))).await.is_err() {
-                            return;
+                            break 'stream;
                         }
                     }
                     None => {
                         let _ = outbound.send(Err(Status::invalid_argument("a message must carry a payload"))).await;
-                        return;
+                        break 'stream;
                     }
                 },
             },
             changed = durable_seqs.changed() => {
                 if changed.is_err() {
-                    return;
+                    break 'stream;
                 }
                 let seq = *durable_seqs.borrow_and_update();
                 pings.durable_moved(seq);
@@ -716,7 +733,7 @@ async fn connected(
                 Ok(messages) => {
                     for payload in messages {
                         if outbound.send(message(payload)).await.is_err() {
-                            return;
+                            break 'stream;
                         }
                     }
                 }
@@ -732,18 +749,17 @@ async fn connected(
             let batch: Vec<_> = rejected.drain(..rejected.len().min(MAX_REJECTIONS_PER_ACK)).collect();
             let ack = pb::PingAck { durable_seq: pings.durable, rejected: batch };
             if outbound.send(message(Payload::Ack(ack))).await.is_err() {
-                return;
+                break 'stream;
             }
             metrics::counter!(PINGS_ACKED_TOTAL).increment(std::mem::take(&mut pings.newly_durable));
-            if pings.durable > acked {
-                pings.record_durable(app).await;
-            }
             acked = pings.durable;
         }
+        pings.record_durable(app, false).await;
         if drain_deadline.is_some() && pings.durable >= pings.submitted && rejected.is_empty() {
-            return;
+            break 'stream;
         }
     }
+    pings.record_durable(app, true).await;
 }
 
 async fn sleep_until_or_never(deadline: Option<tokio::time::Instant>) {
@@ -847,7 +863,7 @@ impl DriverService for DriverApi {
         }
         let seq = *durable_seqs.borrow();
         pings.durable_moved(seq);
-        pings.record_durable(&self.app).await;
+        pings.record_durable(&self.app, true).await;
         Ok(Response::new(pb::ReportLocationResponse {
             ack: Some(pb::PingAck { durable_seq: pings.durable, rejected }),
         }))
