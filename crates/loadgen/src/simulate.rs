@@ -625,6 +625,23 @@ impl Driver {
     async fn handle(&mut self, sender: &mpsc::Sender<pb::ConnectRequest>, payload: Down) -> anyhow::Result<()> {
         match payload {
             Down::Offer(offer) => self.answer(sender, offer).await?,
+            // Not recorded (the database was busy): the offer is still open. Answer again later,
+            // accepting (the first decision is not remembered).
+            Down::OfferAnswerFailed(failed) => {
+                let retry_after = failed.retry_after.map_or(Duration::from_secs(1), |d| {
+                    Duration::from_secs(d.seconds.max(0) as u64) + Duration::from_nanos(d.nanos.max(0) as u64)
+                });
+                let answer = pb::OfferAnswer {
+                    offer_id: failed.offer_id,
+                    decision: pb::OfferDecision::Accept as i32,
+                    reason: String::new(),
+                };
+                let sender = sender.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(retry_after).await;
+                    let _ = sender.send(up(Up::OfferAnswer(answer))).await;
+                });
+            }
             Down::Assignment(pb::AssignmentChange { kind, delivery: Some(delivery), .. }) => {
                 match pb::AssignmentChangeKind::try_from(kind) {
                     Ok(pb::AssignmentChangeKind::Assigned) => self.take(delivery),
