@@ -453,14 +453,7 @@ async fn pickup_total(batch: bool) -> u32 {
 }
 
 async fn place(kitchen: &Kitchen, restaurant: &pb::Restaurant, menu: &pb::UpsertMenuResponse) -> String {
-    let request = pb::CreateOrderRequest {
-        idempotency_key: Uuid::new_v4().to_string(),
-        restaurant_id: restaurant.restaurant_id.clone(),
-        items: vec![common::line(menu, "Bruschetta", 1, &[])],
-        delivery_address: Some(common::address_near(common::KITCHEN_LAT, common::KITCHEN_LNG, 1_000.0)),
-        payment_method_id: "pm_card_visa".into(),
-        customer_note: String::new(),
-    };
+    let request = common::order_request_at(restaurant, menu, 1, 1_000.0);
     let order = kitchen.server.orders(Some(&kitchen.customer)).create_order(request).await.unwrap().into_inner();
     order.order.unwrap().order_id
 }

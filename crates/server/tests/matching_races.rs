@@ -27,14 +27,7 @@ async fn place_and_ready(
     let order = kitchen
         .server
         .orders(Some(&kitchen.customer))
-        .create_order(pb::CreateOrderRequest {
-            idempotency_key: Uuid::new_v4().to_string(),
-            restaurant_id: restaurant.restaurant_id.clone(),
-            items: vec![common::line(menu, "Bruschetta", 1, &[])],
-            delivery_address: Some(common::address_near(common::KITCHEN_LAT, common::KITCHEN_LNG, 2_000.0)),
-            payment_method_id: "pm_card_visa".into(),
-            customer_note: String::new(),
-        })
+        .create_order(common::order_request_at(restaurant, menu, 1, 2_000.0))
         .await
         .unwrap()
         .into_inner()

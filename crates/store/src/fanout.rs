@@ -35,7 +35,7 @@ const LOCATION_PREFIX: &str = "ff:loc:";
 /// (a lagged receiver just re-reads the database).
 const TOPIC_CAPACITY: usize = 16;
 /// Pub/sub messages received and not yet handled by the listener.
-pub const INBOX_CAPACITY: usize = 4_096;
+const INBOX_CAPACITY: usize = 4_096;
 
 /// A topic's wake-up: either a change was published, or changes may have
 /// been missed (the pub/sub connection came back, or the listener fell

@@ -174,21 +174,9 @@ impl LivePositions {
     /// The last live positions of those of `drivers` that have one, in one
     /// round trip.
     #[tracing::instrument(target = "foodfast::trace", name = "LivePositions.positions", skip_all, fields(otel.kind = "client", db.system = "redis"))]
-    pub async fn positions(&self, drivers: &[Uuid]) -> Result<Vec<LivePosition>, StoreError> {
-        if drivers.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut lookup = ::redis::pipe();
-        for id in drivers {
-            lookup.cmd("HGET").arg(driver_key(id)).arg("position");
-        }
+    pub(crate) async fn positions(&self, drivers: &[Uuid]) -> Result<Vec<LivePosition>, StoreError> {
         let mut connection = self.redis.connection();
-        let found: Vec<Option<String>> = lookup.query_async(&mut connection).await.map_err(StoreError::redis)?;
-        found
-            .iter()
-            .flatten()
-            .map(|p| serde_json::from_str(p).map_err(|err| StoreError::Corrupt(format!("live position: {err}"))))
-            .collect()
+        Ok(positions_of(&mut connection, drivers).await?.into_iter().flatten().collect())
     }
 
     /// Remembers the driver's durable watermark, so a new session (on any
@@ -368,18 +356,14 @@ impl LivePositions {
         if found.is_empty() {
             return Ok(Vec::new());
         }
-        let mut lookup = ::redis::pipe();
-        for id in &found {
-            lookup.cmd("HGET").arg(driver_key(id)).arg("position");
-        }
-        let positions: Vec<Option<String>> = lookup.query_async(&mut connection).await.map_err(StoreError::redis)?;
+        let ids = found
+            .iter()
+            .map(|id| id.parse().map_err(|_| StoreError::Corrupt(format!("available set member {id:?}"))))
+            .collect::<Result<Vec<Uuid>, _>>()?;
+        let positions = positions_of(&mut connection, &ids).await?;
         let mut available = Vec::with_capacity(found.len());
         let mut gone = Vec::new();
         for (id, position) in found.iter().zip(positions) {
-            let position: Option<LivePosition> = position
-                .map(|p| serde_json::from_str(&p))
-                .transpose()
-                .map_err(|err| StoreError::Corrupt(format!("live position of {id}: {err}")))?;
             match position {
                 Some(position) if position.received_at >= fresh_since => available.push(position),
                 _ => gone.push(id),
@@ -395,4 +379,29 @@ impl LivePositions {
         }
         Ok(available)
     }
+}
+
+/// Each driver's last live position (`None`: its hash expired), in one round trip.
+async fn positions_of(
+    connection: &mut ::redis::aio::ConnectionManager,
+    drivers: &[Uuid],
+) -> Result<Vec<Option<LivePosition>>, StoreError> {
+    if drivers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut lookup = ::redis::pipe();
+    for id in drivers {
+        lookup.cmd("HGET").arg(driver_key(id)).arg("position");
+    }
+    let found: Vec<Option<String>> = lookup.query_async(connection).await.map_err(StoreError::redis)?;
+    drivers
+        .iter()
+        .zip(found)
+        .map(|(id, position)| {
+            position
+                .map(|p| serde_json::from_str(&p))
+                .transpose()
+                .map_err(|err| StoreError::Corrupt(format!("live position of {id}: {err}")))
+        })
+        .collect()
 }

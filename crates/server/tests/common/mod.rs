@@ -548,14 +548,7 @@ impl Kitchen {
     /// An order of two Bruschetta, delivered 2 km north of the restaurant,
     /// with a fresh idempotency key.
     pub fn order_request(&self) -> pb::CreateOrderRequest {
-        pb::CreateOrderRequest {
-            idempotency_key: Uuid::new_v4().to_string(),
-            restaurant_id: self.restaurant.restaurant_id.clone(),
-            items: vec![line(&self.menu, "Bruschetta", 2, &[])],
-            delivery_address: Some(address_near(KITCHEN_LAT, KITCHEN_LNG, 2_000.0)),
-            payment_method_id: "pm_card_visa".into(),
-            customer_note: String::new(),
-        }
+        order_request_at(&self.restaurant, &self.menu, 2, 2_000.0)
     }
 
     /// A placed order (pending) of `order_request`; returns its id.
@@ -644,6 +637,23 @@ impl Kitchen {
     pub async fn status(&self, order_id: &str) -> pb::OrderStatus {
         let request = pb::GetOrderRequest { order_id: order_id.into() };
         self.server.orders(Some(&self.customer)).get_order(request).await.unwrap().into_inner().order.unwrap().status()
+    }
+}
+
+/// `quantity` Bruschettas from `restaurant`, delivered `distance_m` from the kitchen.
+pub fn order_request_at(
+    restaurant: &pb::Restaurant,
+    menu: &pb::UpsertMenuResponse,
+    quantity: u32,
+    distance_m: f64,
+) -> pb::CreateOrderRequest {
+    pb::CreateOrderRequest {
+        idempotency_key: Uuid::new_v4().to_string(),
+        restaurant_id: restaurant.restaurant_id.clone(),
+        items: vec![line(menu, "Bruschetta", quantity, &[])],
+        delivery_address: Some(address_near(KITCHEN_LAT, KITCHEN_LNG, distance_m)),
+        payment_method_id: "pm_card_visa".into(),
+        customer_note: String::new(),
     }
 }
 
