@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::orders::{
     EventKind, OrderEvent, TransitionFailure, TransitionRequest, Transitioned, apply_transition, insert_event,
-    order_from_row,
+    next_restaurant_event_seq, order_from_row,
 };
 use crate::postgres::{Postgres, TxError};
 use crate::{StoreError, sql};
@@ -370,8 +370,7 @@ impl Dispatch {
                         return Ok(None);
                     }
                     let order = order_from_row(&tx.query_one(sql::NEXT_ORDER_EVENT_SEQ, &[&order_id]).await?)?;
-                    let restaurant_seq: i64 =
-                        tx.query_one(sql::NEXT_RESTAURANT_EVENT_SEQ, &[&order.restaurant_id]).await?.get(0);
+                    let restaurant_seq = next_restaurant_event_seq(tx, order.restaurant_id).await?;
                     let event = OrderEvent {
                         order_id,
                         seq: order.last_event_seq,

@@ -350,8 +350,6 @@ impl Orders {
                 let new = new.clone();
                 Box::pin(async move {
                     let quote = &new.quote;
-                    let restaurant_seq: i64 =
-                        tx.query_one(sql::NEXT_RESTAURANT_EVENT_SEQ, &[&new.restaurant_id]).await?.get(0);
                     let dropoff = new.delivery_address.location;
                     let row = tx
                         .query_one(
@@ -403,6 +401,7 @@ impl Orders {
                     let status = OrderStatus::Pending.as_str();
                     let kind = EventKind::StatusChanged.as_str();
                     let actor = Actor::Customer.as_str();
+                    let restaurant_seq = next_restaurant_event_seq(tx, new.restaurant_id).await?;
                     tx.execute(
                         sql::INSERT_ORDER_EVENT,
                         &[
@@ -702,7 +701,6 @@ pub(crate) async fn apply_transition(
     };
     let driver_id = if has_driver { moved.driver_id } else { None };
     let payment_status = payment.map_or(before.payment_status, |effect| before.payment_status.then(effect));
-    let restaurant_seq: i64 = tx.query_one(sql::NEXT_RESTAURANT_EVENT_SEQ, &[&before.restaurant_id]).await?.get(0);
     let row = tx
         .query_one(
             sql::UPDATE_ORDER_STATUS,
@@ -711,6 +709,7 @@ pub(crate) async fn apply_transition(
         .await?;
     let after = order_from_row(&row)?;
     let withdrawn_offers = keep_dispatch_in_step(tx, zones, &before, &after).await?;
+    let restaurant_seq = next_restaurant_event_seq(tx, before.restaurant_id).await?;
     let assigns = matches!(request.action, OrderAction::AssignDriver | OrderAction::ReassignDriver);
     let event = OrderEvent {
         order_id: request.order_id,
@@ -738,6 +737,16 @@ pub(crate) async fn apply_transition(
         driver_loads: moved.loads,
         drivers_affected,
     }))
+}
+
+/// Takes the restaurant's next event number (the WatchOrders cursor). Every
+/// event of every order of a restaurant bumps the same row, so callers take
+/// it as late as they can: the row stays locked from here until commit.
+pub(crate) async fn next_restaurant_event_seq(
+    tx: &tokio_postgres::Transaction<'_>,
+    restaurant_id: Uuid,
+) -> Result<i64, TxError> {
+    Ok(tx.query_one(sql::NEXT_RESTAURANT_EVENT_SEQ, &[&restaurant_id]).await?.get(0))
 }
 
 /// Appends `event` to the order's log.
