@@ -9,7 +9,7 @@
 //! point is durable once both inserts have succeeded at the session's
 //! consistency level.
 //!
-//! The writer takes what the queue holds (up to 64 points at a time) and
+//! The writer takes what the queue holds (up to 1,024 points at a time) and
 //! writes each table's rows grouped by partition: a group is one
 //! single-partition unlogged batch (one row: the plain prepared insert),
 //! which the store applies as one mutation, so a busy writer sends far fewer
