@@ -21,7 +21,9 @@ use foodfast_api::v1::restaurant_service_client::RestaurantServiceClient;
 use foodfast_api::v1::tracking_service_client::TrackingServiceClient;
 use foodfast_domain::access::Role;
 use foodfast_server::config::Config;
+use foodfast_store::metrics::{LOCATION_QUEUE_DEPTH, PUBSUB_OVERFLOWS_TOTAL};
 use hdrhistogram::Histogram;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -121,6 +123,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let subscribers = (0..args.streams).map(|i| (keys[i % orders % args.drivers].clone(), None)).collect();
     let relay = Opened::open(&relay_server.url, publishers, subscribers).await?;
 
+    // The server's own metrics, to tell where a backlog sits.
+    let metrics = foodfast_telemetry::metrics::install()?;
     let server = InProcessServer::start().await?;
     server.migrate_scylla().await?;
     eprintln!("seeding {} restaurants with their staff, {CUSTOMERS} customers", args.restaurants);
@@ -158,7 +162,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         })
         .collect();
     eprintln!("(b) FoodFast: {} TrackOrder streams, {} drivers", args.streams, args.drivers);
-    let foodfast = Opened::open(&server.url, fleet, watchers).await?.measure(&schedule).await?;
+    let opened = Opened::open(&server.url, fleet, watchers).await?;
+    let (foodfast, deepest_queue) = while_sampling_queue_depth(&metrics, opened.measure(&schedule)).await;
+    let foodfast = foodfast?;
+    let pubsub_overflows = metric_value(&metrics.render(), PUBSUB_OVERFLOWS_TOTAL).unwrap_or(0.0);
     let peak_rss = report::peak_rss();
 
     server.stop_and_discard().await?;
@@ -203,11 +210,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     report::print_ratios(("(b) FoodFast", &foodfast.updates), ("(a) relay", &relay.updates));
     println!(
-        "driver pings/s: (b) {:.1} accepted (rejected or failed: {}; durable ack p99 {:.2} ms), (a) {:.1}",
+        "driver pings/s: (b) {:.1} sent (rejected or failed: {}), {:.1} acked durable (ack p99 {:.2} ms), (a) {:.1}",
         foodfast.pings.accepted.throughput(),
         report::errors(&foodfast.pings.accepted),
+        foodfast.pings.durable.throughput(),
         foodfast.pings.durable.latency.value_at_quantile(0.99) as f64 / 1000.0,
         relay.pings.accepted.throughput(),
+    );
+    println!(
+        "server while measured (b): location writer queue at most {deepest_queue:.0} of {} points (full: driver \
+         streams stop reading); pub/sub inbox overflows {pubsub_overflows:.0}",
+        defaults.ingest.writer.queue_capacity,
     );
     println!(
         "other messages on the (b) streams while measured (ETAs, events, heartbeats): {}",
@@ -234,6 +247,27 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     println!("  first and both were open before either carried traffic, so neither reused the other's memory)");
     aim(&foodfast, f64::from(target), args.streams);
     Ok(())
+}
+
+/// Runs `task` while reading the location writer's queue depth every 250 ms;
+/// returns its output and the deepest queue seen.
+async fn while_sampling_queue_depth<T>(metrics: &PrometheusHandle, task: impl Future<Output = T>) -> (T, f64) {
+    let mut deepest: f64 = 0.0;
+    let mut every = tokio::time::interval(Duration::from_millis(250));
+    tokio::pin!(task);
+    loop {
+        tokio::select! {
+            output = &mut task => return (output, deepest),
+            _ = every.tick() => {
+                deepest = deepest.max(metric_value(&metrics.render(), LOCATION_QUEUE_DEPTH).unwrap_or(0.0));
+            }
+        }
+    }
+}
+
+/// The value of an unlabelled metric in a Prometheus text exposition.
+fn metric_value(exposition: &str, name: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// "1 per order (its customer)", or the parties when there are more.
