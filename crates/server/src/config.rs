@@ -166,9 +166,6 @@ pub struct IngestConfig {
     /// The ping interval the server asks apps for.
     #[serde(with = "humantime_serde")]
     pub ping_interval: Duration,
-    /// Acks are coalesced to at most one per this interval.
-    #[serde(with = "humantime_serde")]
-    pub ack_interval: Duration,
     /// How long ReportLocation waits for its pings to become durable.
     #[serde(with = "humantime_serde")]
     pub report_timeout: Duration,
@@ -187,7 +184,6 @@ impl Default for IngestConfig {
             zones: Zones(vec![Zone { name: "paris".into(), south: 48.70, west: 2.05, north: 49.05, east: 2.65 }]),
             writer: LocationWriterConfig::default(),
             ping_interval: Duration::from_secs(5),
-            ack_interval: Duration::from_millis(100),
             report_timeout: Duration::from_secs(5),
             outbound_buffer: 64,
             drain_timeout: Duration::from_secs(60),

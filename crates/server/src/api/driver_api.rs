@@ -234,9 +234,9 @@ struct DriverPings {
     rejected: BTreeSet<u64>,
     /// Accepted pings made durable since the last ack.
     newly_durable: u64,
-    /// The watermark last written to Redis, and when.
+    /// The watermark last written to Redis, and when that was last tried.
     recorded: u64,
-    recorded_at: Option<tokio::time::Instant>,
+    record_tried_at: Option<tokio::time::Instant>,
 }
 
 impl DriverPings {
@@ -266,7 +266,7 @@ impl DriverPings {
             rejected: BTreeSet::new(),
             newly_durable: 0,
             recorded: durable,
-            recorded_at: None,
+            record_tried_at: None,
         }
     }
 
@@ -350,16 +350,27 @@ impl DriverPings {
     /// `now`. It is only a resume hint: one that lags (a replica died) makes
     /// the app resend pings that are written again to the same rows.
     async fn record_durable(&mut self, app: &App, now: bool) {
-        let due = now || self.recorded_at.is_none_or(|at| at.elapsed() >= DURABLE_HINT_EVERY);
-        if self.durable <= self.recorded || !due {
+        if !now && self.record_due().is_none_or(|due| due > tokio::time::Instant::now()) {
             return;
         }
+        if self.durable <= self.recorded {
+            return;
+        }
+        self.record_tried_at = Some(tokio::time::Instant::now());
         match app.live.record_durable(self.driver_id, self.durable).await {
-            Ok(()) => (self.recorded, self.recorded_at) = (self.durable, Some(tokio::time::Instant::now())),
+            Ok(()) => self.recorded = self.durable,
             Err(err) => {
                 tracing::warn!(driver = %self.driver_id, error = %foodfast_store::Chain(&err), "could not record durable seq")
             }
         }
+    }
+
+    /// When the watermark should next be written, if it moved since.
+    fn record_due(&self) -> Option<tokio::time::Instant> {
+        (self.durable > self.recorded).then(|| match self.record_tried_at {
+            Some(at) => at + DURABLE_HINT_EVERY,
+            None => tokio::time::Instant::now(),
+        })
     }
 }
 
@@ -640,8 +651,9 @@ async fn connected(
     let mut rejected: Vec<pb::RejectedPing> = Vec::new();
     let mut acked = pings.durable;
     let mut drain_deadline: Option<tokio::time::Instant> = None;
-    let mut ack_tick = tokio::time::interval(app.ingest.ack_interval);
-    ack_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Armed only while the watermark's record waits for its turn: an idle
+    // stream does not wake.
+    let mut follow_up: Option<tokio::time::Instant> = None;
     let resync_every = app.dispatch_config.driver_resync_interval;
     let mut next_resync = tokio::time::Instant::now() + jittered(resync_every);
     'stream: loop {
@@ -726,7 +738,7 @@ async fn connected(
                 next_resync = tokio::time::Instant::now() + jittered(resync_every);
                 needs_sync = true;
             }
-            _ = ack_tick.tick() => {}
+            _ = sleep_until_or_never(follow_up) => {}
         }
         if needs_sync {
             match shown.sync(app, driver_id).await {
@@ -743,8 +755,8 @@ async fn connected(
                 }
             }
         }
-        // Acks are coalesced: at most one per tick of work, whenever the
-        // watermark moved or rejections wait.
+        // At most one ack per turn of the loop, when the watermark moved or
+        // rejections wait (the watch coalesces the writer's completions).
         if pings.durable > acked || !rejected.is_empty() {
             let batch: Vec<_> = rejected.drain(..rejected.len().min(MAX_REJECTIONS_PER_ACK)).collect();
             let ack = pb::PingAck { durable_seq: pings.durable, rejected: batch };
@@ -755,6 +767,7 @@ async fn connected(
             acked = pings.durable;
         }
         pings.record_durable(app, false).await;
+        follow_up = pings.record_due();
         if drain_deadline.is_some() && pings.durable >= pings.submitted && rejected.is_empty() {
             break 'stream;
         }
