@@ -394,6 +394,11 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting { env: "FOODFAST_REDIS_URL", key: "stores.redis.url", help: "Redis URL" },
     Setting {
+        env: "FOODFAST_REDIS_CONNECTIONS",
+        key: "stores.redis.connections",
+        help: "multiplexed Redis connections, taken in turn",
+    },
+    Setting {
         env: "FOODFAST_STORES_CONNECT_TIMEOUT",
         key: "stores.connect_timeout",
         help: "how long start-up waits for the stores",

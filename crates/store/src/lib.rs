@@ -85,6 +85,9 @@ impl StoresConfig {
         if let Err(err) = ::redis::Client::open(self.redis.url.as_str()) {
             return invalid("stores.redis.url", format!("not a Redis URL: {err}"));
         }
+        if !(1..=redis::MAX_CONNECTIONS).contains(&self.redis.connections) {
+            return invalid("stores.redis.connections", format!("must be 1 to {}", redis::MAX_CONNECTIONS));
+        }
         Ok(())
     }
 }

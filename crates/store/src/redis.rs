@@ -1,7 +1,10 @@
-//! Redis: live state and fan-out. One multiplexed connection that reconnects
-//! by itself; pub/sub subscribers open their own (RESP3, so that received
-//! messages go where the subscriber says, with a bound it chooses).
+//! Redis: live state and fan-out. A few multiplexed connections that
+//! reconnect by themselves, taken in turn; pub/sub subscribers open their own
+//! (RESP3, so that received messages go where the subscriber says, with a
+//! bound it chooses).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ::redis::aio::{AsyncPushSender, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
@@ -17,18 +20,28 @@ pub struct RedisConfig {
     /// A command that gets no answer in this time fails with `UNAVAILABLE`.
     #[serde(with = "humantime_serde")]
     pub response_timeout: Duration,
+    /// Multiplexed connections commands are spread over. One connection's
+    /// task forwards at most Tokio's cooperative budget (128 requests) per
+    /// turn on a worker, so on a busy process a single one queues every
+    /// caller behind all other tasks: 2,000 drivers pinging at 10,000/s
+    /// waited 0.4 s per round trip on one.
+    pub connections: usize,
 }
 
 impl Default for RedisConfig {
     fn default() -> Self {
-        Self { url: "redis://127.0.0.1:6379/0".into(), response_timeout: Duration::from_secs(2) }
+        Self { url: "redis://127.0.0.1:6379/0".into(), response_timeout: Duration::from_secs(2), connections: 8 }
     }
 }
+
+/// Most connections `stores.redis.connections` may ask for.
+pub const MAX_CONNECTIONS: usize = 256;
 
 #[derive(Clone)]
 pub struct Redis {
     client: ::redis::Client,
-    connection: ConnectionManager,
+    connections: Arc<[ConnectionManager]>,
+    next: Arc<AtomicUsize>,
     response_timeout: Duration,
 }
 
@@ -39,14 +52,24 @@ impl Redis {
             .set_connection_timeout(Some(config.response_timeout))
             .set_response_timeout(Some(config.response_timeout))
             .set_number_of_retries(1);
-        let connection =
-            ConnectionManager::new_with_config(client.clone(), manager_config).await.map_err(StoreError::redis)?;
-        Ok(Self { client, connection, response_timeout: config.response_timeout })
+        let connections = futures::future::try_join_all(
+            (0..config.connections.max(1))
+                .map(|_| ConnectionManager::new_with_config(client.clone(), manager_config.clone())),
+        )
+        .await
+        .map_err(StoreError::redis)?;
+        Ok(Self {
+            client,
+            connections: connections.into(),
+            next: Arc::new(AtomicUsize::new(0)),
+            response_timeout: config.response_timeout,
+        })
     }
 
-    /// The shared connection; cheap to clone.
+    /// The next of the shared connections, in turn; cheap to clone.
     pub fn connection(&self) -> ConnectionManager {
-        self.connection.clone()
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        self.connections[turn % self.connections.len()].clone()
     }
 
     /// A connection of its own for pub/sub: messages for its subscriptions
