@@ -316,14 +316,19 @@ pub struct HealthConfig {
     /// How often every store is pinged for the health service.
     #[serde(with = "humantime_serde")]
     pub probe_interval: Duration,
-    /// A store that has not answered a ping within this is down.
+    /// A ping not answered within this failed.
     #[serde(with = "humantime_serde")]
     pub probe_timeout: Duration,
+    /// Consecutive failed pings before a store that was up counts as down:
+    /// one slow answer on a busy replica (or a store-wide hiccup) must not
+    /// take every replica out of service at once. Up again on the first
+    /// answer.
+    pub failures_before_down: u32,
 }
 
 impl Default for HealthConfig {
     fn default() -> Self {
-        Self { probe_interval: Duration::from_secs(2), probe_timeout: Duration::from_secs(1) }
+        Self { probe_interval: Duration::from_secs(2), probe_timeout: Duration::from_secs(1), failures_before_down: 3 }
     }
 }
 
@@ -407,6 +412,11 @@ pub const SETTINGS: &[Setting] = &[
         env: "FOODFAST_HEALTH_PROBE_INTERVAL",
         key: "health.probe_interval",
         help: "how often stores are pinged for health",
+    },
+    Setting {
+        env: "FOODFAST_HEALTH_FAILURES_BEFORE_DOWN",
+        key: "health.failures_before_down",
+        help: "consecutive failed pings before a store counts as down",
     },
     Setting {
         env: "FOODFAST_AUTH_KEYS",
@@ -521,6 +531,9 @@ impl Config {
         }
         if self.health.probe_timeout.is_zero() || self.health.probe_interval.is_zero() {
             return Err(invalid("health.probe_interval", "health probe interval and timeout must be positive".into()));
+        }
+        if self.health.failures_before_down == 0 {
+            return Err(invalid("health.failures_before_down", "must be at least 1".into()));
         }
         self.auth.token_keys().map_err(|message| invalid("auth.keys", message))?;
         if self.auth.access_token_ttl.is_zero() || self.auth.refresh_token_ttl <= self.auth.access_token_ttl {

@@ -2,13 +2,13 @@
 //! while every store it needs answers, and the overall status (`""`) only
 //! while all do.
 
-use std::time::Duration;
-
 use foodfast_store::health::StoreHealth;
 use foodfast_store::{Backend, Stores};
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
+
+use crate::config::HealthConfig;
 
 use Backend::{Postgres, Redis, Scylla};
 
@@ -43,17 +43,12 @@ pub async fn publish_shutting_down(reporter: &HealthReporter) {
     reporter.set_service_status("", ServingStatus::NotServing).await;
 }
 
-/// Probes the stores every `interval` until `stop` is cancelled.
-pub async fn watch_stores(
-    stores: Stores,
-    reporter: HealthReporter,
-    interval: Duration,
-    timeout: Duration,
-    stop: CancellationToken,
-) {
+/// Probes the stores every `probe_interval` until `stop` is cancelled.
+pub async fn watch_stores(stores: Stores, reporter: HealthReporter, config: HealthConfig, stop: CancellationToken) {
+    let mut debounced = Debounced::new(config.failures_before_down);
     let mut last = None;
     loop {
-        let health = stores.probe(timeout).await;
+        let health = debounced.observe(stores.probe(config.probe_timeout).await);
         if last != Some(health) {
             tracing::info!(postgres = health.postgres, redis = health.redis, scylla = health.scylla, "store health");
             last = Some(health);
@@ -61,11 +56,78 @@ pub async fn watch_stores(
         publish(&reporter, health).await;
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(config.probe_interval) => {}
         }
+    }
+}
+
+/// Store health as reported: a store that was up is down only after
+/// `failures_before_down` failed probes in a row, and up on its first answer.
+/// Every store starts down, until it answers.
+struct Debounced {
+    failures_before_down: u32,
+    /// Consecutive failed probes per store: PostgreSQL, Redis, Scylla.
+    failures: [u32; 3],
+}
+
+impl Debounced {
+    fn new(failures_before_down: u32) -> Self {
+        Self { failures_before_down, failures: [failures_before_down; 3] }
+    }
+
+    fn observe(&mut self, probe: StoreHealth) -> StoreHealth {
+        let answered = [probe.postgres, probe.redis, probe.scylla];
+        for (failures, up) in self.failures.iter_mut().zip(answered) {
+            *failures = if up { 0 } else { failures.saturating_add(1) };
+        }
+        let up = self.failures.map(|failures| failures < self.failures_before_down);
+        StoreHealth { postgres: up[0], redis: up[1], scylla: up[2] }
     }
 }
 
 fn status(up: bool) -> ServingStatus {
     if up { ServingStatus::Serving } else { ServingStatus::NotServing }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(postgres: bool, redis: bool, scylla: bool) -> StoreHealth {
+        StoreHealth { postgres, redis, scylla }
+    }
+
+    #[test]
+    fn stores_start_down_and_are_up_on_their_first_answer() {
+        let mut debounced = Debounced::new(3);
+        assert_eq!(debounced.observe(probe(false, true, false)), probe(false, true, false));
+        assert_eq!(debounced.observe(probe(true, true, true)), probe(true, true, true));
+    }
+
+    #[test]
+    fn a_store_that_was_up_is_down_only_after_the_failures_in_a_row() {
+        let mut debounced = Debounced::new(3);
+        debounced.observe(probe(true, true, true));
+        assert_eq!(debounced.observe(probe(true, false, true)), probe(true, true, true), "one slow answer");
+        assert_eq!(debounced.observe(probe(true, false, true)), probe(true, true, true));
+        assert_eq!(debounced.observe(probe(true, false, true)), probe(true, false, true), "the third in a row");
+        assert_eq!(debounced.observe(probe(true, true, true)), probe(true, true, true), "up on its first answer");
+    }
+
+    #[test]
+    fn an_answer_between_failures_starts_the_count_again() {
+        let mut debounced = Debounced::new(2);
+        debounced.observe(probe(true, true, true));
+        assert_eq!(debounced.observe(probe(false, true, true)), probe(true, true, true));
+        assert_eq!(debounced.observe(probe(true, true, true)), probe(true, true, true));
+        assert_eq!(debounced.observe(probe(false, true, true)), probe(true, true, true));
+        assert_eq!(debounced.observe(probe(false, true, true)), probe(false, true, true));
+    }
+
+    #[test]
+    fn with_one_failure_allowed_a_store_is_down_at_once() {
+        let mut debounced = Debounced::new(1);
+        debounced.observe(probe(true, true, true));
+        assert_eq!(debounced.observe(probe(true, true, false)), probe(true, true, false));
+    }
 }

@@ -94,13 +94,8 @@ pub async fn serve(
         stopping: stopping.clone(),
     };
     let dispatcher = config.dispatch.enabled.then(|| tokio::spawn(crate::dispatcher::run(app.clone())));
-    let health_task = tokio::spawn(health::watch_stores(
-        stores.clone(),
-        reporter.clone(),
-        config.health.probe_interval,
-        config.health.probe_timeout,
-        stopping.clone(),
-    ));
+    let health_task =
+        tokio::spawn(health::watch_stores(stores.clone(), reporter.clone(), config.health.clone(), stopping.clone()));
 
     let grpc = &config.grpc;
     let router = builder
