@@ -161,6 +161,26 @@ fn permitted(actor: Actor, action: OrderAction, from: OrderStatus) -> bool {
     }
 }
 
+/// Where a driver reports arriving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stop {
+    Restaurant,
+    Customer,
+}
+
+/// Whether the order's driver may report arriving at `stop` while the order
+/// is `status`: at the restaurant until the food is picked up, at the
+/// customer once it is on its way. Never on a finished order.
+pub const fn may_arrive(status: OrderStatus, stop: Stop) -> bool {
+    match stop {
+        Stop::Restaurant => matches!(
+            status,
+            OrderStatus::Confirmed | OrderStatus::Preparing | OrderStatus::ReadyForPickup | OrderStatus::DriverAssigned
+        ),
+        Stop::Customer => matches!(status, OrderStatus::PickedUp | OrderStatus::Delivering),
+    }
+}
+
 impl OrderStatus {
     /// In lifecycle order.
     pub const ALL: [Self; 10] = [
@@ -196,7 +216,7 @@ impl OrderStatus {
     }
 
     /// For messages: "order is {described}".
-    const fn described(self) -> &'static str {
+    pub const fn described(self) -> &'static str {
         match self {
             Self::Pending => "pending",
             Self::Confirmed => "confirmed",
@@ -345,6 +365,21 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn a_driver_arrives_at_the_restaurant_before_pickup_and_at_the_customer_after() {
+        use OrderStatus::*;
+        let at_restaurant: Vec<_> = OrderStatus::ALL.into_iter().filter(|&s| may_arrive(s, Stop::Restaurant)).collect();
+        let at_customer: Vec<_> = OrderStatus::ALL.into_iter().filter(|&s| may_arrive(s, Stop::Customer)).collect();
+        assert_eq!(at_restaurant, [Confirmed, Preparing, ReadyForPickup, DriverAssigned]);
+        assert_eq!(at_customer, [PickedUp, Delivering]);
+        assert!(
+            OrderStatus::ALL
+                .into_iter()
+                .filter(|s| s.is_terminal())
+                .all(|s| !may_arrive(s, Stop::Restaurant) && !may_arrive(s, Stop::Customer))
+        );
+    }
 
     /// Every allowed transition, written out by hand. Columns: from, driver (yes/no/any),
     /// action, actors allowed, to, driver afterwards (yes/no, or "same"), payment (or -).

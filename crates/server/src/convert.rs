@@ -12,7 +12,7 @@ use foodfast_domain::geo::{LatLng, distance_m};
 use foodfast_domain::hours::{OpeningHours, OpeningPeriod, parse_time, parse_time_zone};
 use foodfast_domain::menu::{Customization, CustomizationOption, Menu, MenuCategory, MenuItem};
 use foodfast_domain::money::{Currency, format_amount, parse_amount};
-use foodfast_domain::order::{Actor, OrderStatus};
+use foodfast_domain::order::{Actor, OrderStatus, Stop};
 use foodfast_domain::pricing::{Cart, CartLine, Choice, PricedChoice, PricedLine, Quote};
 use foodfast_domain::restaurant::{RestaurantProfile, normalize_cuisine};
 use foodfast_domain::validation::{FieldError, parse_uuid};
@@ -160,6 +160,8 @@ pub fn order_event(event: &OrderEvent) -> pb::OrderEvent {
             EventKind::StatusChanged => pb::OrderEventKind::StatusChanged,
             EventKind::DriverAssigned => pb::OrderEventKind::DriverAssigned,
             EventKind::DispatchDelayed => pb::OrderEventKind::DispatchDelayed,
+            EventKind::DriverArrived(Stop::Restaurant) => pb::OrderEventKind::DriverArrivedAtRestaurant,
+            EventKind::DriverArrived(Stop::Customer) => pb::OrderEventKind::DriverArrivedAtCustomer,
         } as i32,
         status: order_status(event.status) as i32,
         previous_status: event.previous_status.map_or(pb::OrderStatus::Unspecified, order_status) as i32,

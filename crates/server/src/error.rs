@@ -11,7 +11,7 @@ use foodfast_domain::pricing::CartError;
 use foodfast_domain::validation::FieldError;
 use foodfast_payments::PaymentError;
 use foodfast_store::dispatch::AnswerFailure;
-use foodfast_store::orders::TransitionFailure;
+use foodfast_store::orders::{ArrivalRefused, TransitionFailure};
 use foodfast_store::restaurants::MenuUpdateError;
 use foodfast_store::users::{CreateUserError, RefreshRefused};
 use foodfast_store::{Chain, StoreError};
@@ -211,6 +211,15 @@ impl From<AnswerFailure> for ApiError {
             AnswerFailure::Closed { .. } | AnswerFailure::Expired(_) => ApiError::OfferClosed(err.to_string()),
             AnswerFailure::Assign(TransitionFailure::Store(store)) => ApiError::Store(store),
             AnswerFailure::Assign(failure) => ApiError::OfferClosed(format!("the offer cannot be honoured: {failure}")),
+        }
+    }
+}
+
+impl From<ArrivalRefused> for ApiError {
+    fn from(err: ArrivalRefused) -> Self {
+        match err {
+            ArrivalRefused::NotFound(_) => ApiError::PermissionDenied(format!("{err}: not found or not yours")),
+            ArrivalRefused::NotNow { .. } => ApiError::FailedPrecondition(err.to_string()),
         }
     }
 }

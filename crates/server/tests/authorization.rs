@@ -269,12 +269,15 @@ impl World {
                     })
                     .await,
             ),
-            "DriverService/MarkArrived" => code(
-                server
-                    .drivers(caller)
-                    .mark_arrived(pb::MarkArrivedRequest { order_id, stop: pb::DeliveryStop::Restaurant as i32 })
-                    .await,
-            ),
+            "DriverService/MarkArrived" => {
+                let order_id = self.assigned_order().await;
+                code(
+                    server
+                        .drivers(caller)
+                        .mark_arrived(pb::MarkArrivedRequest { order_id, stop: pb::DeliveryStop::Restaurant as i32 })
+                        .await,
+                )
+            }
             "DriverService/MarkPickedUp" => {
                 let order_id = self.assigned_order().await;
                 code(server.drivers(caller).mark_picked_up(pb::MarkPickedUpRequest { order_id }).await)

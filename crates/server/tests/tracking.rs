@@ -363,3 +363,59 @@ async fn a_redis_outage_degrades_the_stream_which_catches_up_from_the_database()
     let (event, _) = next_event(&mut stream).await;
     assert_eq!((event.seq, event.status()), (seq + 2, pb::OrderStatus::Preparing));
 }
+
+async fn arrived(
+    kitchen: &Kitchen,
+    caller: &foodfast_domain::access::Principal,
+    order_id: &str,
+    stop: pb::DeliveryStop,
+) -> Result<pb::MarkArrivedResponse, tonic::Status> {
+    let request = pb::MarkArrivedRequest { order_id: order_id.into(), stop: stop as i32 };
+    kitchen.server.drivers(Some(caller)).mark_arrived(request).await.map(|response| response.into_inner())
+}
+
+#[tokio::test]
+async fn the_drivers_arrivals_reach_the_customer_once_each_and_only_when_they_make_sense() {
+    let kitchen = Kitchen::open().await;
+    let driver = kitchen.driver(1).await;
+    let other = kitchen.driver(1).await;
+    let _online = DriverApp::connect(kitchen.server.drivers(Some(&driver))).await;
+    let order_id = kitchen.ready_order().await;
+    let assigned = kitchen.assign(&order_id, &driver).await.unwrap();
+    let mut stream = track(&mut kitchen.server.tracking(Some(&kitchen.customer)), &order_id, assigned.seq).await;
+
+    let err = arrived(&kitchen, &driver, &order_id, pb::DeliveryStop::Unspecified).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let err = arrived(&kitchen, &other, &order_id, pb::DeliveryStop::Restaurant).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "only the order's driver: {err:?}");
+    let err = arrived(&kitchen, &driver, &order_id, pb::DeliveryStop::Customer).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "not at the customer before pickup: {err:?}");
+    assert!(err.message().contains("once the food is picked up"), "{}", err.message());
+
+    let at_restaurant = arrived(&kitchen, &driver, &order_id, pb::DeliveryStop::Restaurant).await.unwrap();
+    assert_eq!((at_restaurant.status(), at_restaurant.seq), (pb::OrderStatus::DriverAssigned, assigned.seq + 1));
+    let again = arrived(&kitchen, &driver, &order_id, pb::DeliveryStop::Restaurant).await.unwrap();
+    assert_eq!(again.seq, at_restaurant.seq, "a resend adds nothing");
+    let (event, _) = next_event(&mut stream).await;
+    assert_eq!(
+        (event.seq, event.kind(), event.status(), event.actor()),
+        (
+            at_restaurant.seq,
+            pb::OrderEventKind::DriverArrivedAtRestaurant,
+            pb::OrderStatus::DriverAssigned,
+            pb::Actor::Driver
+        )
+    );
+
+    let picked = kitchen.picked_up(&driver, &order_id).await.unwrap();
+    let at_customer = arrived(&kitchen, &driver, &order_id, pb::DeliveryStop::Customer).await.unwrap();
+    assert_eq!((at_customer.status(), at_customer.seq), (pb::OrderStatus::PickedUp, picked.seq + 1));
+    let (event, _) = next_event(&mut stream).await;
+    assert_eq!((event.seq, event.status()), (picked.seq, pb::OrderStatus::PickedUp));
+    let (event, _) = next_event(&mut stream).await;
+    assert_eq!((event.seq, event.kind()), (at_customer.seq, pb::OrderEventKind::DriverArrivedAtCustomer));
+
+    kitchen.delivered(&driver, &order_id).await.unwrap();
+    let err = arrived(&kitchen, &other, &order_id, pb::DeliveryStop::Customer).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+}

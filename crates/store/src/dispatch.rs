@@ -18,8 +18,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::orders::{
-    EventKind, OrderEvent, TransitionFailure, TransitionRequest, Transitioned, apply_transition, insert_event,
-    next_restaurant_event_seq, order_from_row,
+    EventKind, Notice, OrderEvent, TransitionFailure, TransitionRequest, Transitioned, append_notice, apply_transition,
 };
 use crate::postgres::{Postgres, TxError};
 use crate::{StoreError, sql};
@@ -369,23 +368,8 @@ impl Dispatch {
                     if tx.query_opt(sql::FLAG_JOB, &[&order_id, &epoch]).await?.is_none() {
                         return Ok(None);
                     }
-                    let order = order_from_row(&tx.query_one(sql::NEXT_ORDER_EVENT_SEQ, &[&order_id]).await?)?;
-                    let restaurant_seq = next_restaurant_event_seq(tx, order.restaurant_id).await?;
-                    let event = OrderEvent {
-                        order_id,
-                        seq: order.last_event_seq,
-                        restaurant_id: order.restaurant_id,
-                        restaurant_seq,
-                        kind: EventKind::DispatchDelayed,
-                        status: order.status,
-                        previous_status: Some(order.status),
-                        actor_id: None,
-                        actor: Actor::System,
-                        reason,
-                        created_at: order.updated_at,
-                        driver_id: None,
-                    };
-                    insert_event(tx, &event).await?;
+                    let by = Notice { actor: Actor::System, actor_id: None, reason };
+                    let (_, event) = append_notice(tx, order_id, EventKind::DispatchDelayed, by, None).await?;
                     Ok(Some(event))
                 })
             })

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use foodfast_domain::address::Address;
 use foodfast_domain::money::Currency;
 use foodfast_domain::order::{
-    self, Actor, Decision, OrderAction, OrderState, OrderStatus, PaymentEffect, TransitionError,
+    self, Actor, Decision, OrderAction, OrderState, OrderStatus, PaymentEffect, Stop, TransitionError,
 };
 use foodfast_domain::pricing::{PricedChoice, Quote};
 use foodfast_domain::zones::Zones;
@@ -93,6 +93,8 @@ pub enum EventKind {
     DriverAssigned,
     /// Nobody accepted the order after every dispatch round; status unchanged.
     DispatchDelayed,
+    /// The order's driver reported arriving at a stop; status unchanged.
+    DriverArrived(Stop),
 }
 
 impl EventKind {
@@ -101,6 +103,8 @@ impl EventKind {
             EventKind::StatusChanged => "status_changed",
             EventKind::DriverAssigned => "driver_assigned",
             EventKind::DispatchDelayed => "dispatch_delayed",
+            EventKind::DriverArrived(Stop::Restaurant) => "driver_arrived_at_restaurant",
+            EventKind::DriverArrived(Stop::Customer) => "driver_arrived_at_customer",
         }
     }
 
@@ -109,6 +113,8 @@ impl EventKind {
             "status_changed" => Ok(EventKind::StatusChanged),
             "driver_assigned" => Ok(EventKind::DriverAssigned),
             "dispatch_delayed" => Ok(EventKind::DispatchDelayed),
+            "driver_arrived_at_restaurant" => Ok(EventKind::DriverArrived(Stop::Restaurant)),
+            "driver_arrived_at_customer" => Ok(EventKind::DriverArrived(Stop::Customer)),
             other => Err(StoreError::Corrupt(format!("unknown order event kind {other:?}"))),
         }
     }
@@ -158,6 +164,37 @@ pub struct Order {
 impl Order {
     pub fn state(&self) -> OrderState {
         OrderState { status: self.status, has_driver: self.driver_id.is_some() }
+    }
+}
+
+/// A recorded arrival: the order as it is after it, and the event when this
+/// call wrote it (`None`: an earlier call did).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Arrival {
+    pub order: Order,
+    pub new_event: Option<OrderEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ArrivalRefused {
+    /// No such order, or not this driver's.
+    #[error("order {0} not found")]
+    NotFound(Uuid),
+    #[error("order {order_id} is {}: a driver arrives at the {} {}", .status.described(), stop_name(*.stop), stop_when(*.stop))]
+    NotNow { order_id: Uuid, status: OrderStatus, stop: Stop },
+}
+
+fn stop_name(stop: Stop) -> &'static str {
+    match stop {
+        Stop::Restaurant => "restaurant",
+        Stop::Customer => "customer",
+    }
+}
+
+fn stop_when(stop: Stop) -> &'static str {
+    match stop {
+        Stop::Restaurant => "before picking the food up",
+        Stop::Customer => "once the food is picked up",
     }
 }
 
@@ -337,6 +374,41 @@ impl Orders {
             .await
             .map_err(StoreError::postgres)?;
         Ok(())
+    }
+
+    /// Appends the event that `driver` arrived at `stop` of its order, once
+    /// per driver and stop: a resend answers with the event already there.
+    #[tracing::instrument(target = "foodfast::trace", name = "Orders.record_arrival", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    pub async fn record_arrival(
+        &self,
+        order_id: Uuid,
+        driver_id: Uuid,
+        stop: Stop,
+    ) -> Result<Result<Arrival, ArrivalRefused>, StoreError> {
+        self.postgres
+            .serializable(|tx| {
+                Box::pin(async move {
+                    let Some(row) = tx.query_opt(sql::SELECT_ORDER, &[&order_id]).await? else {
+                        return Ok(Err(ArrivalRefused::NotFound(order_id)));
+                    };
+                    let order = order_from_row(&row)?;
+                    if order.driver_id != Some(driver_id) {
+                        return Ok(Err(ArrivalRefused::NotFound(order_id)));
+                    }
+                    let kind = EventKind::DriverArrived(stop);
+                    if tx.query_opt(sql::SELECT_DRIVER_EVENT, &[&order_id, &kind.as_str(), &driver_id]).await?.is_some()
+                    {
+                        return Ok(Ok(Arrival { order, new_event: None }));
+                    }
+                    if !order::may_arrive(order.status, stop) {
+                        return Ok(Err(ArrivalRefused::NotNow { order_id, status: order.status, stop }));
+                    }
+                    let by = Notice { actor: Actor::Driver, actor_id: Some(driver_id), reason: String::new() };
+                    let (order, event) = append_notice(tx, order_id, kind, by, Some(driver_id)).await?;
+                    Ok(Ok(Arrival { order, new_event: Some(event) }))
+                })
+            })
+            .await
     }
 
     /// Writes the order, its lines, its first event and the completed
@@ -739,13 +811,47 @@ pub(crate) async fn apply_transition(
     }))
 }
 
+/// Who appends a notice event, and why.
+pub(crate) struct Notice {
+    pub actor: Actor,
+    pub actor_id: Option<Uuid>,
+    pub reason: String,
+}
+
+/// Appends an event that leaves the order's status as it is (a driver's
+/// arrival, a dispatch delay): the order's and the restaurant's next numbers,
+/// then the event. Returns the order as it is now, and the event.
+pub(crate) async fn append_notice(
+    tx: &tokio_postgres::Transaction<'_>,
+    order_id: Uuid,
+    kind: EventKind,
+    by: Notice,
+    driver_id: Option<Uuid>,
+) -> Result<(Order, OrderEvent), TxError> {
+    let order = order_from_row(&tx.query_one(sql::NEXT_ORDER_EVENT_SEQ, &[&order_id]).await?)?;
+    let restaurant_seq = next_restaurant_event_seq(tx, order.restaurant_id).await?;
+    let event = OrderEvent {
+        order_id,
+        seq: order.last_event_seq,
+        restaurant_id: order.restaurant_id,
+        restaurant_seq,
+        kind,
+        status: order.status,
+        previous_status: Some(order.status),
+        actor_id: by.actor_id,
+        actor: by.actor,
+        reason: by.reason,
+        created_at: order.updated_at,
+        driver_id,
+    };
+    insert_event(tx, &event).await?;
+    Ok((order, event))
+}
+
 /// Takes the restaurant's next event number (the WatchOrders cursor). Every
 /// event of every order of a restaurant bumps the same row, so callers take
 /// it as late as they can: the row stays locked from here until commit.
-pub(crate) async fn next_restaurant_event_seq(
-    tx: &tokio_postgres::Transaction<'_>,
-    restaurant_id: Uuid,
-) -> Result<i64, TxError> {
+async fn next_restaurant_event_seq(tx: &tokio_postgres::Transaction<'_>, restaurant_id: Uuid) -> Result<i64, TxError> {
     Ok(tx.query_one(sql::NEXT_RESTAURANT_EVENT_SEQ, &[&restaurant_id]).await?.get(0))
 }
 

@@ -157,6 +157,7 @@ statements! {
     SELECT_ORDER_EVENTS_AFTER = concat!(
         "SELECT ", event_columns!(), " FROM order_events WHERE order_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
     );
+    SELECT_DRIVER_EVENT = "SELECT seq FROM order_events WHERE order_id = $1 AND kind = $2 AND actor_id = $3 LIMIT 1";
     SELECT_CUSTOMER_ORDERS_FIRST = concat!(
         "SELECT ", order_columns!(), " FROM orders WHERE customer_id = $1
         ORDER BY created_at DESC, id DESC LIMIT $2"

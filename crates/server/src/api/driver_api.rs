@@ -13,7 +13,7 @@ use foodfast_api::v1::connect_response::Payload;
 use foodfast_api::v1::driver_service_server::DriverService;
 use foodfast_domain::access::{Principal, Role};
 use foodfast_domain::geo::distance_m;
-use foodfast_domain::order::{OrderAction, OrderStatus, TransitionError};
+use foodfast_domain::order::{OrderAction, OrderStatus, Stop, TransitionError};
 use foodfast_domain::ping::{self, Ping, PingRejection, RawPing};
 use foodfast_domain::validation::{FieldError, parse_uuid};
 use foodfast_store::dispatch::{AnswerFailure, OfferStatus};
@@ -986,6 +986,40 @@ impl DriverService for DriverApi {
         }
         decline_offer(&self.app, caller.user_id, delivery_id).await?.map_err(ApiError::from)?;
         Ok(Response::new(pb::DeclineOfferResponse { delivery_id: delivery_id.to_string() }))
+    }
+
+    /// Appends DRIVER_ARRIVED_AT_RESTAURANT or _AT_CUSTOMER to the order's
+    /// events (status unchanged). A resend answers OK with the order as it is.
+    async fn mark_arrived(
+        &self,
+        request: Request<pb::MarkArrivedRequest>,
+    ) -> Result<Response<pb::MarkArrivedResponse>, Status> {
+        let caller = principal(&request)?;
+        require_driver(&caller)?;
+        let request = request.into_inner();
+        let order_id = parse_uuid("order_id", &request.order_id).map_err(ApiError::from)?;
+        let stop = match pb::DeliveryStop::try_from(request.stop) {
+            Ok(pb::DeliveryStop::Restaurant) => Stop::Restaurant,
+            Ok(pb::DeliveryStop::Customer) => Stop::Customer,
+            Ok(pb::DeliveryStop::Unspecified) | Err(_) => {
+                return Err(ApiError::from(FieldError::new("stop", "must be RESTAURANT or CUSTOMER")).into());
+            }
+        };
+        let arrival = self
+            .app
+            .orders
+            .record_arrival(order_id, caller.user_id, stop)
+            .await
+            .map_err(ApiError::from)?
+            .map_err(ApiError::from)?;
+        if let Some(event) = &arrival.new_event {
+            self.app.announce(event.restaurant_id, order_id).await;
+        }
+        Ok(Response::new(pb::MarkArrivedResponse {
+            order_id: order_id.to_string(),
+            status: convert::order_status(arrival.order.status) as i32,
+            seq: arrival.order.last_event_seq as u64,
+        }))
     }
 
     /// A resend after the step was recorded answers OK with the order as it is.
