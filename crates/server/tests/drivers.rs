@@ -363,11 +363,16 @@ async fn delivery_steps_over_connect_are_applied_once_and_a_refusal_does_not_end
     session.send(ping(1, 0.0, 5.0)).await;
     assert!(session.until_durable(1).await.is_empty());
 
-    for (id, step) in [("t2", Step::ArrivedAtRestaurant), ("t3", Step::ArrivedAtCustomer), ("t4", Step::Unspecified)] {
-        let result = session.step(id, &order_id, step).await;
-        assert_eq!(result.outcome(), Outcome::Refused, "{step:?}");
-        assert!(!result.error.is_empty(), "{step:?}");
-    }
+    let result = session.step("t2", &order_id, Step::ArrivedAtRestaurant).await;
+    assert_eq!((result.outcome(), result.order_status()), (Outcome::Applied, pb::OrderStatus::DriverAssigned));
+    let result = session.step("t2", &order_id, Step::ArrivedAtRestaurant).await;
+    assert_eq!(result.outcome(), Outcome::AlreadyApplied);
+    let result = session.step("t3", &order_id, Step::ArrivedAtCustomer).await;
+    assert_eq!((result.outcome(), result.order_status()), (Outcome::Refused, pb::OrderStatus::DriverAssigned));
+    assert!(result.error.contains("once the food is picked up"), "{}", result.error);
+    let result = session.step("t4", &order_id, Step::Unspecified).await;
+    assert_eq!(result.outcome(), Outcome::Refused);
+    assert!(result.error.contains("step"), "{}", result.error);
     let result = session.step("t5", "not-a-uuid", Step::PickedUp).await;
     assert_eq!(result.outcome(), Outcome::Refused);
     assert!(result.error.contains("order_id"), "{}", result.error);
@@ -383,7 +388,11 @@ async fn delivery_steps_over_connect_are_applied_once_and_a_refusal_does_not_end
     let result = session.step("t6", &order_id, Step::PickedUp).await;
     assert_eq!((result.outcome(), result.order_status()), (Outcome::AlreadyApplied, pb::OrderStatus::PickedUp));
 
-    let result = stranger.step("s2", &order_id, Step::Delivered).await;
+    let result = stranger.step("s2", &order_id, Step::ArrivedAtCustomer).await;
+    assert_eq!((result.outcome(), result.order_status()), (Outcome::Refused, pb::OrderStatus::Unspecified));
+    let result = session.step("t8", &order_id, Step::ArrivedAtCustomer).await;
+    assert_eq!((result.outcome(), result.order_status()), (Outcome::Applied, pb::OrderStatus::Delivering));
+    let result = stranger.step("s3", &order_id, Step::Delivered).await;
     assert_eq!(result.outcome(), Outcome::Refused);
     let result = session.step("t7", &order_id, Step::Delivered).await;
     assert_eq!((result.outcome(), result.order_status()), (Outcome::Applied, pb::OrderStatus::Delivered));

@@ -409,9 +409,17 @@ async fn the_drivers_arrivals_reach_the_customer_once_each_and_only_when_they_ma
 
     let picked = kitchen.picked_up(&driver, &order_id).await.unwrap();
     let at_customer = arrived(&kitchen, &driver, &order_id, pb::DeliveryStop::Customer).await.unwrap();
-    assert_eq!((at_customer.status(), at_customer.seq), (pb::OrderStatus::PickedUp, picked.seq + 1));
+    assert_eq!((at_customer.status(), at_customer.seq), (pb::OrderStatus::Delivering, picked.seq + 2));
+    let again = arrived(&kitchen, &driver, &order_id, pb::DeliveryStop::Customer).await.unwrap();
+    assert_eq!((again.status(), again.seq), (pb::OrderStatus::Delivering, at_customer.seq));
     let (event, _) = next_event(&mut stream).await;
     assert_eq!((event.seq, event.status()), (picked.seq, pb::OrderStatus::PickedUp));
+    let (event, _) = next_event(&mut stream).await;
+    assert_eq!(
+        (event.seq, event.kind(), event.previous_status(), event.status()),
+        (picked.seq + 1, pb::OrderEventKind::StatusChanged, pb::OrderStatus::PickedUp, pb::OrderStatus::Delivering),
+        "arriving at the customer starts the delivering step first"
+    );
     let (event, _) = next_event(&mut stream).await;
     assert_eq!((event.seq, event.kind()), (at_customer.seq, pb::OrderEventKind::DriverArrivedAtCustomer));
 

@@ -377,7 +377,8 @@ impl Orders {
     }
 
     /// Appends the event that `driver` arrived at `stop` of its order, once
-    /// per driver and stop: a resend answers with the event already there.
+    /// per driver and stop: a resend changes nothing. Arriving at the customer
+    /// while the order is still PICKED_UP first moves it to DELIVERING.
     #[tracing::instrument(target = "foodfast::trace", name = "Orders.record_arrival", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn record_arrival(
         &self,
@@ -387,6 +388,7 @@ impl Orders {
     ) -> Result<Result<Arrival, ArrivalRefused>, StoreError> {
         self.postgres
             .serializable(|tx| {
+                let zones = self.zones.clone();
                 Box::pin(async move {
                     let Some(row) = tx.query_opt(sql::SELECT_ORDER, &[&order_id]).await? else {
                         return Ok(Err(ArrivalRefused::NotFound(order_id)));
@@ -402,6 +404,23 @@ impl Orders {
                     }
                     if !order::may_arrive(order.status, stop) {
                         return Ok(Err(ArrivalRefused::NotNow { order_id, status: order.status, stop }));
+                    }
+                    if stop == Stop::Customer && order.status == OrderStatus::PickedUp {
+                        let request = TransitionRequest {
+                            order_id,
+                            action: OrderAction::StartDelivering,
+                            actor: Actor::Driver,
+                            actor_id: Some(driver_id),
+                            reason: "",
+                            driver_id: None,
+                        };
+                        let its_driver = move |order: &Order| order.driver_id == Some(driver_id);
+                        if let Err(failure) = apply_transition(tx, &zones, &request, &its_driver).await? {
+                            // Read in this transaction a moment ago: only a broken invariant gets here.
+                            return Err(TxError::Store(StoreError::Corrupt(format!(
+                                "order {order_id} could not start delivering: {failure}"
+                            ))));
+                        }
                     }
                     let by = Notice { actor: Actor::Driver, actor_id: Some(driver_id), reason: String::new() };
                     let (order, event) = append_notice(tx, order_id, kind, by, Some(driver_id)).await?;

@@ -19,7 +19,7 @@ use foodfast_domain::validation::{FieldError, parse_uuid};
 use foodfast_store::dispatch::{AnswerFailure, OfferStatus};
 use foodfast_store::fanout::{DISPATCH_TOPIC, driver_topic};
 use foodfast_store::locations::{LocationPoint, LocationWriter};
-use foodfast_store::orders::{Order, Transitioned};
+use foodfast_store::orders::{Arrival, ArrivalRefused, Order, Transitioned};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
@@ -72,23 +72,26 @@ enum Step {
     Deliver,
 }
 
-impl Step {
-    /// The step a Connect `DeliveryTransition` names, or why it is refused.
+/// What a Connect `DeliveryTransition` reports: a step that moves the
+/// order, or an arrival (a milestone).
+enum Report {
+    Step(Step),
+    Arrival(Stop),
+}
+
+impl Report {
     fn from_proto(step: i32) -> Result<Self, ApiError> {
         match pb::DeliveryStep::try_from(step) {
-            Ok(pb::DeliveryStep::PickedUp) => Ok(Step::PickUp),
-            Ok(pb::DeliveryStep::Delivered) => Ok(Step::Deliver),
-            Ok(pb::DeliveryStep::ArrivedAtRestaurant | pb::DeliveryStep::ArrivedAtCustomer) => {
-                Err(ApiError::FailedPrecondition(
-                    "arrival milestones are not recorded yet; send picked_up and delivered".into(),
-                ))
-            }
-            Ok(pb::DeliveryStep::Unspecified) | Err(_) => {
-                Err(FieldError::new("step", "must be picked_up or delivered").into())
-            }
+            Ok(pb::DeliveryStep::PickedUp) => Ok(Report::Step(Step::PickUp)),
+            Ok(pb::DeliveryStep::Delivered) => Ok(Report::Step(Step::Deliver)),
+            Ok(pb::DeliveryStep::ArrivedAtRestaurant) => Ok(Report::Arrival(Stop::Restaurant)),
+            Ok(pb::DeliveryStep::ArrivedAtCustomer) => Ok(Report::Arrival(Stop::Customer)),
+            Ok(pb::DeliveryStep::Unspecified) | Err(_) => Err(FieldError::new("step", "must be set").into()),
         }
     }
+}
 
+impl Step {
     fn action(self) -> OrderAction {
         match self {
             Step::PickUp => OrderAction::PickUp,
@@ -157,11 +160,32 @@ async fn delivery_step(app: &App, caller: &Principal, order_id: Uuid, step: Step
     }
 }
 
+/// Records that the caller, the order's driver, arrived at `stop` (once:
+/// a resend is answered with the order as it is).
+async fn arrival(app: &App, caller: &Principal, order_id: Uuid, stop: Stop) -> Result<Stepped, Refusal> {
+    match app.orders.record_arrival(order_id, caller.user_id, stop).await {
+        Ok(Ok(Arrival { order, new_event: Some(event) })) => {
+            app.announce(event.restaurant_id, order_id).await;
+            Ok(Stepped::Applied(order))
+        }
+        Ok(Ok(Arrival { order, new_event: None })) => Ok(Stepped::AlreadyApplied(order)),
+        Ok(Err(refused)) => {
+            let status = match &refused {
+                ArrivalRefused::NotNow { status, .. } => Some(*status),
+                ArrivalRefused::NotFound(_) => None,
+            };
+            Err(Refusal { error: refused.into(), status })
+        }
+        Err(err) => Err(ApiError::from(err).into()),
+    }
+}
+
 /// The answer to a `DeliveryTransition` sent over Connect. A refusal is an
 /// answer too: it never ends the stream.
 async fn transition_result(app: &App, caller: &Principal, transition: pb::DeliveryTransition) -> pb::TransitionResult {
-    let stepped = match (Step::from_proto(transition.step), parse_uuid("order_id", &transition.order_id)) {
-        (Ok(step), Ok(order_id)) => delivery_step(app, caller, order_id, step).await,
+    let stepped = match (Report::from_proto(transition.step), parse_uuid("order_id", &transition.order_id)) {
+        (Ok(Report::Step(step)), Ok(order_id)) => delivery_step(app, caller, order_id, step).await,
+        (Ok(Report::Arrival(stop)), Ok(order_id)) => arrival(app, caller, order_id, stop).await,
         (Err(error), _) => Err(error.into()),
         (_, Err(field)) => Err(ApiError::from(field).into()),
     };
@@ -1005,20 +1029,12 @@ impl DriverService for DriverApi {
                 return Err(ApiError::from(FieldError::new("stop", "must be RESTAURANT or CUSTOMER")).into());
             }
         };
-        let arrival = self
-            .app
-            .orders
-            .record_arrival(order_id, caller.user_id, stop)
-            .await
-            .map_err(ApiError::from)?
-            .map_err(ApiError::from)?;
-        if let Some(event) = &arrival.new_event {
-            self.app.announce(event.restaurant_id, order_id).await;
-        }
+        let stepped = arrival(&self.app, &caller, order_id, stop).await.map_err(|refusal| refusal.error)?;
+        let order = stepped.order();
         Ok(Response::new(pb::MarkArrivedResponse {
             order_id: order_id.to_string(),
-            status: convert::order_status(arrival.order.status) as i32,
-            seq: arrival.order.last_event_seq as u64,
+            status: convert::order_status(order.status) as i32,
+            seq: order.last_event_seq as u64,
         }))
     }
 
