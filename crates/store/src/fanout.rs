@@ -240,9 +240,15 @@ impl Fanout {
                 tracing::warn!(error = %err, "pub/sub subscribe failed");
                 continue;
             }
+            if !first {
+                // The shared connections reconnect on the first command that
+                // finds theirs broken: have every one meet it now, before
+                // streams re-read and wake-ups are published again.
+                let _ = self.redis.ping().await;
+                tracing::info!("pub/sub connection restored");
+            }
             self.connected.send_replace(true);
             if !first {
-                tracing::info!("pub/sub connection restored");
                 self.wake_all(Wake::MayHaveMissed);
             }
             first = false;

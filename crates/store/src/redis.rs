@@ -89,9 +89,16 @@ impl Redis {
         client.get_multiplexed_async_connection_with_config(&config).await
     }
 
+    /// Pings every shared connection; one that finds its connection broken
+    /// starts reconnecting (and this fails).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut connection = self.connection();
-        let _: String = ::redis::cmd("PING").query_async(&mut connection).await.map_err(StoreError::redis)?;
+        let pings = self.connections.iter().map(|connection| async move {
+            let mut connection = connection.clone();
+            ::redis::cmd("PING").query_async::<String>(&mut connection).await
+        });
+        for answer in futures::future::join_all(pings).await {
+            answer.map_err(StoreError::redis)?;
+        }
         Ok(())
     }
 }
