@@ -180,12 +180,19 @@ async fn arrival(app: &App, caller: &Principal, order_id: Uuid, stop: Stop) -> R
     }
 }
 
+/// Runs what the driver reports: a step, or an arrival.
+async fn reported(app: &App, caller: &Principal, order_id: Uuid, report: Report) -> Result<Stepped, Refusal> {
+    match report {
+        Report::Step(step) => delivery_step(app, caller, order_id, step).await,
+        Report::Arrival(stop) => arrival(app, caller, order_id, stop).await,
+    }
+}
+
 /// The answer to a `DeliveryTransition` sent over Connect. A refusal is an
 /// answer too: it never ends the stream.
 async fn transition_result(app: &App, caller: &Principal, transition: pb::DeliveryTransition) -> pb::TransitionResult {
     let stepped = match (Report::from_proto(transition.step), parse_uuid("order_id", &transition.order_id)) {
-        (Ok(Report::Step(step)), Ok(order_id)) => delivery_step(app, caller, order_id, step).await,
-        (Ok(Report::Arrival(stop)), Ok(order_id)) => arrival(app, caller, order_id, stop).await,
+        (Ok(report), Ok(order_id)) => reported(app, caller, order_id, report).await,
         (Err(error), _) => Err(error.into()),
         (_, Err(field)) => Err(ApiError::from(field).into()),
     };
@@ -374,10 +381,8 @@ impl DriverPings {
     /// `now`. It is only a resume hint: one that lags (a replica died) makes
     /// the app resend pings that are written again to the same rows.
     async fn record_durable(&mut self, app: &App, now: bool) {
-        if !now && self.record_due().is_none_or(|due| due > tokio::time::Instant::now()) {
-            return;
-        }
-        if self.durable <= self.recorded {
+        let Some(due) = self.record_due() else { return };
+        if !now && due > tokio::time::Instant::now() {
             return;
         }
         self.record_tried_at = Some(tokio::time::Instant::now());
@@ -1019,9 +1024,7 @@ impl DriverService for DriverApi {
         request: Request<pb::MarkArrivedRequest>,
     ) -> Result<Response<pb::MarkArrivedResponse>, Status> {
         let caller = principal(&request)?;
-        require_driver(&caller)?;
         let request = request.into_inner();
-        let order_id = parse_uuid("order_id", &request.order_id).map_err(ApiError::from)?;
         let stop = match pb::DeliveryStop::try_from(request.stop) {
             Ok(pb::DeliveryStop::Restaurant) => Stop::Restaurant,
             Ok(pb::DeliveryStop::Customer) => Stop::Customer,
@@ -1029,10 +1032,10 @@ impl DriverService for DriverApi {
                 return Err(ApiError::from(FieldError::new("stop", "must be RESTAURANT or CUSTOMER")).into());
             }
         };
-        let stepped = arrival(&self.app, &caller, order_id, stop).await.map_err(|refusal| refusal.error)?;
+        let stepped = self.unary(&caller, &request.order_id, Report::Arrival(stop)).await?;
         let order = stepped.order();
         Ok(Response::new(pb::MarkArrivedResponse {
-            order_id: order_id.to_string(),
+            order_id: order.id.to_string(),
             status: convert::order_status(order.status) as i32,
             seq: order.last_event_seq as u64,
         }))
@@ -1044,7 +1047,7 @@ impl DriverService for DriverApi {
         request: Request<pb::MarkPickedUpRequest>,
     ) -> Result<Response<pb::MarkPickedUpResponse>, Status> {
         let caller = principal(&request)?;
-        let stepped = self.unary_step(&caller, &request.get_ref().order_id, Step::PickUp).await?;
+        let stepped = self.unary(&caller, &request.get_ref().order_id, Report::Step(Step::PickUp)).await?;
         let order = stepped.order();
         Ok(Response::new(pb::MarkPickedUpResponse {
             order_id: order.id.to_string(),
@@ -1059,7 +1062,7 @@ impl DriverService for DriverApi {
         request: Request<pb::MarkDeliveredRequest>,
     ) -> Result<Response<pb::MarkDeliveredResponse>, Status> {
         let caller = principal(&request)?;
-        let stepped = self.unary_step(&caller, &request.get_ref().order_id, Step::Deliver).await?;
+        let stepped = self.unary(&caller, &request.get_ref().order_id, Report::Step(Step::Deliver)).await?;
         let order = stepped.order();
         Ok(Response::new(pb::MarkDeliveredResponse {
             order_id: order.id.to_string(),
@@ -1070,11 +1073,11 @@ impl DriverService for DriverApi {
 }
 
 impl DriverApi {
-    /// MarkPickedUp and MarkDelivered: a driver's step on its order.
-    async fn unary_step(&self, caller: &Principal, order_id: &str, step: Step) -> Result<Stepped, Status> {
+    /// MarkArrived, MarkPickedUp and MarkDelivered: what a driver reports on its order.
+    async fn unary(&self, caller: &Principal, order_id: &str, report: Report) -> Result<Stepped, Status> {
         require_driver(caller)?;
         let order_id = parse_uuid("order_id", order_id).map_err(ApiError::from)?;
-        delivery_step(&self.app, caller, order_id, step).await.map_err(|refusal| refusal.error.into())
+        reported(&self.app, caller, order_id, report).await.map_err(|refusal| refusal.error.into())
     }
 }
 
