@@ -20,9 +20,15 @@ pub mod sql;
 pub mod throttle;
 pub mod users;
 
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 pub use error::{Backend, Chain, StoreError};
+
+/// Locks `mutex`; a panic elsewhere while holding it leaves plain data, still usable.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// The three stores, connected.
 #[derive(Clone)]
@@ -81,6 +87,9 @@ impl StoresConfig {
         }
         if let Err(message) = scylla::validate_keyspace_name(&self.scylla.keyspace) {
             return invalid("stores.scylla.keyspace", message);
+        }
+        if !(1..=scylla::MAX_CONNECTIONS).contains(&self.scylla.connections) {
+            return invalid("stores.scylla.connections", format!("must be 1 to {}", scylla::MAX_CONNECTIONS));
         }
         if let Err(err) = ::redis::Client::open(self.redis.url.as_str()) {
             return invalid("stores.redis.url", format!("not a Redis URL: {err}"));

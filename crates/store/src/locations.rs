@@ -29,7 +29,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use ::scylla::DeserializeRow;
@@ -46,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::scylla::Scylla;
-use crate::{Chain, InvalidSetting, StoreError, sql};
+use crate::{Chain, InvalidSetting, StoreError, lock, sql};
 
 /// One GPS fix of one driver, as the ingest path accepted it.
 #[derive(Debug, Clone, PartialEq)]
@@ -567,10 +567,6 @@ impl FailureLog {
             tracing::info!(failing_for = ?since.elapsed(), "location inserts succeed again");
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Per-driver watermarks, sharded so submitting and completing points of
