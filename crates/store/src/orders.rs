@@ -555,22 +555,15 @@ impl Orders {
     }
 
     /// The deliveries `driver_id` holds (assigned, not yet delivered or
-    /// cancelled), oldest first: each delivery id with its order and lines.
+    /// cancelled), oldest first: each delivery id with its order's id. Ids
+    /// only: a driver's stream re-reads this every resync and needs the
+    /// orders of new deliveries alone.
     #[tracing::instrument(target = "foodfast::trace", name = "Orders.active_deliveries", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-    pub async fn active_deliveries(&self, driver_id: Uuid) -> Result<Vec<(Uuid, Order)>, StoreError> {
-        let held = {
-            let client = self.postgres.client().await?;
-            let statement = client.prepare_cached(sql::SELECT_ACTIVE_DELIVERIES).await.map_err(StoreError::postgres)?;
-            client.query(&statement, &[&driver_id]).await.map_err(StoreError::postgres)?
-        };
-        let mut deliveries = Vec::with_capacity(held.len());
-        for row in &held {
-            // A driver holds a handful at most (its capacity): one read each is fine.
-            if let Some(order) = self.get(row.get(1)).await? {
-                deliveries.push((row.get(0), order));
-            }
-        }
-        Ok(deliveries)
+    pub async fn active_deliveries(&self, driver_id: Uuid) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
+        let client = self.postgres.client().await?;
+        let statement = client.prepare_cached(sql::SELECT_ACTIVE_DELIVERIES).await.map_err(StoreError::postgres)?;
+        let held = client.query(&statement, &[&driver_id]).await.map_err(StoreError::postgres)?;
+        Ok(held.iter().map(|row| (row.get(0), row.get(1))).collect())
     }
 
     /// The order with its lines.

@@ -474,8 +474,12 @@ impl Shown {
                 reason: String::new(),
             }));
         }
-        for (delivery_id, order) in held {
-            if self.deliveries.insert(delivery_id, order.id).is_none() {
+        for (delivery_id, order_id) in held {
+            if self.deliveries.contains_key(&delivery_id) {
+                continue;
+            }
+            if let Some(order) = app.orders.get(order_id).await? {
+                self.deliveries.insert(delivery_id, order_id);
                 messages.push(Payload::Assignment(pb::AssignmentChange {
                     kind: pb::AssignmentChangeKind::Assigned as i32,
                     delivery: Some(convert::delivery(delivery_id, &order)),
