@@ -397,6 +397,11 @@ pub const SETTINGS: &[Setting] = &[
         key: "stores.scylla.replication",
         help: "replication map used when migrate creates the keyspace",
     },
+    Setting {
+        env: "FOODFAST_SCYLLA_CONNECTIONS",
+        key: "stores.scylla.connections",
+        help: "connections to each node (each shard on ScyllaDB)",
+    },
     Setting { env: "FOODFAST_REDIS_URL", key: "stores.redis.url", help: "Redis URL" },
     Setting {
         env: "FOODFAST_REDIS_CONNECTIONS",
@@ -678,6 +683,11 @@ mod tests {
             ("FOODFAST_SHUTDOWN_GRACE", "soon"),
             ("FOODFAST_ADMIN_ADDR", "127.0.0.1:50051"),
             ("FOODFAST_OTLP_ENDPOINT", "otel-collector:4317"),
+            ("FOODFAST_REDIS_CONNECTIONS", "0"),
+            ("FOODFAST_REDIS_CONNECTIONS", "257"),
+            ("FOODFAST_SCYLLA_CONNECTIONS", "0"),
+            ("FOODFAST_SCYLLA_CONNECTIONS", "65"),
+            ("FOODFAST_HEALTH_FAILURES_BEFORE_DOWN", "0"),
             ("FOODFAST_TRACE_SAMPLE_RATIO", "1.5"),
         ];
         for (var, value) in cases {

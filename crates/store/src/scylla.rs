@@ -1,9 +1,11 @@
 //! ScyllaDB, or Apache Cassandra in development: one session per process,
 //! prepared statements, CQL that both engines accept.
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ::scylla::client::PoolSize;
 use ::scylla::client::session::Session;
 use ::scylla::client::session_builder::SessionBuilder;
 use ::scylla::errors::{DbError, ExecutionError, RequestAttemptError};
@@ -24,6 +26,11 @@ pub struct ScyllaConfig {
     pub replication: String,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// Connections to each node (to each shard on ScyllaDB). Requests are
+    /// spread over them; each connection's task writes and reads all of its
+    /// requests, so on a busy process one would be a single queue for the
+    /// location writer and every read.
+    pub connections: usize,
 }
 
 impl Default for ScyllaConfig {
@@ -33,9 +40,13 @@ impl Default for ScyllaConfig {
             keyspace: "foodfast".into(),
             replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
             connect_timeout: Duration::from_secs(5),
+            connections: 4,
         }
     }
 }
+
+/// Most connections `stores.scylla.connections` may ask for.
+pub const MAX_CONNECTIONS: usize = 64;
 
 /// The keyspace name is spliced into CQL, so it is held to CQL's unquoted
 /// identifier rules.
@@ -64,6 +75,7 @@ impl Scylla {
         let session = SessionBuilder::new()
             .known_nodes(&config.contact_points)
             .connection_timeout(config.connect_timeout)
+            .pool_size(PoolSize::PerShard(NonZeroUsize::new(config.connections).unwrap_or(NonZeroUsize::MIN)))
             .build()
             .await
             .map_err(StoreError::scylla_unavailable)?;
