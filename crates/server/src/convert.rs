@@ -162,6 +162,7 @@ pub fn order_event(event: &OrderEvent) -> pb::OrderEvent {
             EventKind::DispatchDelayed => pb::OrderEventKind::DispatchDelayed,
             EventKind::DriverArrived(Stop::Restaurant) => pb::OrderEventKind::DriverArrivedAtRestaurant,
             EventKind::DriverArrived(Stop::Customer) => pb::OrderEventKind::DriverArrivedAtCustomer,
+            EventKind::Unknown => pb::OrderEventKind::Unspecified,
         } as i32,
         status: order_status(event.status) as i32,
         previous_status: event.previous_status.map_or(pb::OrderStatus::Unspecified, order_status) as i32,

@@ -95,6 +95,9 @@ pub enum EventKind {
     DispatchDelayed,
     /// The order's driver reported arriving at a stop; status unchanged.
     DriverArrived(Stop),
+    /// A kind this version does not know, written by a newer one (during a
+    /// rolling upgrade): read and passed on with its status, never written.
+    Unknown,
 }
 
 impl EventKind {
@@ -105,17 +108,18 @@ impl EventKind {
             EventKind::DispatchDelayed => "dispatch_delayed",
             EventKind::DriverArrived(Stop::Restaurant) => "driver_arrived_at_restaurant",
             EventKind::DriverArrived(Stop::Customer) => "driver_arrived_at_customer",
+            EventKind::Unknown => "unknown",
         }
     }
 
-    fn parse(s: &str) -> Result<Self, StoreError> {
+    fn parse(s: &str) -> Self {
         match s {
-            "status_changed" => Ok(EventKind::StatusChanged),
-            "driver_assigned" => Ok(EventKind::DriverAssigned),
-            "dispatch_delayed" => Ok(EventKind::DispatchDelayed),
-            "driver_arrived_at_restaurant" => Ok(EventKind::DriverArrived(Stop::Restaurant)),
-            "driver_arrived_at_customer" => Ok(EventKind::DriverArrived(Stop::Customer)),
-            other => Err(StoreError::Corrupt(format!("unknown order event kind {other:?}"))),
+            "status_changed" => EventKind::StatusChanged,
+            "driver_assigned" => EventKind::DriverAssigned,
+            "dispatch_delayed" => EventKind::DispatchDelayed,
+            "driver_arrived_at_restaurant" => EventKind::DriverArrived(Stop::Restaurant),
+            "driver_arrived_at_customer" => EventKind::DriverArrived(Stop::Customer),
+            _ => EventKind::Unknown,
         }
     }
 }
@@ -1053,7 +1057,7 @@ fn event_from_row(row: &Row) -> Result<OrderEvent, StoreError> {
         seq: row.get(1),
         restaurant_id: row.get(2),
         restaurant_seq: row.get(3),
-        kind: EventKind::parse(row.get(4))?,
+        kind: EventKind::parse(row.get(4)),
         status: status(row.get(5))?,
         previous_status: previous.map(status).transpose()?,
         actor_id: row.get(7),
@@ -1067,6 +1071,21 @@ fn event_from_row(row: &Row) -> Result<OrderEvent, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_event_kind_reads_back_and_a_newer_versions_kind_is_unknown_not_corrupt() {
+        let kinds = [
+            EventKind::StatusChanged,
+            EventKind::DriverAssigned,
+            EventKind::DispatchDelayed,
+            EventKind::DriverArrived(Stop::Restaurant),
+            EventKind::DriverArrived(Stop::Customer),
+        ];
+        for kind in kinds {
+            assert_eq!(EventKind::parse(kind.as_str()), kind);
+        }
+        assert_eq!(EventKind::parse("driver_waved"), EventKind::Unknown);
+    }
 
     #[test]
     fn a_refund_before_the_capture_was_confirmed_voids_the_hold() {
