@@ -135,6 +135,20 @@ async fn metrics_after_a_short_run_count_what_happened() {
     }
     assert!(locations > 0, "no location update reached the tracking stream");
 
+    // Ready, picked up, and arrived at the customer: the arrival moves the order to DELIVERING.
+    RestaurantServiceClient::with_interceptor(replica.channel.clone(), server.bearer(Some(&kitchen.staff)))
+        .update_order_status(pb::UpdateOrderStatusRequest {
+            order_id: order_id.clone(),
+            status: "ready_for_pickup".into(),
+            reason: String::new(),
+            prep_time: None,
+        })
+        .await
+        .unwrap();
+    drivers.mark_picked_up(pb::MarkPickedUpRequest { order_id: order_id.clone() }).await.unwrap();
+    let arrived = pb::MarkArrivedRequest { order_id: order_id.clone(), stop: pb::DeliveryStop::Customer as i32 };
+    drivers.mark_arrived(arrived).await.unwrap();
+
     let text = scrape(replica.admin_port).await;
     let value = |name: &str, labels: &[(&str, &str)]| {
         sample(&text, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in:\n{text}"))
@@ -170,6 +184,9 @@ async fn metrics_after_a_short_run_count_what_happened() {
     assert_eq!(transition("new", "pending"), 1.0);
     assert_eq!(transition("pending", "confirmed"), 1.0);
     assert_eq!(transition("confirmed", "confirmed"), 1.0, "the driver assigned by the accepted offer");
+    assert_eq!(transition("confirmed", "driver_assigned"), 1.0, "ready for pickup, with its driver");
+    assert_eq!(transition("driver_assigned", "picked_up"), 1.0);
+    assert_eq!(transition("picked_up", "delivering"), 1.0, "made by the arrival at the customer");
     assert_eq!(value("foodfast_dispatch_offers_total", &[]), 1.0);
     assert_eq!(value("foodfast_dispatch_offer_outcomes_total", &[("outcome", "accepted")]), 1.0);
 

@@ -390,7 +390,8 @@ impl Orders {
         driver_id: Uuid,
         stop: Stop,
     ) -> Result<Result<Arrival, ArrivalRefused>, StoreError> {
-        self.postgres
+        let outcome = self
+            .postgres
             .serializable(|tx| {
                 let zones = self.zones.clone();
                 Box::pin(async move {
@@ -404,12 +405,13 @@ impl Orders {
                     let kind = EventKind::DriverArrived(stop);
                     if tx.query_opt(sql::SELECT_DRIVER_EVENT, &[&order_id, &kind.as_str(), &driver_id]).await?.is_some()
                     {
-                        return Ok(Ok(Arrival { order, new_event: None }));
+                        return Ok(Ok((Arrival { order, new_event: None }, false)));
                     }
                     if !order::may_arrive(order.status, stop) {
                         return Ok(Err(ArrivalRefused::NotNow { order_id, status: order.status, stop }));
                     }
-                    if stop == Stop::Customer && order.status == OrderStatus::PickedUp {
+                    let starts_delivering = stop == Stop::Customer && order.status == OrderStatus::PickedUp;
+                    if starts_delivering {
                         let request = TransitionRequest {
                             order_id,
                             action: OrderAction::StartDelivering,
@@ -428,10 +430,16 @@ impl Orders {
                     }
                     let by = Notice { actor: Actor::Driver, actor_id: Some(driver_id), reason: String::new() };
                     let (order, event) = append_notice(tx, order_id, kind, by, Some(driver_id)).await?;
-                    Ok(Ok(Arrival { order, new_event: Some(event) }))
+                    Ok(Ok((Arrival { order, new_event: Some(event) }, starts_delivering)))
                 })
             })
-            .await
+            .await?;
+        Ok(outcome.map(|(arrival, started_delivering)| {
+            if started_delivering {
+                crate::metrics::order_transition(Some(OrderStatus::PickedUp), OrderStatus::Delivering);
+            }
+            arrival
+        }))
     }
 
     /// Writes the order, its lines, its first event and the completed
