@@ -706,6 +706,10 @@ mod tests {
         std::fs::write(&file, "[grpc]\nlisten_adr = \"127.0.0.1:1\"\n").unwrap();
         let err = Config::load(Some(&file), &env(&[]), &Overrides::default()).unwrap_err().to_string();
         assert!(err.contains("bad.toml") && err.contains("listen_adr"), "{err}");
+
+        std::fs::write(&file, "[ingest.writer]\nbuckets = 0\n").unwrap();
+        let err = Config::load(Some(&file), &env(&[]), &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("ingest.writer: buckets: must be 1 to 1024"), "{err}");
     }
 
     #[test]

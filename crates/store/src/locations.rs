@@ -129,19 +129,19 @@ impl LocationWriterConfig {
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         let invalid = |key, message: &str| Err(InvalidSetting { key, message: message.into() });
         if !(1..=Semaphore::MAX_PERMITS).contains(&self.queue_capacity) {
-            return invalid("locations.queue_capacity", "must be at least 1");
+            return invalid("queue_capacity", "must be at least 1");
         }
         if !(2..=Semaphore::MAX_PERMITS).contains(&self.max_in_flight) {
-            return invalid("locations.max_in_flight", "must be at least 2 (a point is two inserts)");
+            return invalid("max_in_flight", "must be at least 2 (a point is two inserts)");
         }
         if self.retry_backoff_base.is_zero() || self.retry_backoff_max < self.retry_backoff_base {
-            return invalid("locations.retry_backoff_base", "must be positive and at most retry_backoff_max");
+            return invalid("retry_backoff_base", "must be positive and at most retry_backoff_max");
         }
         if !(1..=1024).contains(&self.buckets) {
-            return invalid("locations.buckets", "must be 1 to 1024");
+            return invalid("buckets", "must be 1 to 1024");
         }
         if self.idle_driver_ttl < Duration::from_secs(1) {
-            return invalid("locations.idle_driver_ttl", "must be at least 1s");
+            return invalid("idle_driver_ttl", "must be at least 1s");
         }
         Ok(())
     }
