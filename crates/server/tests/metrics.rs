@@ -84,15 +84,18 @@ async fn metrics_after_a_short_run_count_what_happened() {
     let mut orders =
         OrderServiceClient::with_interceptor(replica.channel.clone(), server.bearer(Some(&kitchen.customer)));
     let order_id = orders.create_order(kitchen.order_request()).await.unwrap().into_inner().order.unwrap().order_id;
-    RestaurantServiceClient::with_interceptor(replica.channel.clone(), server.bearer(Some(&kitchen.staff)))
-        .update_order_status(pb::UpdateOrderStatusRequest {
+    let mut staff =
+        RestaurantServiceClient::with_interceptor(replica.channel.clone(), server.bearer(Some(&kitchen.staff)));
+    let mut restaurant_sets = async |status: &str| {
+        let request = pb::UpdateOrderStatusRequest {
             order_id: order_id.clone(),
-            status: "accepted".into(),
+            status: status.into(),
             reason: String::new(),
             prep_time: None,
-        })
-        .await
-        .unwrap();
+        };
+        staff.update_order_status(request).await.unwrap();
+    };
+    restaurant_sets("accepted").await;
     let mut drivers = server.drivers_at(&replica, Some(&driver));
     let offer = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
@@ -136,15 +139,7 @@ async fn metrics_after_a_short_run_count_what_happened() {
     assert!(locations > 0, "no location update reached the tracking stream");
 
     // Ready, picked up, and arrived at the customer: the arrival moves the order to DELIVERING.
-    RestaurantServiceClient::with_interceptor(replica.channel.clone(), server.bearer(Some(&kitchen.staff)))
-        .update_order_status(pb::UpdateOrderStatusRequest {
-            order_id: order_id.clone(),
-            status: "ready_for_pickup".into(),
-            reason: String::new(),
-            prep_time: None,
-        })
-        .await
-        .unwrap();
+    restaurant_sets("ready_for_pickup").await;
     drivers.mark_picked_up(pb::MarkPickedUpRequest { order_id: order_id.clone() }).await.unwrap();
     let arrived = pb::MarkArrivedRequest { order_id: order_id.clone(), stop: pb::DeliveryStop::Customer as i32 };
     drivers.mark_arrived(arrived).await.unwrap();
