@@ -152,7 +152,7 @@ async fn the_durable_watermark_outlives_the_stream_for_the_next_session_on_any_r
     }
     app.until_durable(10).await;
     drop(app);
-    // Written to Redis with each ping's live update while the stream lives, and when it ends:
+    // Written to Redis at most once a second while the stream lives, and when it ends:
     // GetDriverState reads it from there, as another replica's next session would.
     let recorded = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
