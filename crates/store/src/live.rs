@@ -69,8 +69,7 @@ fn script(body: &str) -> ::redis::Script {
 }
 
 /// Moves the driver to its new city's sets if the city changed, then updates
-/// position, hash (and the durable watermark, if given) and expiry, and
-/// publishes: one round trip, atomic.
+/// position, hash and expiry, and publishes: one round trip, atomic.
 static UPDATE: std::sync::LazyLock<::redis::Script> = std::sync::LazyLock::new(|| {
     script(
         r"
@@ -82,9 +81,6 @@ static UPDATE: std::sync::LazyLock<::redis::Script> = std::sync::LazyLock::new(|
         redis.call('GEOADD', KEYS[2], ARGV[3], ARGV[4], ARGV[2])
         redis.call('HSET', KEYS[1], 'city', ARGV[1], 'seq', ARGV[5], 'position', ARGV[6], 'lng', ARGV[3],
             'lat', ARGV[4])
-        if ARGV[8] ~= '' then
-            redis.call('HSET', KEYS[1], 'durable', ARGV[8])
-        end
         redis.call('EXPIRE', KEYS[1], ARGV[7])
         reindex(KEYS[1], ARGV[2])
         redis.call('PUBLISH', KEYS[3], ARGV[6])
@@ -129,9 +125,7 @@ impl LivePositions {
         Self { redis }
     }
 
-    /// Makes `ping` the driver's live position in `city` and publishes it;
-    /// remembers `durable` as the driver's watermark too (see
-    /// [`Self::record_durable`]), saving a round trip of its own.
+    /// Makes `ping` the driver's live position in `city` and publishes it.
     #[tracing::instrument(target = "foodfast::trace", name = "LivePositions.update", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn update(
         &self,
@@ -139,7 +133,6 @@ impl LivePositions {
         city: &str,
         ping: &Ping,
         received_at: DateTime<Utc>,
-        durable: Option<u64>,
     ) -> Result<(), StoreError> {
         let live = LivePosition {
             driver_id,
@@ -163,7 +156,6 @@ impl LivePositions {
             .arg(ping.seq)
             .arg(payload)
             .arg(DRIVER_STATE_TTL.as_secs())
-            .arg(durable.map(|seq| seq.to_string()).unwrap_or_default())
             .invoke_async(&mut connection)
             .await
             .map_err(StoreError::redis)?;

@@ -33,8 +33,8 @@ async fn positions_are_live_searchable_published_and_follow_the_city() {
     let mut subscriber = stores.redis.subscriber(messages).await.unwrap();
     subscriber.subscribe(location_channel(near)).await.unwrap();
 
-    live.update(near, &city, &ping(1, 48.8566, 2.3522), Utc::now(), None).await.unwrap();
-    live.update(far, &city, &ping(1, 48.8566 + 0.05, 2.3522), Utc::now(), None).await.unwrap();
+    live.update(near, &city, &ping(1, 48.8566, 2.3522), Utc::now()).await.unwrap();
+    live.update(far, &city, &ping(1, 48.8566 + 0.05, 2.3522), Utc::now()).await.unwrap();
 
     let payload = tokio::time::timeout(std::time::Duration::from_secs(5), async {
         loop {
@@ -62,16 +62,11 @@ async fn positions_are_live_searchable_published_and_follow_the_city() {
     assert_eq!(live.position(near).await.unwrap().unwrap().seq, 1);
     assert!(live.position(Uuid::new_v4()).await.unwrap().is_none());
 
-    // Crossing into another city leaves the first city's set; the durable
-    // watermark given with an update is remembered, and kept by one without.
-    assert_eq!(live.durable(near).await.unwrap(), None);
-    live.update(near, &other_city, &ping(2, 48.8566, 2.3522), Utc::now(), Some(1)).await.unwrap();
+    // Crossing into another city leaves the first city's set.
+    live.update(near, &other_city, &ping(2, 48.8566, 2.3522), Utc::now()).await.unwrap();
     assert!(live.nearby(&city, center, 1_000, 10).await.unwrap().is_empty());
     assert_eq!(live.nearby(&other_city, center, 1_000, 10).await.unwrap()[0].0, near);
     assert_eq!(live.position(near).await.unwrap().unwrap().seq, 2);
-    assert_eq!(live.durable(near).await.unwrap(), Some(1));
-    live.update(near, &other_city, &ping(3, 48.8566, 2.3522), Utc::now(), None).await.unwrap();
-    assert_eq!(live.durable(near).await.unwrap(), Some(1));
 }
 
 #[tokio::test]
@@ -93,8 +88,8 @@ async fn followers_get_the_latest_position_and_the_subscription_ends_with_the_la
     let seen = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             seq += 1;
-            live.update(driver, &city, &ping(seq, 48.8566, 2.3522), Utc::now(), None).await.unwrap();
-            live.update(other, &city, &ping(seq, 48.8566, 2.3522), Utc::now(), None).await.unwrap();
+            live.update(driver, &city, &ping(seq, 48.8566, 2.3522), Utc::now()).await.unwrap();
+            live.update(other, &city, &ping(seq, 48.8566, 2.3522), Utc::now()).await.unwrap();
             tokio::select! {
                 _ = first.changed() => return first.take().unwrap(),
                 _ = tokio::time::sleep(Duration::from_millis(20)) => {}
@@ -107,7 +102,7 @@ async fn followers_get_the_latest_position_and_the_subscription_ends_with_the_la
 
     // A burst while nobody reads coalesces to the newest.
     for next in seq + 1..=seq + 50 {
-        live.update(driver, &city, &ping(next, 48.8566, 2.3522), Utc::now(), None).await.unwrap();
+        live.update(driver, &city, &ping(next, 48.8566, 2.3522), Utc::now()).await.unwrap();
     }
     tokio::time::timeout(Duration::from_secs(5), async {
         while second.take().map(|p| p.seq) != Some(seq + 50) {
@@ -146,7 +141,7 @@ async fn dispatch_sees_only_online_connected_drivers_whose_position_is_recent() 
     let ten_minutes_ago = Utc::now() - chrono::Duration::minutes(10);
     let before_that = ten_minutes_ago - chrono::Duration::minutes(1);
 
-    live.update(driver, &city, &ping(1, 48.8566, 2.3522), ten_minutes_ago, None).await.unwrap();
+    live.update(driver, &city, &ping(1, 48.8566, 2.3522), ten_minutes_ago).await.unwrap();
     live.set_availability(driver, "online").await.unwrap();
     assert!(live.available_near(&city, center, 1_000, 10, before_that).await.unwrap().is_empty(), "no stream open");
     live.start_session(driver, Uuid::new_v4()).await.unwrap();
@@ -157,6 +152,6 @@ async fn dispatch_sees_only_online_connected_drivers_whose_position_is_recent() 
     let two_minutes_ago = Utc::now() - chrono::Duration::minutes(2);
     assert!(live.available_near(&city, center, 1_000, 10, two_minutes_ago).await.unwrap().is_empty());
     assert!(live.available_near(&city, center, 1_000, 10, before_that).await.unwrap().is_empty(), "removed");
-    live.update(driver, &city, &ping(2, 48.8566, 2.3522), Utc::now(), None).await.unwrap();
+    live.update(driver, &city, &ping(2, 48.8566, 2.3522), Utc::now()).await.unwrap();
     assert_eq!(ids(live.available_near(&city, center, 1_000, 10, two_minutes_ago).await.unwrap()), vec![driver]);
 }

@@ -42,10 +42,9 @@ const MAX_PINGS_PER_REPORT: usize = 500;
 const MAX_DECLINE_REASON_CHARS: usize = 200;
 /// When an app should answer again an offer whose answer was not recorded.
 const OFFER_ANSWER_RETRY_AFTER: Duration = Duration::from_secs(1);
-/// The durable watermark (the next session's resume point) rides to Redis on
-/// each live update; a stream whose watermark moved and that sent no ping
-/// for this long writes it on its own, as it does when it ends.
-const DURABLE_HINT_EVERY: Duration = Duration::from_secs(10);
+/// A Connect stream writes its durable watermark to Redis (the next
+/// session's resume point) at most this often, and when it ends.
+const DURABLE_HINT_EVERY: Duration = Duration::from_secs(1);
 
 pub struct DriverApi {
     app: App,
@@ -322,16 +321,9 @@ impl DriverPings {
         let accepted = ping::check(policy, if resend { None } else { self.last.as_ref() }, &raw, now)?;
         let city = app.ingest.zones.city_of(accepted.position).to_string();
         if !resend {
-            let durable = self.durable;
-            match app.live.update(self.driver_id, &city, &accepted, now, Some(durable)).await {
-                Ok(()) => {
-                    self.recorded = self.recorded.max(durable);
-                    self.record_tried_at = Some(tokio::time::Instant::now());
-                }
+            if let Err(err) = app.live.update(self.driver_id, &city, &accepted, now).await {
                 // The durable path still takes it; live state catches up with the next ping.
-                Err(err) => {
-                    tracing::warn!(driver = %self.driver_id, error = %foodfast_store::Chain(&err), "live update failed")
-                }
+                tracing::warn!(driver = %self.driver_id, error = %foodfast_store::Chain(&err), "live update failed");
             }
             self.last = Some(accepted);
         }
@@ -385,10 +377,9 @@ impl DriverPings {
     }
 
     /// Remembers the watermark for the next session (on any replica, after a
-    /// restart) if it moved: [`DURABLE_HINT_EVERY`] after it was last written
-    /// (by this or a live update) unless `now`. It is only a resume hint: one
-    /// that lags (a replica died) makes the app resend pings that are written
-    /// again to the same rows.
+    /// restart) if it moved: at most once per [`DURABLE_HINT_EVERY`] unless
+    /// `now`. It is only a resume hint: one that lags (a replica died) makes
+    /// the app resend pings that are written again to the same rows.
     async fn record_durable(&mut self, app: &App, now: bool) {
         let Some(due) = self.record_due() else { return };
         if !now && due > tokio::time::Instant::now() {
