@@ -19,7 +19,9 @@ use foodfast_domain::pricing::{Cart, CartLine, PricingPolicy, quote};
 use foodfast_domain::restaurant::RestaurantProfile;
 use foodfast_store::Stores;
 use foodfast_store::migrate;
-use foodfast_store::orders::{Claim, NewOrder, Orders, PaymentStatus, TransitionFailure, TransitionRequest};
+use foodfast_store::orders::{
+    Claim, EventKind, NewOrder, OrderEvent, Orders, PaymentStatus, TransitionFailure, TransitionRequest,
+};
 use foodfast_store::restaurants::Restaurants;
 use foodfast_store::users::{NewUser, Users};
 use rust_decimal::Decimal;
@@ -340,4 +342,66 @@ async fn racing_assignments_give_an_order_exactly_one_driver_and_respect_capacit
         other => panic!("expected DriverNotFound, got {other:?}"),
     }
     assert_eq!(fixture.row(second_order).await, before, "a refused assignment changes nothing");
+}
+
+#[tokio::test]
+async fn an_event_of_a_kind_written_by_a_newer_version_reads_back_as_unknown_and_the_order_goes_on() {
+    let fixture = fixture().await;
+    let order_id = fixture.place().await;
+    let placement = fixture.orders.events(order_id).await.unwrap().remove(0);
+    // What a newer replica writes during a rolling upgrade: the next event, of a kind this one lacks.
+    let client = fixture.stores.postgres.client().await.unwrap();
+    client
+        .execute(
+            "INSERT INTO order_events (order_id, seq, restaurant_id, restaurant_seq, kind, status, previous_status, actor)
+             SELECT o.id, o.last_event_seq + 1, o.restaurant_id, r.event_seq + 1, 'driver_waved', o.status, o.status,
+                    'driver'
+             FROM orders o JOIN restaurants r ON r.id = o.restaurant_id WHERE o.id = $1",
+            &[&order_id],
+        )
+        .await
+        .unwrap();
+    client.execute("UPDATE orders SET last_event_seq = last_event_seq + 1 WHERE id = $1", &[&order_id]).await.unwrap();
+    client
+        .execute("UPDATE restaurants SET event_seq = event_seq + 1 WHERE id = $1", &[&fixture.new_order.restaurant_id])
+        .await
+        .unwrap();
+
+    let unknown = |event: &OrderEvent| {
+        assert_eq!(event.kind, EventKind::Unknown);
+        assert_eq!(
+            (event.seq, event.status, event.previous_status),
+            (2, OrderStatus::Pending, Some(OrderStatus::Pending))
+        );
+        assert_eq!(event.actor, Actor::Driver);
+    };
+    let history = fixture.orders.events(order_id).await.unwrap();
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert_eq!(history[0].kind, EventKind::StatusChanged);
+    unknown(&history[1]);
+    let resumed = fixture.orders.events_after(order_id, 1, 10).await.unwrap();
+    assert_eq!(resumed.len(), 1, "{resumed:?}");
+    unknown(&resumed[0]);
+    let restaurant_feed = fixture
+        .orders
+        .restaurant_events_after(fixture.new_order.restaurant_id, placement.restaurant_seq, 10)
+        .await
+        .unwrap();
+    assert_eq!(restaurant_feed.len(), 1, "{restaurant_feed:?}");
+    unknown(&restaurant_feed[0]);
+
+    // This version's next transition follows it.
+    let request = TransitionRequest {
+        order_id,
+        action: OrderAction::Accept,
+        actor: Actor::Restaurant,
+        actor_id: None,
+        reason: "",
+        driver_id: None,
+    };
+    let done = fixture.orders.transition(request, |_| true).await.unwrap();
+    assert_eq!(
+        (done.event.seq, done.event.kind, done.event.status),
+        (3, EventKind::StatusChanged, OrderStatus::Confirmed)
+    );
 }
