@@ -132,6 +132,11 @@ impl Drop for DriverFollow {
 impl Fanout {
     /// Starts listening; the listener reconnects by itself until `stop`.
     pub fn start(redis: Redis, stop: CancellationToken) -> Self {
+        Self::start_with_inbox(redis, INBOX_CAPACITY, stop)
+    }
+
+    /// [`Fanout::start`] with an inbox of `inbox_capacity` messages (at least 1).
+    pub fn start_with_inbox(redis: Redis, inbox_capacity: usize, stop: CancellationToken) -> Self {
         let fanout = Self {
             redis,
             topics: Arc::default(),
@@ -139,7 +144,7 @@ impl Fanout {
             followers_changed: Arc::default(),
             connected: watch::Sender::new(false),
         };
-        tokio::spawn(fanout.clone().listen(stop));
+        tokio::spawn(fanout.clone().listen(inbox_capacity.max(1), stop));
         fanout
     }
 
@@ -221,11 +226,11 @@ impl Fanout {
         topics.retain(|_, sender| sender.send(wake).is_ok());
     }
 
-    async fn listen(self, stop: CancellationToken) {
+    async fn listen(self, inbox_capacity: usize, stop: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
         let mut first = true;
         while !stop.is_cancelled() {
-            let (sender, mut inbox) = inbox(INBOX_CAPACITY);
+            let (sender, mut inbox) = inbox(inbox_capacity);
             let connected = async {
                 let mut connection = self.redis.subscriber(sender).await?;
                 connection.psubscribe(format!("{CHANNEL_PREFIX}*")).await?;

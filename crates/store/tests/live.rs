@@ -155,3 +155,75 @@ async fn dispatch_sees_only_online_connected_drivers_whose_position_is_recent() 
     live.update(driver, &city, &ping(2, 48.8566, 2.3522), Utc::now()).await.unwrap();
     assert_eq!(ids(live.available_near(&city, center, 1_000, 10, two_minutes_ago).await.unwrap()), vec![driver]);
 }
+
+/// A burst the listener cannot keep up with overflows its bounded inbox; what
+/// was dropped is caught up on, so no stream stalls on a lost message. The
+/// burst arrives while this (single-threaded) runtime is blocked, so the
+/// pub/sub connection reads a socket buffer's worth of it (far more than the
+/// small inbox) before the listener runs again.
+#[tokio::test]
+async fn a_burst_past_the_inbox_wakes_every_topic_and_followers_end_with_the_newest_position() {
+    const TOPICS: usize = 3_000;
+    const INBOX: usize = 64;
+    let config = foodfast_testkit::fresh_stores().await;
+    let stores = Stores::connect(&config).await.unwrap();
+    let live = LivePositions::new(stores.redis.clone());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let fanout = foodfast_store::fanout::Fanout::start_with_inbox(stores.redis.clone(), INBOX, stop.clone());
+    tokio::time::timeout(Duration::from_secs(5), fanout.connected().wait_for(|up| *up)).await.unwrap().unwrap();
+    let city = format!("city-{}", Uuid::new_v4().simple());
+    let driver = Uuid::new_v4();
+    let run = Uuid::new_v4().simple().to_string();
+    let topic = |n: usize| format!("burst-{run}-{n}");
+    let mut woken: Vec<_> = (0..TOPICS).map(|n| fanout.subscribe(&topic(n))).collect();
+
+    let mut follow = fanout.follow_driver(driver);
+    let mut seq = 0;
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            seq += 1;
+            live.update(driver, &city, &ping(seq, 48.8566, 2.3522), Utc::now()).await.unwrap();
+            tokio::select! {
+                _ = follow.changed() => return,
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+    })
+    .await
+    .expect("the subscription never took effect");
+    let newest = seq + 1;
+
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let redis = foodfast_store::redis::Redis::connect(&config.redis).await.unwrap();
+                let mut burst = redis::pipe();
+                for n in 0..TOPICS {
+                    burst.publish(format!("ff:wake:{}", topic(n)), "").ignore();
+                }
+                let _: () = burst.query_async(&mut redis.connection()).await.unwrap();
+                LivePositions::new(redis).update(driver, &city, &ping(newest, 48.86, 2.35), Utc::now()).await.unwrap();
+            });
+        });
+    });
+
+    let mut missed = 0;
+    for (n, receiver) in woken.iter_mut().enumerate() {
+        let wake = tokio::time::timeout(Duration::from_secs(10), receiver.recv()).await;
+        match wake.unwrap_or_else(|_| panic!("topic {n} was never woken")).unwrap() {
+            foodfast_store::fanout::Wake::Changed => {}
+            foodfast_store::fanout::Wake::MayHaveMissed => missed += 1,
+        }
+    }
+    println!("{missed} of {TOPICS} topics were told they may have missed a wake-up");
+    assert!(missed > 0, "the burst was meant to overflow the inbox");
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while follow.take().map(|p| p.seq) != Some(newest) {
+            follow.changed().await;
+        }
+    })
+    .await
+    .expect("the newest position never reached the follower");
+    stop.cancel();
+}
