@@ -213,6 +213,34 @@ pg_initdb() {
         as_pg tee -a "$PG_DATA/postgresql.conf" >/dev/null
 }
 
+# A development CA, the server's certificate (for "localhost" only, so a test can tell
+# verify-full from verify-ca by connecting to 127.0.0.1) and a client certificate (CN
+# foodfast), under .local/postgres-tls; the server's copies go where the postgres user reads.
+PG_TLS="$LOCAL/postgres-tls"
+pg_tls() {
+    if [[ ! -s $PG_TLS/client.key ]]; then
+        progress "postgres: making a development CA and certificates in ${PG_TLS#"$ROOT"/}"
+        rm -rf "$PG_TLS" && mkdir -p "$PG_TLS"
+        local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+        run_quiet openssl req -x509 "${ec[@]}" -keyout "$PG_TLS/ca.key" -out "$PG_TLS/ca.pem" -days 3650 \
+            -subj "/CN=FoodFast development CA" || die "postgres: openssl could not make the CA"
+        local name san
+        for name in server client; do
+            if [[ $name == server ]]; then san="subjectAltName=DNS:localhost"; else san="extendedKeyUsage=clientAuth"; fi
+            run_quiet openssl req "${ec[@]}" -keyout "$PG_TLS/$name.key" -out "$PG_TLS/$name.csr" \
+                -subj "/CN=$([[ $name == server ]] && echo localhost || echo foodfast)" &&
+                run_quiet openssl x509 -req -in "$PG_TLS/$name.csr" -CA "$PG_TLS/ca.pem" -CAkey "$PG_TLS/ca.key" \
+                    -CAcreateserial -out "$PG_TLS/$name.pem" -days 3650 -extfile <(printf '%s\n' "$san") ||
+                die "postgres: openssl could not make the $name certificate"
+        done
+    fi
+    as_pg mkdir -p "$PG_HOME/tls"
+    local file
+    for file in ca.pem server.pem server.key; do
+        install -o postgres -g postgres -m 600 "$PG_TLS/$file" "$PG_HOME/tls/$file"
+    done
+}
+
 pg_write_config() {
     # DEVELOPMENT ONLY: every loopback connection is trusted, without a password. The server
     # listens on 127.0.0.1 only and its socket is in a directory only postgres/root can enter.
@@ -241,6 +269,11 @@ max_connections = 300
 enable_seqscan = off
 max_pred_locks_per_transaction = 1024
 max_pred_locks_per_page = 64
+# TLS for clients that ask (sslmode=prefer and up); a client certificate is checked if sent.
+ssl = on
+ssl_cert_file = '${PG_HOME//\'/\'\'}/tls/server.pem'
+ssl_key_file = '${PG_HOME//\'/\'\'}/tls/server.key'
+ssl_ca_file = '${PG_HOME//\'/\'\'}/tls/ca.pem'
 EOF
 }
 
@@ -267,8 +300,12 @@ pg_start() {
     ((EUID == 0)) || die "postgres: this script runs PostgreSQL as the postgres user and needs root"
     find_pg_bin || die "postgres: no PostgreSQL binaries under /usr/lib/postgresql"
     pg_prepare_home
+    pg_tls
     if pg_running; then
         if pg_answering; then
+            # TLS settings take effect on a reload; the others wait for a restart.
+            pg_write_config
+            as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" reload >/dev/null
             pg_setup_roles
             pg_line up "(already running, pid $(head -n1 "$PG_DATA/postmaster.pid"))"
             return 0
@@ -734,6 +771,7 @@ cmd_start() {
     # 1. install what is missing, with a single apt-get update
     local pkgs=()
     if wants postgres && ! find_pg_bin; then pkgs+=(postgresql postgresql-client); fi
+    if wants postgres && ! command -v openssl >/dev/null; then pkgs+=(openssl); fi
     if wants redis && ! { command -v redis-server && command -v redis-cli; } >/dev/null; then pkgs+=(redis-server); fi
     if wants cassandra; then
         find_java || pkgs+=(openjdk-17-jre-headless)

@@ -257,7 +257,9 @@ async fn seeded(users: &Users, kind: &str, limit: usize) -> anyhow::Result<Vec<P
 /// this machine's too.
 fn ensure_local_database(url: &str) -> anyhow::Result<()> {
     use tokio_postgres::config::Host;
-    let config: tokio_postgres::Config = url.parse().context("FOODFAST_DATABASE_URL")?;
+    let config = foodfast_store::postgres_tls::PostgresUrl::parse(url)
+        .map_err(|message| anyhow::anyhow!("FOODFAST_DATABASE_URL: {message}"))?
+        .config;
     let local = config.get_hosts().iter().all(|host| match host {
         Host::Tcp(name) => name == "localhost" || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()),
         Host::Unix(_) => true,

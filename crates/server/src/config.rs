@@ -679,6 +679,8 @@ mod tests {
             ("FOODFAST_SCYLLA_KEYSPACE", "bad-name"),
             ("FOODFAST_REDIS_URL", "http://example"),
             ("FOODFAST_DATABASE_URL", "postgresql://host:notaport/db"),
+            ("FOODFAST_DATABASE_URL", "postgresql://host/db?sslmode=allow"),
+            ("FOODFAST_DATABASE_URL", "postgresql://host/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.crt"),
             ("FOODFAST_LOG_FORMAT", "xml"),
             ("FOODFAST_SHUTDOWN_GRACE", "soon"),
             ("FOODFAST_ADMIN_ADDR", "127.0.0.1:50051"),

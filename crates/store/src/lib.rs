@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod orders;
 pub mod postgres;
+pub mod postgres_tls;
 pub mod redis;
 pub mod restaurants;
 pub mod scylla;
@@ -20,6 +21,7 @@ pub mod sql;
 pub mod throttle;
 pub mod users;
 
+use postgres_tls::PostgresUrl;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -73,8 +75,9 @@ impl StoresConfig {
     /// Checks what would otherwise fail only at the first connection.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         let invalid = |key, message| Err(InvalidSetting { key, message });
-        if let Err(err) = self.postgres.url.parse::<tokio_postgres::Config>() {
-            return invalid("stores.postgres.url", format!("not a PostgreSQL URL: {err}"));
+        // Reads the certificate files too: a missing one stops the start with its name.
+        if let Err(message) = PostgresUrl::parse(&self.postgres.url).and_then(|url| url.tls.connector()) {
+            return invalid("stores.postgres.url", message);
         }
         if self.postgres.max_connections == 0 {
             return invalid("stores.postgres.max_connections", "must be at least 1".into());

@@ -9,11 +9,13 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{IsolationLevel, NoTls, Transaction};
 
 use crate::StoreError;
+use crate::postgres_tls::PostgresUrl;
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresConfig {
-    /// A libpq-style URL, e.g. `postgresql://user@host:26257/foodfast`.
+    /// A libpq-style URL, e.g. `postgresql://user@host:26257/foodfast?sslmode=verify-full&sslrootcert=ca.crt`
+    /// (TLS parameters: see [`crate::postgres_tls`]).
     pub url: String,
     /// Connections in the pool.
     pub max_connections: usize,
@@ -45,8 +47,16 @@ pub struct Postgres {
 impl Postgres {
     /// Builds the pool and checks that the database answers.
     pub async fn connect(config: &PostgresConfig) -> Result<Self, StoreError> {
-        let pg_config: tokio_postgres::Config = config.url.parse().map_err(StoreError::postgres)?;
-        let manager = Manager::from_config(pg_config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let unusable = |message: String| StoreError::Unavailable {
+            backend: crate::error::Backend::Postgres,
+            source: format!("stores.postgres.url: {message}").into(),
+        };
+        let url = PostgresUrl::parse(&config.url).map_err(unusable)?;
+        let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let manager = match url.tls.connector().map_err(unusable)? {
+            Some(tls) => Manager::from_config(url.config, tls, manager_config),
+            None => Manager::from_config(url.config, NoTls, manager_config),
+        };
         let pool = Pool::builder(manager)
             .max_size(config.max_connections)
             .wait_timeout(Some(config.acquire_timeout))

@@ -25,6 +25,12 @@ fn postgres_server() -> String {
     format!("postgresql://foodfast:foodfast@127.0.0.1:{}", port("FOODFAST_PG_PORT", 5432))
 }
 
+/// A file of the development PKI `make services` gives PostgreSQL (`ca.pem`,
+/// `client.pem`, `client.key`; the server's certificate names only `localhost`).
+pub fn postgres_tls_file(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.local/postgres-tls").join(name)
+}
+
 /// A name no other test run uses.
 pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
