@@ -1,7 +1,8 @@
 //! TLS to CockroachDB/PostgreSQL, set the way libpq sets it: `sslmode`,
 //! `sslrootcert`, `sslcert` and `sslkey` in the URL. tokio-postgres knows
 //! only `disable`, `prefer` and `require` and no certificate files, so these
-//! are taken out of the URL here and become a rustls configuration.
+//! are taken out of the URL here and become a rustls configuration. (The
+//! `key=value` form is passed to tokio-postgres as it is: its three modes.)
 //!
 //! | `sslmode` | encrypted | certificate checked |
 //! |---|---|---|
@@ -53,13 +54,13 @@ impl PostgresUrl {
     pub fn parse(url: &str) -> Result<Self, String> {
         let (base, query) = url.split_once('?').unwrap_or((url, ""));
         let mut kept = Vec::new();
-        let (mut mode, mut root_cert, mut cert, mut key) = (SslMode::Prefer, None, None, None);
+        let (mut mode, mut root_cert, mut cert, mut key) = (None, None, None, None);
         for pair in query.split('&').filter(|pair| !pair.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             let decoded = || percent_decode_str(value).decode_utf8_lossy().into_owned();
             match name {
                 "sslmode" => {
-                    mode = match decoded().as_str() {
+                    mode = Some(match decoded().as_str() {
                         "disable" => SslMode::Disable,
                         "prefer" => SslMode::Prefer,
                         "require" => SslMode::Require,
@@ -70,7 +71,7 @@ impl PostgresUrl {
                                 "sslmode={other} is not supported: use disable, prefer, require, verify-ca or verify-full"
                             ));
                         }
-                    }
+                    })
                 }
                 "sslrootcert" => root_cert = Some(PathBuf::from(decoded())),
                 "sslcert" => cert = Some(PathBuf::from(decoded())),
@@ -85,11 +86,24 @@ impl PostgresUrl {
         };
         let rest = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
         let mut config: tokio_postgres::Config = rest.parse().map_err(|err| format!("not a PostgreSQL URL: {err}"))?;
-        config.ssl_mode(match mode {
-            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
-            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
-            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => tokio_postgres::config::SslMode::Require,
-        });
+        let mode = match mode {
+            Some(mode) => {
+                config.ssl_mode(match mode {
+                    SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+                    SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+                    SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+                        tokio_postgres::config::SslMode::Require
+                    }
+                });
+                mode
+            }
+            // Not in a URL's query: the key=value form's own, which tokio-postgres read.
+            None => match config.get_ssl_mode() {
+                tokio_postgres::config::SslMode::Disable => SslMode::Disable,
+                tokio_postgres::config::SslMode::Require => SslMode::Require,
+                _ => SslMode::Prefer,
+            },
+        };
         Ok(Self { config, tls: TlsSettings { mode, root_cert, client_cert } })
     }
 }
@@ -232,6 +246,10 @@ mod tests {
         let disabled = PostgresUrl::parse("postgresql://u@h/db?sslmode=disable").unwrap();
         assert_eq!(disabled.config.get_ssl_mode(), tokio_postgres::config::SslMode::Disable);
         assert!(disabled.tls.connector().unwrap().is_none());
+
+        let key_value = PostgresUrl::parse("host=h dbname=db sslmode=require").unwrap();
+        assert_eq!(key_value.tls.mode, SslMode::Require, "the key=value form keeps its own sslmode");
+        assert_eq!(key_value.config.get_ssl_mode(), tokio_postgres::config::SslMode::Require);
 
         let err = PostgresUrl::parse("postgresql://u@h/db?sslmode=allow").unwrap_err();
         assert!(err.contains("sslmode=allow is not supported"), "{err}");
