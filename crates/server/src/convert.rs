@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use foodfast_api::v1 as pb;
 use foodfast_domain::address::Address;
+use foodfast_domain::announcement::{Announcement, Severity};
 use foodfast_domain::geo::{LatLng, distance_m};
 use foodfast_domain::hours::{OpeningHours, OpeningPeriod, parse_time, parse_time_zone};
 use foodfast_domain::menu::{Customization, CustomizationOption, Menu, MenuCategory, MenuItem};
@@ -100,18 +101,68 @@ pub fn offer(offer: &DriverOffer, order: &Order) -> pb::Offer {
     }
 }
 
-/// An account as its owner (or an admin) sees it.
-pub fn account_profile(account: &Account) -> pb::Profile {
-    let role = match account.role {
+pub fn role(role: Role) -> pb::Role {
+    match role {
         Role::Customer => pb::Role::Customer,
         Role::RestaurantStaff => pb::Role::RestaurantStaff,
         Role::Driver => pb::Role::Driver,
         Role::Support => pb::Role::Support,
         Role::Admin => pb::Role::Admin,
-    };
+    }
+}
+
+pub fn parse_role(field: &str, role: pb::Role) -> Result<Role, FieldError> {
+    Ok(match role {
+        pb::Role::Unspecified => return Err(FieldError::new(field, "is required")),
+        pb::Role::Customer => Role::Customer,
+        pb::Role::RestaurantStaff => Role::RestaurantStaff,
+        pb::Role::Driver => Role::Driver,
+        pb::Role::Support => Role::Support,
+        pb::Role::Admin => Role::Admin,
+    })
+}
+
+/// A required timestamp.
+pub fn parse_timestamp(field: &str, t: Option<&prost_types::Timestamp>) -> Result<DateTime<Utc>, FieldError> {
+    let t = t.ok_or_else(|| FieldError::new(field, "is required"))?;
+    DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32).ok_or_else(|| FieldError::new(field, "is out of range"))
+}
+
+/// A stream's resume cursor (`after_cursor`): empty is none.
+pub fn parse_cursor(cursor: &str) -> Result<Option<i64>, FieldError> {
+    if cursor.is_empty() {
+        return Ok(None);
+    }
+    cursor
+        .parse::<i64>()
+        .ok()
+        .filter(|c| *c >= 0)
+        .map(Some)
+        .ok_or_else(|| FieldError::new("after_cursor", "is not a cursor of this stream; start without one"))
+}
+
+pub fn announcement(announcement: &Announcement) -> pb::Announcement {
+    pb::Announcement {
+        announcement_id: announcement.id.to_string(),
+        title: announcement.title.clone(),
+        body: announcement.body.clone(),
+        severity: match announcement.severity {
+            Severity::Info => pb::AnnouncementSeverity::Info,
+            Severity::Warning => pb::AnnouncementSeverity::Warning,
+            Severity::Critical => pb::AnnouncementSeverity::Critical,
+        } as i32,
+        audience: announcement.audience.iter().map(|&r| role(r) as i32).collect(),
+        city: announcement.city.clone(),
+        published_at: Some(timestamp(announcement.published_at)),
+        expires_at: Some(timestamp(announcement.expires_at)),
+    }
+}
+
+/// An account as its owner (or an admin) sees it.
+pub fn account_profile(account: &Account) -> pb::Profile {
     pb::Profile {
         account_id: account.id.to_string(),
-        role: role.into(),
+        role: role(account.role).into(),
         email: account.email.clone(),
         phone: account.phone.clone().unwrap_or_default(),
         display_name: account.name.clone(),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use foodfast_payments::{HttpPaymentGateway, PaymentGateway};
 use foodfast_store::Stores;
+use foodfast_store::announcements::Announcements;
 use foodfast_store::audit::AuditLog;
 use foodfast_store::dispatch::Dispatch;
 use foodfast_store::fanout::Fanout;
@@ -23,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
+use crate::announcements::AnnouncementBoard;
 use crate::api;
 use crate::auth::Tokens;
 use crate::config::{Config, GrpcConfig};
@@ -62,6 +64,8 @@ pub async fn serve(
     let payments: Arc<dyn PaymentGateway> = Arc::new(HttpPaymentGateway::new(config.payments.clone())?);
     let zones = Arc::new(config.ingest.zones.clone());
     let orders = Orders::new(stores.postgres.clone(), zones.clone());
+    let fanout = Fanout::start(stores.redis.clone(), stopping.clone());
+    let announcements = Announcements::new(stores.postgres.clone());
     let app = api::App {
         restaurants: Restaurants::new(stores.postgres.clone(), stores.redis.clone(), config.service.menu_cache_ttl),
         orders: orders.clone(),
@@ -73,7 +77,14 @@ pub async fn serve(
             hashing: Arc::new(tokio::sync::Semaphore::new(config.auth.max_concurrent_hashes)),
         },
         audit: AuditLog::new(stores.postgres.clone()),
-        fanout: Fanout::start(stores.redis.clone(), stopping.clone()),
+        announcement_board: AnnouncementBoard::start(
+            announcements.clone(),
+            fanout.clone(),
+            config.service.watch_poll_interval,
+            stopping.clone(),
+        ),
+        announcements,
+        fanout,
         settler: PaymentSettler::start(
             orders,
             payments.clone(),

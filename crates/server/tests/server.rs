@@ -5,8 +5,9 @@
 use std::time::{Duration, Instant};
 
 use foodfast_api::v1::dispatch_service_client::DispatchServiceClient;
-use foodfast_api::v1::notification_service_client::NotificationServiceClient;
-use foodfast_api::v1::{GetMatchingStateRequest, WatchAnnouncementsRequest};
+use foodfast_api::v1::media_service_client::MediaServiceClient;
+use foodfast_api::v1::{GetMatchingStateRequest, GetUploadJobRequest};
+use foodfast_domain::access::{Principal, Role};
 use foodfast_server::config::Config;
 use foodfast_store::{Stores, StoresConfig};
 use foodfast_testkit::PrivateRedis;
@@ -18,6 +19,8 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
+const TOKEN_KEY: &str = "test:a-test-signing-key-that-is-long-enough";
+
 struct RunningServer {
     channel: Channel,
     stop: Option<oneshot::Sender<()>>,
@@ -27,6 +30,7 @@ struct RunningServer {
 impl RunningServer {
     async fn start(stores: StoresConfig) -> Self {
         let mut config = Config { stores, ..Config::default() };
+        config.auth.keys = vec![TOKEN_KEY.into()];
         config.health.probe_interval = Duration::from_millis(100);
         config.health.probe_timeout = Duration::from_millis(500);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -100,11 +104,13 @@ async fn rpcs_not_built_yet_answer_unimplemented_to_callers_they_are_for() {
         .unwrap_err();
     assert_eq!(unary.code(), tonic::Code::Unauthenticated, "who may call is checked before anything else");
 
-    let stream = NotificationServiceClient::new(server.channel.clone())
-        .watch_announcements(WatchAnnouncementsRequest::default())
-        .await
-        .unwrap_err();
-    assert_eq!(stream.code(), tonic::Code::Unimplemented);
+    let keys = [foodfast_auth::TokenKey::parse(TOKEN_KEY).unwrap()];
+    let customer = Principal { user_id: uuid::Uuid::new_v4(), role: Role::Customer, restaurant_id: None };
+    let token = foodfast_auth::Tokens::new(&keys).mint(&customer, Duration::from_secs(60)).unwrap();
+    let mut request = tonic::Request::new(GetUploadJobRequest { job_id: uuid::Uuid::new_v4().to_string() });
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let unbuilt = MediaServiceClient::new(server.channel.clone()).get_upload_job(request).await.unwrap_err();
+    assert_eq!(unbuilt.code(), tonic::Code::Unimplemented, "{unbuilt:?}");
     server.shut_down().await;
 }
 

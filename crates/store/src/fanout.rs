@@ -500,6 +500,9 @@ pub fn driver_topic(driver_id: uuid::Uuid) -> String {
 /// dropped): dispatchers on every replica look now instead of at their next poll.
 pub const DISPATCH_TOPIC: &str = "dispatch";
 
+/// An announcement was published: every replica's board reads the new ones.
+pub const ANNOUNCEMENTS_TOPIC: &str = "announcements";
+
 /// The topic of one order.
 pub fn order_topic(order_id: uuid::Uuid) -> String {
     format!("order:{order_id}")

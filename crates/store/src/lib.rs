@@ -2,6 +2,7 @@
 //! CockroachDB (PostgreSQL in development), ScyllaDB (Cassandra in development)
 //! and Redis only through this crate.
 
+pub mod announcements;
 pub mod audit;
 pub mod dispatch;
 pub mod error;

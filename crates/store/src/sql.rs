@@ -111,6 +111,13 @@ statements! {
         WHERE token_hash = $1";
     REPLACE_REFRESH_TOKEN = "UPDATE refresh_tokens SET revoked_at = now(), replaced_by = $2 WHERE id = $1";
     REVOKE_REFRESH_TOKEN = "UPDATE refresh_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL";
+    NEXT_ANNOUNCEMENT_SEQ = "UPDATE announcement_sequence SET seq = seq + 1 WHERE id = 1 RETURNING seq";
+    INSERT_ANNOUNCEMENT = "INSERT INTO announcements (seq, id, title, body, severity, audience, city, published_by,
+            expires_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        RETURNING published_at, expires_at";
+    SELECT_ANNOUNCEMENTS_IN_FORCE = "SELECT seq, id, title, body, severity, audience, city, published_at, expires_at
+        FROM announcements WHERE seq > $1 AND expires_at > now() ORDER BY seq LIMIT $2";
     INSERT_AUDIT = "INSERT INTO audit_log (id, actor_id, actor_role, action, resource_kind, resource_id, request_id)
         VALUES ($1, $2, $3, $4, $5, $6, $7)";
     SELECT_AUDIT_FOR_RESOURCE = "SELECT at, actor_id, actor_role, action, resource_kind, resource_id, request_id

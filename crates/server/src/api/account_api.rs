@@ -305,14 +305,7 @@ impl AccountService for AccountApi {
             return Err(ApiError::PermissionDenied("only admins create accounts".into()).into());
         }
         let request = request.into_inner();
-        let role = match request.role() {
-            pb::Role::Unspecified => return Err(ApiError::from(FieldError::new("role", "is required")).into()),
-            pb::Role::Customer => Role::Customer,
-            pb::Role::RestaurantStaff => Role::RestaurantStaff,
-            pb::Role::Driver => Role::Driver,
-            pb::Role::Support => Role::Support,
-            pb::Role::Admin => Role::Admin,
-        };
+        let role = convert::parse_role("role", request.role()).map_err(ApiError::from)?;
         let restaurant_id = match (role, request.restaurant_id.as_str()) {
             (Role::RestaurantStaff, id) => {
                 let id = parse_uuid("restaurant_id", id).map_err(ApiError::from)?;

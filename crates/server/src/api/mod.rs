@@ -6,6 +6,7 @@
 mod account_api;
 mod dispatch_api;
 mod driver_api;
+mod notification_api;
 mod order_api;
 mod page_token;
 mod restaurant_api;
@@ -19,7 +20,7 @@ use foodfast_api::v1::{
     dispatch_service_server::DispatchServiceServer,
     driver_service_server::DriverServiceServer,
     media_service_server::{MediaService, MediaServiceServer},
-    notification_service_server::{NotificationService, NotificationServiceServer},
+    notification_service_server::NotificationServiceServer,
     order_service_server::OrderServiceServer,
     restaurant_service_server::RestaurantServiceServer,
     support_service_server::{SupportService, SupportServiceServer},
@@ -28,6 +29,7 @@ use foodfast_api::v1::{
 use foodfast_domain::order::OrderStatus;
 use foodfast_domain::pricing::PricingPolicy;
 use foodfast_payments::PaymentGateway;
+use foodfast_store::announcements::Announcements;
 use foodfast_store::audit::AuditLog;
 use foodfast_store::dispatch::Dispatch;
 use foodfast_store::fanout::{DISPATCH_TOPIC, Fanout, driver_topic, order_topic, restaurant_topic};
@@ -41,6 +43,7 @@ use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Router;
 
+use crate::announcements::AnnouncementBoard;
 use crate::auth::Tokens;
 use crate::config::{DispatchConfig, IngestConfig, ServiceSettings, TrackingConfig};
 use crate::settlement::PaymentSettler;
@@ -48,6 +51,7 @@ use crate::settlement::PaymentSettler;
 pub use account_api::{AccountApi, Accounts};
 pub use dispatch_api::DispatchApi;
 pub use driver_api::DriverApi;
+pub use notification_api::NotificationApi;
 pub use order_api::OrderApi;
 pub use restaurant_api::RestaurantApi;
 pub use tracking_api::TrackingApi;
@@ -63,6 +67,9 @@ pub struct App {
     pub users: Users,
     pub accounts: Accounts,
     pub audit: AuditLog,
+    pub announcements: Announcements,
+    /// The announcements in force, shared by every WatchAnnouncements stream.
+    pub announcement_board: AnnouncementBoard,
     pub fanout: Fanout,
     pub payments: Arc<dyn PaymentGateway>,
     pub settler: PaymentSettler,
@@ -156,7 +163,6 @@ impl App {
 #[derive(Debug, Clone, Copy)]
 pub struct NotImplementedYet;
 
-impl NotificationService for NotImplementedYet {}
 impl SupportService for NotImplementedYet {}
 impl MediaService for NotImplementedYet {}
 
@@ -186,8 +192,8 @@ pub fn add_services<L>(router: Router<L>, app: App, tokens: &Tokens, max_message
         .add_service(service!(OrderServiceServer, OrderApi::new(app.clone())))
         .add_service(service!(DriverServiceServer, DriverApi::new(app.clone())))
         .add_service(service!(TrackingServiceServer, TrackingApi::new(app.clone())))
-        .add_service(service!(DispatchServiceServer, DispatchApi::new(app)))
-        .add_service(service!(NotificationServiceServer, NotImplementedYet))
+        .add_service(service!(DispatchServiceServer, DispatchApi::new(app.clone())))
+        .add_service(service!(NotificationServiceServer, NotificationApi::new(app)))
         .add_service(service!(SupportServiceServer, NotImplementedYet))
         .add_service(service!(MediaServiceServer, NotImplementedYet))
 }

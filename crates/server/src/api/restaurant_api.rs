@@ -62,18 +62,6 @@ fn status_action(status: &str) -> Result<OrderAction, FieldError> {
     }
 }
 
-fn parse_cursor(cursor: &str) -> Result<Option<i64>, FieldError> {
-    if cursor.is_empty() {
-        return Ok(None);
-    }
-    cursor
-        .parse::<i64>()
-        .ok()
-        .filter(|c| *c >= 0)
-        .map(Some)
-        .ok_or_else(|| FieldError::new("after_cursor", "is not a cursor of this stream; start without one"))
-}
-
 #[tonic::async_trait]
 impl RestaurantService for RestaurantApi {
     async fn create_restaurant(
@@ -237,7 +225,7 @@ impl RestaurantService for RestaurantApi {
         let request = request.into_inner();
         let restaurant_id = parse_uuid("restaurant_id", &request.restaurant_id).map_err(ApiError::from)?;
         require_manager(&caller, restaurant_id)?;
-        let after = parse_cursor(&request.after_cursor).map_err(ApiError::from)?;
+        let after = convert::parse_cursor(&request.after_cursor).map_err(ApiError::from)?;
         self.app.restaurant(restaurant_id).await?;
         // Subscribed before the first read, so no change falls in between.
         let wake = self.app.fanout.subscribe(&restaurant_topic(restaurant_id));

@@ -2,7 +2,7 @@
 //! [`crate::tracking`]), a driver's stored route, and the ops export of a
 //! city's day.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use foodfast_api::v1 as pb;
 use foodfast_api::v1::tracking_service_server::TrackingService;
 use foodfast_domain::access::{OrderParties, Role};
@@ -44,11 +44,6 @@ fn location_ping(point: &TrackPoint) -> pb::LocationPing {
         heading_deg: point.heading_deg,
         recorded_at: Some(convert::timestamp(point.recorded_at)),
     }
-}
-
-fn time(field: &str, t: Option<&prost_types::Timestamp>) -> Result<DateTime<Utc>, FieldError> {
-    let t = t.ok_or_else(|| FieldError::new(field, "is required"))?;
-    DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32).ok_or_else(|| FieldError::new(field, "is out of range"))
 }
 
 #[tonic::async_trait]
@@ -114,8 +109,8 @@ impl TrackingService for TrackingApi {
         if !(caller.is_operator() || (caller.role == Role::Driver && caller.user_id == driver_id)) {
             return Err(ApiError::PermissionDenied("a driver may read only their own track".into()).into());
         }
-        let from = time("start_time", request.start_time.as_ref()).map_err(ApiError::from)?;
-        let to = time("end_time", request.end_time.as_ref()).map_err(ApiError::from)?;
+        let from = convert::parse_timestamp("start_time", request.start_time.as_ref()).map_err(ApiError::from)?;
+        let to = convert::parse_timestamp("end_time", request.end_time.as_ref()).map_err(ApiError::from)?;
         let limit = page_size(request.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
         let token = Some(request.page_token.as_str()).filter(|t| !t.is_empty());
         let reader = self.app.location_reader().await?;

@@ -9,6 +9,7 @@ use foodfast_api::v1 as pb;
 use foodfast_api::v1::account_service_client::AccountServiceClient;
 use foodfast_api::v1::dispatch_service_client::DispatchServiceClient;
 use foodfast_api::v1::driver_service_client::DriverServiceClient;
+use foodfast_api::v1::notification_service_client::NotificationServiceClient;
 use foodfast_api::v1::order_service_client::OrderServiceClient;
 use foodfast_api::v1::restaurant_service_client::RestaurantServiceClient;
 use foodfast_api::v1::tracking_service_client::TrackingServiceClient;
@@ -164,6 +165,15 @@ impl TestServer {
             }
             None => Bearer(None),
         }
+    }
+
+    /// A notification client of `replica` for `caller`.
+    pub fn notifications_at(&self, replica: &Replica, caller: Option<&Principal>) -> NotificationServiceClient<Authed> {
+        NotificationServiceClient::with_interceptor(replica.channel.clone(), self.bearer(caller))
+    }
+
+    pub fn notifications(&self, caller: Option<&Principal>) -> NotificationServiceClient<Authed> {
+        NotificationServiceClient::with_interceptor(self.channel.clone(), self.bearer(caller))
     }
 
     pub fn accounts(&self, caller: Option<&Principal>) -> AccountServiceClient<Authed> {

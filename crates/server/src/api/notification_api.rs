@@ -1,0 +1,158 @@
+//! `NotificationService`: system-wide announcements. Notifications to one
+//! person (SendNotification, GetNotification, RegisterDevice) answer
+//! `UNIMPLEMENTED` until their provider queues land.
+
+use std::time::Instant;
+
+use chrono::Utc;
+use foodfast_api::v1 as pb;
+use foodfast_api::v1::notification_service_server::NotificationService;
+use foodfast_domain::access::{Principal, Role};
+use foodfast_domain::announcement::{Announcement, NewAnnouncement, Severity};
+use foodfast_store::fanout::ANNOUNCEMENTS_TOPIC;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::{App, BoxStream};
+use crate::announcements::Board;
+use crate::auth::principal;
+use crate::convert;
+use crate::error::ApiError;
+
+pub struct NotificationApi {
+    app: App,
+}
+
+impl NotificationApi {
+    pub fn new(app: App) -> Self {
+        Self { app }
+    }
+}
+
+fn new_announcement(request: pb::PublishAnnouncementRequest) -> Result<NewAnnouncement, ApiError> {
+    let severity = match request.severity() {
+        pb::AnnouncementSeverity::Unspecified | pb::AnnouncementSeverity::Info => Severity::Info,
+        pb::AnnouncementSeverity::Warning => Severity::Warning,
+        pb::AnnouncementSeverity::Critical => Severity::Critical,
+    };
+    let audience = request
+        .audience
+        .iter()
+        .enumerate()
+        .map(|(i, &role)| {
+            let field = format!("audience[{i}]");
+            let role = pb::Role::try_from(role)
+                .map_err(|_| foodfast_domain::validation::FieldError::new(&field, format!("{role} is not a role")))?;
+            convert::parse_role(&field, role)
+        })
+        .collect::<Result<Vec<Role>, _>>()?;
+    let new = NewAnnouncement {
+        expires_at: convert::parse_timestamp("expires_at", request.expires_at.as_ref())?,
+        title: request.title,
+        body: request.body,
+        severity,
+        audience,
+        city: request.city,
+    };
+    Ok(new.validated(Utc::now())?)
+}
+
+#[tonic::async_trait]
+impl NotificationService for NotificationApi {
+    /// Admins only (checked by the policy layer too).
+    async fn publish_announcement(
+        &self,
+        request: Request<pb::PublishAnnouncementRequest>,
+    ) -> Result<Response<pb::PublishAnnouncementResponse>, Status> {
+        let caller = principal(&request)?;
+        if caller.role != Role::Admin {
+            return Err(ApiError::PermissionDenied("only admins publish announcements".into()).into());
+        }
+        let new = new_announcement(request.into_inner())?;
+        let announcement = self.app.announcements.publish(&new, Some(caller.user_id)).await.map_err(ApiError::from)?;
+        self.app.wake(ANNOUNCEMENTS_TOPIC).await;
+        Ok(Response::new(pb::PublishAnnouncementResponse { announcement: Some(convert::announcement(&announcement)) }))
+    }
+
+    /// Any caller; each gets the announcements addressed to its role. The
+    /// stream ends only with `UNAVAILABLE` when the server shuts down (resume
+    /// from the last cursor), or when the client goes away.
+    async fn watch_announcements(
+        &self,
+        request: Request<pb::WatchAnnouncementsRequest>,
+    ) -> Result<Response<BoxStream<pb::WatchAnnouncementsResponse>>, Status> {
+        let role = request.extensions().get::<Principal>().map(|caller| caller.role);
+        let after = convert::parse_cursor(&request.get_ref().after_cursor).map_err(ApiError::from)?.unwrap_or(0);
+        let (sender, receiver) = mpsc::channel(self.app.settings.watch_buffer);
+        tokio::spawn(watch(self.app.clone(), role, after, sender));
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}
+
+/// The body of one WatchAnnouncements stream: what the board holds after
+/// the cursor for this role, then each change of the board. A slow client
+/// makes `send` wait; the board only says what is new since the cursor.
+async fn watch(
+    app: App,
+    role: Option<Role>,
+    mut cursor: i64,
+    sender: mpsc::Sender<Result<pb::WatchAnnouncementsResponse, Status>>,
+) {
+    let settings = &app.settings;
+    let mut board = app.announcement_board.subscribe();
+    let mut last_sent = Instant::now();
+    loop {
+        let due: Vec<Announcement> = unseen(&board.borrow_and_update(), cursor, role);
+        for announcement in due {
+            cursor = announcement.seq;
+            let message = pb::WatchAnnouncementsResponse {
+                cursor: cursor.to_string(),
+                payload: Some(pb::watch_announcements_response::Payload::Announcement(convert::announcement(
+                    &announcement,
+                ))),
+            };
+            if sender.send(Ok(message)).await.is_err() {
+                return;
+            }
+            last_sent = Instant::now();
+        }
+        let heartbeat_due = last_sent + settings.watch_heartbeat;
+        tokio::select! {
+            _ = app.stopping.cancelled() => {
+                let _ = sender.send(Err(Status::unavailable(
+                    "the server is shutting down; reconnect with your last cursor",
+                ))).await;
+                return;
+            }
+            _ = sender.closed() => return,
+            changed = board.changed() => {
+                if changed.is_err() {
+                    // The board's task ended: the server is stopping.
+                    let _ = sender.send(Err(Status::unavailable(
+                        "announcements are not being kept any more; reconnect with your last cursor",
+                    ))).await;
+                    return;
+                }
+            }
+            _ = tokio::time::sleep_until(heartbeat_due.into()) => {
+                let message = pb::WatchAnnouncementsResponse {
+                    cursor: cursor.to_string(),
+                    payload: Some(pb::watch_announcements_response::Payload::Heartbeat(pb::Heartbeat {
+                        server_time: Some(convert::timestamp(Utc::now())),
+                        interval: Some(convert::duration(settings.watch_heartbeat)),
+                    })),
+                };
+                if sender.send(Ok(message)).await.is_err() {
+                    return;
+                }
+                last_sent = Instant::now();
+            }
+        }
+    }
+}
+
+/// The board's announcements after `cursor` addressed to `role`, oldest first.
+fn unseen(board: &Board, cursor: i64, role: Option<Role>) -> Vec<Announcement> {
+    board.iter().filter(|a| a.seq > cursor && a.addressed_to(role)).cloned().collect()
+}

@@ -1,0 +1,44 @@
+//! Announcements on the real PostgreSQL: concurrent publishers get distinct
+//! sequence numbers in commit order, and only those in force read back.
+
+use chrono::{TimeDelta, Utc};
+use foodfast_domain::access::Role;
+use foodfast_domain::announcement::{NewAnnouncement, Severity};
+use foodfast_store::announcements::Announcements;
+use foodfast_store::migrate;
+use foodfast_store::postgres::Postgres;
+
+fn new(title: &str, expires_in: TimeDelta) -> NewAnnouncement {
+    NewAnnouncement {
+        title: title.into(),
+        body: "body".into(),
+        severity: Severity::Critical,
+        audience: vec![Role::Driver, Role::RestaurantStaff],
+        city: "Lyon".into(),
+        expires_at: Utc::now() + expires_in,
+    }
+}
+
+#[tokio::test]
+async fn concurrent_publishers_get_distinct_sequence_numbers_and_only_those_in_force_read_back() {
+    let postgres = Postgres::connect(&foodfast_testkit::fresh_postgres().await).await.unwrap();
+    migrate::migrate_postgres(&postgres, &migrate::cockroach_migrations()).await.unwrap();
+    let store = Announcements::new(postgres);
+    let published = futures::future::join_all((0..8).map(|n| {
+        let store = store.clone();
+        async move { store.publish(&new(&format!("a{n}"), TimeDelta::hours(1)), None).await.unwrap() }
+    }))
+    .await;
+    let mut seqs: Vec<i64> = published.iter().map(|a| a.seq).collect();
+    seqs.sort();
+    assert_eq!(seqs, (1..=8).collect::<Vec<_>>(), "one number each, none skipped or shared");
+    store.publish(&new("expired", TimeDelta::seconds(-1)), None).await.unwrap();
+
+    let in_force = store.in_force_after(0, 100).await.unwrap();
+    assert_eq!(in_force.iter().map(|a| a.seq).collect::<Vec<_>>(), (1..=8).collect::<Vec<_>>());
+    let first = published.iter().find(|a| a.seq == 1).unwrap();
+    assert_eq!(&in_force[0], first, "reads back as published");
+    assert_eq!(in_force[0].audience, [Role::Driver, Role::RestaurantStaff]);
+    assert_eq!(store.in_force_after(6, 100).await.unwrap().len(), 2);
+    assert_eq!(store.in_force_after(0, 3).await.unwrap().len(), 3, "the limit holds");
+}
