@@ -101,6 +101,11 @@ pub fn offer(offer: &DriverOffer, order: &Order) -> pb::Offer {
     }
 }
 
+/// A stream's "nothing happened", sent every `interval` of silence.
+pub fn heartbeat(interval: Duration) -> pb::Heartbeat {
+    pb::Heartbeat { server_time: Some(timestamp(Utc::now())), interval: Some(duration(interval)) }
+}
+
 pub fn role(role: Role) -> pb::Role {
     match role {
         Role::Customer => pb::Role::Customer,

@@ -201,10 +201,7 @@ impl Tracker {
                 return Ok(Some(self.message(Payload::Eta(eta))));
             }
             if now >= self.last_sent + self.app.settings.watch_heartbeat {
-                let heartbeat = pb::Heartbeat {
-                    server_time: Some(convert::timestamp(Utc::now())),
-                    interval: Some(convert::duration(self.app.settings.watch_heartbeat)),
-                };
+                let heartbeat = convert::heartbeat(self.app.settings.watch_heartbeat);
                 return Ok(Some(self.message(Payload::Heartbeat(heartbeat))));
             }
             self.wait().await?;

@@ -56,6 +56,11 @@ pub use order_api::OrderApi;
 pub use restaurant_api::RestaurantApi;
 pub use tracking_api::TrackingApi;
 
+/// How a resumable server stream ends when the server shuts down.
+pub(crate) fn shutting_down() -> tonic::Status {
+    tonic::Status::unavailable("the server is shutting down; reconnect with your last cursor")
+}
+
 /// A server stream's body.
 pub type BoxStream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, tonic::Status>> + Send + 'static>>;
 

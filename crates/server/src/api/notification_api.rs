@@ -120,9 +120,7 @@ async fn watch(
         let heartbeat_due = last_sent + settings.watch_heartbeat;
         tokio::select! {
             _ = app.stopping.cancelled() => {
-                let _ = sender.send(Err(Status::unavailable(
-                    "the server is shutting down; reconnect with your last cursor",
-                ))).await;
+                let _ = sender.send(Err(super::shutting_down())).await;
                 return;
             }
             _ = sender.closed() => return,
@@ -138,10 +136,9 @@ async fn watch(
             _ = tokio::time::sleep_until(heartbeat_due.into()) => {
                 let message = pb::WatchAnnouncementsResponse {
                     cursor: cursor.to_string(),
-                    payload: Some(pb::watch_announcements_response::Payload::Heartbeat(pb::Heartbeat {
-                        server_time: Some(convert::timestamp(Utc::now())),
-                        interval: Some(convert::duration(settings.watch_heartbeat)),
-                    })),
+                    payload: Some(pb::watch_announcements_response::Payload::Heartbeat(convert::heartbeat(
+                        settings.watch_heartbeat,
+                    ))),
                 };
                 if sender.send(Ok(message)).await.is_err() {
                     return;

@@ -355,9 +355,7 @@ async fn watch(
             let heartbeat_due = last_sent + settings.watch_heartbeat;
             tokio::select! {
                 _ = app.stopping.cancelled() => {
-                    let _ = sender.send(Err(Status::unavailable(
-                        "the server is shutting down; reconnect with your last cursor",
-                    ))).await;
+                    let _ = sender.send(Err(super::shutting_down())).await;
                     return Ok(());
                 }
                 _ = sender.closed() => return Ok(()),
@@ -371,10 +369,9 @@ async fn watch(
                 _ = tokio::time::sleep_until(heartbeat_due.into()) => {
                     let message = pb::WatchOrdersResponse {
                         cursor: cursor.to_string(),
-                        payload: Some(pb::watch_orders_response::Payload::Heartbeat(pb::Heartbeat {
-                            server_time: Some(convert::timestamp(Utc::now())),
-                            interval: Some(convert::duration(settings.watch_heartbeat)),
-                        })),
+                        payload: Some(pb::watch_orders_response::Payload::Heartbeat(convert::heartbeat(
+                            settings.watch_heartbeat,
+                        ))),
                     };
                     if sender.send(Ok(message)).await.is_err() {
                         return Ok(());
