@@ -404,3 +404,43 @@ async fn a_driver_declines_and_accepts_offers_over_rest() {
         (StatusCode::OK, Some(driver.user_id.to_string().as_str()))
     );
 }
+
+#[tokio::test]
+async fn anyone_follows_announcements_as_events_that_an_admin_publishes_over_rest() {
+    use reqwest::Method;
+    let stack = Stack::start().await;
+    let admin = stack.user(Role::Admin, None).await;
+    let watch = "/api/v1/announcements/watch";
+    let response = stack.request(Method::GET, watch, None).send().await.unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut events = SseReader::new(response);
+
+    let expires_at = (chrono::Utc::now() + chrono::TimeDelta::hours(1)).to_rfc3339();
+    let mut cursors = Vec::new();
+    for title in ["Rain in Paris", "Back to normal"] {
+        let announcement = json!({"title": title, "body": "Deliveries may be late.", "expiresAt": expires_at});
+        let (status, published) =
+            stack.call(Method::POST, "/api/v1/announcements", Some(&admin), Some(announcement)).await;
+        assert_eq!(status, StatusCode::OK, "{published}");
+        assert_eq!(published["announcement"]["severity"], "ANNOUNCEMENT_SEVERITY_INFO", "unspecified is info");
+        let (id, event) = events.next_event().await;
+        assert_eq!(event["announcement"]["title"], title, "{event}");
+        cursors.push(id.expect("an announcement carries its cursor as the event id"));
+    }
+    drop(events);
+
+    let response =
+        stack.request(Method::GET, watch, None).header("Last-Event-ID", cursors[0].as_str()).send().await.unwrap();
+    let (id, event) = SseReader::new(response).next_event().await;
+    assert_eq!((id.as_deref(), &event["announcement"]["title"]), (Some(cursors[1].as_str()), &json!("Back to normal")));
+
+    let (status, body) = stack
+        .call(
+            Method::POST,
+            "/api/v1/announcements",
+            None,
+            Some(json!({"title": "t", "body": "b", "expiresAt": expires_at})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}
