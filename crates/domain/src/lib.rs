@@ -7,6 +7,7 @@ pub mod access;
 pub mod account;
 pub mod address;
 pub mod announcement;
+pub mod device;
 pub mod dispatch;
 pub mod eta;
 pub mod geo;

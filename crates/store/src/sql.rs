@@ -111,6 +111,10 @@ statements! {
         WHERE token_hash = $1";
     REPLACE_REFRESH_TOKEN = "UPDATE refresh_tokens SET revoked_at = now(), replaced_by = $2 WHERE id = $1";
     REVOKE_REFRESH_TOKEN = "UPDATE refresh_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL";
+    UPSERT_DEVICE = "INSERT INTO devices (id, token_hash, user_id, platform, push_token) VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT (token_hash) DO UPDATE SET user_id = excluded.user_id, platform = excluded.platform,
+            updated_at = now()
+        RETURNING id";
     NEXT_ANNOUNCEMENT_SEQ = "UPDATE announcement_sequence SET seq = seq + 1 WHERE id = 1 RETURNING seq";
     INSERT_ANNOUNCEMENT = "INSERT INTO announcements (seq, id, title, body, severity, audience, city, published_by,
             expires_at)

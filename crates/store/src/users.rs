@@ -7,6 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use foodfast_domain::access::Role;
 use foodfast_domain::address::Address;
+use foodfast_domain::device::Platform;
+use sha2::{Digest, Sha256};
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Json;
@@ -240,6 +242,25 @@ impl Users {
             .await
             .map_err(StoreError::postgres)?;
         Ok(row.map(|row| (row.get(0), row.get(1), row.get(2))))
+    }
+
+    /// Registers `push_token` for the account's push notifications; the same
+    /// token again (from this account or another) keeps its id and moves to
+    /// `user_id`.
+    #[tracing::instrument(target = "foodfast::trace", name = "Users.register_device", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    pub async fn register_device(
+        &self,
+        user_id: Uuid,
+        platform: Platform,
+        push_token: &str,
+    ) -> Result<Uuid, StoreError> {
+        let token_hash = hex::encode(Sha256::digest(push_token.as_bytes()));
+        let client = self.postgres.client().await?;
+        let row = client
+            .query_one(sql::UPSERT_DEVICE, &[&Uuid::new_v4(), &token_hash, &user_id, &platform.as_str(), &push_token])
+            .await
+            .map_err(StoreError::postgres)?;
+        Ok(row.get(0))
     }
 
     /// Makes a driver account a driver: its home city, vehicle and how many

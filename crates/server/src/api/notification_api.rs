@@ -1,5 +1,5 @@
-//! `NotificationService`: system-wide announcements. Notifications to one
-//! person (SendNotification, GetNotification, RegisterDevice) answer
+//! `NotificationService`: system-wide announcements and push devices.
+//! Notifications to one person (SendNotification, GetNotification) answer
 //! `UNIMPLEMENTED` until their provider queues land.
 
 use std::time::Instant;
@@ -9,6 +9,8 @@ use foodfast_api::v1 as pb;
 use foodfast_api::v1::notification_service_server::NotificationService;
 use foodfast_domain::access::{Principal, Role};
 use foodfast_domain::announcement::{Announcement, NewAnnouncement, Severity};
+use foodfast_domain::device::{Platform, validate_push_token};
+use foodfast_domain::validation::FieldError;
 use foodfast_store::fanout::ANNOUNCEMENTS_TOPIC;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -42,8 +44,8 @@ fn new_announcement(request: pb::PublishAnnouncementRequest) -> Result<NewAnnoun
         .enumerate()
         .map(|(i, &role)| {
             let field = format!("audience[{i}]");
-            let role = pb::Role::try_from(role)
-                .map_err(|_| foodfast_domain::validation::FieldError::new(&field, format!("{role} is not a role")))?;
+            let role =
+                pb::Role::try_from(role).map_err(|_| FieldError::new(&field, format!("{role} is not a role")))?;
             convert::parse_role(&field, role)
         })
         .collect::<Result<Vec<Role>, _>>()?;
@@ -60,6 +62,31 @@ fn new_announcement(request: pb::PublishAnnouncementRequest) -> Result<NewAnnoun
 
 #[tonic::async_trait]
 impl NotificationService for NotificationApi {
+    /// Any signed-in caller, for itself.
+    async fn register_device(
+        &self,
+        request: Request<pb::RegisterDeviceRequest>,
+    ) -> Result<Response<pb::RegisterDeviceResponse>, Status> {
+        let caller = principal(&request)?;
+        let request = request.into_inner();
+        let platform = match request.platform() {
+            pb::DevicePlatform::Unspecified => {
+                return Err(ApiError::from(FieldError::new("platform", "is required")).into());
+            }
+            pb::DevicePlatform::Ios => Platform::Ios,
+            pb::DevicePlatform::Android => Platform::Android,
+            pb::DevicePlatform::Web => Platform::Web,
+        };
+        validate_push_token("push_token", &request.push_token).map_err(ApiError::from)?;
+        let device_id = self
+            .app
+            .users
+            .register_device(caller.user_id, platform, &request.push_token)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::RegisterDeviceResponse { device_id: device_id.to_string() }))
+    }
+
     /// Admins only (checked by the policy layer too).
     async fn publish_announcement(
         &self,

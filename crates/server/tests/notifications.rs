@@ -1,7 +1,9 @@
-//! System-wide announcements: each watcher gets those addressed to its role
-//! (anonymous ones only those for everyone), first what is in force, then
-//! new ones as they are published on any replica; a cursor resumes after what
-//! was seen; only admins publish, and bad input is named.
+//! NotificationService. System-wide announcements: each watcher gets those
+//! addressed to its role (anonymous ones only those for everyone), first what
+//! is in force, then new ones as they are published on any replica; a cursor
+//! resumes after what was seen; only admins publish, and bad input is named.
+//! Push devices: one registration per token, which follows the account that
+//! registered it last.
 
 mod common;
 
@@ -136,4 +138,48 @@ async fn only_admins_publish_and_bad_input_is_named() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+}
+
+#[tokio::test]
+async fn a_push_token_is_registered_once_and_follows_the_account_that_registered_it_last() {
+    let server = TestServer::start().await;
+    let (first, second) = (server.customer().await, server.driver().await);
+    let register = |caller, platform: pb::DevicePlatform, token: &str| {
+        let mut client = server.notifications(caller);
+        let request = pb::RegisterDeviceRequest { platform: platform as i32, push_token: token.into() };
+        async move { client.register_device(request).await }
+    };
+    let owner = |device_id: String| {
+        let postgres = server.stores.postgres.clone();
+        async move {
+            let id: uuid::Uuid = device_id.parse().unwrap();
+            let client = postgres.client().await.unwrap();
+            let row = client.query_one("SELECT user_id, platform FROM devices WHERE id = $1", &[&id]).await.unwrap();
+            (row.get::<_, uuid::Uuid>(0), row.get::<_, String>(1))
+        }
+    };
+    let token = "fcm:dGhlIGRldmljZSB0b2tlbg";
+    let device = register(Some(&first), pb::DevicePlatform::Android, token).await.unwrap().into_inner().device_id;
+    let again = register(Some(&first), pb::DevicePlatform::Android, token).await.unwrap().into_inner().device_id;
+    assert_eq!(again, device, "the same token is the same device");
+    assert_eq!(owner(device.clone()).await, (first.user_id, "android".to_string()));
+
+    let moved = register(Some(&second), pb::DevicePlatform::Android, token).await.unwrap().into_inner().device_id;
+    assert_eq!(moved, device);
+    assert_eq!(owner(device.clone()).await.0, second.user_id, "the phone changed hands");
+    let long_token = "w".repeat(4_096);
+    let other = register(Some(&second), pb::DevicePlatform::Web, &long_token).await.unwrap().into_inner().device_id;
+    assert_ne!(other, device);
+
+    let status = register(None, pb::DevicePlatform::Ios, "apns:abc").await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    for (platform, token, field) in [
+        (pb::DevicePlatform::Unspecified, "apns:abc", "platform"),
+        (pb::DevicePlatform::Ios, "", "push_token"),
+        (pb::DevicePlatform::Ios, &"t".repeat(4_097), "push_token"),
+    ] {
+        let status = register(Some(&first), platform, token).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
+        assert!(status.message().contains(field), "{field}: {}", status.message());
+    }
 }
