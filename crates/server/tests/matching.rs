@@ -224,14 +224,28 @@ async fn an_answer_the_store_could_not_record_is_told_to_the_app_which_answers_a
     assert_eq!(failed.code, tonic::Code::Aborted as i32, "{failed:?}");
     assert!(failed.retry_after.is_some_and(|after| after.seconds > 0 || after.nanos > 0));
 
-    // The offer stayed open: the same answer again assigns the order.
-    driver.answer(&offer, pb::OfferDecision::Accept).await;
-    let assigned = driver
-        .expect("the assignment", |p| match p {
-            Payload::Assignment(change) if change.kind() == pb::AssignmentChangeKind::Assigned => change.delivery,
-            _ => None,
-        })
-        .await;
+    // The offer stayed open: the same answer again assigns the order. With one attempt per
+    // transaction, a conflict with the dispatcher's own work can fail an answer again; the app
+    // answers again each time it is told, as a real one does.
+    let mut answers = 0;
+    let assigned = loop {
+        driver.answer(&offer, pb::OfferDecision::Accept).await;
+        answers += 1;
+        let outcome = driver
+            .expect("the assignment", |p| match p {
+                Payload::Assignment(change) if change.kind() == pb::AssignmentChangeKind::Assigned => {
+                    change.delivery.map(Ok)
+                }
+                Payload::OfferAnswerFailed(failed) => Some(Err(failed)),
+                _ => None,
+            })
+            .await;
+        match outcome {
+            Ok(delivery) => break delivery,
+            Err(failed) if answers < 5 => assert_eq!(failed.code, tonic::Code::Aborted as i32, "{failed:?}"),
+            Err(failed) => panic!("five answers were not recorded, the last: {failed:?}"),
+        }
+    };
     assert_eq!(assigned.order_id, order_id);
 }
 
