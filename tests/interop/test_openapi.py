@@ -23,10 +23,11 @@ SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 
 # Services that answer UNIMPLEMENTED (501) today.
 NOT_BUILT_YET_SERVICES = [
-    "NotificationService",  # notifications not built yet; WatchAnnouncements never ends by design
     "SupportService",  # no issue yet
     "MediaService",  # no issue yet
 ]
+# Streams that never end by design (their SSE is tested in gateway/tests).
+ENDLESS_PATHS = ["/api/v1/announcements/watch"]
 
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 
@@ -99,5 +100,7 @@ def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_schema(gat
     ]
     for service in NOT_BUILT_YET_SERVICES:
         command += ["--exclude-tag", service]
+    for path in ENDLESS_PATHS:
+        command += ["--exclude-path", path]
     result = subprocess.run(command, timeout=1200, cwd=REPO / "target")
     assert result.returncode == 0, "schemathesis found failures (its report is above)"

@@ -5,7 +5,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
 
 use crate::access::Role;
-use crate::validation::{FieldError, max_len, non_empty};
+use crate::validation::{FieldError, max_len, no_nul, non_empty};
 
 pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_BODY_CHARS: usize = 5_000;
@@ -59,6 +59,9 @@ impl NewAnnouncement {
         self.title = self.title.trim().to_owned();
         self.body = self.body.trim().to_owned();
         self.city = self.city.trim().to_owned();
+        for (field, text) in [("title", &self.title), ("body", &self.body), ("city", &self.city)] {
+            no_nul(field, text)?;
+        }
         non_empty("title", &self.title)?;
         max_len("title", &self.title, MAX_TITLE_CHARS)?;
         non_empty("body", &self.body)?;
@@ -147,6 +150,7 @@ mod tests {
         assert_eq!(field(|a, _| a.body = String::new()), "body");
         assert_eq!(field(|a, _| a.body = "é".repeat(MAX_BODY_CHARS + 1)), "body");
         assert_eq!(field(|a, _| a.city = "c".repeat(MAX_CITY_CHARS + 1)), "city");
+        assert_eq!(field(|a, _| a.body = "a\0b".into()), "body");
         assert_eq!(field(|a, now| a.expires_at = now), "expires_at");
         assert_eq!(field(|a, now| a.expires_at = now + MAX_LIFETIME + TimeDelta::seconds(1)), "expires_at");
         let mut longest = new(now);

@@ -1,6 +1,6 @@
 //! Devices that receive push notifications.
 
-use crate::validation::{FieldError, max_len};
+use crate::validation::{FieldError, max_len, no_nul};
 
 /// The longest push token (or Web Push subscription JSON) accepted.
 pub const MAX_PUSH_TOKEN_CHARS: usize = 4_096;
@@ -31,6 +31,7 @@ pub fn validate_push_token(field: &str, token: &str) -> Result<(), FieldError> {
     if token.trim() != token {
         return Err(FieldError::new(field, "must not start or end with whitespace"));
     }
+    no_nul(field, token)?;
     max_len(field, token, MAX_PUSH_TOKEN_CHARS)
 }
 
@@ -42,7 +43,7 @@ mod tests {
     fn a_push_token_is_required_bounded_and_untrimmed() {
         assert!(validate_push_token("push_token", "fcm:abc").is_ok());
         assert!(validate_push_token("push_token", &"t".repeat(MAX_PUSH_TOKEN_CHARS)).is_ok());
-        for bad in ["", " fcm:abc", "fcm:abc\n", &"t".repeat(MAX_PUSH_TOKEN_CHARS + 1)] {
+        for bad in ["", " fcm:abc", "fcm:abc\n", "fcm:a\0b", &"t".repeat(MAX_PUSH_TOKEN_CHARS + 1)] {
             assert_eq!(validate_push_token("push_token", bad).unwrap_err().field, "push_token", "{bad:?}");
         }
     }

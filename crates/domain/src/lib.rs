@@ -15,6 +15,7 @@ pub mod hours;
 pub mod menu;
 pub mod money;
 pub mod names;
+pub mod notification;
 pub mod order;
 pub mod ping;
 pub mod pricing;

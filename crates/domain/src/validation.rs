@@ -36,6 +36,12 @@ pub fn non_empty(field: &str, s: &str) -> Result<(), FieldError> {
     if s.trim().is_empty() { Err(FieldError::new(field, "is required")) } else { Ok(()) }
 }
 
+/// Refuses a NUL character: PostgreSQL cannot store one in text (CockroachDB
+/// can), so it would fail only on one engine, and late.
+pub fn no_nul(field: &str, s: &str) -> Result<(), FieldError> {
+    if s.contains('\0') { Err(FieldError::new(field, "must not contain NUL characters")) } else { Ok(()) }
+}
+
 /// Refuses a value longer than `max_chars` characters (not bytes: names are not ASCII everywhere).
 pub fn max_len(field: &str, s: &str, max_chars: usize) -> Result<(), FieldError> {
     let chars = s.chars().count();

@@ -39,6 +39,7 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub tracking: TrackingConfig,
     pub dispatch: DispatchConfig,
+    pub notifications: NotificationsConfig,
     pub admin: AdminConfig,
     pub traces: TracesConfig,
 }
@@ -55,6 +56,44 @@ pub struct AdminConfig {
 impl Default for AdminConfig {
     fn default() -> Self {
         Self { listen_addr: SocketAddr::from(([127, 0, 0, 1], 9464)) }
+    }
+}
+
+/// Sending notifications through the provider (see [`crate::notifier`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsConfig {
+    /// The provider's base URL; empty: notifications are queued but this
+    /// replica sends none.
+    pub provider_url: String,
+    /// Longest one provider call may take.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Attempts per notification, the first included.
+    pub max_attempts: u32,
+    /// The wait after the first failed attempt; it doubles after each one, up to `backoff_cap`.
+    #[serde(with = "humantime_serde")]
+    pub backoff_base: Duration,
+    #[serde(with = "humantime_serde")]
+    pub backoff_cap: Duration,
+    /// How often the sender looks for due notifications when not nudged.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Notifications claimed and sent at once.
+    pub batch: u32,
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        Self {
+            provider_url: String::new(),
+            timeout: Duration::from_secs(5),
+            max_attempts: 5,
+            backoff_base: Duration::from_secs(2),
+            backoff_cap: Duration::from_secs(300),
+            poll_interval: Duration::from_secs(1),
+            batch: 32,
+        }
     }
 }
 
@@ -440,6 +479,11 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting { env: "FOODFAST_PAYMENTS_URL", key: "payments.base_url", help: "payment provider base URL" },
     Setting { env: "FOODFAST_PAYMENTS_API_KEY", key: "payments.api_key", help: "payment provider API key" },
+    Setting {
+        env: "FOODFAST_NOTIFICATIONS_URL",
+        key: "notifications.provider_url",
+        help: "push/SMS/email provider base URL; empty: nothing is sent",
+    },
     Setting { env: "FOODFAST_TAX_RATE", key: "pricing.tax_rate", help: "tax rate on the subtotal, e.g. 0.08" },
     Setting {
         env: "FOODFAST_DELIVERY_FEE_BASE",
@@ -556,6 +600,14 @@ impl Config {
         self.pricing.validate().map_err(|err| invalid("pricing", err.to_string()))?;
         foodfast_payments::HttpPaymentGateway::new(self.payments.clone())
             .map_err(|err| invalid("payments.base_url", err.to_string()))?;
+        let notifications = &self.notifications;
+        let url = &notifications.provider_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(invalid("notifications.provider_url", "must be an http:// or https:// URL".into()));
+        }
+        if notifications.max_attempts == 0 || !(1..=1_000).contains(&notifications.batch) {
+            return Err(invalid("notifications", "max_attempts must be at least 1 and batch 1 to 1000".into()));
+        }
         self.ingest.zones.validate().map_err(|message| invalid("ingest.zones", message))?;
         self.ingest.writer.validate().map_err(|err| invalid("ingest.writer", err.to_string()))?;
         if self.ingest.outbound_buffer == 0 {
@@ -678,6 +730,7 @@ mod tests {
             ("FOODFAST_GRPC_CONNECTION_WINDOW_BYTES", "65534"),
             ("FOODFAST_SCYLLA_KEYSPACE", "bad-name"),
             ("FOODFAST_REDIS_URL", "http://example"),
+            ("FOODFAST_NOTIFICATIONS_URL", "provider.internal:8080"),
             ("FOODFAST_DATABASE_URL", "postgresql://host:notaport/db"),
             ("FOODFAST_DATABASE_URL", "postgresql://host/db?sslmode=allow"),
             ("FOODFAST_DATABASE_URL", "postgresql://host/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.crt"),

@@ -18,6 +18,7 @@ use foodfast_domain::pricing::{Cart, CartLine, Choice, PricedChoice, PricedLine,
 use foodfast_domain::restaurant::{RestaurantProfile, normalize_cuisine};
 use foodfast_domain::validation::{FieldError, parse_uuid};
 use foodfast_store::dispatch::DriverOffer;
+use foodfast_store::notifications::Notification;
 use foodfast_store::orders::{EventKind, Order, OrderEvent, OrderLine};
 use foodfast_store::restaurants::{MenuSnapshot, Restaurant};
 use foodfast_store::users::Account;
@@ -160,6 +161,46 @@ pub fn announcement(announcement: &Announcement) -> pb::Announcement {
         city: announcement.city.clone(),
         published_at: Some(timestamp(announcement.published_at)),
         expires_at: Some(timestamp(announcement.expires_at)),
+    }
+}
+
+pub fn notification(notification: &Notification) -> pb::Notification {
+    use foodfast_domain::notification::{Channel, Priority, State};
+    pb::Notification {
+        notification_id: notification.id.to_string(),
+        recipient_id: notification.recipient_id.to_string(),
+        channel: match notification.channel {
+            Channel::Push => pb::NotificationChannel::Push,
+            Channel::Sms => pb::NotificationChannel::Sms,
+            Channel::Email => pb::NotificationChannel::Email,
+        } as i32,
+        priority: match notification.priority {
+            Priority::Critical => pb::NotificationPriority::Critical,
+            Priority::High => pb::NotificationPriority::High,
+            Priority::Normal => pb::NotificationPriority::Normal,
+            Priority::Low => pb::NotificationPriority::Low,
+        } as i32,
+        state: match notification.state {
+            State::Queued => pb::NotificationState::Queued,
+            State::Sending => pb::NotificationState::Sending,
+            State::RetryScheduled => pb::NotificationState::RetryScheduled,
+            State::Sent => pb::NotificationState::Sent,
+            State::Failed => pb::NotificationState::Failed,
+            State::Dropped => pb::NotificationState::Dropped,
+        } as i32,
+        attempts: notification
+            .attempts
+            .iter()
+            .map(|attempt| pb::DeliveryAttempt {
+                attempt: attempt.attempt,
+                attempted_at: Some(timestamp(attempt.attempted_at)),
+                succeeded: attempt.succeeded,
+                error: attempt.error.clone(),
+            })
+            .collect(),
+        next_attempt_at: notification.next_attempt_at.map(timestamp),
+        created_at: Some(timestamp(notification.created_at)),
+        updated_at: Some(timestamp(notification.updated_at)),
     }
 }
 

@@ -13,6 +13,7 @@ use foodfast_store::audit::AuditLog;
 use foodfast_store::dispatch::Dispatch;
 use foodfast_store::fanout::Fanout;
 use foodfast_store::live::LivePositions;
+use foodfast_store::notifications::Notifications;
 use foodfast_store::orders::Orders;
 use foodfast_store::restaurants::Restaurants;
 use foodfast_store::throttle::LoginThrottle;
@@ -84,6 +85,8 @@ pub async fn serve(
             stopping.clone(),
         ),
         announcements,
+        notifications: Notifications::new(stores.postgres.clone()),
+        notifier_nudge: Arc::default(),
         fanout,
         settler: PaymentSettler::start(
             orders,
@@ -105,6 +108,16 @@ pub async fn serve(
         stopping: stopping.clone(),
     };
     let dispatcher = config.dispatch.enabled.then(|| tokio::spawn(crate::dispatcher::run(app.clone())));
+    if config.notifications.provider_url.is_empty() {
+        tracing::info!("notifications.provider_url is not set: notifications are queued, not sent, by this replica");
+    } else {
+        tokio::spawn(crate::notifier::run(
+            app.notifications.clone(),
+            config.notifications.clone(),
+            app.notifier_nudge.clone(),
+            stopping.clone(),
+        ));
+    }
     let health_task =
         tokio::spawn(health::watch_stores(stores.clone(), reporter.clone(), config.health.clone(), stopping.clone()));
 

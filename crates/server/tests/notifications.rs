@@ -3,16 +3,25 @@
 //! is in force, then new ones as they are published on any replica; a cursor
 //! resumes after what was seen; only admins publish, and bad input is named.
 //! Push devices: one registration per token, which follows the account that
-//! registered it last.
+//! registered it last. Notifications: queued by operators, sent through a
+//! provider stand-in with retries, every attempt recorded and read back by
+//! the recipient.
 
 mod common;
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use axum::Json;
+use axum::http::StatusCode;
+use serde_json::Value;
 
 use chrono::{TimeDelta, Utc};
 use common::{Authed, TestServer};
 use foodfast_api::v1 as pb;
 use foodfast_api::v1::notification_service_client::NotificationServiceClient;
+use foodfast_domain::access::Principal;
 use foodfast_domain::announcement::{NewAnnouncement, Severity};
 use foodfast_store::announcements::Announcements;
 use tonic::Code;
@@ -179,6 +188,207 @@ async fn a_push_token_is_registered_once_and_follows_the_account_that_registered
         (pb::DevicePlatform::Ios, &"t".repeat(4_097), "push_token"),
     ] {
         let status = register(Some(&first), platform, token).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
+        assert!(status.message().contains(field), "{field}: {}", status.message());
+    }
+}
+
+/// A push/SMS/email provider stand-in speaking the API of
+/// `foodfast_server::notifier`: it keeps every message it accepts; a body
+/// saying "flaky" gets 503 the first time its id is seen, "down" always 503,
+/// "refuse" 400.
+struct Provider {
+    url: String,
+    accepted: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Provider {
+    async fn start() -> Self {
+        let accepted: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let app = {
+            let accepted = accepted.clone();
+            axum::Router::new().route(
+                "/v1/messages",
+                axum::routing::post(move |Json(message): Json<Value>| {
+                    let (accepted, seen) = (accepted.clone(), seen.clone());
+                    async move {
+                        let body = message["body"].as_str().unwrap_or_default().to_string();
+                        let first = seen.lock().unwrap().insert(message["id"].to_string());
+                        if body.contains("refuse") {
+                            (StatusCode::BAD_REQUEST, "invalid recipient")
+                        } else if body.contains("down") || (body.contains("flaky") && first) {
+                            (StatusCode::SERVICE_UNAVAILABLE, "try later")
+                        } else {
+                            accepted.lock().unwrap().push(message);
+                            (StatusCode::OK, "accepted")
+                        }
+                    }
+                }),
+            )
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, accepted }
+    }
+
+    fn accepted_for(&self, id: &str) -> Vec<Value> {
+        self.accepted.lock().unwrap().iter().filter(|m| m["id"] == id).cloned().collect()
+    }
+}
+
+fn send(recipient: &Principal, channel: pb::NotificationChannel, body: &str) -> pb::SendNotificationRequest {
+    pb::SendNotificationRequest {
+        recipient_id: recipient.user_id.to_string(),
+        channel: channel as i32,
+        priority: pb::NotificationPriority::High as i32,
+        idempotency_key: String::new(),
+        content: Some(pb::send_notification_request::Content::Message(pb::NotificationMessage {
+            title: "FoodFast".into(),
+            body: body.into(),
+        })),
+    }
+}
+
+/// The notification once it reached a final state, read by `reader`.
+async fn settled(server: &TestServer, reader: &Principal, id: &str) -> pb::Notification {
+    let mut client = server.notifications(Some(reader));
+    tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let request = pb::GetNotificationRequest { notification_id: id.into() };
+            let notification = client.get_notification(request).await.unwrap().into_inner().notification.unwrap();
+            if [pb::NotificationState::Sent as i32, pb::NotificationState::Failed as i32].contains(&notification.state)
+            {
+                return notification;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the notification never settled")
+}
+
+fn outcomes(notification: &pb::Notification) -> Vec<bool> {
+    notification.attempts.iter().map(|attempt| attempt.succeeded).collect()
+}
+
+#[tokio::test]
+async fn notifications_go_through_the_provider_with_retries_and_every_attempt_reads_back() {
+    let provider = Provider::start().await;
+    let server = TestServer::start_with(|config| {
+        config.notifications.provider_url = provider.url.clone();
+        config.notifications.max_attempts = 3;
+        config.notifications.backoff_base = Duration::from_millis(50);
+        config.notifications.backoff_cap = Duration::from_millis(200);
+        config.notifications.poll_interval = Duration::from_millis(100);
+    })
+    .await;
+    let (support, customer) = (server.support().await, server.customer().await);
+    let client = server.notifications(Some(&support));
+    let queue = |request| {
+        let mut client = client.clone();
+        async move { client.send_notification(request).await.unwrap().into_inner().notification_id }
+    };
+
+    let email = queue(send(&customer, pb::NotificationChannel::Email, "Your order is on its way")).await;
+    let sent = settled(&server, &customer, &email).await;
+    assert_eq!(sent.state, pb::NotificationState::Sent as i32);
+    assert_eq!(outcomes(&sent), [true]);
+    let delivered = provider.accepted_for(&email);
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0]["channel"], "email");
+    assert!(delivered[0]["to"][0].as_str().unwrap().ends_with("@example.test"), "{}", delivered[0]);
+    assert_eq!(delivered[0]["body"], "Your order is on its way");
+
+    let flaky = queue(send(&customer, pb::NotificationChannel::Email, "flaky")).await;
+    let sent = settled(&server, &support, &flaky).await;
+    assert_eq!((sent.state, outcomes(&sent)), (pb::NotificationState::Sent as i32, vec![false, true]));
+    assert!(sent.attempts[0].error.contains("503"), "{:?}", sent.attempts[0]);
+
+    let down = queue(send(&customer, pb::NotificationChannel::Email, "down")).await;
+    let failed = settled(&server, &support, &down).await;
+    assert_eq!((failed.state, outcomes(&failed)), (pb::NotificationState::Failed as i32, vec![false; 3]));
+
+    let refused = queue(send(&customer, pb::NotificationChannel::Email, "refuse")).await;
+    let failed = settled(&server, &support, &refused).await;
+    assert_eq!(outcomes(&failed), [false], "a refusal is final");
+    assert!(failed.attempts[0].error.contains("400"), "{:?}", failed.attempts[0]);
+
+    let sms = queue(send(&customer, pb::NotificationChannel::Sms, "Your driver is here")).await;
+    let failed = settled(&server, &support, &sms).await;
+    assert_eq!(outcomes(&failed), [false]);
+    assert_eq!(failed.attempts[0].error, "the recipient has no phone number");
+    assert!(provider.accepted_for(&sms).is_empty());
+
+    let token = "apns:0123456789abcdef";
+    let device = pb::RegisterDeviceRequest { platform: pb::DevicePlatform::Ios as i32, push_token: token.into() };
+    server.notifications(Some(&customer)).register_device(device).await.unwrap();
+    let mut templated = send(&customer, pb::NotificationChannel::Push, "");
+    templated.content = Some(pb::send_notification_request::Content::Template(pb::NotificationTemplate {
+        template_id: "order_delivered".into(),
+        params: [("restaurant_name".to_string(), "Mario's".to_string())].into(),
+    }));
+    templated.idempotency_key = "order:42:delivered:push".into();
+    let push = queue(templated.clone()).await;
+    assert_eq!(queue(templated).await, push, "the same key is the same notification");
+    settled(&server, &customer, &push).await;
+    let delivered = provider.accepted_for(&push);
+    assert_eq!(delivered.len(), 1, "sent once");
+    assert_eq!(delivered[0]["to"], serde_json::json!([token]));
+    assert_eq!(delivered[0]["body"], "Your order from Mario's was delivered. Enjoy!");
+}
+
+#[tokio::test]
+async fn only_operators_send_only_the_recipient_and_operators_read_and_bad_input_is_named() {
+    let server = TestServer::start().await;
+    let (support, customer, other) = (server.support().await, server.customer().await, server.customer().await);
+    let status = server
+        .notifications(Some(&customer))
+        .send_notification(send(&other, pb::NotificationChannel::Email, "hi"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+
+    let mut client = server.notifications(Some(&support));
+    let id = client
+        .send_notification(send(&customer, pb::NotificationChannel::Email, "hi"))
+        .await
+        .unwrap()
+        .into_inner()
+        .notification_id;
+    let read = |caller, id: String| {
+        let mut client = server.notifications(Some(caller));
+        async move { client.get_notification(pb::GetNotificationRequest { notification_id: id }).await }
+    };
+    let queued = read(&customer, id.clone()).await.unwrap().into_inner().notification.unwrap();
+    assert_eq!(queued.state, pb::NotificationState::Queued as i32, "no provider: it waits in the queue");
+    assert_eq!(queued.priority, pb::NotificationPriority::High as i32);
+    assert_eq!(read(&other, id.clone()).await.unwrap_err().code(), Code::PermissionDenied);
+    let unknown = uuid::Uuid::new_v4().to_string();
+    assert_eq!(read(&other, unknown.clone()).await.unwrap_err().code(), Code::PermissionDenied, "same as not yours");
+    assert_eq!(read(&support, unknown).await.unwrap_err().code(), Code::NotFound);
+
+    let stranger = Principal { user_id: uuid::Uuid::new_v4(), ..customer };
+    let status = client.send_notification(send(&stranger, pb::NotificationChannel::Email, "hi")).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    type Spoil = fn(&mut pb::SendNotificationRequest);
+    let cases: [(&str, Spoil); 5] = [
+        ("recipient_id", |r| r.recipient_id = "me".into()),
+        ("channel", |r| r.channel = 0),
+        ("content", |r| r.content = None),
+        ("idempotency_key", |r| r.idempotency_key = "short".into()),
+        ("template.params[restaurant_name]", |r| {
+            r.content = Some(pb::send_notification_request::Content::Template(pb::NotificationTemplate {
+                template_id: "order_confirmed".into(),
+                params: Default::default(),
+            }))
+        }),
+    ];
+    for (field, spoil) in cases {
+        let mut bad = send(&customer, pb::NotificationChannel::Email, "hi");
+        spoil(&mut bad);
+        let status = client.send_notification(bad).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
         assert!(status.message().contains(field), "{field}: {}", status.message());
     }

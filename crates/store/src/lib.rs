@@ -12,6 +12,7 @@ pub mod live;
 pub mod locations;
 pub mod metrics;
 pub mod migrate;
+pub mod notifications;
 pub mod orders;
 pub mod postgres;
 pub mod postgres_tls;

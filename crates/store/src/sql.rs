@@ -115,6 +115,33 @@ statements! {
         ON CONFLICT (token_hash) DO UPDATE SET user_id = excluded.user_id, platform = excluded.platform,
             updated_at = now()
         RETURNING id";
+    INSERT_NOTIFICATION = "INSERT INTO notifications (id, recipient_id, channel, priority, state, title, body,
+            idempotency_key)
+        VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7)
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING id";
+    SELECT_NOTIFICATION_BY_KEY = "SELECT id FROM notifications WHERE idempotency_key = $1";
+    SELECT_NOTIFICATION = "SELECT id, recipient_id, channel, priority, state, attempts, due_at, created_at, updated_at
+        FROM notifications WHERE id = $1";
+    SELECT_NOTIFICATION_ATTEMPTS = "SELECT attempt, attempted_at, succeeded, error FROM notification_attempts
+        WHERE notification_id = $1 ORDER BY attempt";
+    CLAIM_NOTIFICATIONS = "UPDATE notifications
+        SET state = 'sending', attempts = attempts + 1, due_at = now() + $2::FLOAT8 * INTERVAL '1 second',
+            updated_at = now()
+        WHERE id IN (
+            SELECT id FROM notifications
+            WHERE state IN ('queued', 'sending', 'retry_scheduled') AND due_at <= now()
+            ORDER BY priority, due_at
+            LIMIT $1)
+        RETURNING id, recipient_id, channel, priority, title, body, attempts";
+    INSERT_NOTIFICATION_ATTEMPT = "INSERT INTO notification_attempts (notification_id, attempt, succeeded, error)
+        VALUES ($1, $2, $3, $4)
+        ON CONFLICT (notification_id, attempt) DO NOTHING";
+    SETTLE_NOTIFICATION = "UPDATE notifications
+        SET state = $3, due_at = now() + $4::FLOAT8 * INTERVAL '1 second', updated_at = now()
+        WHERE id = $1 AND attempts = $2 AND state = 'sending'";
+    SELECT_CONTACT = "SELECT email, phone FROM users WHERE id = $1";
+    SELECT_PUSH_TOKENS = "SELECT push_token FROM devices WHERE user_id = $1 ORDER BY updated_at DESC LIMIT 10";
     NEXT_ANNOUNCEMENT_SEQ = "UPDATE announcement_sequence SET seq = seq + 1 WHERE id = 1 RETURNING seq";
     INSERT_ANNOUNCEMENT = "INSERT INTO announcements (seq, id, title, body, severity, audience, city, published_by,
             expires_at)

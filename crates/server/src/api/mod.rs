@@ -35,6 +35,7 @@ use foodfast_store::dispatch::Dispatch;
 use foodfast_store::fanout::{DISPATCH_TOPIC, Fanout, driver_topic, order_topic, restaurant_topic};
 use foodfast_store::live::LivePositions;
 use foodfast_store::locations::{LocationReader, LocationWriter};
+use foodfast_store::notifications::Notifications;
 use foodfast_store::orders::{Orders, Transitioned};
 use foodfast_store::restaurants::{Restaurant, Restaurants};
 use foodfast_store::scylla::Scylla;
@@ -73,6 +74,9 @@ pub struct App {
     pub accounts: Accounts,
     pub audit: AuditLog,
     pub announcements: Announcements,
+    pub notifications: Notifications,
+    /// Wakes this replica's notification sender when a notification is queued.
+    pub notifier_nudge: Arc<tokio::sync::Notify>,
     /// The announcements in force, shared by every WatchAnnouncements stream.
     pub announcement_board: AnnouncementBoard,
     pub fanout: Fanout,

@@ -1,6 +1,5 @@
-//! `NotificationService`: system-wide announcements and push devices.
-//! Notifications to one person (SendNotification, GetNotification) answer
-//! `UNIMPLEMENTED` until their provider queues land.
+//! `NotificationService`: notifications to one person (queued durably, sent
+//! by [`crate::notifier`]), push devices, and system-wide announcements.
 
 use std::time::Instant;
 
@@ -10,8 +9,10 @@ use foodfast_api::v1::notification_service_server::NotificationService;
 use foodfast_domain::access::{Principal, Role};
 use foodfast_domain::announcement::{Announcement, NewAnnouncement, Severity};
 use foodfast_domain::device::{Platform, validate_push_token};
-use foodfast_domain::validation::FieldError;
+use foodfast_domain::notification::{self, Channel, Message, Priority};
+use foodfast_domain::validation::{FieldError, parse_uuid};
 use foodfast_store::fanout::ANNOUNCEMENTS_TOPIC;
+use foodfast_store::notifications::NewNotification;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -62,6 +63,69 @@ fn new_announcement(request: pb::PublishAnnouncementRequest) -> Result<NewAnnoun
 
 #[tonic::async_trait]
 impl NotificationService for NotificationApi {
+    /// Support and admins (checked by the policy layer). Answers once the
+    /// notification is durably queued; the same idempotency key answers the
+    /// first notification's id.
+    async fn send_notification(
+        &self,
+        request: Request<pb::SendNotificationRequest>,
+    ) -> Result<Response<pb::SendNotificationResponse>, Status> {
+        let request = request.into_inner();
+        let recipient_id = parse_uuid("recipient_id", &request.recipient_id).map_err(ApiError::from)?;
+        let channel = match request.channel() {
+            pb::NotificationChannel::Unspecified => {
+                return Err(ApiError::from(FieldError::new("channel", "is required")).into());
+            }
+            pb::NotificationChannel::Push => Channel::Push,
+            pb::NotificationChannel::Sms => Channel::Sms,
+            pb::NotificationChannel::Email => Channel::Email,
+        };
+        let priority = match request.priority() {
+            pb::NotificationPriority::Critical => Priority::Critical,
+            pb::NotificationPriority::High => Priority::High,
+            pb::NotificationPriority::Unspecified | pb::NotificationPriority::Normal => Priority::Normal,
+            pb::NotificationPriority::Low => Priority::Low,
+        };
+        let idempotency_key =
+            notification::idempotency_key(&request.idempotency_key).map_err(ApiError::from)?.map(str::to_owned);
+        let message = match &request.content {
+            None => return Err(ApiError::from(FieldError::new("content", "needs a template or a message")).into()),
+            Some(pb::send_notification_request::Content::Template(template)) => {
+                notification::render(&template.template_id, &template.params)
+            }
+            Some(pb::send_notification_request::Content::Message(message)) => {
+                Message::literal(&message.title, &message.body)
+            }
+        }
+        .map_err(ApiError::from)?;
+        if self.app.notifications.contact(recipient_id).await.map_err(ApiError::from)?.is_none() {
+            return Err(ApiError::NotFound(format!("account {recipient_id} not found")).into());
+        }
+        let new = NewNotification { recipient_id, channel, priority, message, idempotency_key };
+        let id = self.app.notifications.enqueue(&new).await.map_err(ApiError::from)?;
+        self.app.notifier_nudge.notify_one();
+        Ok(Response::new(pb::SendNotificationResponse { notification_id: id.to_string() }))
+    }
+
+    /// Support and admins, and the recipient; anyone else is told the same
+    /// whether or not it exists.
+    async fn get_notification(
+        &self,
+        request: Request<pb::GetNotificationRequest>,
+    ) -> Result<Response<pb::GetNotificationResponse>, Status> {
+        let caller = principal(&request)?;
+        let id = parse_uuid("notification_id", &request.get_ref().notification_id).map_err(ApiError::from)?;
+        let found = self.app.notifications.get(id).await.map_err(ApiError::from)?;
+        let notification = match found {
+            Some(notification) if caller.is_operator() || notification.recipient_id == caller.user_id => notification,
+            None if caller.is_operator() => {
+                return Err(ApiError::NotFound(format!("notification {id} not found")).into());
+            }
+            _ => return Err(ApiError::PermissionDenied("you may read only your own notifications".into()).into()),
+        };
+        Ok(Response::new(pb::GetNotificationResponse { notification: Some(convert::notification(&notification)) }))
+    }
+
     /// Any signed-in caller, for itself.
     async fn register_device(
         &self,

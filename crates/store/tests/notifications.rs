@@ -1,0 +1,62 @@
+//! The notification queue on the real PostgreSQL: the most urgent due
+//! notification is claimed first, a claimed one is not claimed again until
+//! its claim lapses, and a settled attempt is recorded once.
+
+use std::time::Duration;
+
+use foodfast_domain::access::Role;
+use foodfast_domain::notification::{Channel, Message, Priority, State};
+use foodfast_store::migrate;
+use foodfast_store::notifications::{NewNotification, Notifications, Outcome};
+use foodfast_store::postgres::Postgres;
+use foodfast_store::users::{NewUser, Users};
+
+#[tokio::test]
+async fn the_most_urgent_is_claimed_first_and_a_claim_holds_until_it_lapses() {
+    let postgres = Postgres::connect(&foodfast_testkit::fresh_postgres().await).await.unwrap();
+    migrate::migrate_postgres(&postgres, &migrate::cockroach_migrations()).await.unwrap();
+    let user = NewUser {
+        email: "r@test",
+        phone: Some("+33600000000"),
+        name: "R",
+        role: Role::Customer,
+        password_hash: "!",
+        restaurant_id: None,
+    };
+    let recipient_id = Users::new(postgres.clone()).create(&user).await.unwrap();
+    let store = Notifications::new(postgres);
+    let new = |priority, body: &str| NewNotification {
+        recipient_id,
+        channel: Channel::Sms,
+        priority,
+        message: Message { title: String::new(), body: body.into() },
+        idempotency_key: None,
+    };
+    let low = store.enqueue(&new(Priority::Low, "low")).await.unwrap();
+    let critical = store.enqueue(&new(Priority::Critical, "critical")).await.unwrap();
+
+    let first = store.claim_due(1, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(first.iter().map(|c| c.id).collect::<Vec<_>>(), [critical], "critical before low, though queued later");
+    assert_eq!(first[0].attempt, 1);
+    let second = store.claim_due(10, Duration::from_millis(300)).await.unwrap();
+    assert_eq!(second.iter().map(|c| c.id).collect::<Vec<_>>(), [low], "a claimed one is not claimed again");
+
+    // The low one's claim lapses (its sender died): another sender takes it, as attempt 2.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let retaken = store.claim_due(10, Duration::from_secs(60)).await.unwrap();
+    assert_eq!((retaken[0].id, retaken[0].attempt), (low, 2));
+    assert!(!store.settle(&second[0], &Outcome::Sent).await.unwrap(), "the lapsed claim cannot settle");
+    assert!(store.settle(&retaken[0], &Outcome::Sent).await.unwrap());
+    let retry = Outcome::Retry { after: Duration::from_secs(60), error: "503".into() };
+    assert!(store.settle(&first[0], &retry).await.unwrap());
+
+    let sent = store.get(low).await.unwrap().unwrap();
+    assert_eq!(sent.state, State::Sent);
+    assert_eq!(sent.attempts.iter().map(|a| (a.attempt, a.succeeded)).collect::<Vec<_>>(), [(2, true)]);
+    let waiting = store.get(critical).await.unwrap().unwrap();
+    assert_eq!(waiting.state, State::RetryScheduled);
+    assert!(waiting.next_attempt_at.is_some());
+    assert!(store.claim_due(10, Duration::from_secs(60)).await.unwrap().is_empty(), "not due for a minute");
+    let contact = store.contact(recipient_id).await.unwrap().unwrap();
+    assert_eq!((contact.phone.as_deref(), contact.push_tokens.len()), (Some("+33600000000"), 0));
+}
