@@ -81,6 +81,9 @@ pub struct NotificationsConfig {
     pub poll_interval: Duration,
     /// Notifications claimed and sent at once.
     pub batch: u32,
+    /// Pending notifications past which LOW ones are dropped at once and
+    /// others refused with `RESOURCE_EXHAUSTED`.
+    pub max_pending: u64,
 }
 
 impl Default for NotificationsConfig {
@@ -93,6 +96,7 @@ impl Default for NotificationsConfig {
             backoff_cap: Duration::from_secs(300),
             poll_interval: Duration::from_secs(1),
             batch: 32,
+            max_pending: 100_000,
         }
     }
 }
@@ -605,8 +609,14 @@ impl Config {
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             return Err(invalid("notifications.provider_url", "must be an http:// or https:// URL".into()));
         }
-        if notifications.max_attempts == 0 || !(1..=1_000).contains(&notifications.batch) {
-            return Err(invalid("notifications", "max_attempts must be at least 1 and batch 1 to 1000".into()));
+        if notifications.max_attempts == 0
+            || !(1..=1_000).contains(&notifications.batch)
+            || notifications.max_pending == 0
+        {
+            return Err(invalid(
+                "notifications",
+                "max_attempts and max_pending must be at least 1, and batch 1 to 1000".into(),
+            ));
         }
         self.ingest.zones.validate().map_err(|message| invalid("ingest.zones", message))?;
         self.ingest.writer.validate().map_err(|err| invalid("ingest.writer", err.to_string()))?;

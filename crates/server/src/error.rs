@@ -61,6 +61,9 @@ pub enum ApiError {
     LoginThrottled(Duration),
     #[error("{0}")]
     AlreadyExists(String),
+    /// A bounded queue is full: retry after `retry_after`.
+    #[error("{message}")]
+    QueueFull { message: String, retry_after: Duration },
     /// A bug or a broken invariant: logged, never shown.
     #[error("{0}")]
     Internal(String),
@@ -88,6 +91,7 @@ impl From<ApiError> for Status {
             ApiError::InvalidCredentials | ApiError::RefreshRefused(_) => Code::Unauthenticated,
             ApiError::LoginThrottled(_) => Code::ResourceExhausted,
             ApiError::AlreadyExists(_) => Code::AlreadyExists,
+            ApiError::QueueFull { .. } => Code::ResourceExhausted,
             ApiError::Internal(_) => Code::Internal,
             ApiError::Payment(PaymentError::Declined { .. }) => Code::FailedPrecondition,
             ApiError::Payment(PaymentError::Unavailable { .. }) => Code::Unavailable,
@@ -138,6 +142,11 @@ impl ApiError {
             ApiError::LoginThrottled(wait) => {
                 let mut details = ErrorDetails::with_retry_info(Some(*wait));
                 details.set_error_info("ERROR_REASON_RATE_LIMITED", ERROR_DOMAIN, HashMap::new());
+                Some(details)
+            }
+            ApiError::QueueFull { retry_after, .. } => {
+                let mut details = ErrorDetails::with_retry_info(Some(*retry_after));
+                details.set_error_info("ERROR_REASON_QUEUE_FULL", ERROR_DOMAIN, HashMap::new());
                 Some(details)
             }
             ApiError::Cart(_)

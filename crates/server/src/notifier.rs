@@ -11,6 +11,7 @@
 //! | `POST /v1/messages` `{id, channel: "push"/"sms"/"email", to: [...], title, body}`, `Idempotency-Key: <id>` | 2xx accepted; 408, 429 and 5xx: try again; other 4xx: refused for good |
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use foodfast_domain::notification::{Channel, RetryPolicy};
@@ -58,6 +59,21 @@ pub async fn run(store: Notifications, config: NotificationsConfig, nudge: Arc<N
             _ = stop.cancelled() => return,
             _ = nudge.notified() => {}
             _ = tokio::time::sleep(config.poll_interval) => {}
+        }
+    }
+}
+
+/// Keeps `backlog` at the number of pending notifications, counted every
+/// `interval`, for SendNotification's bound.
+pub async fn count_pending(store: Notifications, backlog: Arc<AtomicU64>, interval: Duration, stop: CancellationToken) {
+    loop {
+        match store.pending().await {
+            Ok(pending) => backlog.store(pending, Ordering::Relaxed),
+            Err(err) => tracing::debug!(error = %foodfast_store::Chain(&err), "could not count pending notifications"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
         }
     }
 }

@@ -87,6 +87,8 @@ pub async fn serve(
         announcements,
         notifications: Notifications::new(stores.postgres.clone()),
         notifier_nudge: Arc::default(),
+        notification_backlog: Arc::default(),
+        notifications_config: Arc::new(config.notifications.clone()),
         fanout,
         settler: PaymentSettler::start(
             orders,
@@ -108,6 +110,12 @@ pub async fn serve(
         stopping: stopping.clone(),
     };
     let dispatcher = config.dispatch.enabled.then(|| tokio::spawn(crate::dispatcher::run(app.clone())));
+    tokio::spawn(crate::notifier::count_pending(
+        app.notifications.clone(),
+        app.notification_backlog.clone(),
+        config.notifications.poll_interval,
+        stopping.clone(),
+    ));
     if config.notifications.provider_url.is_empty() {
         tracing::info!("notifications.provider_url is not set: notifications are queued, not sent, by this replica");
     } else {

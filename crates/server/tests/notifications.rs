@@ -393,3 +393,43 @@ async fn only_operators_send_only_the_recipient_and_operators_read_and_bad_input
         assert!(status.message().contains(field), "{field}: {}", status.message());
     }
 }
+
+#[tokio::test]
+async fn past_the_pending_limit_low_priority_ones_are_dropped_and_others_refused() {
+    let server = TestServer::start_with(|config| {
+        config.notifications.max_pending = 1;
+        config.notifications.poll_interval = Duration::from_millis(50);
+    })
+    .await;
+    let (support, customer) = (server.support().await, server.customer().await);
+    let mut client = server.notifications(Some(&support));
+    let with_priority = |priority: pb::NotificationPriority| pb::SendNotificationRequest {
+        priority: priority as i32,
+        ..send(&customer, pb::NotificationChannel::Email, "hi")
+    };
+    // No provider: the first one stays pending, and the limit is reached once it is counted.
+    client.send_notification(with_priority(pb::NotificationPriority::Normal)).await.unwrap();
+    let refused = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match client.send_notification(with_priority(pb::NotificationPriority::Critical)).await {
+                Err(status) => return status,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await
+    .expect("the limit never applied");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("retry later"), "{}", refused.message());
+
+    let shed = client
+        .send_notification(with_priority(pb::NotificationPriority::Low))
+        .await
+        .unwrap()
+        .into_inner()
+        .notification_id;
+    let request = pb::GetNotificationRequest { notification_id: shed };
+    let dropped = client.get_notification(request).await.unwrap().into_inner().notification.unwrap();
+    assert_eq!(dropped.state, pb::NotificationState::Dropped as i32);
+    assert!(dropped.attempts.is_empty());
+}

@@ -89,10 +89,11 @@ impl Notifications {
         Self { postgres }
     }
 
-    /// Queues `new`; with an idempotency key already used, the first
+    /// Records `new` as `state`: queued, or dropped at once (shed under
+    /// overload); with an idempotency key already used, the first
     /// notification's id instead.
     #[tracing::instrument(target = "foodfast::trace", name = "Notifications.enqueue", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-    pub async fn enqueue(&self, new: &NewNotification) -> Result<Uuid, StoreError> {
+    pub async fn enqueue(&self, new: &NewNotification, state: State) -> Result<Uuid, StoreError> {
         let client = self.postgres.client().await?;
         let inserted = client
             .query_opt(
@@ -105,6 +106,7 @@ impl Notifications {
                     &new.message.title,
                     &new.message.body,
                     &new.idempotency_key,
+                    &state.as_str(),
                 ],
             )
             .await
@@ -118,6 +120,14 @@ impl Notifications {
             }
             (None, None) => Err(StoreError::Corrupt("a notification without a key conflicted".into())),
         }
+    }
+
+    /// Notifications not yet sent, failed or dropped: the queue's depth.
+    #[tracing::instrument(target = "foodfast::trace", name = "Notifications.pending", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    pub async fn pending(&self) -> Result<u64, StoreError> {
+        let client = self.postgres.client().await?;
+        let row = client.query_one(sql::COUNT_PENDING_NOTIFICATIONS, &[]).await.map_err(StoreError::postgres)?;
+        Ok(row.get::<_, i64>(0).max(0) as u64)
     }
 
     #[tracing::instrument(target = "foodfast::trace", name = "Notifications.get", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]

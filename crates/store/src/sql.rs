@@ -117,9 +117,11 @@ statements! {
         RETURNING id";
     INSERT_NOTIFICATION = "INSERT INTO notifications (id, recipient_id, channel, priority, state, title, body,
             idempotency_key)
-        VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7)
+        VALUES ($1, $2, $3, $4, $8, $5, $6, $7)
         ON CONFLICT (idempotency_key) DO NOTHING
         RETURNING id";
+    COUNT_PENDING_NOTIFICATIONS = "SELECT count(*) FROM notifications
+        WHERE state IN ('queued', 'sending', 'retry_scheduled')";
     SELECT_NOTIFICATION_BY_KEY = "SELECT id FROM notifications WHERE idempotency_key = $1";
     SELECT_NOTIFICATION = "SELECT id, recipient_id, channel, priority, state, attempts, due_at, created_at, updated_at
         FROM notifications WHERE id = $1";

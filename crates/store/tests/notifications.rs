@@ -32,8 +32,10 @@ async fn the_most_urgent_is_claimed_first_and_a_claim_holds_until_it_lapses() {
         message: Message { title: String::new(), body: body.into() },
         idempotency_key: None,
     };
-    let low = store.enqueue(&new(Priority::Low, "low")).await.unwrap();
-    let critical = store.enqueue(&new(Priority::Critical, "critical")).await.unwrap();
+    let low = store.enqueue(&new(Priority::Low, "low"), State::Queued).await.unwrap();
+    let critical = store.enqueue(&new(Priority::Critical, "critical"), State::Queued).await.unwrap();
+    let shed = store.enqueue(&new(Priority::Low, "shed"), State::Dropped).await.unwrap();
+    assert_eq!(store.pending().await.unwrap(), 2, "a dropped one is not pending");
 
     let first = store.claim_due(1, Duration::from_secs(60)).await.unwrap();
     assert_eq!(first.iter().map(|c| c.id).collect::<Vec<_>>(), [critical], "critical before low, though queued later");
@@ -57,6 +59,8 @@ async fn the_most_urgent_is_claimed_first_and_a_claim_holds_until_it_lapses() {
     assert_eq!(waiting.state, State::RetryScheduled);
     assert!(waiting.next_attempt_at.is_some());
     assert!(store.claim_due(10, Duration::from_secs(60)).await.unwrap().is_empty(), "not due for a minute");
+    assert_eq!(store.get(shed).await.unwrap().unwrap().state, State::Dropped);
+    assert_eq!(store.pending().await.unwrap(), 1, "the retry still waits");
     let contact = store.contact(recipient_id).await.unwrap().unwrap();
     assert_eq!((contact.phone.as_deref(), contact.push_tokens.len()), (Some("+33600000000"), 0));
 }

@@ -46,7 +46,7 @@ use tonic::transport::server::Router;
 
 use crate::announcements::AnnouncementBoard;
 use crate::auth::Tokens;
-use crate::config::{DispatchConfig, IngestConfig, ServiceSettings, TrackingConfig};
+use crate::config::{DispatchConfig, IngestConfig, NotificationsConfig, ServiceSettings, TrackingConfig};
 use crate::settlement::PaymentSettler;
 
 pub use account_api::{AccountApi, Accounts};
@@ -77,6 +77,9 @@ pub struct App {
     pub notifications: Notifications,
     /// Wakes this replica's notification sender when a notification is queued.
     pub notifier_nudge: Arc<tokio::sync::Notify>,
+    /// Pending notifications, as last counted (see [`crate::notifier::count_pending`]).
+    pub notification_backlog: Arc<std::sync::atomic::AtomicU64>,
+    pub notifications_config: Arc<NotificationsConfig>,
     /// The announcements in force, shared by every WatchAnnouncements stream.
     pub announcement_board: AnnouncementBoard,
     pub fanout: Fanout,

@@ -1,6 +1,7 @@
 //! `NotificationService`: notifications to one person (queued durably, sent
 //! by [`crate::notifier`]), push devices, and system-wide announcements.
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use chrono::Utc;
@@ -9,7 +10,7 @@ use foodfast_api::v1::notification_service_server::NotificationService;
 use foodfast_domain::access::{Principal, Role};
 use foodfast_domain::announcement::{Announcement, NewAnnouncement, Severity};
 use foodfast_domain::device::{Platform, validate_push_token};
-use foodfast_domain::notification::{self, Channel, Message, Priority};
+use foodfast_domain::notification::{self, Channel, Message, Priority, State};
 use foodfast_domain::validation::{FieldError, parse_uuid};
 use foodfast_store::fanout::ANNOUNCEMENTS_TOPIC;
 use foodfast_store::notifications::NewNotification;
@@ -101,8 +102,21 @@ impl NotificationService for NotificationApi {
         if self.app.notifications.contact(recipient_id).await.map_err(ApiError::from)?.is_none() {
             return Err(ApiError::NotFound(format!("account {recipient_id} not found")).into());
         }
+        let backlog = self.app.notification_backlog.load(Ordering::Relaxed);
+        let max_pending = self.app.notifications_config.max_pending;
+        let state = match (backlog >= max_pending, priority) {
+            (false, _) => State::Queued,
+            (true, Priority::Low) => State::Dropped,
+            (true, _) => {
+                return Err(ApiError::QueueFull {
+                    message: format!("{backlog} notifications are waiting (the limit is {max_pending}); retry later"),
+                    retry_after: self.app.notifications_config.poll_interval,
+                }
+                .into());
+            }
+        };
         let new = NewNotification { recipient_id, channel, priority, message, idempotency_key };
-        let id = self.app.notifications.enqueue(&new).await.map_err(ApiError::from)?;
+        let id = self.app.notifications.enqueue(&new, state).await.map_err(ApiError::from)?;
         self.app.notifier_nudge.notify_one();
         Ok(Response::new(pb::SendNotificationResponse { notification_id: id.to_string() }))
     }
