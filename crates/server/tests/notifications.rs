@@ -433,3 +433,43 @@ async fn past_the_pending_limit_low_priority_ones_are_dropped_and_others_refused
     assert_eq!(dropped.state, pb::NotificationState::Dropped as i32);
     assert!(dropped.attempts.is_empty());
 }
+
+#[tokio::test]
+async fn the_customer_hears_of_its_orders_steps_on_its_device_once_each() {
+    let provider = Provider::start().await;
+    let kitchen = common::Kitchen::open_with(|config| {
+        config.notifications.provider_url = provider.url.clone();
+        config.notifications.poll_interval = Duration::from_millis(100);
+    })
+    .await;
+    // Before the customer has a device: nothing is queued for it.
+    let unheard = kitchen.placed_order().await;
+    kitchen.restaurant_sets(&unheard, "accepted").await;
+
+    let token = "fcm:the-customers-phone";
+    let device = pb::RegisterDeviceRequest { platform: pb::DevicePlatform::Android as i32, push_token: token.into() };
+    kitchen.server.notifications(Some(&kitchen.customer)).register_device(device).await.unwrap();
+    let accepted = kitchen.placed_order().await;
+    kitchen.restaurant_sets(&accepted, "accepted").await;
+    kitchen.restaurant_sets(&accepted, "preparing").await;
+    let rejected = kitchen.placed_order().await;
+    kitchen.restaurant_sets(&rejected, "rejected").await;
+
+    let heard = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let heard = provider.accepted.lock().unwrap().clone();
+            if heard.len() >= 2 {
+                return heard;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the customer heard nothing");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut bodies: Vec<String> = heard.iter().map(|m| m["body"].as_str().unwrap().to_string()).collect();
+    bodies.sort();
+    assert_eq!(bodies, ["Luigi is preparing your order.", "Your order from Luigi was cancelled: closing early"]);
+    assert!(heard.iter().all(|m| m["to"] == serde_json::json!([token]) && m["channel"] == "push"), "{heard:?}");
+    assert_eq!(provider.accepted.lock().unwrap().len(), 2, "once each, and nothing for the other steps");
+}

@@ -12,6 +12,7 @@ mod page_token;
 mod restaurant_api;
 mod tracking_api;
 
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ use foodfast_api::v1::{
     support_service_server::{SupportService, SupportServiceServer},
     tracking_service_server::TrackingServiceServer,
 };
+use foodfast_domain::notification::{self, Channel, Priority, State as NotificationState};
 use foodfast_domain::order::OrderStatus;
 use foodfast_domain::pricing::PricingPolicy;
 use foodfast_payments::PaymentGateway;
@@ -35,8 +37,8 @@ use foodfast_store::dispatch::Dispatch;
 use foodfast_store::fanout::{DISPATCH_TOPIC, Fanout, driver_topic, order_topic, restaurant_topic};
 use foodfast_store::live::LivePositions;
 use foodfast_store::locations::{LocationReader, LocationWriter};
-use foodfast_store::notifications::Notifications;
-use foodfast_store::orders::{Orders, Transitioned};
+use foodfast_store::notifications::{NewNotification, Notifications};
+use foodfast_store::orders::{EventKind, Orders, Transitioned};
 use foodfast_store::restaurants::{Restaurant, Restaurants};
 use foodfast_store::scylla::Scylla;
 use foodfast_store::users::Users;
@@ -133,6 +135,58 @@ impl App {
         let driver_freed = done.driver_loads.iter().any(|load| !load.at_capacity);
         if confirmed || driver_freed {
             self.wake(DISPATCH_TOPIC).await;
+        }
+        self.notify_customer(done).await;
+    }
+
+    /// Queues the customer's push notification for the steps customers hear
+    /// about (confirmed, delivered, cancelled or rejected), once per event
+    /// (its idempotency key), when the customer has a registered device.
+    /// A failure here is logged: the order's change stands.
+    async fn notify_customer(&self, done: &Transitioned) {
+        let order = &done.order;
+        let (template, priority) = match done.event.status {
+            OrderStatus::Confirmed => ("order_confirmed", Priority::High),
+            OrderStatus::Delivered => ("order_delivered", Priority::High),
+            OrderStatus::Cancelled | OrderStatus::Rejected => ("order_cancelled", Priority::Critical),
+            _ => return,
+        };
+        if done.event.kind != EventKind::StatusChanged {
+            return;
+        }
+        let params = HashMap::from([
+            ("restaurant_name".to_string(), order.restaurant_name.clone()),
+            ("reason".to_string(), done.event.reason.clone()),
+        ]);
+        let message = match notification::render(template, &params) {
+            Ok(message) => message,
+            Err(err) => {
+                tracing::warn!(order = %order.id, %template, error = %err, "could not write the customer's notification");
+                return;
+            }
+        };
+        let queued = async {
+            let has_device = self
+                .notifications
+                .contact(order.customer_id)
+                .await?
+                .is_some_and(|contact| !contact.push_tokens.is_empty());
+            if !has_device {
+                return Ok(());
+            }
+            let new = NewNotification {
+                recipient_id: order.customer_id,
+                channel: Channel::Push,
+                priority,
+                message,
+                idempotency_key: Some(format!("order:{}:event:{}:push", order.id, done.event.seq)),
+            };
+            self.notifications.enqueue(&new, NotificationState::Queued).await?;
+            self.notifier_nudge.notify_one();
+            Ok::<_, foodfast_store::StoreError>(())
+        };
+        if let Err(err) = queued.await {
+            tracing::warn!(order = %order.id, error = %foodfast_store::Chain(&err), "could not queue the customer's notification");
         }
     }
 
