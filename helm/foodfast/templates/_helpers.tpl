@@ -72,6 +72,9 @@ FOODFAST_SCYLLA_CONTACT_POINTS: {{ required "config.scylla.contactPoints must na
 FOODFAST_SCYLLA_KEYSPACE: {{ .Values.config.scylla.keyspace | quote }}
 FOODFAST_SCYLLA_REPLICATION: {{ .Values.config.scylla.replication | quote }}
 FOODFAST_SHUTDOWN_GRACE: {{ .Values.server.shutdownGrace | quote }}
+{{- with .Values.config.notificationsUrl }}
+FOODFAST_NOTIFICATIONS_URL: {{ . | quote }}
+{{- end }}
 {{- with .Values.config.paymentsUrl }}
 FOODFAST_PAYMENTS_URL: {{ . | quote }}
 {{- end }}
