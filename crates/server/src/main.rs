@@ -107,11 +107,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve { .. } => {
             let mut shutdown = Box::pin(server::shutdown_signal()?);
+            // Readiness is the gRPC health service; the admin port has liveness only. It is
+            // bound first: whoever reaches the gRPC port finds /livez and /metrics there too.
+            let admin = foodfast_telemetry::admin::start(config.admin.listen_addr, None).await?;
             let listener = tokio::net::TcpListener::bind(config.grpc.listen_addr)
                 .await
                 .map_err(|err| anyhow::anyhow!("cannot listen on {}: {err}", config.grpc.listen_addr))?;
-            // Readiness is the gRPC health service; the admin port has liveness only.
-            let admin = foodfast_telemetry::admin::start(config.admin.listen_addr, None).await?;
             telemetry::describe_metrics();
             let stores = tokio::select! {
                 stores = Stores::connect(&config.stores) => stores?,

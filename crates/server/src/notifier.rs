@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::NotificationsConfig;
+use crate::telemetry::{NOTIFICATION_ATTEMPTS_TOTAL, NOTIFICATIONS_PENDING};
 
 /// How long a claim lasts past the provider's timeout before another
 /// sender may take the notification over.
@@ -68,7 +69,10 @@ pub async fn run(store: Notifications, config: NotificationsConfig, nudge: Arc<N
 pub async fn count_pending(store: Notifications, backlog: Arc<AtomicU64>, interval: Duration, stop: CancellationToken) {
     loop {
         match store.pending().await {
-            Ok(pending) => backlog.store(pending, Ordering::Relaxed),
+            Ok(pending) => {
+                backlog.store(pending, Ordering::Relaxed);
+                metrics::gauge!(NOTIFICATIONS_PENDING).set(pending as f64);
+            }
             Err(err) => tracing::debug!(error = %foodfast_store::Chain(&err), "could not count pending notifications"),
         }
         tokio::select! {
@@ -102,6 +106,13 @@ impl Sender {
                 None => Outcome::Failed { error },
             },
         };
+        let counted = match outcome {
+            Outcome::Sent => "sent",
+            Outcome::Retry { .. } => "retry",
+            Outcome::Failed { .. } => "failed",
+        };
+        metrics::counter!(NOTIFICATION_ATTEMPTS_TOTAL, "channel" => notification.channel.as_str(), "outcome" => counted)
+            .increment(1);
         if let Err(err) = self.store.settle(notification, &outcome).await {
             // The claim lapses and another attempt follows: sent twice at worst,
             // and the provider drops the repeat by its idempotency key.

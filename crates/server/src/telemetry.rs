@@ -8,6 +8,8 @@ use prost_reflect::DescriptorPool;
 use crate::config::{Config, LogFormat};
 
 pub const PINGS_ACCEPTED_TOTAL: &str = "foodfast_pings_accepted_total";
+pub const NOTIFICATION_ATTEMPTS_TOTAL: &str = "foodfast_notification_attempts_total";
+pub const NOTIFICATIONS_PENDING: &str = "foodfast_notifications_pending";
 pub const PINGS_REJECTED_TOTAL: &str = "foodfast_pings_rejected_total";
 pub const PINGS_ACKED_TOTAL: &str = "foodfast_pings_acked_total";
 pub const PING_TO_TRACKING_SECONDS: &str = "foodfast_ping_to_tracking_seconds";
@@ -21,12 +23,17 @@ pub fn init(config: &Config) -> Result<Telemetry, TelemetryError> {
 
 /// HELP lines for every metric the server process records.
 pub fn describe_metrics() {
-    use metrics::{Unit, describe_counter, describe_histogram};
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     foodfast_telemetry::grpc::describe_metrics();
     foodfast_store::metrics::describe();
     describe_counter!(PINGS_ACCEPTED_TOTAL, "driver pings accepted (live, and queued for the time series)");
     describe_counter!(PINGS_REJECTED_TOTAL, "driver pings rejected, by reason");
     describe_counter!(PINGS_ACKED_TOTAL, "accepted pings acknowledged to the driver as durable");
+    describe_counter!(
+        NOTIFICATION_ATTEMPTS_TOTAL,
+        "notification attempts by this replica's sender, by channel and outcome (sent, retry, failed)"
+    );
+    describe_gauge!(NOTIFICATIONS_PENDING, "notifications waiting to be sent, in every replica's queue");
     describe_histogram!(
         PING_TO_TRACKING_SECONDS,
         Unit::Seconds,

@@ -2,7 +2,7 @@
 //! after a short run of everything the issue names: RPCs by code, open
 //! streams, pings accepted, rejected and acked, the location writer, the
 //! ping -> tracking-stream latency, order transitions, dispatch offers, the
-//! menu cache and the login rate limit.
+//! menu cache, the login rate limit and notification attempts.
 
 mod common;
 
@@ -47,6 +47,10 @@ async fn metrics_after_a_short_run_count_what_happened() {
     let mut replica_config = kitchen.server.config.clone();
     replica_config.dispatch.enabled = true;
     replica_config.dispatch.poll_interval = Duration::from_millis(100);
+    // Only the replica sends notifications.
+    let provider = common::Provider::start().await;
+    replica_config.notifications.provider_url = provider.url.clone();
+    replica_config.notifications.poll_interval = Duration::from_millis(100);
     let replica = common::Replica::spawn_logging(&replica_config, "warn", None).await;
     let server = &kitchen.server;
     let restaurant_id = kitchen.restaurant.restaurant_id.clone();
@@ -144,6 +148,30 @@ async fn metrics_after_a_short_run_count_what_happened() {
     let arrived = pb::MarkArrivedRequest { order_id: order_id.clone(), stop: pb::DeliveryStop::Customer as i32 };
     drivers.mark_arrived(arrived).await.unwrap();
 
+    // A notification sent by the replica's sender.
+    let mut notifications = pb::notification_service_client::NotificationServiceClient::with_interceptor(
+        replica.channel.clone(),
+        server.bearer(Some(&kitchen.admin)),
+    );
+    let email = pb::SendNotificationRequest {
+        recipient_id: kitchen.customer.user_id.to_string(),
+        channel: pb::NotificationChannel::Email as i32,
+        content: Some(pb::send_notification_request::Content::Message(pb::NotificationMessage {
+            title: "Hello".into(),
+            body: "Your order is on its way".into(),
+        })),
+        ..Default::default()
+    };
+    notifications.send_notification(email).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while provider.accepted.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the notification was never sent");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
     let text = scrape(replica.admin_port).await;
     let value = |name: &str, labels: &[(&str, &str)]| {
         sample(&text, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in:\n{text}"))
@@ -188,6 +216,10 @@ async fn metrics_after_a_short_run_count_what_happened() {
     assert_eq!(value("foodfast_cache_requests_total", &[("cache", "menu"), ("result", "miss")]), 1.0);
     assert!(value("foodfast_cache_requests_total", &[("cache", "menu"), ("result", "hit")]) >= 1.0);
     assert_eq!(value("foodfast_rate_limited_total", &[("limit", "login")]), 1.0);
+    let attempts =
+        |outcome| value("foodfast_notification_attempts_total", &[("channel", "email"), ("outcome", outcome)]);
+    assert_eq!(attempts("sent"), 1.0);
+    assert_eq!(value("foodfast_notifications_pending", &[]), 0.0, "nothing waits once it is sent");
 
     // Closed streams leave the gauge.
     drop(tracking);

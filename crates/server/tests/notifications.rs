@@ -9,16 +9,10 @@
 
 mod common;
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Json;
-use axum::http::StatusCode;
-use serde_json::Value;
-
 use chrono::{TimeDelta, Utc};
-use common::{Authed, TestServer};
+use common::{Authed, Provider, TestServer};
 use foodfast_api::v1 as pb;
 use foodfast_api::v1::notification_service_client::NotificationServiceClient;
 use foodfast_domain::access::Principal;
@@ -190,51 +184,6 @@ async fn a_push_token_is_registered_once_and_follows_the_account_that_registered
         let status = register(Some(&first), platform, token).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
         assert!(status.message().contains(field), "{field}: {}", status.message());
-    }
-}
-
-/// A push/SMS/email provider stand-in speaking the API of
-/// `foodfast_server::notifier`: it keeps every message it accepts; a body
-/// saying "flaky" gets 503 the first time its id is seen, "down" always 503,
-/// "refuse" 400.
-struct Provider {
-    url: String,
-    accepted: Arc<Mutex<Vec<Value>>>,
-}
-
-impl Provider {
-    async fn start() -> Self {
-        let accepted: Arc<Mutex<Vec<Value>>> = Arc::default();
-        let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
-        let app = {
-            let accepted = accepted.clone();
-            axum::Router::new().route(
-                "/v1/messages",
-                axum::routing::post(move |Json(message): Json<Value>| {
-                    let (accepted, seen) = (accepted.clone(), seen.clone());
-                    async move {
-                        let body = message["body"].as_str().unwrap_or_default().to_string();
-                        let first = seen.lock().unwrap().insert(message["id"].to_string());
-                        if body.contains("refuse") {
-                            (StatusCode::BAD_REQUEST, "invalid recipient")
-                        } else if body.contains("down") || (body.contains("flaky") && first) {
-                            (StatusCode::SERVICE_UNAVAILABLE, "try later")
-                        } else {
-                            accepted.lock().unwrap().push(message);
-                            (StatusCode::OK, "accepted")
-                        }
-                    }
-                }),
-            )
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { url, accepted }
-    }
-
-    fn accepted_for(&self, id: &str) -> Vec<Value> {
-        self.accepted.lock().unwrap().iter().filter(|m| m["id"] == id).cloned().collect()
     }
 }
 

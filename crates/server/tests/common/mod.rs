@@ -3,7 +3,13 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of this.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use axum::Json;
+use axum::http::StatusCode;
+use serde_json::Value;
 
 use foodfast_api::v1 as pb;
 use foodfast_api::v1::account_service_client::AccountServiceClient;
@@ -816,4 +822,49 @@ pub async fn food_ready_in_a_minute(kitchen: &Kitchen, restaurant: &pb::Restaura
         update_mask: Some(prost_types::FieldMask { paths: vec!["average_prep_time".into()] }),
     };
     kitchen.server.restaurants(Some(&kitchen.admin)).update_restaurant(request).await.unwrap();
+}
+
+/// A push/SMS/email provider stand-in speaking the API of
+/// `foodfast_server::notifier`: it keeps every message it accepts; a body
+/// saying "flaky" gets 503 the first time its id is seen, "down" always 503,
+/// "refuse" 400.
+pub struct Provider {
+    pub url: String,
+    pub accepted: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Provider {
+    pub async fn start() -> Self {
+        let accepted: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let app = {
+            let accepted = accepted.clone();
+            axum::Router::new().route(
+                "/v1/messages",
+                axum::routing::post(move |Json(message): Json<Value>| {
+                    let (accepted, seen) = (accepted.clone(), seen.clone());
+                    async move {
+                        let body = message["body"].as_str().unwrap_or_default().to_string();
+                        let first = seen.lock().unwrap().insert(message["id"].to_string());
+                        if body.contains("refuse") {
+                            (StatusCode::BAD_REQUEST, "invalid recipient")
+                        } else if body.contains("down") || (body.contains("flaky") && first) {
+                            (StatusCode::SERVICE_UNAVAILABLE, "try later")
+                        } else {
+                            accepted.lock().unwrap().push(message);
+                            (StatusCode::OK, "accepted")
+                        }
+                    }
+                }),
+            )
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, accepted }
+    }
+
+    pub fn accepted_for(&self, id: &str) -> Vec<Value> {
+        self.accepted.lock().unwrap().iter().filter(|m| m["id"] == id).cloned().collect()
+    }
 }
