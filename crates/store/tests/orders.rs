@@ -193,6 +193,17 @@ impl Fixture {
     }
 }
 
+fn restaurant_accepts(order_id: Uuid) -> TransitionRequest<'static> {
+    TransitionRequest {
+        order_id,
+        action: OrderAction::Accept,
+        actor: Actor::Restaurant,
+        actor_id: None,
+        reason: "",
+        driver_id: None,
+    }
+}
+
 #[tokio::test]
 async fn every_decision_of_the_state_machine_is_applied_exactly() {
     let fixture = fixture().await;
@@ -279,19 +290,11 @@ async fn a_transition_the_caller_may_not_make_or_on_a_missing_order_changes_noth
     let fixture = fixture().await;
     let order_id = fixture.place().await;
     let before = fixture.row(order_id).await;
-    let request = |order_id| TransitionRequest {
-        order_id,
-        action: OrderAction::Accept,
-        actor: Actor::Restaurant,
-        actor_id: None,
-        reason: "",
-        driver_id: None,
-    };
-    let forbidden = fixture.orders.transition(request(order_id), |_| false).await;
+    let forbidden = fixture.orders.transition(restaurant_accepts(order_id), |_| false).await;
     assert!(matches!(forbidden, Err(TransitionFailure::Forbidden(id)) if id == order_id), "{forbidden:?}");
     assert_eq!(fixture.row(order_id).await, before);
     let missing = Uuid::new_v4();
-    let outcome = fixture.orders.transition(request(missing), |_| true).await;
+    let outcome = fixture.orders.transition(restaurant_accepts(missing), |_| true).await;
     assert!(matches!(outcome, Err(TransitionFailure::NotFound(id)) if id == missing), "{outcome:?}");
 }
 
@@ -391,15 +394,7 @@ async fn an_event_of_a_kind_written_by_a_newer_version_reads_back_as_unknown_and
     unknown(&restaurant_feed[0]);
 
     // This version's next transition follows it.
-    let request = TransitionRequest {
-        order_id,
-        action: OrderAction::Accept,
-        actor: Actor::Restaurant,
-        actor_id: None,
-        reason: "",
-        driver_id: None,
-    };
-    let done = fixture.orders.transition(request, |_| true).await.unwrap();
+    let done = fixture.orders.transition(restaurant_accepts(order_id), |_| true).await.unwrap();
     assert_eq!(
         (done.event.seq, done.event.kind, done.event.status),
         (3, EventKind::StatusChanged, OrderStatus::Confirmed)
