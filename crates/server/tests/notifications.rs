@@ -403,11 +403,15 @@ async fn the_customer_hears_of_its_orders_steps_on_its_device_once_each() {
     kitchen.restaurant_sets(&accepted, "preparing").await;
     let rejected = kitchen.placed_order().await;
     kitchen.restaurant_sets(&rejected, "rejected").await;
+    let driver = kitchen.driver(1).await;
+    kitchen.online(&driver).await;
+    let ready = kitchen.ready_order().await;
+    kitchen.assign(&ready, &driver).await.unwrap();
 
     let heard = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             let heard = provider.accepted.lock().unwrap().clone();
-            if heard.len() >= 2 {
+            if heard.len() >= 4 {
                 return heard;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -418,7 +422,15 @@ async fn the_customer_hears_of_its_orders_steps_on_its_device_once_each() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut bodies: Vec<String> = heard.iter().map(|m| m["body"].as_str().unwrap().to_string()).collect();
     bodies.sort();
-    assert_eq!(bodies, ["Luigi is preparing your order.", "Your order from Luigi was cancelled: closing early"]);
+    assert_eq!(
+        bodies,
+        [
+            "Luigi is preparing your order.",
+            "Luigi is preparing your order.",
+            "Test Person will pick up your order from Luigi.",
+            "Your order from Luigi was cancelled: closing early"
+        ]
+    );
     assert!(heard.iter().all(|m| m["to"] == serde_json::json!([token]) && m["channel"] == "push"), "{heard:?}");
-    assert_eq!(provider.accepted.lock().unwrap().len(), 2, "once each, and nothing for the other steps");
+    assert_eq!(provider.accepted.lock().unwrap().len(), 4, "once each, and nothing for the other steps");
 }

@@ -140,24 +140,36 @@ impl App {
     }
 
     /// Queues the customer's push notification for the steps customers hear
-    /// about (confirmed, delivered, cancelled or rejected), once per event
-    /// (its idempotency key), when the customer has a registered device.
-    /// A failure here is logged: the order's change stands.
+    /// about (confirmed, a driver assigned, delivered, cancelled or rejected),
+    /// once per event (its idempotency key), when the customer has a
+    /// registered device. A failure here is logged: the order's change stands.
     async fn notify_customer(&self, done: &Transitioned) {
         let order = &done.order;
-        let (template, priority) = match done.event.status {
-            OrderStatus::Confirmed => ("order_confirmed", Priority::High),
-            OrderStatus::Delivered => ("order_delivered", Priority::High),
-            OrderStatus::Cancelled | OrderStatus::Rejected => ("order_cancelled", Priority::Critical),
+        let (template, priority) = match (done.event.kind, done.event.status) {
+            (EventKind::DriverAssigned, _) => ("driver_assigned", Priority::High),
+            (EventKind::StatusChanged, OrderStatus::Confirmed) => ("order_confirmed", Priority::High),
+            (EventKind::StatusChanged, OrderStatus::Delivered) => ("order_delivered", Priority::High),
+            (EventKind::StatusChanged, OrderStatus::Cancelled | OrderStatus::Rejected) => {
+                ("order_cancelled", Priority::Critical)
+            }
             _ => return,
         };
-        if done.event.kind != EventKind::StatusChanged {
-            return;
-        }
-        let params = HashMap::from([
+        let mut params = HashMap::from([
             ("restaurant_name".to_string(), order.restaurant_name.clone()),
             ("reason".to_string(), done.event.reason.clone()),
         ]);
+        if let Some(driver_id) = done.event.driver_id.filter(|_| template == "driver_assigned") {
+            match self.users.driver(driver_id).await {
+                Ok(Some(driver)) => {
+                    params.insert("driver_name".to_string(), driver.name);
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::warn!(order = %order.id, error = %foodfast_store::Chain(&err), "could not read the assigned driver's name");
+                    return;
+                }
+            }
+        }
         let message = match notification::render(template, &params) {
             Ok(message) => message,
             Err(err) => {
