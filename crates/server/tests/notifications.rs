@@ -427,7 +427,7 @@ async fn the_customer_hears_of_its_orders_steps_on_its_device_once_each() {
         [
             "Luigi is preparing your order.",
             "Luigi is preparing your order.",
-            "Test Person will pick up your order from Luigi.",
+            "Test P. will pick up your order from Luigi.",
             "Your order from Luigi was cancelled: closing early"
         ]
     );

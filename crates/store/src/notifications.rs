@@ -226,14 +226,17 @@ impl Notifications {
         let Some(row) = client.query_opt(sql::SELECT_CONTACT, &[&user_id]).await.map_err(StoreError::postgres)? else {
             return Ok(None);
         };
-        let push_tokens = client
-            .query(sql::SELECT_PUSH_TOKENS, &[&user_id])
-            .await
-            .map_err(StoreError::postgres)?
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
+        drop(client);
+        let push_tokens = self.push_tokens(user_id).await?;
         Ok(Some(Contact { email: row.get(0), phone: row.get(1), push_tokens }))
+    }
+
+    /// Push tokens of the person's devices, most recently registered first.
+    #[tracing::instrument(target = "foodfast::trace", name = "Notifications.push_tokens", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    pub async fn push_tokens(&self, user_id: Uuid) -> Result<Vec<String>, StoreError> {
+        let client = self.postgres.client().await?;
+        let rows = client.query(sql::SELECT_PUSH_TOKENS, &[&user_id]).await.map_err(StoreError::postgres)?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 }
 

@@ -161,7 +161,8 @@ impl App {
         if let Some(driver_id) = done.event.driver_id.filter(|_| template == "driver_assigned") {
             match self.users.driver(driver_id).await {
                 Ok(Some(driver)) => {
-                    params.insert("driver_name".to_string(), driver.name);
+                    // As customers see drivers everywhere: "Ali N.", not the full name.
+                    params.insert("driver_name".to_string(), foodfast_domain::names::display_name(&driver.name));
                 }
                 Ok(None) => {}
                 Err(err) => {
@@ -178,12 +179,7 @@ impl App {
             }
         };
         let queued = async {
-            let has_device = self
-                .notifications
-                .contact(order.customer_id)
-                .await?
-                .is_some_and(|contact| !contact.push_tokens.is_empty());
-            if !has_device {
+            if self.notifications.push_tokens(order.customer_id).await?.is_empty() {
                 return Ok(());
             }
             let new = NewNotification {
