@@ -14,28 +14,13 @@ pub enum Role {
     Admin,
 }
 
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Customer => "customer",
-            Role::RestaurantStaff => "restaurant_staff",
-            Role::Driver => "driver",
-            Role::Support => "support",
-            Role::Admin => "admin",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "customer" => Role::Customer,
-            "restaurant_staff" => Role::RestaurantStaff,
-            "driver" => Role::Driver,
-            "support" => Role::Support,
-            "admin" => Role::Admin,
-            _ => return None,
-        })
-    }
-}
+names!(Role {
+    Customer => "customer",
+    RestaurantStaff => "restaurant_staff",
+    Driver => "driver",
+    Support => "support",
+    Admin => "admin",
+});
 
 /// An authenticated caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,24 +20,7 @@ pub enum Severity {
     Critical,
 }
 
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "info" => Severity::Info,
-            "warning" => Severity::Warning,
-            "critical" => Severity::Critical,
-            _ => return None,
-        })
-    }
-}
+names!(Severity { Info => "info", Warning => "warning", Critical => "critical" });
 
 /// What a publisher asks to announce.
 #[derive(Debug, Clone, PartialEq)]

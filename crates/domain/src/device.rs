@@ -12,15 +12,7 @@ pub enum Platform {
     Web,
 }
 
-impl Platform {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Platform::Ios => "ios",
-            Platform::Android => "android",
-            Platform::Web => "web",
-        }
-    }
-}
+names!(Platform { Ios => "ios", Android => "android", Web => "web" });
 
 /// A push token as sent: required, at most [`MAX_PUSH_TOKEN_CHARS`], taken
 /// as is (tokens are opaque; surrounding whitespace is a client's mistake).

@@ -3,6 +3,21 @@
 //! Handlers validate input with [`validation`], then ask these modules what to do; the store and the
 //! server only carry the answers.
 
+/// `as_str` and `parse` for an enum of unit variants and their stored names.
+macro_rules! names {
+    ($ty:ty { $($variant:ident => $name:literal),* $(,)? }) => {
+        impl $ty {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $name),* }
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($name => Some(Self::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
 pub mod access;
 pub mod account;
 pub mod address;

@@ -36,20 +36,6 @@ pub enum State {
     Dropped,
 }
 
-macro_rules! names {
-    ($ty:ty { $($variant:ident => $name:literal),* $(,)? }) => {
-        impl $ty {
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $name),* }
-            }
-
-            pub fn parse(s: &str) -> Option<Self> {
-                match s { $($name => Some(Self::$variant),)* _ => None }
-            }
-        }
-    };
-}
-
 names!(Channel { Push => "push", Sms => "sms", Email => "email" });
 names!(State {
     Queued => "queued",
