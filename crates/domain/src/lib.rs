@@ -35,5 +35,6 @@ pub mod order;
 pub mod ping;
 pub mod pricing;
 pub mod restaurant;
+pub mod support;
 pub mod validation;
 pub mod zones;
