@@ -503,6 +503,16 @@ pub const DISPATCH_TOPIC: &str = "dispatch";
 /// An announcement was published: every replica's board reads the new ones.
 pub const ANNOUNCEMENTS_TOPIC: &str = "announcements";
 
+/// A support conversation has new messages or changed (agent, status).
+pub fn conversation_topic(conversation_id: uuid::Uuid) -> String {
+    format!("conversation:{conversation_id}")
+}
+
+/// Someone started or stopped typing in a support conversation.
+pub fn typing_topic(conversation_id: uuid::Uuid) -> String {
+    format!("typing:{conversation_id}")
+}
+
 /// The topic of one order.
 pub fn order_topic(order_id: uuid::Uuid) -> String {
     format!("order:{order_id}")

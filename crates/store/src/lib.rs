@@ -20,6 +20,7 @@ pub mod redis;
 pub mod restaurants;
 pub mod scylla;
 pub mod sql;
+pub mod support;
 pub mod throttle;
 pub mod users;
 

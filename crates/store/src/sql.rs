@@ -36,6 +36,39 @@ macro_rules! account_columns {
     };
 }
 
+/// The columns of a support conversation, in the order
+/// `support::conversation_from_row` reads them.
+macro_rules! conversation_columns {
+    () => {
+        "id, customer_id, order_id, subject, status, agent_id, last_seq, created_at, last_activity_at"
+    };
+}
+
+/// The columns of a chat message, in the order `support::message_from_row` reads them.
+macro_rules! chat_message_columns {
+    () => {
+        "conversation_id, seq, id, sender_id, sender_role, sender_name, body, client_message_id, sent_at"
+    };
+}
+
+/// A page of conversations, most recently active first: `$1` status or
+/// NULL, `$2` order or NULL, after (`$3`, `$4`) or from the start when NULL,
+/// at most `$5`; `$6` is the customer, in the customer's own list.
+macro_rules! conversations_page {
+    ($customer:literal) => {
+        concat!(
+            "SELECT ",
+            conversation_columns!(),
+            " FROM conversations WHERE ",
+            $customer,
+            "
+            ($1::TEXT IS NULL OR status = $1) AND ($2::UUID IS NULL OR order_id = $2)
+            AND ($3::TIMESTAMPTZ IS NULL OR (last_activity_at, id) < ($3, $4::UUID))
+            ORDER BY last_activity_at DESC, id DESC LIMIT $5"
+        )
+    };
+}
+
 macro_rules! statements {
     ($($(#[$doc:meta])* $name:ident = $sql:expr;)*) => {
         $($(#[$doc])* pub const $name: &str = $sql;)*
@@ -144,6 +177,49 @@ statements! {
         WHERE id = $1 AND attempts = $2 AND state = 'sending'";
     SELECT_CONTACT = "SELECT email, phone FROM users WHERE id = $1";
     SELECT_PUSH_TOKENS = "SELECT push_token FROM devices WHERE user_id = $1 ORDER BY updated_at DESC LIMIT 10";
+    INSERT_CONVERSATION = concat!(
+        "INSERT INTO conversations (id, customer_id, order_id, subject, status) VALUES ($1, $2, $3, $4, 'open')
+        RETURNING ", conversation_columns!()
+    );
+    SELECT_CONVERSATION = concat!("SELECT ", conversation_columns!(), " FROM conversations WHERE id = $1");
+    /// `$2`: the new agent or NULL; `$3`: whether it reopens.
+    JOIN_CONVERSATION = concat!(
+        "UPDATE conversations SET status = 'open', agent_id = COALESCE($2, agent_id),
+            last_activity_at = CASE WHEN $3 THEN now() ELSE last_activity_at END
+        WHERE id = $1
+        RETURNING ", conversation_columns!()
+    );
+    /// Takes the next seq of an open conversation; no row if it is closed or missing.
+    NEXT_CHAT_SEQ = "UPDATE conversations SET last_seq = last_seq + 1, last_activity_at = now()
+        WHERE id = $1 AND status = 'open'
+        RETURNING last_seq";
+    /// `$2` is 1 to take a seq for a closing note, else 0.
+    CLOSE_CONVERSATION = concat!(
+        "UPDATE conversations SET status = 'closed', last_seq = last_seq + $2,
+            last_activity_at = CASE WHEN $2 > 0 THEN now() ELSE last_activity_at END
+        WHERE id = $1 AND status = 'open'
+        RETURNING ", conversation_columns!()
+    );
+    INSERT_CHAT_MESSAGE = concat!(
+        "INSERT INTO chat_messages (conversation_id, seq, id, sender_id, sender_role, sender_name, body,
+            client_message_id)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        RETURNING ", chat_message_columns!()
+    );
+    SELECT_CHAT_MESSAGE_BY_CLIENT_ID = concat!(
+        "SELECT ", chat_message_columns!(), " FROM chat_messages
+        WHERE conversation_id = $1 AND sender_id = $2 AND client_message_id = $3"
+    );
+    SELECT_CHAT_MESSAGES_AFTER = concat!(
+        "SELECT ", chat_message_columns!(), " FROM chat_messages
+        WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+    );
+    SELECT_CHAT_MESSAGES_BEFORE = concat!(
+        "SELECT ", chat_message_columns!(), " FROM chat_messages
+        WHERE conversation_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
+    );
+    SELECT_CUSTOMER_CONVERSATIONS = conversations_page!("customer_id = $6 AND");
+    SELECT_CONVERSATIONS = conversations_page!("");
     NEXT_ANNOUNCEMENT_SEQ = "UPDATE announcement_sequence SET seq = seq + 1 WHERE id = 1 RETURNING seq";
     INSERT_ANNOUNCEMENT = "INSERT INTO announcements (seq, id, title, body, severity, audience, city, published_by,
             expires_at)
