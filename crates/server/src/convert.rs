@@ -16,6 +16,7 @@ use foodfast_domain::money::{Currency, format_amount, parse_amount};
 use foodfast_domain::order::{Actor, OrderStatus, Stop};
 use foodfast_domain::pricing::{Cart, CartLine, Choice, PricedChoice, PricedLine, Quote};
 use foodfast_domain::restaurant::{RestaurantProfile, normalize_cuisine};
+use foodfast_domain::support::{ChatMessage, Conversation, ConversationStatus};
 use foodfast_domain::validation::{FieldError, parse_uuid};
 use foodfast_store::dispatch::DriverOffer;
 use foodfast_store::notifications::Notification;
@@ -201,6 +202,41 @@ pub fn notification(notification: &Notification) -> pb::Notification {
         next_attempt_at: notification.next_attempt_at.map(timestamp),
         created_at: Some(timestamp(notification.created_at)),
         updated_at: Some(timestamp(notification.updated_at)),
+    }
+}
+
+pub fn conversation(conversation: &Conversation) -> pb::Conversation {
+    pb::Conversation {
+        conversation_id: conversation.id.to_string(),
+        customer_id: conversation.customer_id.to_string(),
+        order_id: conversation.order_id.map(|id| id.to_string()).unwrap_or_default(),
+        subject: conversation.subject.clone(),
+        status: conversation_status(conversation.status) as i32,
+        agent_id: conversation.agent_id.map(|id| id.to_string()).unwrap_or_default(),
+        last_seq: conversation.last_seq.max(0) as u64,
+        created_at: Some(timestamp(conversation.created_at)),
+        last_activity_at: Some(timestamp(conversation.last_activity_at)),
+    }
+}
+
+pub fn conversation_status(status: ConversationStatus) -> pb::ConversationStatus {
+    match status {
+        ConversationStatus::Open => pb::ConversationStatus::Open,
+        ConversationStatus::Closed => pb::ConversationStatus::Closed,
+    }
+}
+
+pub fn chat_message(message: &ChatMessage) -> pb::ChatMessage {
+    pb::ChatMessage {
+        message_id: message.id.to_string(),
+        conversation_id: message.conversation_id.to_string(),
+        seq: message.seq.max(0) as u64,
+        sender_id: message.sender_id.to_string(),
+        sender_role: role(message.sender_role) as i32,
+        sender_name: message.sender_name.clone(),
+        text: message.text.clone(),
+        client_message_id: message.client_message_id.map(|id| id.to_string()).unwrap_or_default(),
+        sent_at: Some(timestamp(message.sent_at)),
     }
 }
 

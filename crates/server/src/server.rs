@@ -16,6 +16,7 @@ use foodfast_store::live::LivePositions;
 use foodfast_store::notifications::Notifications;
 use foodfast_store::orders::Orders;
 use foodfast_store::restaurants::Restaurants;
+use foodfast_store::support::Support;
 use foodfast_store::throttle::LoginThrottle;
 use foodfast_store::users::Users;
 use rustls_pki_types::pem::PemObject;
@@ -86,6 +87,7 @@ pub async fn serve(
         ),
         announcements,
         notifications: Notifications::new(stores.postgres.clone()),
+        support: Support::new(stores.postgres.clone(), stores.redis.clone()),
         notifier_nudge: Arc::default(),
         notification_backlog: Arc::default(),
         notifications_config: Arc::new(config.notifications.clone()),

@@ -22,6 +22,7 @@ use foodfast_api::v1::support_service_client::SupportServiceClient;
 use foodfast_domain::access::Principal;
 use foodfast_domain::notification::{Channel, Message, Priority, State};
 use foodfast_store::notifications::{NewNotification, Notifications};
+use foodfast_store::support::Support;
 use tonic::{Code, Status};
 use uuid::Uuid;
 
@@ -444,9 +445,12 @@ impl World {
                 code(support.list_conversations(pb::ListConversationsRequest::default()).await)
             }
             "SupportService/GetConversationHistory" => {
+                // The customer's own conversation, which operators may read too.
+                let store = Support::new(server.stores.postgres.clone(), server.stores.redis.clone());
+                let conversation = store.start(self.kitchen.customer.user_id, None, "Late order").await.unwrap();
                 let mut support = SupportServiceClient::with_interceptor(channel, bearer);
                 let request = pb::GetConversationHistoryRequest {
-                    conversation_id: Uuid::new_v4().to_string(),
+                    conversation_id: conversation.id.to_string(),
                     ..Default::default()
                 };
                 code(support.get_conversation_history(request).await)

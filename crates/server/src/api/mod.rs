@@ -10,6 +10,7 @@ mod notification_api;
 mod order_api;
 mod page_token;
 mod restaurant_api;
+mod support_api;
 mod tracking_api;
 
 use std::collections::HashMap;
@@ -24,7 +25,7 @@ use foodfast_api::v1::{
     notification_service_server::NotificationServiceServer,
     order_service_server::OrderServiceServer,
     restaurant_service_server::RestaurantServiceServer,
-    support_service_server::{SupportService, SupportServiceServer},
+    support_service_server::SupportServiceServer,
     tracking_service_server::TrackingServiceServer,
 };
 use foodfast_domain::notification::{self, Channel, Priority, State as NotificationState};
@@ -41,6 +42,7 @@ use foodfast_store::notifications::{NewNotification, Notifications};
 use foodfast_store::orders::{EventKind, Orders, Transitioned};
 use foodfast_store::restaurants::{Restaurant, Restaurants};
 use foodfast_store::scylla::Scylla;
+use foodfast_store::support::Support;
 use foodfast_store::users::Users;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
@@ -57,6 +59,7 @@ pub use driver_api::DriverApi;
 pub use notification_api::NotificationApi;
 pub use order_api::OrderApi;
 pub use restaurant_api::RestaurantApi;
+pub use support_api::SupportApi;
 pub use tracking_api::TrackingApi;
 
 /// How a resumable server stream ends when the server shuts down.
@@ -77,6 +80,7 @@ pub struct App {
     pub audit: AuditLog,
     pub announcements: Announcements,
     pub notifications: Notifications,
+    pub support: Support,
     /// Wakes this replica's notification sender when a notification is queued.
     pub notifier_nudge: Arc<tokio::sync::Notify>,
     /// Pending notifications, as last counted (see [`crate::notifier::count_pending`]).
@@ -237,7 +241,6 @@ impl App {
 #[derive(Debug, Clone, Copy)]
 pub struct NotImplementedYet;
 
-impl SupportService for NotImplementedYet {}
 impl MediaService for NotImplementedYet {}
 
 /// Adds every `foodfast.v1` service behind the bearer-token interceptor,
@@ -267,7 +270,7 @@ pub fn add_services<L>(router: Router<L>, app: App, tokens: &Tokens, max_message
         .add_service(service!(DriverServiceServer, DriverApi::new(app.clone())))
         .add_service(service!(TrackingServiceServer, TrackingApi::new(app.clone())))
         .add_service(service!(DispatchServiceServer, DispatchApi::new(app.clone())))
-        .add_service(service!(NotificationServiceServer, NotificationApi::new(app)))
-        .add_service(service!(SupportServiceServer, NotImplementedYet))
+        .add_service(service!(NotificationServiceServer, NotificationApi::new(app.clone())))
+        .add_service(service!(SupportServiceServer, SupportApi::new(app)))
         .add_service(service!(MediaServiceServer, NotImplementedYet))
 }

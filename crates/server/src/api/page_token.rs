@@ -60,6 +60,17 @@ pub fn decode_time_page(token: &str, query: &str) -> Result<Option<(DateTime<Utc
     Ok(Some((at, id.parse().map_err(|_| invalid())?)))
 }
 
+/// A page of a list ordered by sequence number, newest first: before `seq`.
+pub fn encode_seq_page(query: &str, seq: i64) -> String {
+    encode(query, &seq.to_string())
+}
+
+pub fn decode_seq_page(token: &str, query: &str) -> Result<Option<i64>, FieldError> {
+    let mut buffer = String::new();
+    let Some(position) = decode(token, query, &mut buffer)? else { return Ok(None) };
+    Ok(Some(position.parse().map_err(|_| invalid())?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +89,10 @@ mod tests {
         let token = encode_time_page(&customer, at, id);
         assert_eq!(decode_time_page(&token, &customer).unwrap(), Some((at, id)));
         assert!(decode_time_page(&token, &Uuid::new_v4().to_string()).is_err());
+
+        let token = encode_seq_page(&customer, 42);
+        assert_eq!(decode_seq_page(&token, &customer).unwrap(), Some(42));
+        assert!(decode_seq_page(&token, "another conversation").is_err());
+        assert!(decode_seq_page(&encode_time_page(&customer, at, id), &customer).is_err(), "another kind of page");
     }
 }

@@ -18,6 +18,7 @@ use foodfast_api::v1::driver_service_client::DriverServiceClient;
 use foodfast_api::v1::notification_service_client::NotificationServiceClient;
 use foodfast_api::v1::order_service_client::OrderServiceClient;
 use foodfast_api::v1::restaurant_service_client::RestaurantServiceClient;
+use foodfast_api::v1::support_service_client::SupportServiceClient;
 use foodfast_api::v1::tracking_service_client::TrackingServiceClient;
 use foodfast_domain::access::{Principal, Role};
 use foodfast_domain::zones::{Zone, Zones};
@@ -180,6 +181,14 @@ impl TestServer {
 
     pub fn notifications(&self, caller: Option<&Principal>) -> NotificationServiceClient<Authed> {
         NotificationServiceClient::with_interceptor(self.channel.clone(), self.bearer(caller))
+    }
+
+    pub fn support_chat(&self, caller: Option<&Principal>) -> SupportServiceClient<Authed> {
+        SupportServiceClient::with_interceptor(self.channel.clone(), self.bearer(caller))
+    }
+
+    pub fn support_chat_at(&self, replica: &Replica, caller: Option<&Principal>) -> SupportServiceClient<Authed> {
+        SupportServiceClient::with_interceptor(replica.channel.clone(), self.bearer(caller))
     }
 
     pub fn accounts(&self, caller: Option<&Principal>) -> AccountServiceClient<Authed> {
