@@ -27,6 +27,7 @@ pub mod dispatch;
 pub mod eta;
 pub mod geo;
 pub mod hours;
+pub mod media;
 pub mod menu;
 pub mod money;
 pub mod names;

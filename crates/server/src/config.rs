@@ -40,6 +40,7 @@ pub struct Config {
     pub tracking: TrackingConfig,
     pub dispatch: DispatchConfig,
     pub notifications: NotificationsConfig,
+    pub media: MediaConfig,
     pub admin: AdminConfig,
     pub traces: TracesConfig,
 }
@@ -97,6 +98,53 @@ impl Default for NotificationsConfig {
             poll_interval: Duration::from_secs(1),
             batch: 32,
             max_pending: 100_000,
+        }
+    }
+}
+
+/// Receiving and processing uploaded images (see [`crate::media`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Images this replica processes at once, each on a blocking thread; 0:
+    /// it processes none (another replica's workers do).
+    pub workers: usize,
+    /// How long a worker's claim on a job lasts: a job whose worker died is
+    /// taken up again after it.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// How often workers look for queued jobs when not nudged.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Attempts per job (a failing store, not a bad image, is retried).
+    pub max_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub retry_after: Duration,
+    /// Uploads this replica receives at once (each holds up to 10 MiB);
+    /// past it `RESOURCE_EXHAUSTED`.
+    pub max_concurrent_uploads: usize,
+    /// Longest an upload may take to arrive.
+    #[serde(with = "humantime_serde")]
+    pub upload_timeout: Duration,
+    /// Jobs waiting to be processed past which uploads are refused with
+    /// `RESOURCE_EXHAUSTED`.
+    pub max_pending: u64,
+    /// Quality of processed JPEG images, 1 to 100.
+    pub jpeg_quality: u8,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            lease: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(1),
+            max_attempts: 3,
+            retry_after: Duration::from_secs(5),
+            max_concurrent_uploads: 16,
+            upload_timeout: Duration::from_secs(120),
+            max_pending: 1_000,
+            jpeg_quality: 85,
         }
     }
 }
@@ -488,6 +536,21 @@ pub const SETTINGS: &[Setting] = &[
         key: "notifications.provider_url",
         help: "push/SMS/email provider base URL; empty: nothing is sent",
     },
+    Setting {
+        env: "FOODFAST_OBJECTS_URL",
+        key: "stores.objects.url",
+        help: "image storage: `s3://bucket[/prefix]` (`AWS_*` credentials) or a directory",
+    },
+    Setting {
+        env: "FOODFAST_OBJECTS_PUBLIC_URL",
+        key: "stores.objects.public_base_url",
+        help: "where clients fetch images (a CDN); empty: the bucket itself",
+    },
+    Setting {
+        env: "FOODFAST_MEDIA_WORKERS",
+        key: "media.workers",
+        help: "images this replica processes at once; 0: none",
+    },
     Setting { env: "FOODFAST_TAX_RATE", key: "pricing.tax_rate", help: "tax rate on the subtotal, e.g. 0.08" },
     Setting {
         env: "FOODFAST_DELIVERY_FEE_BASE",
@@ -617,6 +680,22 @@ impl Config {
                 "notifications",
                 "max_attempts and max_pending must be at least 1, and batch 1 to 1000".into(),
             ));
+        }
+        let media = &self.media;
+        if media.max_attempts == 0 || media.max_concurrent_uploads == 0 || media.max_pending == 0 {
+            return Err(invalid(
+                "media",
+                "max_attempts, max_concurrent_uploads and max_pending must be at least 1".into(),
+            ));
+        }
+        if media.poll_interval.is_zero() || media.upload_timeout.is_zero() || media.lease <= media.poll_interval {
+            return Err(invalid(
+                "media.lease",
+                "intervals must be positive, the lease longer than the poll interval".into(),
+            ));
+        }
+        if !(1..=100).contains(&media.jpeg_quality) {
+            return Err(invalid("media.jpeg_quality", "must be 1 to 100".into()));
         }
         self.ingest.zones.validate().map_err(|message| invalid("ingest.zones", message))?;
         self.ingest.writer.validate().map_err(|err| invalid("ingest.writer", err.to_string()))?;

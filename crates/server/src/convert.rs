@@ -11,6 +11,7 @@ use foodfast_domain::address::Address;
 use foodfast_domain::announcement::{Announcement, Severity};
 use foodfast_domain::geo::{LatLng, distance_m};
 use foodfast_domain::hours::{OpeningHours, OpeningPeriod, parse_time, parse_time_zone};
+use foodfast_domain::media::{ImageTarget, JobState};
 use foodfast_domain::menu::{Customization, CustomizationOption, Menu, MenuCategory, MenuItem};
 use foodfast_domain::money::{Currency, format_amount, parse_amount};
 use foodfast_domain::order::{Actor, OrderStatus, Stop};
@@ -22,6 +23,7 @@ use foodfast_store::dispatch::DriverOffer;
 use foodfast_store::notifications::Notification;
 use foodfast_store::orders::{EventKind, Order, OrderEvent, OrderLine};
 use foodfast_store::restaurants::{MenuSnapshot, Restaurant};
+use foodfast_store::uploads::UploadJob;
 use foodfast_store::users::Account;
 use rust_decimal::Decimal;
 use uuid::Uuid;
@@ -240,6 +242,30 @@ pub fn chat_message(message: &ChatMessage) -> pb::ChatMessage {
     }
 }
 
+pub fn upload_job(job: &UploadJob, poll_after: Option<Duration>) -> pb::UploadJob {
+    pb::UploadJob {
+        job_id: job.id.to_string(),
+        target_kind: match job.target {
+            ImageTarget::MenuItem => pb::ImageTargetKind::MenuItem,
+            ImageTarget::RestaurantCover => pb::ImageTargetKind::RestaurantCover,
+            ImageTarget::AccountAvatar => pb::ImageTargetKind::AccountAvatar,
+        } as i32,
+        target_id: job.target_id.to_string(),
+        state: match job.state {
+            JobState::Queued => pb::UploadJobState::Queued,
+            JobState::Processing => pb::UploadJobState::Processing,
+            JobState::Succeeded => pb::UploadJobState::Succeeded,
+            JobState::Failed => pb::UploadJobState::Failed,
+        } as i32,
+        progress_percent: u32::from(job.progress),
+        result_url: job.result_url.clone(),
+        error: job.error.clone(),
+        poll_after: poll_after.map(duration),
+        created_at: Some(timestamp(job.created_at)),
+        updated_at: Some(timestamp(job.updated_at)),
+    }
+}
+
 /// An account as its owner (or an admin) sees it.
 pub fn account_profile(account: &Account) -> pb::Profile {
     pb::Profile {
@@ -251,6 +277,7 @@ pub fn account_profile(account: &Account) -> pb::Profile {
         default_address: account.default_address.as_ref().map(address),
         restaurant_id: account.restaurant_id.map(|id| id.to_string()).unwrap_or_default(),
         created_at: Some(timestamp(account.created_at)),
+        avatar_url: account.avatar_url.clone(),
     }
 }
 

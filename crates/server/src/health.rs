@@ -10,7 +10,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::config::HealthConfig;
 
-use Backend::{Postgres, Redis, Scylla};
+use Backend::{Objects, Postgres, Redis, Scylla};
 
 /// Which stores each service cannot work without.
 pub const SERVICE_DEPENDENCIES: &[(&str, &[Backend])] = &[
@@ -22,7 +22,7 @@ pub const SERVICE_DEPENDENCIES: &[(&str, &[Backend])] = &[
     ("foodfast.v1.DispatchService", &[Postgres, Redis]),
     ("foodfast.v1.NotificationService", &[Postgres, Redis]),
     ("foodfast.v1.SupportService", &[Postgres, Redis]),
-    ("foodfast.v1.MediaService", &[Postgres, Redis]),
+    ("foodfast.v1.MediaService", &[Postgres, Objects]),
 ];
 
 /// Publishes one probe's outcome.
@@ -30,7 +30,7 @@ pub async fn publish(reporter: &HealthReporter, health: StoreHealth) {
     for (service, needs) in SERVICE_DEPENDENCIES {
         reporter.set_service_status(*service, status(needs.iter().all(|b| health.is_up(*b)))).await;
     }
-    let all_up = health.postgres && health.redis && health.scylla;
+    let all_up = health.postgres && health.redis && health.scylla && health.objects;
     reporter.set_service_status("", status(all_up)).await;
 }
 
@@ -50,7 +50,13 @@ pub async fn watch_stores(stores: Stores, reporter: HealthReporter, config: Heal
     loop {
         let health = debounced.observe(stores.probe(config.probe_timeout).await);
         if last != Some(health) {
-            tracing::info!(postgres = health.postgres, redis = health.redis, scylla = health.scylla, "store health");
+            tracing::info!(
+                postgres = health.postgres,
+                redis = health.redis,
+                scylla = health.scylla,
+                objects = health.objects,
+                "store health"
+            );
             last = Some(health);
         }
         publish(&reporter, health).await;
@@ -66,22 +72,22 @@ pub async fn watch_stores(stores: Stores, reporter: HealthReporter, config: Heal
 /// Every store starts down, until it answers.
 struct Debounced {
     failures_before_down: u32,
-    /// Consecutive failed probes per store: PostgreSQL, Redis, Scylla.
-    failures: [u32; 3],
+    /// Consecutive failed probes per store: PostgreSQL, Redis, Scylla, object storage.
+    failures: [u32; 4],
 }
 
 impl Debounced {
     fn new(failures_before_down: u32) -> Self {
-        Self { failures_before_down, failures: [failures_before_down; 3] }
+        Self { failures_before_down, failures: [failures_before_down; 4] }
     }
 
     fn observe(&mut self, probe: StoreHealth) -> StoreHealth {
-        let answered = [probe.postgres, probe.redis, probe.scylla];
+        let answered = [probe.postgres, probe.redis, probe.scylla, probe.objects];
         for (failures, up) in self.failures.iter_mut().zip(answered) {
             *failures = if up { 0 } else { failures.saturating_add(1) };
         }
         let up = self.failures.map(|failures| failures < self.failures_before_down);
-        StoreHealth { postgres: up[0], redis: up[1], scylla: up[2] }
+        StoreHealth { postgres: up[0], redis: up[1], scylla: up[2], objects: up[3] }
     }
 }
 
@@ -94,7 +100,7 @@ mod tests {
     use super::*;
 
     fn probe(postgres: bool, redis: bool, scylla: bool) -> StoreHealth {
-        StoreHealth { postgres, redis, scylla }
+        StoreHealth { postgres, redis, scylla, objects: true }
     }
 
     #[test]
@@ -122,6 +128,15 @@ mod tests {
         assert_eq!(debounced.observe(probe(true, true, true)), probe(true, true, true));
         assert_eq!(debounced.observe(probe(false, true, true)), probe(true, true, true));
         assert_eq!(debounced.observe(probe(false, true, true)), probe(false, true, true));
+    }
+
+    #[test]
+    fn object_storage_is_counted_like_the_databases() {
+        let mut debounced = Debounced::new(2);
+        debounced.observe(probe(true, true, true));
+        let without_objects = StoreHealth { objects: false, ..probe(true, true, true) };
+        assert!(debounced.observe(without_objects).objects, "one failure is allowed");
+        assert_eq!(debounced.observe(without_objects), without_objects);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod dispatcher;
 pub mod error;
 pub mod health;
 pub mod jitter;
+pub mod media;
 pub mod notifier;
 pub mod policy;
 pub mod seed;

@@ -18,6 +18,7 @@ use foodfast_store::orders::Orders;
 use foodfast_store::restaurants::Restaurants;
 use foodfast_store::support::Support;
 use foodfast_store::throttle::LoginThrottle;
+use foodfast_store::uploads::Uploads;
 use foodfast_store::users::Users;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -88,6 +89,10 @@ pub async fn serve(
         announcements,
         notifications: Notifications::new(stores.postgres.clone()),
         support: Support::new(stores.postgres.clone(), stores.redis.clone()),
+        uploads: Uploads::new(stores.postgres.clone(), stores.objects.clone()),
+        media_nudge: Arc::default(),
+        upload_permits: Arc::new(tokio::sync::Semaphore::new(config.media.max_concurrent_uploads)),
+        media_config: Arc::new(config.media.clone()),
         notifier_nudge: Arc::default(),
         notification_backlog: Arc::default(),
         notifications_config: Arc::new(config.notifications.clone()),
@@ -118,6 +123,15 @@ pub async fn serve(
         config.notifications.poll_interval,
         stopping.clone(),
     ));
+    if config.media.workers > 0 {
+        tokio::spawn(crate::media::run(
+            app.uploads.clone(),
+            app.restaurants.clone(),
+            config.media.clone(),
+            app.media_nudge.clone(),
+            stopping.clone(),
+        ));
+    }
     if config.notifications.provider_url.is_empty() {
         tracing::info!("notifications.provider_url is not set: notifications are queued, not sent, by this replica");
     } else {

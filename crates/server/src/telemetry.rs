@@ -10,6 +10,7 @@ use crate::config::{Config, LogFormat};
 pub const PINGS_ACCEPTED_TOTAL: &str = "foodfast_pings_accepted_total";
 pub const NOTIFICATION_ATTEMPTS_TOTAL: &str = "foodfast_notification_attempts_total";
 pub const NOTIFICATIONS_PENDING: &str = "foodfast_notifications_pending";
+pub const UPLOAD_JOBS_TOTAL: &str = "foodfast_upload_jobs_total";
 pub const PINGS_REJECTED_TOTAL: &str = "foodfast_pings_rejected_total";
 pub const PINGS_ACKED_TOTAL: &str = "foodfast_pings_acked_total";
 pub const PING_TO_TRACKING_SECONDS: &str = "foodfast_ping_to_tracking_seconds";
@@ -32,6 +33,11 @@ pub fn describe_metrics() {
     describe_counter!(
         NOTIFICATION_ATTEMPTS_TOTAL,
         "notification attempts by this replica's sender, by channel and outcome (sent, retry, failed)"
+    );
+    describe_counter!(
+        UPLOAD_JOBS_TOTAL,
+        "image upload jobs this replica's workers ended or put back, by target and outcome \
+         (succeeded, refused, failed, retry, lost)"
     );
     describe_gauge!(NOTIFICATIONS_PENDING, "notifications waiting to be sent, in every replica's queue");
     describe_histogram!(

@@ -6,6 +6,8 @@ pub enum Backend {
     Postgres,
     Scylla,
     Redis,
+    /// S3 or the directory standing in for it.
+    Objects,
 }
 
 impl fmt::Display for Backend {
@@ -14,6 +16,7 @@ impl fmt::Display for Backend {
             Backend::Postgres => "postgres",
             Backend::Scylla => "scylla",
             Backend::Redis => "redis",
+            Backend::Objects => "object storage",
         })
     }
 }

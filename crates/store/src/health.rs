@@ -11,6 +11,7 @@ pub struct StoreHealth {
     pub postgres: bool,
     pub redis: bool,
     pub scylla: bool,
+    pub objects: bool,
 }
 
 impl StoreHealth {
@@ -19,12 +20,13 @@ impl StoreHealth {
             Backend::Postgres => self.postgres,
             Backend::Redis => self.redis,
             Backend::Scylla => self.scylla,
+            Backend::Objects => self.objects,
         }
     }
 }
 
 impl Stores {
-    /// Pings all three stores at once; a store that has not answered within
+    /// Pings every store at once; a store that has not answered within
     /// `timeout` counts as down.
     pub async fn probe(&self, timeout: Duration) -> StoreHealth {
         let answered = |result: Result<Result<(), crate::StoreError>, _>, backend: Backend| match result {
@@ -38,15 +40,17 @@ impl Stores {
                 false
             }
         };
-        let (postgres, redis, scylla) = tokio::join!(
+        let (postgres, redis, scylla, objects) = tokio::join!(
             tokio::time::timeout(timeout, self.postgres.ping()),
             tokio::time::timeout(timeout, self.redis.ping()),
             tokio::time::timeout(timeout, self.scylla.ping()),
+            tokio::time::timeout(timeout, self.objects.ping()),
         );
         StoreHealth {
             postgres: answered(postgres, Backend::Postgres),
             redis: answered(redis, Backend::Redis),
             scylla: answered(scylla, Backend::Scylla),
+            objects: answered(objects, Backend::Objects),
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod locations;
 pub mod metrics;
 pub mod migrate;
 pub mod notifications;
+pub mod objects;
 pub mod orders;
 pub mod postgres;
 pub mod postgres_tls;
@@ -22,6 +23,7 @@ pub mod scylla;
 pub mod sql;
 pub mod support;
 pub mod throttle;
+pub mod uploads;
 pub mod users;
 
 use postgres_tls::PostgresUrl;
@@ -41,6 +43,7 @@ pub struct Stores {
     pub postgres: postgres::Postgres,
     pub redis: redis::Redis,
     pub scylla: scylla::Scylla,
+    pub objects: objects::Objects,
 }
 
 /// Where the stores are and how to reach them.
@@ -50,6 +53,7 @@ pub struct StoresConfig {
     pub postgres: postgres::PostgresConfig,
     pub scylla: scylla::ScyllaConfig,
     pub redis: redis::RedisConfig,
+    pub objects: objects::ObjectsConfig,
     /// How long start-up keeps retrying a store that does not answer yet.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
@@ -61,6 +65,7 @@ impl Default for StoresConfig {
             postgres: Default::default(),
             scylla: Default::default(),
             redis: Default::default(),
+            objects: Default::default(),
             connect_timeout: Duration::from_secs(60),
         }
     }
@@ -103,18 +108,23 @@ impl StoresConfig {
         if !(1..=redis::MAX_CONNECTIONS).contains(&self.redis.connections) {
             return invalid("stores.redis.connections", format!("must be 1 to {}", redis::MAX_CONNECTIONS));
         }
+        if let Err(message) = self.objects.validate() {
+            return invalid("stores.objects.url", message);
+        }
         Ok(())
     }
 }
 
 impl Stores {
-    /// Connects to all three stores, retrying each until `connect_timeout`.
+    /// Connects to the three databases, retrying each until `connect_timeout`,
+    /// and opens object storage.
     pub async fn connect(config: &StoresConfig) -> Result<Self, StoreError> {
         let deadline = tokio::time::Instant::now() + config.connect_timeout;
         let postgres = retry_until(deadline, "postgres", || postgres::Postgres::connect(&config.postgres)).await?;
         let redis = retry_until(deadline, "redis", || redis::Redis::connect(&config.redis)).await?;
         let scylla = retry_until(deadline, "scylla", || scylla::Scylla::connect(&config.scylla)).await?;
-        Ok(Self { postgres, redis, scylla })
+        let objects = objects::Objects::open(&config.objects)?;
+        Ok(Self { postgres, redis, scylla, objects })
     }
 }
 

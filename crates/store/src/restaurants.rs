@@ -248,6 +248,16 @@ impl Restaurants {
         Ok(snapshot)
     }
 
+    /// Reads the menu into the cache again after a change made elsewhere
+    /// (a new image), which moved the restaurant's revision on.
+    #[tracing::instrument(target = "foodfast::trace", name = "Restaurants.refresh_cached_menu", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    pub async fn refresh_cached_menu(&self, id: Uuid) -> Result<(), StoreError> {
+        if let Some(snapshot) = self.menu_from_database(id).await? {
+            self.cache_menu(&menu_cache_key(id), &snapshot).await?;
+        }
+        Ok(())
+    }
+
     /// The restaurant's current (not archived) items among `ids`, by id.
     #[tracing::instrument(target = "foodfast::trace", name = "Restaurants.items", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn items(&self, restaurant_id: Uuid, ids: &[Uuid]) -> Result<HashMap<Uuid, MenuItem>, StoreError> {

@@ -32,7 +32,7 @@ macro_rules! event_columns {
 /// The columns of an account, in the order `users::account_from_row` reads them.
 macro_rules! account_columns {
     () => {
-        "id, email, phone, name, role, password_hash, restaurant_id, default_address, created_at"
+        "id, email, phone, name, role, password_hash, restaurant_id, default_address, created_at, avatar_url"
     };
 }
 
@@ -66,6 +66,13 @@ macro_rules! conversations_page {
             AND ($3::TIMESTAMPTZ IS NULL OR (last_activity_at, id) < ($3, $4::UUID))
             ORDER BY last_activity_at DESC, id DESC LIMIT $5"
         )
+    };
+}
+
+/// The columns of an upload job, in the order `uploads::job_from_row` reads them.
+macro_rules! upload_job_columns {
+    () => {
+        "id, owner_id, target_kind, target_id, state, progress, result_url, error, created_at, updated_at"
     };
 }
 
@@ -220,6 +227,45 @@ statements! {
     );
     SELECT_CUSTOMER_CONVERSATIONS = conversations_page!("customer_id = $6 AND");
     SELECT_CONVERSATIONS = conversations_page!("");
+    SELECT_MENU_ITEM_RESTAURANT = "SELECT restaurant_id FROM menu_items WHERE id = $1 AND NOT archived";
+    SELECT_RESTAURANT_ID = "SELECT id FROM restaurants WHERE id = $1";
+    SELECT_USER_ID = "SELECT id FROM users WHERE id = $1";
+    COUNT_PENDING_UPLOADS = "SELECT count(*) FROM upload_jobs WHERE state IN ('queued', 'processing')";
+    INSERT_UPLOAD_JOB = concat!(
+        "INSERT INTO upload_jobs (id, owner_id, target_kind, target_id, content_type, size_bytes, file_name,
+            original_key, state)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued')
+        RETURNING ", upload_job_columns!()
+    );
+    SELECT_UPLOAD_JOB = concat!("SELECT ", upload_job_columns!(), " FROM upload_jobs WHERE id = $1");
+    CLAIM_UPLOAD_JOBS = "UPDATE upload_jobs
+        SET state = 'processing', attempts = attempts + 1, due_at = now() + $2::FLOAT8 * INTERVAL '1 second',
+            updated_at = now()
+        WHERE id IN (
+            SELECT id FROM upload_jobs
+            WHERE state IN ('queued', 'processing') AND due_at <= now()
+            ORDER BY due_at
+            LIMIT $1)
+        RETURNING id, target_kind, target_id, content_type, original_key, attempts";
+    HOLDS_UPLOAD_CLAIM = "SELECT 1 FROM upload_jobs WHERE id = $1 AND attempts = $2 AND state = 'processing'";
+    UPLOAD_JOB_PROGRESS = "UPDATE upload_jobs SET progress = $3, updated_at = now()
+        WHERE id = $1 AND attempts = $2 AND state = 'processing'";
+    /// `$3`: succeeded or failed.
+    END_UPLOAD_JOB = concat!(
+        "UPDATE upload_jobs SET state = $3, progress = CASE WHEN $3 = 'succeeded' THEN 100 ELSE progress END,
+            result_url = $4, error = $5, updated_at = now()
+        WHERE id = $1 AND attempts = $2 AND state = 'processing'
+        RETURNING ", upload_job_columns!()
+    );
+    REQUEUE_UPLOAD_JOB = "UPDATE upload_jobs
+        SET state = 'queued', due_at = now() + $3::FLOAT8 * INTERVAL '1 second', updated_at = now()
+        WHERE id = $1 AND attempts = $2 AND state = 'processing'";
+    SET_MENU_ITEM_IMAGE = "UPDATE menu_items SET image_url = $2, updated_at = now() WHERE id = $1 AND NOT archived
+        RETURNING restaurant_id";
+    SET_RESTAURANT_IMAGE = "UPDATE restaurants SET image_url = $2, revision = revision + 1, updated_at = now()
+        WHERE id = $1
+        RETURNING id";
+    SET_USER_AVATAR = "UPDATE users SET avatar_url = $2, updated_at = now() WHERE id = $1 RETURNING id";
     NEXT_ANNOUNCEMENT_SEQ = "UPDATE announcement_sequence SET seq = seq + 1 WHERE id = 1 RETURNING seq";
     INSERT_ANNOUNCEMENT = "INSERT INTO announcements (seq, id, title, body, severity, audience, city, published_by,
             expires_at)

@@ -40,6 +40,8 @@ pub struct Account {
     pub password_hash: String,
     pub restaurant_id: Option<Uuid>,
     pub default_address: Option<Address>,
+    /// The processed avatar image's URL; empty until one is uploaded.
+    pub avatar_url: String,
     pub created_at: DateTime<Utc>,
 }
 
@@ -317,5 +319,6 @@ fn account_from_row(row: &Row) -> Result<Account, StoreError> {
         restaurant_id: row.get(6),
         default_address: address.map(|Json(address)| address),
         created_at: row.get(8),
+        avatar_url: row.get(9),
     })
 }

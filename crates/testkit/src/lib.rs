@@ -51,13 +51,15 @@ pub async fn fresh_postgres() -> PostgresConfig {
     PostgresConfig { url: format!("{}/{name}", postgres_server()), ..Default::default() }
 }
 
-/// Store configuration with a fresh database and a keyspace name of its own
-/// (created by migrating).
+/// Store configuration with a fresh database, a keyspace name of its own
+/// (created by migrating) and an object storage directory of its own.
 pub async fn fresh_stores() -> StoresConfig {
     let mut config = StoresConfig { postgres: fresh_postgres().await, ..Default::default() };
     config.scylla.contact_points = vec![format!("127.0.0.1:{}", port("FOODFAST_CASSANDRA_PORT", 9042))];
     config.scylla.keyspace = unique_name("test");
     config.redis.url = format!("redis://127.0.0.1:{}/0", port("FOODFAST_REDIS_PORT", 6379));
+    // A directory of its own stands in for the bucket.
+    config.objects.url = std::env::temp_dir().join("foodfast-objects").join(unique_name("test")).display().to_string();
     config.connect_timeout = Duration::from_secs(30);
     config
 }

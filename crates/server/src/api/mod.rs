@@ -1,11 +1,11 @@
-//! The `foodfast.v1` services. Each implemented service has a file of its
-//! own (`<service>_api.rs`) with thin handlers: validate, convert to domain
-//! types, call the domain or the store, map the error. Services whose issue
-//! has not landed yet answer every RPC with `UNIMPLEMENTED`.
+//! The `foodfast.v1` services. Each has a file of its own
+//! (`<service>_api.rs`) with thin handlers: validate, convert to domain
+//! types, call the domain or the store, map the error.
 
 mod account_api;
 mod dispatch_api;
 mod driver_api;
+mod media_api;
 mod notification_api;
 mod order_api;
 mod page_token;
@@ -18,14 +18,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use foodfast_api::v1::{
-    account_service_server::AccountServiceServer,
-    dispatch_service_server::DispatchServiceServer,
-    driver_service_server::DriverServiceServer,
-    media_service_server::{MediaService, MediaServiceServer},
-    notification_service_server::NotificationServiceServer,
-    order_service_server::OrderServiceServer,
-    restaurant_service_server::RestaurantServiceServer,
-    support_service_server::SupportServiceServer,
+    account_service_server::AccountServiceServer, dispatch_service_server::DispatchServiceServer,
+    driver_service_server::DriverServiceServer, media_service_server::MediaServiceServer,
+    notification_service_server::NotificationServiceServer, order_service_server::OrderServiceServer,
+    restaurant_service_server::RestaurantServiceServer, support_service_server::SupportServiceServer,
     tracking_service_server::TrackingServiceServer,
 };
 use foodfast_domain::notification::{self, Channel, Priority, State as NotificationState};
@@ -43,6 +39,7 @@ use foodfast_store::orders::{EventKind, Orders, Transitioned};
 use foodfast_store::restaurants::{Restaurant, Restaurants};
 use foodfast_store::scylla::Scylla;
 use foodfast_store::support::Support;
+use foodfast_store::uploads::Uploads;
 use foodfast_store::users::Users;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
@@ -50,12 +47,13 @@ use tonic::transport::server::Router;
 
 use crate::announcements::AnnouncementBoard;
 use crate::auth::Tokens;
-use crate::config::{DispatchConfig, IngestConfig, NotificationsConfig, ServiceSettings, TrackingConfig};
+use crate::config::{DispatchConfig, IngestConfig, MediaConfig, NotificationsConfig, ServiceSettings, TrackingConfig};
 use crate::settlement::PaymentSettler;
 
 pub use account_api::{AccountApi, Accounts};
 pub use dispatch_api::DispatchApi;
 pub use driver_api::DriverApi;
+pub use media_api::MediaApi;
 pub use notification_api::NotificationApi;
 pub use order_api::OrderApi;
 pub use restaurant_api::RestaurantApi;
@@ -81,6 +79,12 @@ pub struct App {
     pub announcements: Announcements,
     pub notifications: Notifications,
     pub support: Support,
+    pub uploads: Uploads,
+    /// Wakes this replica's image workers when an upload is accepted.
+    pub media_nudge: Arc<tokio::sync::Notify>,
+    /// One per upload being received (see `media.max_concurrent_uploads`).
+    pub upload_permits: Arc<tokio::sync::Semaphore>,
+    pub media_config: Arc<MediaConfig>,
     /// Wakes this replica's notification sender when a notification is queued.
     pub notifier_nudge: Arc<tokio::sync::Notify>,
     /// Pending notifications, as last counted (see [`crate::notifier::count_pending`]).
@@ -236,13 +240,6 @@ impl App {
     }
 }
 
-/// Answers every RPC of the services it implements with `UNIMPLEMENTED`
-/// (the generated default), so clients see the whole contract today.
-#[derive(Debug, Clone, Copy)]
-pub struct NotImplementedYet;
-
-impl MediaService for NotImplementedYet {}
-
 /// Adds every `foodfast.v1` service behind the bearer-token interceptor,
 /// each limited to `max_message_bytes` in both directions, its callers
 /// checked by role and its state changes written to the audit log
@@ -271,6 +268,6 @@ pub fn add_services<L>(router: Router<L>, app: App, tokens: &Tokens, max_message
         .add_service(service!(TrackingServiceServer, TrackingApi::new(app.clone())))
         .add_service(service!(DispatchServiceServer, DispatchApi::new(app.clone())))
         .add_service(service!(NotificationServiceServer, NotificationApi::new(app.clone())))
-        .add_service(service!(SupportServiceServer, SupportApi::new(app)))
-        .add_service(service!(MediaServiceServer, NotImplementedYet))
+        .add_service(service!(SupportServiceServer, SupportApi::new(app.clone())))
+        .add_service(service!(MediaServiceServer, MediaApi::new(app)))
 }

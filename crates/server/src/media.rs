@@ -1,0 +1,279 @@
+//! Processes uploaded images in the background: each replica's workers
+//! claim queued jobs from the database (any replica's uploads), decode the
+//! original (refusing what does not decode as the type announced, and
+//! decompression bombs), shrink it to fit the target, encode it (JPEG, or
+//! PNG to keep transparency), store it, and show it on its target in the
+//! same transaction as the job's end. A store failure is retried after
+//! `media.retry_after`, up to `media.max_attempts`; a worker that dies loses
+//! its claim when the lease ends.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use foodfast_domain::media::{ImageType, fit_within};
+use foodfast_store::restaurants::Restaurants;
+use foodfast_store::uploads::{ClaimedUpload, Uploads};
+use image::{DynamicImage, ImageFormat, ImageReader, Limits};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::MediaConfig;
+use crate::telemetry::UPLOAD_JOBS_TOTAL;
+
+/// The largest image decoded, per side, in pixels: a small file that
+/// claims to be huge is refused before anything is allocated for it.
+const MAX_DECODED_SIDE_PX: u32 = 12_000;
+/// The most memory one decode may take.
+const MAX_DECODE_ALLOC_BYTES: u64 = 512 * 1024 * 1024;
+
+/// A processed image, ready to store.
+#[derive(Debug)]
+pub struct Processed {
+    pub bytes: Vec<u8>,
+    pub extension: &'static str,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Decodes `bytes` as `declared`; the error says, for people, why not.
+pub fn decode(bytes: &[u8], declared: ImageType) -> Result<DynamicImage, String> {
+    let format = match declared {
+        ImageType::Jpeg => ImageFormat::Jpeg,
+        ImageType::Png => ImageFormat::Png,
+        ImageType::Webp => ImageFormat::WebP,
+    };
+    let not_decodable = || format!("not a decodable {}", declared.label());
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_DECODED_SIDE_PX);
+    limits.max_image_height = Some(MAX_DECODED_SIDE_PX);
+    limits.max_alloc = Some(MAX_DECODE_ALLOC_BYTES);
+    reader.limits(limits);
+    reader.decode().map_err(|err| match err {
+        image::ImageError::Limits(_) => {
+            format!("larger than {MAX_DECODED_SIDE_PX} x {MAX_DECODED_SIDE_PX} pixels, or too large to decode")
+        }
+        _ => not_decodable(),
+    })
+}
+
+/// Shrinks `image` to fit within `max_side` pixels and encodes it.
+pub fn encode(image: &DynamicImage, max_side: u32, jpeg_quality: u8) -> Result<Processed, String> {
+    let (width, height) = fit_within(image.width(), image.height(), max_side);
+    let resized = if (width, height) == (image.width(), image.height()) {
+        image.clone()
+    } else {
+        image.resize_exact(width, height, image::imageops::FilterType::CatmullRom)
+    };
+    let mut bytes = Vec::new();
+    let extension = if resized.color().has_alpha() {
+        resized.write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png).map_err(|err| err.to_string())?;
+        "png"
+    } else {
+        let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, jpeg_quality);
+        resized.to_rgb8().write_with_encoder(encoder).map_err(|err| err.to_string())?;
+        "jpg"
+    };
+    Ok(Processed { bytes, extension, width, height })
+}
+
+/// Runs this replica's workers until `stop`. `nudge` makes them look at
+/// once (an upload was just accepted here).
+pub async fn run(
+    uploads: Uploads,
+    restaurants: Restaurants,
+    config: MediaConfig,
+    nudge: Arc<Notify>,
+    stop: CancellationToken,
+) {
+    let worker = Worker { uploads, restaurants, config };
+    loop {
+        let claimed = match worker.uploads.claim_due(worker.config.workers as u32, worker.config.lease).await {
+            Ok(claimed) => claimed,
+            Err(err) => {
+                tracing::warn!(error = %foodfast_store::Chain(&err), "could not claim upload jobs");
+                Vec::new()
+            }
+        };
+        let full = claimed.len() == worker.config.workers;
+        futures::future::join_all(claimed.iter().map(|job| worker.process(job))).await;
+        if full {
+            continue;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = nudge.notified() => {}
+            _ = tokio::time::sleep(crate::jitter::jittered(worker.config.poll_interval)) => {}
+        }
+    }
+}
+
+struct Worker {
+    uploads: Uploads,
+    restaurants: Restaurants,
+    config: MediaConfig,
+}
+
+/// How one attempt at a job ended.
+enum Attempt {
+    Done(Processed),
+    /// The image is at fault: no attempt will do better.
+    Refused(String),
+    /// A store failed: try again later.
+    Failed(foodfast_store::StoreError),
+}
+
+impl Worker {
+    async fn process(&self, job: &ClaimedUpload) {
+        let outcome = if job.attempt as u32 > self.config.max_attempts {
+            let error = format!("could not be processed in {} attempts; upload it again", self.config.max_attempts);
+            self.end_failed(job, &error).await;
+            "failed"
+        } else {
+            match self.attempt(job).await {
+                Attempt::Done(processed) => self.end_processed(job, processed).await,
+                Attempt::Refused(error) => {
+                    self.end_failed(job, &error).await;
+                    "refused"
+                }
+                Attempt::Failed(err) => {
+                    tracing::warn!(job = %job.id, error = %foodfast_store::Chain(&err), "upload job failed; retrying later");
+                    self.retry_later(job).await;
+                    "retry"
+                }
+            }
+        };
+        metrics::counter!(UPLOAD_JOBS_TOTAL, "target" => job.target.as_str(), "outcome" => outcome).increment(1);
+    }
+
+    async fn attempt(&self, job: &ClaimedUpload) -> Attempt {
+        let original = match self.uploads.original(job).await {
+            Ok(original) => original,
+            Err(err) => return Attempt::Failed(err),
+        };
+        self.progress(job, 20).await;
+        let content_type = job.content_type;
+        let decoded = tokio::task::spawn_blocking(move || decode(&original, content_type)).await;
+        let image = match decoded {
+            Ok(Ok(image)) => image,
+            Ok(Err(reason)) => return Attempt::Refused(reason),
+            Err(panicked) => return Attempt::Refused(format!("could not be decoded ({panicked})")),
+        };
+        self.progress(job, 60).await;
+        let (max_side, quality) = (job.target.max_side_px(), self.config.jpeg_quality);
+        match tokio::task::spawn_blocking(move || encode(&image, max_side, quality)).await {
+            Ok(Ok(processed)) => {
+                self.progress(job, 90).await;
+                Attempt::Done(processed)
+            }
+            Ok(Err(reason)) => Attempt::Refused(format!("could not be encoded: {reason}")),
+            Err(panicked) => Attempt::Refused(format!("could not be encoded ({panicked})")),
+        }
+    }
+
+    async fn end_processed(&self, job: &ClaimedUpload, processed: Processed) -> &'static str {
+        match self.uploads.succeed(job, processed.bytes, processed.extension).await {
+            Ok(Some(ended)) => {
+                if let Some(restaurant_id) = ended.restaurant_id
+                    && let Err(err) = self.restaurants.refresh_cached_menu(restaurant_id).await
+                {
+                    // The menu version moved on: the cache takes the new menu at its next read.
+                    tracing::warn!(restaurant = %restaurant_id, error = %foodfast_store::Chain(&err), "menu cache refresh failed");
+                }
+                if ended.job.state == foodfast_domain::media::JobState::Succeeded { "succeeded" } else { "refused" }
+            }
+            Ok(None) => "lost",
+            Err(err) => {
+                tracing::warn!(job = %job.id, error = %foodfast_store::Chain(&err), "could not store a processed image");
+                self.retry_later(job).await;
+                "retry"
+            }
+        }
+    }
+
+    async fn end_failed(&self, job: &ClaimedUpload, error: &str) {
+        if let Err(err) = self.uploads.fail(job, error).await {
+            // Its claim lapses and the job is tried again.
+            tracing::warn!(job = %job.id, error = %foodfast_store::Chain(&err), "could not record a failed upload job");
+        }
+    }
+
+    async fn retry_later(&self, job: &ClaimedUpload) {
+        if let Err(err) = self.uploads.retry_later(job, self.config.retry_after).await {
+            tracing::warn!(job = %job.id, error = %foodfast_store::Chain(&err), "could not requeue an upload job");
+        }
+    }
+
+    /// Progress is for people polling: a failure to record it changes nothing.
+    async fn progress(&self, job: &ClaimedUpload, percent: u8) {
+        if let Err(err) = self.uploads.progress(job, percent).await {
+            tracing::debug!(job = %job.id, error = %foodfast_store::Chain(&err), "could not record progress");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use image::{Rgb, RgbImage, Rgba, RgbaImage};
+
+    use super::*;
+
+    fn png(image: DynamicImage) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        image.write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn a_large_photo_is_shrunk_to_fit_and_stored_as_jpeg() {
+        let photo = DynamicImage::ImageRgb8(RgbImage::from_pixel(2_000, 1_000, Rgb([200, 30, 30])));
+        let decoded = decode(&png(photo), ImageType::Png).unwrap();
+        let processed = encode(&decoded, 1_600, 85).unwrap();
+        assert_eq!((processed.width, processed.height, processed.extension), (1_600, 800, "jpg"));
+        let back = image::load_from_memory_with_format(&processed.bytes, ImageFormat::Jpeg).unwrap();
+        assert_eq!((back.width(), back.height()), (1_600, 800));
+        let pixel = back.to_rgb8().get_pixel(800, 400).0;
+        assert!(pixel[0] > 150 && pixel[1] < 80, "still red: {pixel:?}");
+    }
+
+    #[test]
+    fn transparency_is_kept_as_png_and_small_images_keep_their_size() {
+        let logo = DynamicImage::ImageRgba8(RgbaImage::from_pixel(300, 200, Rgba([0, 0, 0, 0])));
+        let processed = encode(&decode(&png(logo), ImageType::Png).unwrap(), 512, 85).unwrap();
+        assert_eq!((processed.width, processed.height, processed.extension), (300, 200, "png"));
+        let back = image::load_from_memory_with_format(&processed.bytes, ImageFormat::Png).unwrap();
+        assert_eq!(back.to_rgba8().get_pixel(10, 10).0[3], 0, "still transparent");
+    }
+
+    #[test]
+    fn what_does_not_decode_as_announced_is_refused_with_a_reason() {
+        let photo = png(DynamicImage::ImageRgb8(RgbImage::new(10, 10)));
+        assert_eq!(decode(&photo, ImageType::Jpeg).unwrap_err(), "not a decodable JPEG");
+        assert_eq!(decode(&photo[..photo.len() / 2], ImageType::Png).unwrap_err(), "not a decodable PNG");
+        assert_eq!(decode(b"hello", ImageType::Webp).unwrap_err(), "not a decodable WebP");
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_refused_before_it_is_decoded() {
+        // A 20,000 x 20,000 PNG of one colour compresses to a few hundred kilobytes.
+        let mut header = png(DynamicImage::ImageLuma8(image::GrayImage::new(1, 1)));
+        // Rewrite the IHDR size (bytes 16..24) and its CRC: the decoder reads the size first.
+        header[16..20].copy_from_slice(&20_000u32.to_be_bytes());
+        header[20..24].copy_from_slice(&20_000u32.to_be_bytes());
+        let crc = crc32(&header[12..29]);
+        header[29..33].copy_from_slice(&crc.to_be_bytes());
+        let refused = decode(&header, ImageType::Png).unwrap_err();
+        assert!(refused.starts_with("larger than 12000 x 12000 pixels"), "{refused}");
+    }
+
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &byte in bytes {
+            crc ^= u32::from(byte);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            }
+        }
+        !crc
+    }
+}
