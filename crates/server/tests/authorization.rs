@@ -4,10 +4,9 @@
 //! test, so a new RPC cannot ship without a rule.
 //!
 //! "Allowed" means the call got past authorization: any answer but
-//! `UNAUTHENTICATED` or `PERMISSION_DENIED` (an unbuilt RPC answers
-//! `UNIMPLEMENTED`). Each call is made with resources the caller may touch
-//! (the customer's own order, the staff's restaurant, the assigned driver),
-//! so a refusal is about the role. Per-resource refusals are the second test.
+//! `UNAUTHENTICATED` or `PERMISSION_DENIED`. Each call is made with
+//! resources the caller may touch (the customer's own order, the staff's
+//! restaurant, the assigned driver), so a refusal is about the role. Per-resource refusals are the second test.
 
 mod common;
 
@@ -20,9 +19,11 @@ use foodfast_api::v1::media_service_client::MediaServiceClient;
 use foodfast_api::v1::notification_service_client::NotificationServiceClient;
 use foodfast_api::v1::support_service_client::SupportServiceClient;
 use foodfast_domain::access::Principal;
+use foodfast_domain::media::{ImageTarget, UploadMetadata};
 use foodfast_domain::notification::{Channel, Message, Priority, State};
 use foodfast_store::notifications::{NewNotification, Notifications};
 use foodfast_store::support::Support;
+use foodfast_store::uploads::Uploads;
 use tonic::{Code, Status};
 use uuid::Uuid;
 
@@ -294,8 +295,14 @@ impl World {
                 code(media.upload_image(tokio_stream::iter(Vec::<pb::UploadImageRequest>::new())).await)
             }
             "MediaService/GetUploadJob" => {
+                // The caller's own upload (anonymous callers: the customer's).
+                let owner_id = caller.unwrap_or(&self.kitchen.customer).user_id;
+                let avatar =
+                    UploadMetadata::new(ImageTarget::AccountAvatar, owner_id, "image/png", 4, "a.png", "").unwrap();
+                let uploads = Uploads::new(server.stores.postgres.clone(), server.stores.objects.clone());
+                let job = uploads.accept(owner_id, &avatar, b"\x89PNG".to_vec()).await.unwrap();
                 let mut media = MediaServiceClient::with_interceptor(channel, bearer);
-                code(media.get_upload_job(pb::GetUploadJobRequest { job_id: Uuid::new_v4().to_string() }).await)
+                code(media.get_upload_job(pb::GetUploadJobRequest { job_id: job.id.to_string() }).await)
             }
             "NotificationService/SendNotification" => {
                 let mut notifications = NotificationServiceClient::with_interceptor(channel, bearer);

@@ -1,13 +1,8 @@
 //! The assembled server on the real stores: health per service following the
-//! stores, reflection listing the whole contract, UNIMPLEMENTED for what has
-//! not landed yet.
+//! stores, reflection listing the whole contract.
 
 use std::time::{Duration, Instant};
 
-use foodfast_api::v1::dispatch_service_client::DispatchServiceClient;
-use foodfast_api::v1::media_service_client::MediaServiceClient;
-use foodfast_api::v1::{GetMatchingStateRequest, GetUploadJobRequest};
-use foodfast_domain::access::{Principal, Role};
 use foodfast_server::config::Config;
 use foodfast_store::{Stores, StoresConfig};
 use foodfast_testkit::PrivateRedis;
@@ -91,26 +86,6 @@ async fn health_turns_not_serving_while_redis_is_down_and_serving_when_it_is_bac
     for service in ["", "foodfast.v1.OrderService", "foodfast.v1.DriverService"] {
         wait_for(&server.channel, service, ServingStatus::Serving).await;
     }
-    server.shut_down().await;
-}
-
-#[tokio::test]
-async fn rpcs_not_built_yet_answer_unimplemented_to_callers_they_are_for() {
-    let server = RunningServer::start(foodfast_testkit::fresh_stores().await).await;
-
-    let unary = DispatchServiceClient::new(server.channel.clone())
-        .get_matching_state(GetMatchingStateRequest::default())
-        .await
-        .unwrap_err();
-    assert_eq!(unary.code(), tonic::Code::Unauthenticated, "who may call is checked before anything else");
-
-    let keys = [foodfast_auth::TokenKey::parse(TOKEN_KEY).unwrap()];
-    let customer = Principal { user_id: uuid::Uuid::new_v4(), role: Role::Customer, restaurant_id: None };
-    let token = foodfast_auth::Tokens::new(&keys).mint(&customer, Duration::from_secs(60)).unwrap();
-    let mut request = tonic::Request::new(GetUploadJobRequest { job_id: uuid::Uuid::new_v4().to_string() });
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let unbuilt = MediaServiceClient::new(server.channel.clone()).get_upload_job(request).await.unwrap_err();
-    assert_eq!(unbuilt.code(), tonic::Code::Unimplemented, "{unbuilt:?}");
     server.shut_down().await;
 }
 

@@ -81,6 +81,11 @@ FOODFAST_PAYMENTS_URL: {{ . | quote }}
 {{- with .Values.config.dispatchBatchCities }}
 FOODFAST_DISPATCH_BATCH_CITIES: {{ join "," . | quote }}
 {{- end }}
+FOODFAST_OBJECTS_URL: {{ required "config.objects.url must name the bucket every replica shares" .Values.config.objects.url | quote }}
+{{- with .Values.config.objects.publicUrl }}
+FOODFAST_OBJECTS_PUBLIC_URL: {{ . | quote }}
+{{- end }}
+FOODFAST_MEDIA_WORKERS: {{ .Values.config.mediaWorkers | quote }}
 {{- with .Values.otlp.endpoint }}
 FOODFAST_OTLP_ENDPOINT: {{ . | quote }}
 {{- end }}

@@ -15,6 +15,7 @@ use foodfast_api::v1 as pb;
 use foodfast_api::v1::account_service_client::AccountServiceClient;
 use foodfast_api::v1::dispatch_service_client::DispatchServiceClient;
 use foodfast_api::v1::driver_service_client::DriverServiceClient;
+use foodfast_api::v1::media_service_client::MediaServiceClient;
 use foodfast_api::v1::notification_service_client::NotificationServiceClient;
 use foodfast_api::v1::order_service_client::OrderServiceClient;
 use foodfast_api::v1::restaurant_service_client::RestaurantServiceClient;
@@ -202,6 +203,10 @@ impl TestServer {
 
     pub fn restaurants(&self, caller: Option<&Principal>) -> RestaurantServiceClient<Authed> {
         RestaurantServiceClient::with_interceptor(self.channel.clone(), self.bearer(caller))
+    }
+
+    pub fn media(&self, caller: Option<&Principal>) -> MediaServiceClient<Authed> {
+        MediaServiceClient::with_interceptor(self.channel.clone(), self.bearer(caller))
     }
 
     pub fn orders(&self, caller: Option<&Principal>) -> OrderServiceClient<Authed> {
