@@ -103,6 +103,16 @@ fn stored_image(result_url: &str) -> (ImageFormat, DynamicImage) {
     (image::guess_format(&bytes).unwrap(), image::load_from_memory(&bytes).unwrap())
 }
 
+/// The menu customers see.
+async fn published_menu(server: &TestServer, restaurant_id: &str) -> pb::GetMenuResponse {
+    let request = pb::GetMenuRequest { restaurant_id: restaurant_id.into() };
+    server.restaurants(None).get_menu(request).await.unwrap().into_inner()
+}
+
+fn image_of<'m>(menu: &'m pb::GetMenuResponse, item_id: &str) -> &'m str {
+    &menu.categories.iter().flat_map(|c| &c.items).find(|i| i.item_id == item_id).unwrap().image_url
+}
+
 async fn staff_and_menu(server: &TestServer) -> (Principal, pb::Restaurant, pb::UpsertMenuResponse) {
     let (restaurant, menu) = server.restaurant_at("Media Pizza", "pizza", 52.52, 13.40).await;
     let staff = server.staff(restaurant.restaurant_id.parse().unwrap()).await;
@@ -127,14 +137,8 @@ async fn a_menu_photo_is_shrunk_stored_as_jpeg_and_shown_on_the_menu() {
     let (format, stored) = stored_image(&job.result_url);
     assert_eq!((format, stored.width(), stored.height()), (ImageFormat::Jpeg, 1600, 800));
 
-    let shown = server
-        .restaurants(None)
-        .get_menu(pb::GetMenuRequest { restaurant_id: restaurant.restaurant_id.clone() })
-        .await
-        .unwrap()
-        .into_inner();
-    let shown_item = shown.categories.iter().flat_map(|c| &c.items).find(|i| i.item_id == margherita).unwrap();
-    assert_eq!(shown_item.image_url, job.result_url);
+    let shown = published_menu(&server, &restaurant.restaurant_id).await;
+    assert_eq!(image_of(&shown, &margherita), job.result_url);
     assert_ne!(shown.menu_version, menu.menu_version, "a new image is a new menu version");
 
     let cover =
@@ -195,14 +199,8 @@ async fn an_image_that_does_not_decode_fails_its_job_with_the_reason() {
     assert_eq!(job.state(), pb::UploadJobState::Failed);
     assert_eq!(job.error, "not a decodable PNG");
     assert_eq!(job.result_url, "");
-    let shown = server
-        .restaurants(None)
-        .get_menu(pb::GetMenuRequest { restaurant_id: restaurant.restaurant_id })
-        .await
-        .unwrap()
-        .into_inner();
-    let shown_item = shown.categories.iter().flat_map(|c| &c.items).find(|i| i.item_id == margherita).unwrap();
-    assert_eq!(shown_item.image_url, "", "a failed job changes nothing");
+    let shown = published_menu(&server, &restaurant.restaurant_id).await;
+    assert_eq!(image_of(&shown, &margherita), "", "a failed job changes nothing");
 }
 
 #[tokio::test]
