@@ -10,7 +10,7 @@ VENV := .local/venv
 PYTHON := $(VENV)/bin/python
 FOODFAST_GRPC_ADDR ?= 127.0.0.1:50051
 
-.PHONY: help run test services stop migrate build build-release tools lint lint-proto lint-chart \
+.PHONY: help run test services stop migrate build build-release tools web lint lint-proto lint-chart \
         test-tools test-rust test-interop bench-orders bench-ingest bench-tracking bench-gateway bench-dispatch \
         bench-ghz
 
@@ -21,7 +21,7 @@ help:
 
 ## The two commands ##########################################################
 
-run: services build-release
+run: services build-release web
 	FOODFAST_GRPC_ADDR=$(FOODFAST_GRPC_ADDR) scripts/run.sh
 
 test: services tools lint lint-chart test-tools test-rust test-interop
@@ -50,6 +50,11 @@ tools: node_modules/.package-lock.json $(VENV)/.installed
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 
+# The browser pages: web/src bundled with esbuild into web/dist, which the
+# gateway serves (FOODFAST_GATEWAY_WEB_DIR).
+web: node_modules/.package-lock.json
+	node web/build.mjs
+
 $(VENV)/.installed: tests/interop/requirements.txt
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
@@ -74,7 +79,7 @@ test-tools:
 	go -C tools/crdbcheck vet ./...
 	go -C tools/crdbcheck test ./...
 
-test-rust: build
+test-rust: build web
 	$(CARGO) test --workspace --locked
 
 # A client that is not part of the project (Python grpcio) checks health

@@ -64,6 +64,9 @@ pub struct HttpConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// The browser pages (`make web` builds them into `web/dist`), served
+    /// at the root; empty: none.
+    pub web_dir: PathBuf,
 }
 
 impl Default for HttpConfig {
@@ -76,6 +79,7 @@ impl Default for HttpConfig {
             cors_allowed_origins: Vec::new(),
             tls_cert: None,
             tls_key: None,
+            web_dir: PathBuf::from("web/dist"),
         }
     }
 }
@@ -184,6 +188,11 @@ pub const SETTINGS: &[Setting] = &[
         env: "FOODFAST_GATEWAY_CORS_ORIGINS",
         key: "http.cors_allowed_origins",
         help: "origins browsers may call from, comma-separated, or `*`",
+    },
+    Setting {
+        env: "FOODFAST_GATEWAY_WEB_DIR",
+        key: "http.web_dir",
+        help: "the browser pages to serve at the root (`make web` builds web/dist); empty: none",
     },
     Setting {
         env: "FOODFAST_GATEWAY_RATE_PER_IP",

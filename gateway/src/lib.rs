@@ -13,3 +13,4 @@ pub mod routes;
 pub mod telemetry;
 pub mod transcode;
 pub mod upstream;
+pub mod web;

@@ -35,6 +35,7 @@ use crate::routes::{NoRoute, Route, RouteTable, Verb};
 use crate::telemetry::RequestTelemetry;
 use crate::transcode::{self, RequestError};
 use crate::upstream::Upstream;
+use crate::web::WebPages;
 
 /// Headers passed on to the server as gRPC metadata.
 const FORWARDED_HEADERS: [&str; 4] = ["authorization", REQUEST_ID, TRACEPARENT, "tracestate"];
@@ -54,6 +55,7 @@ pub struct Rest {
     tokens: Option<Tokens>,
     /// The OpenAPI document, rendered once.
     openapi: bytes::Bytes,
+    web: WebPages,
 }
 
 impl Rest {
@@ -71,8 +73,21 @@ impl Rest {
             limits: Limits::new(&config.limits),
             tokens: (!keys.is_empty()).then(|| Tokens::new(&keys)),
             openapi,
+            web: web_pages(&config.http.web_dir)?,
         })
     }
+}
+
+/// The pages in `dir`; none when it is not set, or not built.
+fn web_pages(dir: &Path) -> Result<WebPages, GatewayError> {
+    if dir.as_os_str().is_empty() {
+        return Ok(WebPages::default());
+    }
+    if !dir.is_dir() {
+        tracing::warn!(dir = %dir.display(), "no browser pages to serve there (`make web` builds them)");
+        return Ok(WebPages::default());
+    }
+    WebPages::load(dir).map_err(|err| GatewayError::Config(format!("the browser pages: {err}")))
 }
 
 /// The HTTP/2 channel to the server (connected on first use), with TLS for
@@ -302,8 +317,12 @@ fn route_label(rest: &Rest, request: &Request) -> String {
     if crate::grpc_web::is_grpc_web(request) {
         return "grpc-web".into();
     }
-    if request.uri().path() == crate::openapi::PATH {
-        return crate::openapi::PATH.into();
+    let path = request.uri().path();
+    if path == crate::openapi::PATH || path == crate::web::DESCRIPTORS_PATH {
+        return path.into();
+    }
+    if rest.web.contains(path) {
+        return "web".into();
     }
     let route =
         Verb::parse(request.method().as_str()).and_then(|verb| rest.routes.find(verb, request.uri().path()).ok());
@@ -356,8 +375,17 @@ async fn answer(rest: &Rest, client: SocketAddr, request: Request) -> Response {
         }
         return response;
     }
-    if request.method() == Method::GET && request.uri().path() == crate::openapi::PATH {
-        return ([(header::CONTENT_TYPE, "application/json")], rest.openapi.clone()).into_response();
+    if request.method() == Method::GET {
+        let path = request.uri().path();
+        if path == crate::openapi::PATH {
+            return ([(header::CONTENT_TYPE, "application/json")], rest.openapi.clone()).into_response();
+        }
+        if path == crate::web::DESCRIPTORS_PATH {
+            return crate::web::descriptors();
+        }
+        if let Some(page) = rest.web.get(path) {
+            return page;
+        }
     }
     let grpc_web = crate::grpc_web::is_grpc_web(&request);
     if let (Some(tokens), Some(authorization)) = (&rest.tokens, authorization) {

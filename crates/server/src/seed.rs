@@ -1,7 +1,8 @@
 //! `foodfast seed`: a demo city — restaurants with menus around a center,
 //! their staff, customers, drivers and an admin — so `make run` has something
-//! to show. Accounts have fixed emails (`customer3@demo.foodfast`, ...), and
-//! a second run finds the admin and changes nothing.
+//! to show. Accounts have fixed emails (`customer3@demo.foodfast`, ...) and
+//! one published password, [`DEMO_PASSWORD`]: a demo, never a real city. A
+//! second run finds the admin and changes nothing.
 
 use foodfast_domain::access::Role;
 use std::time::Duration;
@@ -42,6 +43,8 @@ pub struct Seeded {
 }
 
 const ADMIN_EMAIL: &str = "admin@demo.foodfast";
+/// Every seeded account's password (the README says so).
+pub const DEMO_PASSWORD: &str = "foodfast-demo";
 const CUISINES: [&str; 8] = ["pizza", "sushi", "burgers", "thai", "indian", "mexican", "salads", "bakery"];
 const NAMES: [&str; 8] = ["Nonna", "Koi", "Patty", "Lotus", "Masala", "Cactus", "Greens", "Crumb"];
 
@@ -52,7 +55,16 @@ pub async fn seed(stores: &Stores, plan: &SeedPlan, menu_cache_ttl: Duration) ->
     }
     let restaurants = Restaurants::new(stores.postgres.clone(), stores.redis.clone(), menu_cache_ttl);
     let mut rng = fastrand::Rng::with_seed(7);
-    let admin = account(&users, ADMIN_EMAIL, "Demo Admin", Role::Admin, None).await?;
+    // One hash for every account: argon2 is slow on purpose.
+    let password_hash = &foodfast_auth::password::hash(DEMO_PASSWORD);
+    let account = |email: String, name: String, role: Role, restaurant_id: Option<Uuid>| {
+        let users = &users;
+        async move {
+            let account = NewUser { email: &email, phone: None, name: &name, role, password_hash, restaurant_id };
+            anyhow::Ok(users.create(&account).await?)
+        }
+    };
+    let admin = account(ADMIN_EMAIL.into(), "Demo Admin".into(), Role::Admin, None).await?;
 
     let mut seeded_restaurants = Vec::with_capacity(plan.restaurants);
     for i in 0..plan.restaurants {
@@ -77,9 +89,8 @@ pub async fn seed(stores: &Stores, plan: &SeedPlan, menu_cache_ttl: Duration) ->
         let restaurant = restaurants.create(&profile).await?;
         restaurants.upsert_menu(restaurant.id, &demo_menu(cuisine, &mut rng), None).await?;
         let staff = account(
-            &users,
-            &format!("staff{}@demo.foodfast", i + 1),
-            &format!("Staff of {}", profile.name),
+            format!("staff{}@demo.foodfast", i + 1),
+            format!("Staff of {}", profile.name),
             Role::RestaurantStaff,
             Some(restaurant.id),
         )
@@ -89,28 +100,17 @@ pub async fn seed(stores: &Stores, plan: &SeedPlan, menu_cache_ttl: Duration) ->
     let mut customers = Vec::with_capacity(plan.customers);
     for i in 0..plan.customers {
         let email = format!("customer{}@demo.foodfast", i + 1);
-        customers.push(account(&users, &email, &format!("Customer {}", i + 1), Role::Customer, None).await?);
+        customers.push(account(email, format!("Customer {}", i + 1), Role::Customer, None).await?);
     }
     let mut drivers = Vec::with_capacity(plan.drivers);
     for i in 0..plan.drivers {
         let email = format!("driver{}@demo.foodfast", i + 1);
-        let driver = account(&users, &email, &format!("Driver {}", i + 1), Role::Driver, None).await?;
+        let driver = account(email, format!("Driver {}", i + 1), Role::Driver, None).await?;
         let vehicle = if i % 3 == 0 { "car" } else { "bike" };
         users.add_driver(driver, &plan.city, vehicle, 1).await?;
         drivers.push(driver);
     }
     Ok(Seeded { created: true, admin, restaurants: seeded_restaurants, customers, drivers })
-}
-
-async fn account(
-    users: &Users,
-    email: &str,
-    name: &str,
-    role: Role,
-    restaurant_id: Option<Uuid>,
-) -> anyhow::Result<Uuid> {
-    // No password yet: logins arrive with the accounts issue; use `foodfast token`.
-    Ok(users.create(&NewUser { email, phone: None, name, role, password_hash: "!", restaurant_id }).await?)
 }
 
 /// A point uniformly inside the square of side `spread_m` around `center`.

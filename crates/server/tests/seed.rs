@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use foodfast_domain::geo::LatLng;
-use foodfast_server::seed::{SeedPlan, seed};
+use foodfast_server::seed::{DEMO_PASSWORD, SeedPlan, seed};
 use foodfast_store::restaurants::{Restaurants, SearchQuery};
+use foodfast_store::users::Users;
 use foodfast_store::{Stores, migrate};
 
 #[tokio::test]
@@ -18,6 +19,14 @@ async fn seeding_twice_creates_one_searchable_city() {
     let first = seed(&stores, &plan, Duration::from_secs(60)).await.unwrap();
     assert!(first.created);
     assert_eq!((first.restaurants.len(), first.customers.len(), first.drivers.len()), (6, 3, 2));
+    let users = Users::new(stores.postgres.clone());
+    for email in ["admin@demo.foodfast", "staff6@demo.foodfast", "customer3@demo.foodfast", "driver2@demo.foodfast"] {
+        let account = users.account_by_email(email).await.unwrap().expect(email);
+        assert!(
+            foodfast_auth::password::verify(&account.password_hash, DEMO_PASSWORD),
+            "{email} signs in with the demo password"
+        );
+    }
     let second = seed(&stores, &plan, Duration::from_secs(60)).await.unwrap();
     assert!(!second.created);
     assert_eq!(second.admin, first.admin);

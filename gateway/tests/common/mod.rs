@@ -16,16 +16,21 @@ use uuid::Uuid;
 
 pub const KEY: &str = "test:a-test-signing-key-that-is-long-enough";
 /// The password of every account `Stack::user` makes.
-const PASSWORD: &str = "a gateway test password";
+pub const PASSWORD: &str = "a gateway test password";
 pub const MAX_BODY: usize = 64 * 1024;
+
+struct SignedIn {
+    email: String,
+    access_token: String,
+}
 
 pub struct Stack {
     pub base: String,
     /// The FoodFast server behind the gateway (native apps talk to it directly).
     pub server_addr: std::net::SocketAddr,
     pub http: reqwest::Client,
-    /// Access tokens of the accounts `user` made, by account id.
-    sessions: std::sync::Mutex<std::collections::HashMap<Uuid, String>>,
+    /// Emails and access tokens of the accounts `user` made, by account id.
+    sessions: std::sync::Mutex<std::collections::HashMap<Uuid, SignedIn>>,
     pub users: Users,
     pub stores: Stores,
     scylla: foodfast_store::scylla::ScyllaConfig,
@@ -172,14 +177,23 @@ impl Stack {
         let login = json!({"email": email, "password": PASSWORD});
         let (status, signed_in) = self.call(reqwest::Method::POST, "/api/v1/auth/login", None, Some(login)).await;
         assert_eq!(status, StatusCode::OK, "{signed_in}");
-        let token = signed_in["tokens"]["accessToken"].as_str().unwrap().to_string();
-        self.sessions.lock().unwrap().insert(user_id, token);
+        let access_token = signed_in["tokens"]["accessToken"].as_str().unwrap().to_string();
+        self.sessions.lock().unwrap().insert(user_id, SignedIn { email, access_token });
         Principal { user_id, role, restaurant_id }
     }
 
     /// The access token `principal` (made by `user`) signed in with.
     pub fn token(&self, principal: &Principal) -> String {
-        self.sessions.lock().unwrap().get(&principal.user_id).expect("a principal made by Stack::user").clone()
+        self.signed_in(principal, |signed_in| signed_in.access_token.clone())
+    }
+
+    /// The email `principal` (made by `user`) signs in with, with `PASSWORD`.
+    pub fn email(&self, principal: &Principal) -> String {
+        self.signed_in(principal, |signed_in| signed_in.email.clone())
+    }
+
+    fn signed_in<T>(&self, principal: &Principal, read: impl FnOnce(&SignedIn) -> T) -> T {
+        read(self.sessions.lock().unwrap().get(&principal.user_id).expect("a principal made by Stack::user"))
     }
 
     pub fn request(&self, method: reqwest::Method, path: &str, caller: Option<&Principal>) -> reqwest::RequestBuilder {

@@ -1,0 +1,123 @@
+//! The browser pages (`web/`, built by `make web`) served by the gateway and
+//! used as people use them, under jsdom (`web/test/pages.mjs`): the
+//! dashboard moves an order on, the tracking page shows each step live.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{Kitchen, PASSWORD, Stack};
+use foodfast_domain::access::Role;
+use reqwest::{Method, StatusCode, header};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{ChildStdout, Command};
+use tokio::time::timeout;
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+async fn next_line(lines: &mut Lines<BufReader<ChildStdout>>) -> Value {
+    let line = timeout(Duration::from_secs(40), lines.next_line()).await.expect("the pages are silent").unwrap();
+    let line = line.expect("the pages test's stdout ended early");
+    serde_json::from_str(&line).unwrap_or_else(|_| panic!("not a JSON line: {line}"))
+}
+
+fn built_pages() -> std::path::PathBuf {
+    let dist = Path::new(ROOT).join("web/dist");
+    assert!(dist.join("assets/track.js").is_file(), "web/dist is not built: run `make web` at the repository root");
+    dist
+}
+
+#[tokio::test]
+async fn the_gateway_serves_the_pages_and_the_contract_they_are_built_from() {
+    let dist = built_pages();
+    let stack = Stack::start_with(|config| config.http.web_dir = dist).await;
+
+    for (path, content_type) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/track.html", "text/html; charset=utf-8"),
+        ("/dashboard.html", "text/html; charset=utf-8"),
+        ("/assets/track.js", "text/javascript; charset=utf-8"),
+        ("/style.css", "text/css; charset=utf-8"),
+    ] {
+        let response = stack.request(Method::GET, path, None).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], content_type, "{path}");
+        let policy = response.headers().get(header::CONTENT_SECURITY_POLICY);
+        assert_eq!(policy.is_some(), content_type.starts_with("text/html"), "{path}: {policy:?}");
+    }
+    let descriptors = stack.request(Method::GET, "/api/v1/descriptors", None).send().await.unwrap();
+    assert_eq!(descriptors.status(), StatusCode::OK);
+    assert_eq!(descriptors.bytes().await.unwrap().as_ref(), foodfast_api::FILE_DESCRIPTOR_SET);
+    for missing in ["/missing.html", "/assets/../../Cargo.toml", "/build.mjs"] {
+        let (status, body) = stack.call(Method::GET, missing, None, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{missing}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn staff_move_an_order_on_from_the_dashboard_and_the_customer_sees_each_step_live() {
+    let dist = built_pages();
+    assert!(
+        Path::new(ROOT).join("node_modules/jsdom").is_dir(),
+        "node_modules/jsdom is missing: run `make tools` at the repository root"
+    );
+    let stack = Stack::start_with(|config| config.http.web_dir = dist).await;
+    let admin = stack.user(Role::Admin, None).await;
+    let customer = stack.user(Role::Customer, None).await;
+    let Kitchen { restaurant_id, staff, item_id } = stack.kitchen(&admin).await;
+    let order = json!({
+        "restaurantId": restaurant_id,
+        "items": [{"itemId": item_id, "quantity": 2}],
+        "deliveryAddress": {"location": {"lat": 48.86, "lng": 2.3522}, "formatted": "2 Rue du Client"},
+        "paymentMethodId": "pm_card_visa",
+        "idempotencyKey": "web-pages-1",
+    });
+    let (status, placed) = stack.call(Method::POST, "/api/v1/orders", Some(&customer), Some(order)).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let order_id = placed["order"]["orderId"].as_str().unwrap().to_string();
+
+    let mut pages = Command::new("node")
+        .arg("web/test/pages.mjs")
+        .current_dir(ROOT)
+        .env("FOODFAST_GATEWAY_URL", &stack.base)
+        .env("STAFF_EMAIL", stack.email(&staff))
+        .env("CUSTOMER_EMAIL", stack.email(&customer))
+        .env("PASSWORD", PASSWORD)
+        .env("ORDER_ID", &order_id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    let mut lines = BufReader::new(pages.stdout.take().unwrap()).lines();
+
+    let refused = next_line(&mut lines).await;
+    assert_eq!(refused["step"], "wrong_password", "{refused}");
+    assert!(refused["error"].as_str().unwrap().contains("email or password"), "the server's message: {refused}");
+    let dashboard = next_line(&mut lines).await;
+    assert_eq!(dashboard, json!({"step": "dashboard", "status": "Pending", "live": "Live · 1 open"}));
+    let tracking = next_line(&mut lines).await;
+    assert_eq!(tracking, json!({"step": "tracking", "status": "Pending", "restaurant": "Chez REST"}));
+    for (step, shown) in
+        [("accepted", "Confirmed"), ("preparing", "Preparing"), ("ready_for_pickup", "Ready for pickup")]
+    {
+        assert_eq!(next_line(&mut lines).await, json!({"step": step, "tracking": shown, "dashboard": shown}));
+    }
+    let timeline = next_line(&mut lines).await;
+    assert_eq!(
+        timeline,
+        json!({"step": "timeline", "timeline": ["Pending", "Confirmed", "Preparing", "Ready for pickup"]}),
+        "every status once, in order"
+    );
+    assert_eq!(next_line(&mut lines).await, json!({"step": "end"}));
+    let exit = timeout(Duration::from_secs(10), pages.wait()).await.expect("the pages test exits").unwrap();
+    assert!(exit.success(), "{exit}");
+
+    let (status, stored) = stack.call(Method::GET, &format!("/api/v1/orders/{order_id}"), Some(&customer), None).await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
+    assert_eq!(stored["order"]["status"], "ORDER_STATUS_READY_FOR_PICKUP", "the dashboard's clicks moved the order");
+}
