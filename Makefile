@@ -11,7 +11,7 @@ PYTHON := $(VENV)/bin/python
 FOODFAST_GRPC_ADDR ?= 127.0.0.1:50051
 
 .PHONY: help run test services stop migrate build build-release tools web lint lint-proto lint-chart \
-        test-tools test-rust test-interop bench-orders bench-ingest bench-tracking bench-gateway bench-dispatch \
+        test-tools test-web test-rust test-interop bench-orders bench-ingest bench-tracking bench-gateway bench-dispatch \
         bench-ghz
 
 help:
@@ -24,7 +24,7 @@ help:
 run: services build-release web
 	FOODFAST_GRPC_ADDR=$(FOODFAST_GRPC_ADDR) scripts/run.sh
 
-test: services tools lint lint-chart test-tools test-rust test-interop
+test: services tools lint lint-chart test-tools test-web test-rust test-interop
 
 ## Steps #####################################################################
 
@@ -54,6 +54,10 @@ node_modules/.package-lock.json: package.json package-lock.json
 # gateway serves (FOODFAST_GATEWAY_WEB_DIR).
 web: node_modules/.package-lock.json
 	node web/build.mjs
+
+# The pages' own logic (reopening streams), under node --test.
+test-web: web
+	node --test web/test/*.test.mjs
 
 $(VENV)/.installed: tests/interop/requirements.txt
 	python3 -m venv $(VENV)
