@@ -633,7 +633,8 @@ pub fn parse_menu(categories: &[pb::MenuCategory], currency: &Currency) -> Resul
                 description: item.description.trim().to_string(),
                 price: parse_price(&format!("{f}.price"), item.price.as_ref(), currency)?,
                 available: item.available,
-                image_url: Some(item.image_url.trim().to_string()).filter(|url| !url.is_empty()),
+                // Set only by MediaService: an edited item keeps its image.
+                image_url: None,
                 customizations,
             });
         }

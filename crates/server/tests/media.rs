@@ -141,6 +141,21 @@ async fn a_menu_photo_is_shrunk_stored_as_jpeg_and_shown_on_the_menu() {
     assert_eq!(image_of(&shown, &margherita), job.result_url);
     assert_ne!(shown.menu_version, menu.menu_version, "a new image is a new menu version");
 
+    // Staff edit the menu from their old copy (no image), or send an image URL of their own.
+    let mut edited = menu.categories.clone();
+    edited[0].items[0].description = "Now with more basil".into();
+    edited[0].items[0].image_url = "https://elsewhere.example/pizza.jpg".into();
+    let upsert = pb::UpsertMenuRequest {
+        restaurant_id: restaurant.restaurant_id.clone(),
+        categories: edited,
+        expected_menu_version: String::new(),
+    };
+    let stored = server.restaurants(Some(&staff)).upsert_menu(upsert).await.unwrap().into_inner();
+    let stored_item = stored.categories.iter().flat_map(|c| &c.items).find(|i| i.item_id == margherita).unwrap();
+    assert_eq!(stored_item.description, "Now with more basil");
+    assert_eq!(stored_item.image_url, job.result_url, "UpsertMenu ignores image_url: the uploaded image stays");
+    assert_eq!(image_of(&published_menu(&server, &restaurant.restaurant_id).await, &margherita), job.result_url);
+
     let cover =
         upload(&mut media, pb::ImageTargetKind::RestaurantCover, &restaurant.restaurant_id, &original).await.unwrap();
     let cover = finished(&mut media, &cover).await;

@@ -122,12 +122,13 @@ statements! {
     INSERT_MENU_CATEGORY = "INSERT INTO menu_categories (id, restaurant_id, name, position) VALUES ($1, $2, $3, $4)";
     ARCHIVE_MENU_ITEMS = "UPDATE menu_items SET archived = true, updated_at = now()
         WHERE restaurant_id = $1 AND NOT archived";
+    /// An item kept by its id keeps its image: only MediaService sets one.
     UPSERT_MENU_ITEM = "INSERT INTO menu_items (id, restaurant_id, category_id, position, name, description, price,
             available, image_url, customizations, archived)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, false)
         ON CONFLICT (id) DO UPDATE SET category_id = excluded.category_id, position = excluded.position,
             name = excluded.name, description = excluded.description, price = excluded.price,
-            available = excluded.available, image_url = excluded.image_url,
+            available = excluded.available,
             customizations = excluded.customizations, archived = false, updated_at = now()
         WHERE menu_items.restaurant_id = excluded.restaurant_id";
     SELECT_MENU_CATEGORIES = "SELECT id, name FROM menu_categories WHERE restaurant_id = $1 ORDER BY position";
