@@ -116,6 +116,11 @@ impl Objects {
         Ok(object.bytes().await.map_err(StoreError::objects)?.to_vec())
     }
 
+    #[tracing::instrument(target = "foodfast::trace", name = "Objects.delete", skip_all, fields(otel.kind = "client", key))]
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.store.delete(&Path::from(key)).await.map_err(StoreError::objects)
+    }
+
     /// Where clients fetch the object at `key`.
     pub fn public_url(&self, key: &str) -> String {
         format!("{}/{key}", self.public_base_url)
@@ -170,5 +175,22 @@ mod tests {
         assert!(config("gs://bucket").validate().unwrap_err().contains("gs:// is not supported"));
         assert!(config("").validate().is_err());
         assert!(ObjectsConfig::default().validate().is_ok(), "the default works");
+    }
+
+    #[tokio::test]
+    async fn a_directory_keeps_objects_whole_until_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = Objects::open(&config(dir.path().join("media").to_str().unwrap())).unwrap();
+        objects.ping().await.unwrap();
+        objects.put("uploads/a/original", b"bytes".to_vec()).await.unwrap();
+        assert_eq!(objects.get("uploads/a/original").await.unwrap(), b"bytes");
+        let url = objects.public_url("uploads/a/original");
+        assert_eq!(std::fs::read(url.strip_prefix("file://").unwrap()).unwrap(), b"bytes");
+        objects.delete("uploads/a/original").await.unwrap();
+        assert!(objects.get("uploads/a/original").await.is_err());
+
+        let public =
+            ObjectsConfig { public_base_url: "https://cdn.example/".into(), ..config(dir.path().to_str().unwrap()) };
+        assert_eq!(Objects::open(&public).unwrap().public_url("images/x.jpg"), "https://cdn.example/images/x.jpg");
     }
 }

@@ -106,24 +106,34 @@ impl Uploads {
         let id = Uuid::new_v4();
         let original_key = format!("uploads/{id}/original");
         self.objects.put(&original_key, bytes).await?;
-        let client = self.postgres.client().await?;
-        let row = client
-            .query_one(
-                sql::INSERT_UPLOAD_JOB,
-                &[
-                    &id,
-                    &owner_id,
-                    &metadata.target.as_str(),
-                    &metadata.target_id,
-                    &metadata.content_type.as_str(),
-                    &(metadata.size_bytes as i64),
-                    &metadata.file_name,
-                    &original_key,
-                ],
-            )
-            .await
-            .map_err(StoreError::postgres)?;
-        job_from_row(&row)
+        let queued = async {
+            let client = self.postgres.client().await?;
+            let row = client
+                .query_one(
+                    sql::INSERT_UPLOAD_JOB,
+                    &[
+                        &id,
+                        &owner_id,
+                        &metadata.target.as_str(),
+                        &metadata.target_id,
+                        &metadata.content_type.as_str(),
+                        &(metadata.size_bytes as i64),
+                        &metadata.file_name,
+                        &original_key,
+                    ],
+                )
+                .await
+                .map_err(StoreError::postgres)?;
+            job_from_row(&row)
+        };
+        let queued = queued.await;
+        if queued.is_err() {
+            // No job will ever read it: the client is told to upload again.
+            if let Err(err) = self.objects.delete(&original_key).await {
+                tracing::warn!(key = %original_key, error = %crate::Chain(&err), "could not delete an unqueued original");
+            }
+        }
+        queued
     }
 
     #[tracing::instrument(target = "foodfast::trace", name = "Uploads.get", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
