@@ -208,6 +208,10 @@ check() {
 }
 
 check defaults
+# The chart's own Secret carries every secret value the defaults set.
+for key in FOODFAST_DATABASE_URL FOODFAST_REDIS_URL; do
+    grep -q "^  $key: " "$cache/rendered/defaults.yaml" || die "defaults: the chart's Secret has no $key"
+done
 check production "$chart/ci/production-values.yaml"
 crd_note=", ServiceMonitor CRD of prometheus-operator $PROMETHEUS_OPERATOR_VERSION"
 [[ -z $skip_kinds ]] || crd_note=", ServiceMonitor skipped"

@@ -213,26 +213,34 @@ pg_initdb() {
         as_pg tee -a "$PG_DATA/postgresql.conf" >/dev/null
 }
 
-# A development CA, the server's certificate (for "localhost" only, so a test can tell
-# verify-full from verify-ca by connecting to 127.0.0.1) and a client certificate (CN
-# foodfast), under .local/postgres-tls; the server's copies go where the postgres user reads.
+# A development CA, under .local/postgres-tls, that signs every development certificate:
+# PostgreSQL's (for "localhost" only, so a test can tell verify-full from verify-ca by
+# connecting to 127.0.0.1), a client certificate (CN foodfast), and Cassandra's.
 PG_TLS="$LOCAL/postgres-tls"
+EC_KEY=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+dev_ca() {
+    [[ -s $PG_TLS/ca.key ]] && return 0
+    progress "making a development CA in ${PG_TLS#"$ROOT"/}"
+    mkdir -p "$PG_TLS"
+    run_quiet openssl req -x509 "${EC_KEY[@]}" -keyout "$PG_TLS/ca.key" -out "$PG_TLS/ca.pem" -days 3650 \
+        -subj "/CN=FoodFast development CA" || die "openssl could not make the development CA"
+}
+
+# dev_certificate DIR NAME CN EXTENSION: DIR/NAME.{key,pem}, signed by the development CA.
+dev_certificate() {
+    run_quiet openssl req "${EC_KEY[@]}" -keyout "$1/$2.key" -out "$1/$2.csr" -subj "/CN=$3" &&
+        run_quiet openssl x509 -req -in "$1/$2.csr" -CA "$PG_TLS/ca.pem" -CAkey "$PG_TLS/ca.key" \
+            -CAcreateserial -out "$1/$2.pem" -days 3650 -extfile <(printf '%s\n' "$4") ||
+        die "openssl could not make the $2 certificate in $1"
+}
+
+# The server's copies go where the postgres user reads.
 pg_tls() {
-    if [[ ! -s $PG_TLS/client.key ]]; then
-        progress "postgres: making a development CA and certificates in ${PG_TLS#"$ROOT"/}"
-        rm -rf "$PG_TLS" && mkdir -p "$PG_TLS"
-        local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
-        run_quiet openssl req -x509 "${ec[@]}" -keyout "$PG_TLS/ca.key" -out "$PG_TLS/ca.pem" -days 3650 \
-            -subj "/CN=FoodFast development CA" || die "postgres: openssl could not make the CA"
-        local name san
-        for name in server client; do
-            if [[ $name == server ]]; then san="subjectAltName=DNS:localhost"; else san="extendedKeyUsage=clientAuth"; fi
-            run_quiet openssl req "${ec[@]}" -keyout "$PG_TLS/$name.key" -out "$PG_TLS/$name.csr" \
-                -subj "/CN=$([[ $name == server ]] && echo localhost || echo foodfast)" &&
-                run_quiet openssl x509 -req -in "$PG_TLS/$name.csr" -CA "$PG_TLS/ca.pem" -CAkey "$PG_TLS/ca.key" \
-                    -CAcreateserial -out "$PG_TLS/$name.pem" -days 3650 -extfile <(printf '%s\n' "$san") ||
-                die "postgres: openssl could not make the $name certificate"
-        done
+    dev_ca
+    if [[ ! -s $PG_TLS/client.key || $PG_TLS/ca.pem -nt $PG_TLS/client.key ]]; then
+        progress "postgres: making its certificates in ${PG_TLS#"$ROOT"/}"
+        dev_certificate "$PG_TLS" server localhost "subjectAltName=DNS:localhost"
+        dev_certificate "$PG_TLS" client foodfast "extendedKeyUsage=clientAuth"
     fi
     as_pg mkdir -p "$PG_HOME/tls"
     local file
@@ -514,8 +522,24 @@ EOF
     progress "cassandra: $(find "$CASS_LIB" -name '*.jar' | wc -l) jars in $((SECONDS - started))s"
 }
 
+# Cassandra's certificate from the development CA, for 127.0.0.1 (the driver checks the
+# address it connects to) and localhost, in the PKCS#12 keystore Cassandra reads.
+CASS_TLS="$LOCAL/cassandra-tls"
+CASS_KEYSTORE_PASSWORD=foodfast-dev
+cass_tls() {
+    dev_ca
+    [[ -s $CASS_TLS/keystore.p12 && ! $PG_TLS/ca.pem -nt $CASS_TLS/keystore.p12 ]] && return 0
+    progress "cassandra: making its certificate in ${CASS_TLS#"$ROOT"/}"
+    mkdir -p "$CASS_TLS"
+    dev_certificate "$CASS_TLS" server 127.0.0.1 "subjectAltName=IP:127.0.0.1,DNS:localhost"
+    run_quiet openssl pkcs12 -export -in "$CASS_TLS/server.pem" -inkey "$CASS_TLS/server.key" -name cassandra \
+        -out "$CASS_TLS/keystore.p12" -passout "pass:$CASS_KEYSTORE_PASSWORD" ||
+        die "cassandra: openssl could not make the keystore"
+}
+
 cass_write_config() {
     mkdir -p "$CASS_CONF/triggers" "$CASS_LOGS" "$CASS_DATA"/{data,commitlog,saved_caches,hints,cdc_raw}
+    cass_tls
     cat >"$CASS_CONF/cassandra.yaml" <<EOF
 # Written by scripts/services.sh on every start; edit the script, not this file.
 # One small development node on loopback (the ScyllaDB stand-in). Cassandra 5.0 rejects unknown keys.
@@ -552,6 +576,14 @@ hinted_handoff_enabled: false
 dynamic_snitch: false
 key_cache_size: 16MiB
 file_cache_size: 128MiB
+# CQL with and without TLS on the same port, so tests can connect both ways.
+client_encryption_options:
+  enabled: true
+  optional: true
+  keystore: $CASS_TLS/keystore.p12
+  keystore_password: $CASS_KEYSTORE_PASSWORD
+  store_type: PKCS12
+  require_client_auth: false
 EOF
     cat >"$CASS_CONF/logback.xml" <<EOF
 <!-- Written by scripts/services.sh: INFO and above to system.log, nothing to the console. -->
@@ -771,7 +803,7 @@ cmd_start() {
     # 1. install what is missing, with a single apt-get update
     local pkgs=()
     if wants postgres && ! find_pg_bin; then pkgs+=(postgresql postgresql-client); fi
-    if wants postgres && ! command -v openssl >/dev/null; then pkgs+=(openssl); fi
+    if { wants postgres || wants cassandra; } && ! command -v openssl >/dev/null; then pkgs+=(openssl); fi
     if wants redis && ! { command -v redis-server && command -v redis-cli; } >/dev/null; then pkgs+=(redis-server); fi
     if wants cassandra; then
         find_java || pkgs+=(openjdk-17-jre-headless)

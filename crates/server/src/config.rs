@@ -493,6 +493,32 @@ pub const SETTINGS: &[Setting] = &[
         key: "stores.scylla.connections",
         help: "connections to each node (each shard on ScyllaDB)",
     },
+    Setting {
+        env: "FOODFAST_SCYLLA_TLS_MODE",
+        key: "stores.scylla.tls_mode",
+        help: "TLS to the nodes: disable, require, verify-ca or verify-full",
+    },
+    Setting {
+        env: "FOODFAST_SCYLLA_TLS_CA",
+        key: "stores.scylla.tls_ca_cert",
+        help: "PEM root certificate the nodes' certificates chain to",
+    },
+    Setting {
+        env: "FOODFAST_SCYLLA_TLS_CERT",
+        key: "stores.scylla.tls_client_cert",
+        help: "PEM client certificate chain, for nodes that ask for one",
+    },
+    Setting {
+        env: "FOODFAST_SCYLLA_TLS_KEY",
+        key: "stores.scylla.tls_client_key",
+        help: "PEM key of that certificate",
+    },
+    Setting {
+        env: "FOODFAST_SCYLLA_USERNAME",
+        key: "stores.scylla.username",
+        help: "PasswordAuthenticator user; empty: no authentication",
+    },
+    Setting { env: "FOODFAST_SCYLLA_PASSWORD", key: "stores.scylla.password", help: "that user's password" },
     Setting { env: "FOODFAST_REDIS_URL", key: "stores.redis.url", help: "Redis URL" },
     Setting {
         env: "FOODFAST_REDIS_CONNECTIONS",

@@ -23,6 +23,7 @@ pub mod scylla;
 pub mod sql;
 pub mod support;
 pub mod throttle;
+pub mod tls;
 pub mod uploads;
 pub mod users;
 
@@ -101,6 +102,9 @@ impl StoresConfig {
         }
         if !(1..=scylla::MAX_CONNECTIONS).contains(&self.scylla.connections) {
             return invalid("stores.scylla.connections", format!("must be 1 to {}", scylla::MAX_CONNECTIONS));
+        }
+        if let Err(message) = self.scylla.tls() {
+            return invalid("stores.scylla.tls_mode", message);
         }
         if let Err(err) = ::redis::Client::open(self.redis.url.as_str()) {
             return invalid("stores.redis.url", format!("not a Redis URL: {err}"));

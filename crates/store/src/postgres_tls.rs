@@ -12,17 +12,12 @@
 //! | `verify-ca` | yes | chain (`sslrootcert`, else the Mozilla roots) |
 //! | `verify-full` | yes | chain and host name |
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 
 use percent_encoding::percent_decode_str;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use tokio_postgres_rustls::MakeRustlsConnect;
-use tokio_rustls::rustls::client::WebPkiServerVerifier;
-use tokio_rustls::rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use tokio_rustls::rustls::crypto::{CryptoProvider, ring, verify_tls12_signature, verify_tls13_signature};
-use tokio_rustls::rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use crate::tls::{self, Check, SettingNames};
 
 /// A database URL split into what tokio-postgres reads and how to secure it.
 #[derive(Debug)]
@@ -111,108 +106,16 @@ impl PostgresUrl {
 impl TlsSettings {
     /// The TLS connector, reading the certificate files; `None` for `disable`.
     pub fn connector(&self) -> Result<Option<MakeRustlsConnect>, String> {
-        if self.mode == SslMode::Disable {
-            return Ok(None);
-        }
-        let provider = Arc::new(ring::default_provider());
-        let builder = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|err| format!("TLS: {err}"))?;
-        let roots = match &self.root_cert {
-            Some(path) => Some(root_store(path)?),
-            None if matches!(self.mode, SslMode::VerifyCa | SslMode::VerifyFull) => {
-                Some(RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() })
-            }
-            None => None,
+        let check = match self.mode {
+            SslMode::Disable => return Ok(None),
+            SslMode::Prefer | SslMode::Require => Check::ChainIfRootGiven,
+            SslMode::VerifyCa => Check::Chain,
+            SslMode::VerifyFull => Check::ChainAndName,
         };
-        let builder = match (self.mode, roots) {
-            (SslMode::VerifyFull, Some(roots)) => builder.with_root_certificates(roots),
-            (_, roots) => {
-                let chain = roots
-                    .map(|roots| WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build())
-                    .transpose()
-                    .map_err(|err| format!("sslrootcert: {err}"))?;
-                builder.dangerous().with_custom_certificate_verifier(Arc::new(ChainOnly { chain, provider }))
-            }
-        };
-        let config = match &self.client_cert {
-            Some((cert, key)) => {
-                let chain = certificates(cert, "sslcert")?;
-                let key =
-                    PrivateKeyDer::from_pem_file(key).map_err(|err| format!("sslkey {}: {err}", key.display()))?;
-                builder.with_client_auth_cert(chain, key).map_err(|err| format!("sslcert/sslkey: {err}"))?
-            }
-            None => builder.with_no_client_auth(),
-        };
+        let names = SettingNames { root_cert: "sslrootcert", client_cert: "sslcert", client_key: "sslkey" };
+        let client_cert = self.client_cert.as_ref().map(|(cert, key)| (cert.as_path(), key.as_path()));
+        let config = tls::client_config(check, self.root_cert.as_deref(), client_cert, names)?;
         Ok(Some(MakeRustlsConnect::new(config)))
-    }
-}
-
-fn certificates(path: &Path, parameter: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certificates = CertificateDer::pem_file_iter(path)
-        .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
-        .map_err(|err| format!("{parameter} {}: {err}", path.display()))?;
-    if certificates.is_empty() {
-        return Err(format!("{parameter} {}: no PEM certificate in it", path.display()));
-    }
-    Ok(certificates)
-}
-
-fn root_store(path: &Path) -> Result<RootCertStore, String> {
-    let mut roots = RootCertStore::empty();
-    for certificate in certificates(path, "sslrootcert")? {
-        roots.add(certificate).map_err(|err| format!("sslrootcert {}: {err}", path.display()))?;
-    }
-    Ok(roots)
-}
-
-/// Checks the server's chain but not its name (`verify-ca`, or `require`
-/// with a root certificate), or nothing at all (`prefer`/`require` without
-/// one, as libpq does). Handshake signatures are always checked.
-#[derive(Debug)]
-struct ChainOnly {
-    chain: Option<Arc<WebPkiServerVerifier>>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, tokio_rustls::rustls::Error> {
-        let Some(chain) = &self.chain else { return Ok(ServerCertVerified::assertion()) };
-        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
-            Err(tokio_rustls::rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            verified => verified,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, tokio_rustls::rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, tokio_rustls::rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 

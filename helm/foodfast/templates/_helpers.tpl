@@ -71,6 +71,13 @@ FOODFAST_LOG_FORMAT: {{ .Values.config.logFormat | quote }}
 FOODFAST_SCYLLA_CONTACT_POINTS: {{ required "config.scylla.contactPoints must name at least one node" (join "," .Values.config.scylla.contactPoints) | quote }}
 FOODFAST_SCYLLA_KEYSPACE: {{ .Values.config.scylla.keyspace | quote }}
 FOODFAST_SCYLLA_REPLICATION: {{ .Values.config.scylla.replication | quote }}
+FOODFAST_SCYLLA_TLS_MODE: {{ .Values.config.scylla.tlsMode | quote }}
+{{- with .Values.config.scylla.tlsCaCert }}
+FOODFAST_SCYLLA_TLS_CA: {{ . | quote }}
+{{- end }}
+{{- with .Values.config.scylla.username }}
+FOODFAST_SCYLLA_USERNAME: {{ . | quote }}
+{{- end }}
 FOODFAST_SHUTDOWN_GRACE: {{ .Values.server.shutdownGrace | quote }}
 {{- with .Values.config.notificationsUrl }}
 FOODFAST_NOTIFICATIONS_URL: {{ . | quote }}
@@ -115,7 +122,7 @@ instead of the pods. */}}
 {{- end }}
 {{- end }}
 {{- end }}
-{{- range $name, $value := dict "FOODFAST_DATABASE_URL" .Values.secrets.databaseUrl "FOODFAST_REDIS_URL" .Values.secrets.redisUrl "FOODFAST_AUTH_KEYS" .Values.secrets.authKeys "FOODFAST_PAYMENTS_API_KEY" .Values.secrets.paymentsApiKey }}
+{{- range $name, $value := dict "FOODFAST_DATABASE_URL" .Values.secrets.databaseUrl "FOODFAST_REDIS_URL" .Values.secrets.redisUrl "FOODFAST_AUTH_KEYS" .Values.secrets.authKeys "FOODFAST_PAYMENTS_API_KEY" .Values.secrets.paymentsApiKey "FOODFAST_SCYLLA_PASSWORD" .Values.secrets.scyllaPassword }}
 {{- if $value }}
 {{ $name }}: {{ $value | b64enc | quote }}
 {{- end }}
