@@ -7,7 +7,7 @@
 #   scripts/services.sh status [postgres|redis|cassandra ...]   (exit 0 only if all are up)
 #
 # Environment (defaults in brackets):
-#   FOODFAST_PG_PORT [5432]  FOODFAST_REDIS_PORT [6379]
+#   FOODFAST_PG_PORT [5432]  FOODFAST_REDIS_PORT [6379]  FOODFAST_REDIS_TLS_PORT [6380]
 #   FOODFAST_CASSANDRA_PORT [9042]  FOODFAST_CASSANDRA_STORAGE_PORT [7000]
 #   FOODFAST_CASSANDRA_HEAP [3G]  FOODFAST_CASSANDRA_VERSION [5.0.9]
 #   FOODFAST_CASSANDRA_TIMEOUT [180] (seconds)  FOODFAST_JAVA [a Java 17 found on the machine]
@@ -24,6 +24,7 @@ HOST=127.0.0.1
 
 PG_PORT=${FOODFAST_PG_PORT:-5432}
 REDIS_PORT=${FOODFAST_REDIS_PORT:-6379}
+REDIS_TLS_PORT=${FOODFAST_REDIS_TLS_PORT:-6380}
 CASS_PORT=${FOODFAST_CASSANDRA_PORT:-9042}
 CASS_STORAGE_PORT=${FOODFAST_CASSANDRA_STORAGE_PORT:-7000}
 CASS_HEAP=${FOODFAST_CASSANDRA_HEAP:-3G}
@@ -380,11 +381,22 @@ redis_ping() { [[ $(redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null) == P
 redis_ours() { pid_alive "$REDIS_PIDFILE" redis-server; }
 redis_line() { printf '%-10s %-5s %s\n' redis "$1" "redis://$HOST:$REDIS_PORT${2:+  $2}"; }
 
+# Redis's certificate from the development CA, for its TLS port (clients may present one).
+REDIS_TLS="$LOCAL/redis-tls"
+redis_tls() {
+    dev_ca
+    [[ -s $REDIS_TLS/server.key && ! $PG_TLS/ca.pem -nt $REDIS_TLS/server.key ]] && return 0
+    progress "redis: making its certificate in ${REDIS_TLS#"$ROOT"/}"
+    mkdir -p "$REDIS_TLS"
+    dev_certificate "$REDIS_TLS" server 127.0.0.1 "subjectAltName=IP:127.0.0.1,DNS:localhost"
+}
+
 redis_start() {
     if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
         die "redis: redis-server is not installed"
     fi
     mkdir -p "$REDIS_HOME"
+    redis_tls
     if redis_ours && redis_ping; then
         redis_line up "(already running, pid $(<"$REDIS_PIDFILE"))"
         return 0
@@ -394,9 +406,14 @@ redis_start() {
             die "redis: port $REDIS_PORT is taken by another process $(port_owner "$REDIS_PORT")
   (a system redis-server? stop it with 'service redis-server stop'), or set FOODFAST_REDIS_PORT"
         fi
+        if port_open "$REDIS_TLS_PORT"; then
+            die "redis: port $REDIS_TLS_PORT is taken by another process $(port_owner "$REDIS_TLS_PORT"); set FOODFAST_REDIS_TLS_PORT"
+        fi
         rm -f "$REDIS_PIDFILE"
-        progress "redis: redis-server on $HOST:$REDIS_PORT"
+        progress "redis: redis-server on $HOST:$REDIS_PORT, TLS on $REDIS_TLS_PORT"
         (close_lock && exec redis-server --bind "$HOST" --port "$REDIS_PORT" --save '' --appendonly no \
+            --tls-port "$REDIS_TLS_PORT" --tls-cert-file "$REDIS_TLS/server.pem" \
+            --tls-key-file "$REDIS_TLS/server.key" --tls-ca-cert-file "$PG_TLS/ca.pem" --tls-auth-clients optional \
             --daemonize yes --pidfile "$REDIS_PIDFILE" --dir "$REDIS_HOME" \
             --logfile "$REDIS_HOME/redis.log" </dev/null >>"$REDIS_HOME/stdout.log" 2>&1) ||
             { show_tail "$REDIS_HOME/redis.log" "$REDIS_HOME/stdout.log"; die "redis-server did not start"; }
@@ -803,7 +820,7 @@ cmd_start() {
     # 1. install what is missing, with a single apt-get update
     local pkgs=()
     if wants postgres && ! find_pg_bin; then pkgs+=(postgresql postgresql-client); fi
-    if { wants postgres || wants cassandra; } && ! command -v openssl >/dev/null; then pkgs+=(openssl); fi
+    if ! command -v openssl >/dev/null; then pkgs+=(openssl); fi
     if wants redis && ! { command -v redis-server && command -v redis-cli; } >/dev/null; then pkgs+=(redis-server); fi
     if wants cassandra; then
         find_java || pkgs+=(openjdk-17-jre-headless)

@@ -131,6 +131,8 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
+    // Libraries that ask rustls for the process's provider (tonic's TLS) get ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let tls = match (&config.http.tls_cert, &config.http.tls_key) {
         (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
         _ => None,

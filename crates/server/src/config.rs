@@ -526,6 +526,17 @@ pub const SETTINGS: &[Setting] = &[
         help: "multiplexed Redis connections, taken in turn",
     },
     Setting {
+        env: "FOODFAST_REDIS_TLS_CA",
+        key: "stores.redis.tls_ca_cert",
+        help: "PEM root certificate a rediss:// server's certificate chains to",
+    },
+    Setting {
+        env: "FOODFAST_REDIS_TLS_CERT",
+        key: "stores.redis.tls_client_cert",
+        help: "PEM client certificate chain, for servers that ask for one",
+    },
+    Setting { env: "FOODFAST_REDIS_TLS_KEY", key: "stores.redis.tls_client_key", help: "PEM key of that certificate" },
+    Setting {
         env: "FOODFAST_STORES_CONNECT_TIMEOUT",
         key: "stores.connect_timeout",
         help: "how long start-up waits for the stores",

@@ -44,6 +44,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    foodfast_store::tls::use_ring_by_default();
     let builder = server_builder(&config.grpc)?;
     let (reporter, health_service) = tonic_health::server::health_reporter();
     // NOT_SERVING until the first probe has seen the stores.

@@ -106,8 +106,8 @@ impl StoresConfig {
         if let Err(message) = self.scylla.tls() {
             return invalid("stores.scylla.tls_mode", message);
         }
-        if let Err(err) = ::redis::Client::open(self.redis.url.as_str()) {
-            return invalid("stores.redis.url", format!("not a Redis URL: {err}"));
+        if let Err(message) = self.redis.client() {
+            return invalid("stores.redis.url", message);
         }
         if !(1..=redis::MAX_CONNECTIONS).contains(&self.redis.connections) {
             return invalid("stores.redis.connections", format!("must be 1 to {}", redis::MAX_CONNECTIONS));

@@ -3,12 +3,13 @@
 //! (RESP3, so that received messages go where the subscriber says, with a
 //! bound it chooses).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ::redis::aio::{AsyncPushSender, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use ::redis::{AsyncConnectionConfig, ProtocolVersion};
+use ::redis::{AsyncConnectionConfig, ClientTlsConfig, ProtocolVersion, TlsCertificates};
 
 use crate::StoreError;
 
@@ -26,11 +27,53 @@ pub struct RedisConfig {
     /// caller behind all other tasks: 2,000 drivers pinging at 10,000/s
     /// waited 0.4 s per round trip on one.
     pub connections: usize,
+    /// PEM root certificate a `rediss://` server's certificate chains to;
+    /// none: the Mozilla roots.
+    pub tls_ca_cert: Option<PathBuf>,
+    /// PEM client certificate chain and key, for servers that ask for one
+    /// (`tls-auth-clients`); both or neither.
+    pub tls_client_cert: Option<PathBuf>,
+    pub tls_client_key: Option<PathBuf>,
 }
 
 impl Default for RedisConfig {
     fn default() -> Self {
-        Self { url: "redis://127.0.0.1:6379/0".into(), response_timeout: Duration::from_secs(2), connections: 8 }
+        Self {
+            url: "redis://127.0.0.1:6379/0".into(),
+            response_timeout: Duration::from_secs(2),
+            connections: 8,
+            tls_ca_cert: None,
+            tls_client_cert: None,
+            tls_client_key: None,
+        }
+    }
+}
+
+impl RedisConfig {
+    /// The client, with its certificate files read; no connection yet.
+    pub fn client(&self) -> Result<::redis::Client, String> {
+        // The redis crate builds its rustls configuration with the process's provider.
+        crate::tls::use_ring_by_default();
+        let read = |path: &Path, setting: &str| {
+            std::fs::read(path).map_err(|err| format!("{setting} {}: {err}", path.display()))
+        };
+        let client_tls = match (&self.tls_client_cert, &self.tls_client_key) {
+            (Some(cert), Some(key)) => Some(ClientTlsConfig {
+                client_cert: read(cert, "tls_client_cert")?,
+                client_key: read(key, "tls_client_key")?,
+            }),
+            (None, None) => None,
+            _ => return Err("tls_client_cert and tls_client_key go together: give both or neither".into()),
+        };
+        let root_cert = self.tls_ca_cert.as_deref().map(|path| read(path, "tls_ca_cert")).transpose()?;
+        let client = if client_tls.is_none() && root_cert.is_none() {
+            ::redis::Client::open(self.url.as_str())
+        } else if !self.url.starts_with("rediss://") {
+            return Err("TLS certificates need a rediss:// URL".into());
+        } else {
+            ::redis::Client::build_with_tls(self.url.as_str(), TlsCertificates { client_tls, root_cert })
+        };
+        client.map_err(|err| format!("not a usable Redis URL: {err}"))
     }
 }
 
@@ -47,7 +90,7 @@ pub struct Redis {
 
 impl Redis {
     pub async fn connect(config: &RedisConfig) -> Result<Self, StoreError> {
-        let client = ::redis::Client::open(config.url.as_str()).map_err(StoreError::redis)?;
+        let client = config.client().map_err(|message| StoreError::InvalidQuery(format!("stores.redis: {message}")))?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.response_timeout))
             .set_response_timeout(Some(config.response_timeout))

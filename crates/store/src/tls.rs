@@ -14,6 +14,14 @@ use tokio_rustls::rustls::client::danger::{HandshakeSignatureValid, ServerCertVe
 use tokio_rustls::rustls::crypto::{CryptoProvider, ring, verify_tls12_signature, verify_tls13_signature};
 use tokio_rustls::rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
+/// Makes ring the process's rustls provider. The ScyllaDB driver builds
+/// rustls with aws-lc-rs as well, and with two providers compiled in, a
+/// library that asks for "the default" (tonic's TLS server, the redis
+/// crate) panics unless one was chosen. Idempotent.
+pub fn use_ring_by_default() {
+    let _ = ring::default_provider().install_default();
+}
+
 /// What of the server's certificate is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {

@@ -25,10 +25,17 @@ fn postgres_server() -> String {
     format!("postgresql://foodfast:foodfast@127.0.0.1:{}", port("FOODFAST_PG_PORT", 5432))
 }
 
-/// A file of the development PKI `make services` gives PostgreSQL (`ca.pem`,
-/// `client.pem`, `client.key`; the server's certificate names only `localhost`).
+/// A file of the development PKI `make services` sets up (`ca.pem`, the CA
+/// of every development certificate; `client.pem`, `client.key`; PostgreSQL's
+/// `server.pem`, which names only `localhost`).
 pub fn postgres_tls_file(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.local/postgres-tls").join(name)
+}
+
+/// The TLS port `make services` gives Redis (its certificate, for 127.0.0.1,
+/// from the development CA of [`postgres_tls_file`]).
+pub fn redis_tls_url() -> String {
+    format!("rediss://127.0.0.1:{}/0", port("FOODFAST_REDIS_TLS_PORT", 6380))
 }
 
 /// A name no other test run uses.
