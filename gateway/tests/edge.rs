@@ -6,19 +6,9 @@ mod common;
 use foodfast_domain::access::Role;
 use std::time::Duration;
 
-use common::{Kitchen, Stack};
+use common::{Stack, order_body as order};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-fn order(kitchen: &Kitchen, payment_method: &str, idempotency_key: &str) -> Value {
-    json!({
-        "restaurantId": kitchen.restaurant_id,
-        "items": [{"itemId": kitchen.item_id, "quantity": 1}],
-        "deliveryAddress": {"location": {"lat": 48.86, "lng": 2.3522}, "formatted": "2 Rue du Client"},
-        "paymentMethodId": payment_method,
-        "idempotencyKey": idempotency_key,
-    })
-}
 
 #[tokio::test]
 async fn tokens_the_gateway_does_not_accept_stop_there_with_401() {

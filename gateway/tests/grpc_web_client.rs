@@ -32,17 +32,9 @@ async fn connect_web_calls_unary_and_server_streaming_methods_through_the_gatewa
     let stack = Stack::start().await;
     let admin = stack.user(Role::Admin, None).await;
     let customer = stack.user(Role::Customer, None).await;
-    let Kitchen { restaurant_id, staff, item_id } = stack.kitchen(&admin).await;
-    let order = json!({
-        "restaurantId": restaurant_id,
-        "items": [{"itemId": item_id, "quantity": 1}],
-        "deliveryAddress": {"location": {"lat": 48.86, "lng": 2.3522}, "formatted": "2 Rue du Client"},
-        "paymentMethodId": "pm_card_visa",
-        "idempotencyKey": "connect-web-1",
-    });
-    let (status, placed) = stack.call(Method::POST, "/api/v1/orders", Some(&customer), Some(order)).await;
-    assert_eq!(status, StatusCode::CREATED, "{placed}");
-    let order_id = placed["order"]["orderId"].as_str().unwrap().to_string();
+    let kitchen = stack.kitchen(&admin).await;
+    let order_id = stack.placed_order(&customer, &kitchen).await;
+    let Kitchen { restaurant_id, staff, .. } = kitchen;
 
     let descriptors = std::env::temp_dir().join(format!("foodfast-descriptors-{}.binpb", uuid::Uuid::new_v4()));
     std::fs::write(&descriptors, foodfast_api::FILE_DESCRIPTOR_SET).unwrap();

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Kitchen, PASSWORD, Stack};
+use common::{PASSWORD, Stack};
 use foodfast_domain::access::Role;
 use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
@@ -67,17 +67,9 @@ async fn staff_move_an_order_on_from_the_dashboard_and_the_customer_sees_each_st
     let stack = Stack::start_with(|config| config.http.web_dir = dist).await;
     let admin = stack.user(Role::Admin, None).await;
     let customer = stack.user(Role::Customer, None).await;
-    let Kitchen { restaurant_id, staff, item_id } = stack.kitchen(&admin).await;
-    let order = json!({
-        "restaurantId": restaurant_id,
-        "items": [{"itemId": item_id, "quantity": 2}],
-        "deliveryAddress": {"location": {"lat": 48.86, "lng": 2.3522}, "formatted": "2 Rue du Client"},
-        "paymentMethodId": "pm_card_visa",
-        "idempotencyKey": "web-pages-1",
-    });
-    let (status, placed) = stack.call(Method::POST, "/api/v1/orders", Some(&customer), Some(order)).await;
-    assert_eq!(status, StatusCode::CREATED, "{placed}");
-    let order_id = placed["order"]["orderId"].as_str().unwrap().to_string();
+    let kitchen = stack.kitchen(&admin).await;
+    let order_id = stack.placed_order(&customer, &kitchen).await;
+    let staff = kitchen.staff;
 
     let mut pages = Command::new("node")
         .arg("web/test/pages.mjs")

@@ -247,6 +247,27 @@ impl Stack {
     }
 }
 
+/// A CreateOrder body: one of the kitchen's item, delivered nearby.
+pub fn order_body(kitchen: &Kitchen, payment_method: &str, idempotency_key: &str) -> Value {
+    json!({
+        "restaurantId": kitchen.restaurant_id,
+        "items": [{"itemId": kitchen.item_id, "quantity": 1}],
+        "deliveryAddress": {"location": {"lat": 48.86, "lng": 2.3522}, "formatted": "2 Rue du Client"},
+        "paymentMethodId": payment_method,
+        "idempotencyKey": idempotency_key,
+    })
+}
+
+impl Stack {
+    /// An order `customer` placed at the kitchen over REST, paid by card; its id.
+    pub async fn placed_order(&self, customer: &Principal, kitchen: &Kitchen) -> String {
+        let body = order_body(kitchen, "pm_card_visa", &Uuid::new_v4().to_string());
+        let (status, placed) = self.call(reqwest::Method::POST, "/api/v1/orders", Some(customer), Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{placed}");
+        placed["order"]["orderId"].as_str().unwrap().to_string()
+    }
+}
+
 pub fn profile() -> Value {
     json!({
         "name": "Chez REST",
