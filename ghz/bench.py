@@ -5,7 +5,8 @@
       reflection, no generated code): a restaurant near the Paris centre
       (SearchNearby), an item of its menu without customizations (GetMenu),
       an open order (CreateOrder) and a finished one (CreateOrder, then
-      CancelOrder). Then writes every ghz/*.json with its ${NAME} placeholders
+      CancelOrder), the customer's account id (GetProfile), and a PNG avatar
+      to upload. Then writes every ghz/*.json with its ${NAME} placeholders
       filled in to DIR/<name>.json. Tokens come from the environment:
       GHZ_CUSTOMER_TOKEN and GHZ_DRIVER_TOKENS (comma-separated).
 
@@ -17,11 +18,15 @@
 """
 
 import argparse
+import base64
+import hashlib
 import json
 import os
 import string
+import struct
 import sys
 import uuid
+import zlib
 from pathlib import Path
 
 GHZ_DIR = Path(__file__).resolve().parent
@@ -69,6 +74,18 @@ class Api:
         return json_format.MessageToDict(response, preserving_proto_field_name=True)
 
 
+def photo_png(width: int, height: int) -> bytes:
+    """A noisy RGB PNG (so it does not compress to nothing), made without an imaging library."""
+    rows = b"".join(b"\x00" + os.urandom(width * 3) for _ in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
 def prepare(addr: str, out: Path) -> None:
     customer = os.environ["GHZ_CUSTOMER_TOKEN"]
     drivers = [t for t in os.environ["GHZ_DRIVER_TOKENS"].split(",") if t]
@@ -111,8 +128,15 @@ def prepare(addr: str, out: Path) -> None:
         customer,
     )
 
+    customer_id = api.call("foodfast.v1.AccountService.GetProfile", {}, customer)["profile"]["account_id"]
+    avatar = photo_png(256, 256)
+
     values = {
         "GRPC_ADDR": addr,
+        "CUSTOMER_ID": customer_id,
+        "AVATAR_PNG": base64.b64encode(avatar).decode(),
+        "AVATAR_SIZE": str(len(avatar)),
+        "AVATAR_SHA256": hashlib.sha256(avatar).hexdigest(),
         "CUSTOMER_TOKEN": customer,
         "DRIVER_TOKENS": ",".join(drivers),
         "RESTAURANT_ID": restaurant_id,

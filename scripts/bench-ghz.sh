@@ -29,7 +29,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 GHZ_VERSION=v0.121.0
 DRIVERS=10 # Connect streams at once, one driver each (ghz/driver_connect.json)
-ORDER=(search_nearby get_order create_order track_order track_order_finished driver_connect)
+ORDER=(search_nearby get_order create_order track_order track_order_finished upload_image driver_connect)
 
 bin=target/release
 out=${GHZ_OUT:-target/ghz}
