@@ -65,6 +65,8 @@ cat <<TXT
 FoodFast gRPC:       $grpc_addr (health and reflection: grpcurl -plaintext $grpc_addr list)
 Gateway (REST, SSE, grpc-web): http://$gateway_addr
                      e.g. curl 'http://$gateway_addr/api/v1/restaurants?lat=48.8566&lng=2.3522&radius_m=5000'
+Browser pages:       http://$gateway_addr/ (sign in as staff1@demo.foodfast or customer1@demo.foodfast,
+                     password foodfast-demo)
 Payment sandbox:     http://$sandbox_addr
 City simulator:      $simulating
 A customer's token:  FOODFAST_AUTH_KEYS=... $bin/foodfast token --email customer1@demo.foodfast

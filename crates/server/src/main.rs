@@ -138,11 +138,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let seeded = seed::seed(&stores, &plan, config.service.menu_cache_ttl).await?;
             if seeded.created {
                 println!(
-                    "seeded {}: {} restaurants, {} customers, {} drivers; try `foodfast token --email customer1@demo.foodfast`",
+                    "seeded {}: {} restaurants, {} customers, {} drivers; sign in as customer1@demo.foodfast (password {}) or try `foodfast token --email customer1@demo.foodfast`",
                     plan.city,
                     seeded.restaurants.len(),
                     seeded.customers.len(),
-                    seeded.drivers.len()
+                    seeded.drivers.len(),
+                    seed::DEMO_PASSWORD
                 );
             } else {
                 println!("the demo city is already seeded");
