@@ -69,12 +69,6 @@ pub enum JobState {
 
 names!(JobState { Queued => "queued", Processing => "processing", Succeeded => "succeeded", Failed => "failed" });
 
-impl JobState {
-    pub fn is_terminal(self) -> bool {
-        matches!(self, JobState::Succeeded | JobState::Failed)
-    }
-}
-
 /// The first message of an upload, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadMetadata {
@@ -274,7 +268,6 @@ mod tests {
         assert_eq!(fit_within(800, 600, 1600), (800, 600), "small images stay as they are");
         assert_eq!(fit_within(10_000, 1, 512), (512, 1), "never below a pixel");
         assert_eq!(ImageTarget::AccountAvatar.max_side_px(), 512);
-        assert!(JobState::Failed.is_terminal() && !JobState::Processing.is_terminal());
     }
 
     proptest! {
