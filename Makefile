@@ -43,8 +43,10 @@ build-release:
 migrate: build
 	target/debug/foodfast migrate
 
-# Developer tools from their registries: buf (npm), the Python gRPC client
-# used as an outside client in the interop test (PyPI).
+# Developer tools from their registries: buf, esbuild and jsdom (npm); the
+# Python gRPC client used as an outside client in the interop test, and moto's
+# S3-compatible server that stands in for Amazon S3 in the object store's test
+# (PyPI).
 tools: node_modules/.package-lock.json $(VENV)/.installed
 
 node_modules/.package-lock.json: package.json package-lock.json

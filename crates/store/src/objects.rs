@@ -81,7 +81,11 @@ impl Objects {
                     .with_bucket_name(&bucket)
                     .build()
                     .map_err(|err| unavailable(err.into()))?;
-                let base = format!("https://{bucket}.s3.amazonaws.com");
+                // An S3-compatible store (AWS_ENDPOINT) serves its buckets path-style.
+                let base = match std::env::var("AWS_ENDPOINT").or_else(|_| std::env::var("AWS_ENDPOINT_URL")) {
+                    Ok(endpoint) => format!("{}/{bucket}", endpoint.trim_end_matches('/')),
+                    Err(_) => format!("https://{bucket}.s3.amazonaws.com"),
+                };
                 if prefix.is_empty() {
                     (Arc::new(s3), base)
                 } else {
