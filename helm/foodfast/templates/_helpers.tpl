@@ -78,6 +78,9 @@ FOODFAST_SCYLLA_TLS_CA: {{ . | quote }}
 {{- with .Values.config.scylla.username }}
 FOODFAST_SCYLLA_USERNAME: {{ . | quote }}
 {{- end }}
+{{- with .Values.config.redisTlsCaCert }}
+FOODFAST_REDIS_TLS_CA: {{ . | quote }}
+{{- end }}
 FOODFAST_SHUTDOWN_GRACE: {{ .Values.server.shutdownGrace | quote }}
 {{- with .Values.config.notificationsUrl }}
 FOODFAST_NOTIFICATIONS_URL: {{ . | quote }}
@@ -139,5 +142,33 @@ optional: a key the Secret lacks leaves the variable unset. */}}
       name: {{ $.secret }}
       key: {{ . }}
       optional: true
+{{- end }}
+{{- end }}
+
+{{/* The stores' TLS files (databaseTls, scyllaTls, redisTls), each a Secret
+mounted read-only where the configuration names its files. */}}
+{{- define "foodfast.storeTls" -}}
+{{- range $name, $tls := dict "database-tls" .Values.databaseTls "scylla-tls" .Values.scyllaTls "redis-tls" .Values.redisTls }}
+{{- if $tls.secretName }}
+{{ $name }}: {{ $tls | toJson }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "foodfast.storeTlsMounts" -}}
+{{- range $name, $tls := include "foodfast.storeTls" . | fromYaml }}
+- name: {{ $name }}
+  mountPath: {{ $tls.mountPath }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "foodfast.storeTlsVolumes" -}}
+{{- range $name, $tls := include "foodfast.storeTls" . | fromYaml }}
+- name: {{ $name }}
+  secret:
+    secretName: {{ $tls.secretName }}
+    # Owned by the pod's fsGroup: readable by its user, nobody else.
+    defaultMode: 0440
 {{- end }}
 {{- end }}
