@@ -5,24 +5,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
 
-use common::{PASSWORD, Stack};
+use common::{NodeScript, PASSWORD, Stack};
 use foodfast_domain::access::Role;
 use reqwest::{Method, StatusCode, header};
-use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{ChildStdout, Command};
-use tokio::time::timeout;
+use serde_json::json;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-
-async fn next_line(lines: &mut Lines<BufReader<ChildStdout>>) -> Value {
-    let line = timeout(Duration::from_secs(40), lines.next_line()).await.expect("the pages are silent").unwrap();
-    let line = line.expect("the pages test's stdout ended early");
-    serde_json::from_str(&line).unwrap_or_else(|_| panic!("not a JSON line: {line}"))
-}
 
 fn built_pages() -> std::path::PathBuf {
     let dist = Path::new(ROOT).join("web/dist");
@@ -71,43 +60,37 @@ async fn staff_move_an_order_on_from_the_dashboard_and_the_customer_sees_each_st
     let order_id = stack.placed_order(&customer, &kitchen).await;
     let staff = kitchen.staff;
 
-    let mut pages = Command::new("node")
-        .arg("web/test/pages.mjs")
-        .current_dir(ROOT)
-        .env("FOODFAST_GATEWAY_URL", &stack.base)
-        .env("STAFF_EMAIL", stack.email(&staff))
-        .env("CUSTOMER_EMAIL", stack.email(&customer))
-        .env("PASSWORD", PASSWORD)
-        .env("ORDER_ID", &order_id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node runs");
-    let mut lines = BufReader::new(pages.stdout.take().unwrap()).lines();
+    let mut pages = NodeScript::start(
+        "web/test/pages.mjs",
+        &[
+            ("FOODFAST_GATEWAY_URL", stack.base.clone()),
+            ("STAFF_EMAIL", stack.email(&staff)),
+            ("CUSTOMER_EMAIL", stack.email(&customer)),
+            ("PASSWORD", PASSWORD.into()),
+            ("ORDER_ID", order_id.clone()),
+        ],
+    );
 
-    let refused = next_line(&mut lines).await;
+    let refused = pages.next().await;
     assert_eq!(refused["step"], "wrong_password", "{refused}");
     assert!(refused["error"].as_str().unwrap().contains("email or password"), "the server's message: {refused}");
-    let dashboard = next_line(&mut lines).await;
+    let dashboard = pages.next().await;
     assert_eq!(dashboard, json!({"step": "dashboard", "status": "Pending", "live": "Live · 1 open"}));
-    let tracking = next_line(&mut lines).await;
+    let tracking = pages.next().await;
     assert_eq!(tracking, json!({"step": "tracking", "status": "Pending", "restaurant": "Chez REST"}));
     for (step, shown) in
         [("accepted", "Confirmed"), ("preparing", "Preparing"), ("ready_for_pickup", "Ready for pickup")]
     {
-        assert_eq!(next_line(&mut lines).await, json!({"step": step, "tracking": shown, "dashboard": shown}));
+        assert_eq!(pages.next().await, json!({"step": step, "tracking": shown, "dashboard": shown}));
     }
-    let timeline = next_line(&mut lines).await;
+    let timeline = pages.next().await;
     assert_eq!(
         timeline,
         json!({"step": "timeline", "timeline": ["Pending", "Confirmed", "Preparing", "Ready for pickup"]}),
         "every status once, in order"
     );
-    assert_eq!(next_line(&mut lines).await, json!({"step": "end"}));
-    let exit = timeout(Duration::from_secs(10), pages.wait()).await.expect("the pages test exits").unwrap();
-    assert!(exit.success(), "{exit}");
+    assert_eq!(pages.next().await, json!({"step": "end"}));
+    pages.finish().await;
 
     let (status, stored) = stack.call(Method::GET, &format!("/api/v1/orders/{order_id}"), Some(&customer), None).await;
     assert_eq!(status, StatusCode::OK, "{stored}");

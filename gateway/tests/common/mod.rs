@@ -281,3 +281,48 @@ pub fn profile() -> Value {
         "currencyCode": "EUR"
     })
 }
+
+/// A Node script of the repository (a real grpc-web or browser client) that
+/// reports one JSON line per observation on stdout; killed when dropped.
+pub struct NodeScript {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl NodeScript {
+    /// Runs `script` (a path from the repository root) with `env`.
+    pub fn start(script: &str, env: &[(&str, String)]) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new("node")
+            .arg(script)
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .envs(env.iter().map(|(name, value)| (name, value)))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node runs");
+        let lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        Self { child, lines }
+    }
+
+    /// The next observation.
+    pub async fn next(&mut self) -> Value {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(40), self.lines.next_line())
+            .await
+            .expect("the script is silent")
+            .unwrap()
+            .expect("the script's stdout ended early");
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("not a JSON line: {line}"))
+    }
+
+    /// Waits for the script to exit, successfully.
+    pub async fn finish(mut self) {
+        let exit = tokio::time::timeout(std::time::Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("the script exits")
+            .unwrap();
+        assert!(exit.success(), "{exit}");
+    }
+}
