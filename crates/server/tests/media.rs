@@ -303,3 +303,43 @@ async fn only_the_owner_uploads_and_reads_its_jobs() {
     assert_eq!(read(&admin, &missing).await.unwrap_err().code(), Code::NotFound);
     assert_eq!(read(&admin, "not-a-uuid").await.unwrap_err().code(), Code::InvalidArgument);
 }
+
+#[tokio::test]
+async fn an_image_whose_item_left_the_menu_before_processing_fails_and_changes_nothing() {
+    // No worker of its own: the item leaves the menu while the job waits.
+    let server = TestServer::start_with(|config| config.media.workers = 0).await;
+    let (staff, restaurant, menu) = staff_and_menu(&server).await;
+    let margherita = item(&menu, "Margherita").item_id.clone();
+    let mut media = server.media(Some(&staff));
+    let job_id = upload(&mut media, pb::ImageTargetKind::MenuItem, &margherita, &png(&photo(64, 64))).await.unwrap();
+    let mut without = menu.categories.clone();
+    without[0].items.retain(|item| item.item_id != margherita);
+    let upsert = pb::UpsertMenuRequest {
+        restaurant_id: restaurant.restaurant_id.clone(),
+        categories: without,
+        expected_menu_version: String::new(),
+    };
+    let edited = server.restaurants(Some(&staff)).upsert_menu(upsert).await.unwrap().into_inner();
+
+    let stores = &server.stores;
+    let uploads = foodfast_store::uploads::Uploads::new(stores.postgres.clone(), stores.objects.clone());
+    let restaurants = foodfast_store::restaurants::Restaurants::new(
+        stores.postgres.clone(),
+        stores.redis.clone(),
+        server.config.service.menu_cache_ttl,
+    );
+    let media_config = foodfast_server::config::MediaConfig { workers: 1, ..server.config.media.clone() };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker =
+        tokio::spawn(foodfast_server::media::run(uploads, restaurants, media_config, Default::default(), stop.clone()));
+    let job = finished(&mut media, &job_id).await;
+    stop.cancel();
+    worker.await.unwrap();
+
+    assert_eq!(
+        (job.state(), job.error.as_str(), job.result_url.as_str()),
+        (pb::UploadJobState::Failed, "the image's target no longer exists", "")
+    );
+    let shown = published_menu(&server, &restaurant.restaurant_id).await;
+    assert_eq!(shown.menu_version, edited.menu_version, "the menu did not change again");
+}

@@ -209,31 +209,32 @@ impl Uploads {
                     if tx.query_opt(sql::HOLDS_UPLOAD_CLAIM, &[&id, &attempt]).await?.is_none() {
                         return Ok(None);
                     }
-                    let restaurant_id: Option<Uuid> = match target {
+                    // Some(the restaurant whose menu or cover changed, if any) while the target exists.
+                    let shown: Option<Option<Uuid>> = match target {
                         ImageTarget::MenuItem => {
                             let row = tx.query_opt(sql::SET_MENU_ITEM_IMAGE, &[&target_id, &url]).await?;
-                            let restaurant_id = row.map(|row| row.get(0));
+                            let restaurant_id: Option<Uuid> = row.map(|row| row.get(0));
                             if let Some(restaurant_id) = restaurant_id {
                                 tx.execute(sql::BUMP_MENU_VERSION, &[&restaurant_id]).await?;
                             }
-                            restaurant_id
+                            restaurant_id.map(Some)
                         }
-                        ImageTarget::RestaurantCover => {
-                            tx.query_opt(sql::SET_RESTAURANT_IMAGE, &[&target_id, &url]).await?.map(|row| row.get(0))
-                        }
+                        ImageTarget::RestaurantCover => tx
+                            .query_opt(sql::SET_RESTAURANT_IMAGE, &[&target_id, &url])
+                            .await?
+                            .map(|row| Some(row.get(0))),
                         ImageTarget::AccountAvatar => {
-                            tx.query_opt(sql::SET_USER_AVATAR, &[&target_id, &url]).await?.map(|row| row.get(0))
+                            tx.query_opt(sql::SET_USER_AVATAR, &[&target_id, &url]).await?.map(|_| None)
                         }
                     };
-                    let (state, result_url, error) = match restaurant_id {
+                    let (state, result_url, error) = match shown {
                         Some(_) => (JobState::Succeeded, url.as_str(), ""),
                         None => (JobState::Failed, "", "the image's target no longer exists"),
                     };
                     let row = tx
                         .query_one(sql::END_UPLOAD_JOB, &[&id, &attempt, &state.as_str(), &result_url, &error])
                         .await?;
-                    let restaurant_id = restaurant_id.filter(|_| target != ImageTarget::AccountAvatar);
-                    Ok::<_, TxError>(Some(Ended { job: job_from_row(&row)?, restaurant_id }))
+                    Ok::<_, TxError>(Some(Ended { job: job_from_row(&row)?, restaurant_id: shown.flatten() }))
                 })
             })
             .await
