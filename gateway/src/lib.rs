@@ -1,7 +1,8 @@
 //! The FoodFast gateway: browsers and plain HTTP clients reach the gRPC
 //! services through it. Every REST route comes from the `google.api.http`
 //! annotations of the contract's descriptor set, never from a handler
-//! written per route.
+//! written per route; the one exception is the image upload (`upload`), a
+//! client stream, which HTTP has no generic mapping for.
 
 pub mod config;
 pub mod errors;
@@ -12,5 +13,6 @@ pub mod rest;
 pub mod routes;
 pub mod telemetry;
 pub mod transcode;
+pub mod upload;
 pub mod upstream;
 pub mod web;

@@ -10,6 +10,7 @@ use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
 use serde_json::{Map, Value, json};
 
 use crate::routes::{BodyMapping, Route, RouteTable};
+use crate::upload::{self, Upload};
 
 /// Where the document is served.
 pub const PATH: &str = "/api/v1/openapi.json";
@@ -22,6 +23,8 @@ pub fn document(table: &RouteTable) -> Value {
         let operation = operation(route, &mut schemas);
         paths.entry(route.template()).or_default().insert(route.verb.as_str().to_ascii_lowercase(), operation);
     }
+    let upload = upload_operation(&Upload::new(table.pool()), &mut schemas);
+    paths.entry(upload::PATH.into()).or_default().insert("post".into(), upload);
     let mut components = schemas.done;
     components.insert("Error".into(), error_schema());
     json!({
@@ -115,13 +118,51 @@ fn operation(route: &Route, schemas: &mut Schemas) -> Value {
         "responses".into(),
         json!({
             status: {"description": "the answer", "content": content},
-            "default": {
-                "description": "an error: the gRPC code, a message a person can act on, google.rpc details",
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-            },
+            "default": error_response(),
         }),
     );
     Value::Object(operation)
+}
+
+/// `POST /api/v1/uploads`, the route with a handler of its own (see [`crate::upload`]).
+fn upload_operation(upload: &Upload, schemas: &mut Schemas) -> Value {
+    let parameters: Vec<Value> = upload
+        .metadata()
+        .fields()
+        .filter(|field| !upload::HEADER_FIELDS.contains(&field.json_name()))
+        .map(|field| {
+            let required = matches!(field.name(), "target_kind" | "target_id");
+            json!({"name": field.json_name(), "in": "query", "required": required, "schema": schemas.field(&field)})
+        })
+        .collect();
+    let image = json!({"schema": {"type": "string", "format": "binary"}});
+    let content: Map<String, Value> =
+        upload::CONTENT_TYPES.iter().map(|kind| (kind.to_string(), image.clone())).collect();
+    let method = upload.method();
+    json!({
+        "operationId": format!("{}_{}", method.parent_service().name(), method.name()),
+        "tags": [method.parent_service().name()],
+        "summary": method.full_name(),
+        "description": "The body is the image; Content-Type and Content-Length are its type and exact size. \
+                        Poll the job at Location (GetUploadJob) until it ends.",
+        "parameters": parameters,
+        "requestBody": {"required": true, "content": content},
+        "responses": {
+            "202": {
+                "description": "every byte received: the job that processes the image",
+                "headers": {"Location": {"description": "the job", "schema": {"type": "string"}}},
+                "content": {"application/json": {"schema": schemas.message(&method.output())}},
+            },
+            "default": error_response(),
+        },
+    })
+}
+
+fn error_response() -> Value {
+    json!({
+        "description": "an error: the gRPC code, a message a person can act on, google.rpc details",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    })
 }
 
 /// Fields a query string can fill: scalars, enums, lists of them, and
@@ -235,7 +276,7 @@ mod tests {
         let table = RouteTable::from_descriptor_set(foodfast_api::FILE_DESCRIPTOR_SET).unwrap();
         let doc = document(&table);
         let operations: usize = doc["paths"].as_object().unwrap().values().map(|p| p.as_object().unwrap().len()).sum();
-        assert_eq!(operations, table.routes().len());
+        assert_eq!(operations, table.routes().len() + 1, "every route, and the upload");
 
         let get_order = &doc["paths"]["/api/v1/orders/{order_id}"]["get"];
         assert_eq!(get_order["parameters"][0]["name"], "order_id");
@@ -251,6 +292,15 @@ mod tests {
         assert!(create["responses"]["201"].is_object(), "CreateOrder answers 201");
         let track = &doc["paths"]["/api/v1/orders/{order_id}/track"]["get"]["responses"]["200"]["content"];
         assert!(track["text/event-stream"].is_object(), "streams are Server-Sent Events");
+        let upload = &doc["paths"]["/api/v1/uploads"]["post"];
+        let names: Vec<&str> =
+            upload["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["targetKind", "targetId", "fileName", "sha256"], "the rest comes from the headers");
+        assert!(upload["requestBody"]["content"]["image/png"].is_object());
+        assert_eq!(
+            upload["responses"]["202"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/foodfast.v1.UploadImageResponse"
+        );
     }
 
     #[test]

@@ -34,6 +34,7 @@ use crate::limits::Limits;
 use crate::routes::{NoRoute, Route, RouteTable, Verb};
 use crate::telemetry::RequestTelemetry;
 use crate::transcode::{self, RequestError};
+use crate::upload::{self, Upload};
 use crate::upstream::Upstream;
 use crate::web::WebPages;
 
@@ -55,6 +56,7 @@ pub struct Rest {
     tokens: Option<Tokens>,
     /// The OpenAPI document, rendered once.
     openapi: bytes::Bytes,
+    upload: Upload,
     web: WebPages,
 }
 
@@ -65,6 +67,7 @@ impl Rest {
         let channel = upstream_channel(config)?;
         let keys = config.token_keys().map_err(|err| GatewayError::Config(err.to_string()))?;
         Ok(Self {
+            upload: Upload::new(routes.pool()),
             routes,
             upstream: Upstream::new(channel.clone(), config.http.max_response_bytes),
             channel,
@@ -291,6 +294,7 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
                 header("grpc-status-details-bin"),
                 header(REQUEST_ID),
                 header::RETRY_AFTER,
+                header::LOCATION,
             ])
             .max_age(Duration::from_secs(3600)),
     )
@@ -320,7 +324,7 @@ fn route_label(rest: &Rest, request: &Request) -> String {
         return "grpc-web".into();
     }
     let path = request.uri().path();
-    if path == crate::openapi::PATH || path == crate::web::DESCRIPTORS_PATH {
+    if path == crate::openapi::PATH || path == crate::web::DESCRIPTORS_PATH || path == upload::PATH {
         return path.into();
     }
     if rest.web.contains(path) {
@@ -408,6 +412,15 @@ async fn answer(rest: &Rest, client: SocketAddr, request: Request) -> Response {
         return crate::grpc_web::call(rest.channel.clone(), request).await;
     }
     let (parts, body) = request.into_parts();
+    if parts.uri.path() == upload::PATH {
+        if parts.method != Method::POST {
+            let message = format!("{} is served with POST", upload::PATH);
+            let mut response = error(Code::InvalidArgument, StatusCode::METHOD_NOT_ALLOWED, &message);
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+            return response;
+        }
+        return rest.upload.call(&rest.upstream, &parts, body).await;
+    }
     let Some(verb) = Verb::parse(parts.method.as_str()) else {
         return error(Code::Unimplemented, StatusCode::METHOD_NOT_ALLOWED, &format!("{} is not served", parts.method));
     };
@@ -549,7 +562,7 @@ fn apply_headers(message: &mut DynamicMessage, headers: &HeaderMap) {
     }
 }
 
-fn metadata(headers: &HeaderMap) -> MetadataMap {
+pub(crate) fn metadata(headers: &HeaderMap) -> MetadataMap {
     let mut metadata = MetadataMap::new();
     for name in FORWARDED_HEADERS {
         if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok())
@@ -561,11 +574,11 @@ fn metadata(headers: &HeaderMap) -> MetadataMap {
     metadata
 }
 
-fn request_error(err: &RequestError) -> Response {
+pub(crate) fn request_error(err: &RequestError) -> Response {
     error(Code::InvalidArgument, StatusCode::BAD_REQUEST, &err.to_string())
 }
 
-fn grpc_error(status: &tonic::Status) -> Response {
+pub(crate) fn grpc_error(status: &tonic::Status) -> Response {
     let (http, body) = errors::answer(status);
     let mut response = (http, axum::Json(body)).into_response();
     if http == StatusCode::TOO_MANY_REQUESTS {
@@ -574,7 +587,7 @@ fn grpc_error(status: &tonic::Status) -> Response {
     response
 }
 
-fn error(code: Code, status: StatusCode, message: &str) -> Response {
+pub(crate) fn error(code: Code, status: StatusCode, message: &str) -> Response {
     let mut response = (status, axum::Json(errors::body(code, message))).into_response();
     if status == StatusCode::TOO_MANY_REQUESTS {
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -20,6 +20,8 @@ pub enum RequestError {
     UnexpectedBody(String),
     #[error("query parameter {0:?} is not a field of the request")]
     UnknownParameter(String),
+    #[error("query parameter {0:?} is not taken from the query here (the request's headers set it)")]
+    NotInQuery(String),
     #[error("query parameter {0:?} is not percent-encoded UTF-8")]
     BadEncoding(String),
     #[error("{0}")]
@@ -48,10 +50,7 @@ pub fn request_message(
             json.insert(field.clone(), parse_json(body)?);
         }
     }
-    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-        let kind = field_kind(&descriptor, &key).ok_or_else(|| RequestError::UnknownParameter(key.to_string()))?;
-        insert(&mut json, &key, scalar(&kind, &value), kind.is_list());
-    }
+    add_query(&mut json, &descriptor, query)?;
     for (field, raw) in path_fields {
         let value = percent_encoding::percent_decode_str(raw)
             .decode_utf8()
@@ -59,6 +58,36 @@ pub fn request_message(
         let kind = field_kind(&descriptor, field).expect("routes only bind existing fields");
         insert(&mut json, field, scalar(&kind, &value), false);
     }
+    deserialize(descriptor, json)
+}
+
+/// A message of `descriptor` from a query string (without `?`) and the
+/// fields in `given` (by JSON name), which the query may not set.
+pub fn query_message(
+    descriptor: MessageDescriptor,
+    query: &str,
+    given: Map<String, Value>,
+) -> Result<DynamicMessage, RequestError> {
+    for (key, _) in form_urlencoded::parse(query.as_bytes()) {
+        let field = descriptor.get_field_by_name(&key).or_else(|| descriptor.get_field_by_json_name(&key));
+        if field.is_some_and(|field| given.contains_key(field.json_name())) {
+            return Err(RequestError::NotInQuery(key.to_string()));
+        }
+    }
+    let mut json = given;
+    add_query(&mut json, &descriptor, query)?;
+    deserialize(descriptor, json)
+}
+
+fn add_query(json: &mut Map<String, Value>, descriptor: &MessageDescriptor, query: &str) -> Result<(), RequestError> {
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        let kind = field_kind(descriptor, &key).ok_or_else(|| RequestError::UnknownParameter(key.to_string()))?;
+        insert(json, &key, scalar(&kind, &value), kind.is_list());
+    }
+    Ok(())
+}
+
+fn deserialize(descriptor: MessageDescriptor, json: Map<String, Value>) -> Result<DynamicMessage, RequestError> {
     let options = DeserializeOptions::new().deny_unknown_fields(true);
     let mut track = serde_path_to_error::Track::new();
     let tracked = serde_path_to_error::Deserializer::new(Value::Object(json), &mut track);

@@ -58,19 +58,22 @@ impl Upstream {
         Self { channel, max_response_bytes }
     }
 
-    fn client(&self) -> tonic::client::Grpc<Channel> {
-        tonic::client::Grpc::new(self.channel.clone()).max_decoding_message_size(self.max_response_bytes)
+    /// A client ready to call, and the method's path (`/package.Service/Method`).
+    async fn ready(&self, path: &str) -> Result<(tonic::client::Grpc<Channel>, http::uri::PathAndQuery), Status> {
+        let mut grpc =
+            tonic::client::Grpc::new(self.channel.clone()).max_decoding_message_size(self.max_response_bytes);
+        grpc.ready().await.map_err(|err| Status::unavailable(format!("the FoodFast server is unreachable: {err}")))?;
+        let path = path.parse().map_err(|_| Status::internal(format!("bad method path {path:?}")))?;
+        Ok((grpc, path))
     }
 
-    /// Calls the unary method at `path` (`/package.Service/Method`).
+    /// Calls the unary method at `path`.
     pub async fn unary(
         &self,
         path: &str,
         request: tonic::Request<Vec<u8>>,
     ) -> Result<tonic::Response<Vec<u8>>, Status> {
-        let mut grpc = self.client();
-        grpc.ready().await.map_err(|err| Status::unavailable(format!("the FoodFast server is unreachable: {err}")))?;
-        let path = path.parse().map_err(|_| Status::internal(format!("bad method path {path:?}")))?;
+        let (mut grpc, path) = self.ready(path).await?;
         grpc.unary(request, path, RawCodec).await
     }
 
@@ -80,9 +83,18 @@ impl Upstream {
         path: &str,
         request: tonic::Request<Vec<u8>>,
     ) -> Result<tonic::Response<tonic::codec::Streaming<Vec<u8>>>, Status> {
-        let mut grpc = self.client();
-        grpc.ready().await.map_err(|err| Status::unavailable(format!("the FoodFast server is unreachable: {err}")))?;
-        let path = path.parse().map_err(|_| Status::internal(format!("bad method path {path:?}")))?;
+        let (mut grpc, path) = self.ready(path).await?;
         grpc.server_streaming(request, path, RawCodec).await
+    }
+
+    /// Calls the client-streaming method at `path`, sending the messages as
+    /// the server takes them (HTTP/2 flow control paces `messages`).
+    pub async fn client_streaming(
+        &self,
+        path: &str,
+        request: tonic::Request<impl futures::Stream<Item = Vec<u8>> + Send + 'static>,
+    ) -> Result<tonic::Response<Vec<u8>>, Status> {
+        let (mut grpc, path) = self.ready(path).await?;
+        grpc.client_streaming(request, path, RawCodec).await
     }
 }

@@ -444,3 +444,90 @@ async fn anyone_follows_announcements_as_events_that_an_admin_publishes_over_res
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 }
+
+/// A noisy RGB image as PNG: large enough to travel in several chunks.
+fn photo_png(width: u32, height: u32) -> Vec<u8> {
+    let noise = |x: u32, y: u32| (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)).to_be_bytes();
+    let image = image::RgbImage::from_fn(width, height, |x, y| {
+        let [_, r, g, b] = noise(x, y);
+        image::Rgb([r, g, b])
+    });
+    let mut bytes = Vec::new();
+    image.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
+    bytes
+}
+
+#[tokio::test]
+async fn staff_upload_a_menu_photo_as_the_body_of_a_post_and_see_it_on_the_menu() {
+    use reqwest::Method;
+    let stack = Stack::start().await;
+    let admin = stack.user(Role::Admin, None).await;
+    let customer = stack.user(Role::Customer, None).await;
+    let Kitchen { restaurant_id, staff, item_id } = stack.kitchen(&admin).await;
+    let photo = photo_png(900, 700);
+    assert!(photo.len() > 4 * MAX_BODY, "far more than the JSON body limit: the upload is streamed");
+    let path = format!("/api/v1/uploads?targetKind=IMAGE_TARGET_KIND_MENU_ITEM&targetId={item_id}&fileName=soupe.png");
+    let post = |caller, body: Vec<u8>| {
+        stack.request(Method::POST, &path, Some(caller)).header("content-type", "image/png").body(body).send()
+    };
+
+    let response = post(&staff, photo.clone()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    let accepted: Value = response.json().await.unwrap();
+    let job_id = accepted["jobId"].as_str().unwrap();
+    assert_eq!(location, format!("/api/v1/uploads/{job_id}"), "Location is the job to poll");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let job = loop {
+        let (status, polled) = stack.call(Method::GET, &location, Some(&staff), None).await;
+        assert_eq!(status, StatusCode::OK, "{polled}");
+        match polled["job"]["state"].as_str().unwrap() {
+            "UPLOAD_JOB_STATE_SUCCEEDED" => break polled["job"].clone(),
+            "UPLOAD_JOB_STATE_QUEUED" | "UPLOAD_JOB_STATE_PROCESSING" => {}
+            other => panic!("the job ended {other}: {polled}"),
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the job is still running after 30 s: {polled}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let result_url = job["resultUrl"].as_str().unwrap();
+    assert!(!result_url.is_empty(), "{job}");
+    let (status, menu) =
+        stack.call(Method::GET, &format!("/api/v1/restaurants/{restaurant_id}/menu"), None, None).await;
+    assert_eq!(status, StatusCode::OK, "{menu}");
+    assert_eq!(menu["categories"][0]["items"][0]["imageUrl"], result_url, "the menu shows the processed photo");
+
+    // Only the restaurant's staff change its pictures.
+    let response = post(&customer, photo.clone()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let refused: Value = response.json().await.unwrap();
+    assert_eq!(refused["code"], "PERMISSION_DENIED", "{refused}");
+
+    // A digest that does not match the bytes: nothing is queued.
+    let response = stack
+        .request(Method::POST, &format!("{path}&sha256={}", "0".repeat(64)), Some(&staff))
+        .header("content-type", "image/png")
+        .body(photo.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let refused: Value = response.json().await.unwrap();
+    assert!(refused["message"].as_str().unwrap().contains("SHA-256"), "{refused}");
+
+    // Without Content-Length (a chunked body) the size is unknown up front.
+    let pieces = photo.chunks(64 * 1024).map(|piece| Ok::<_, std::io::Error>(piece.to_vec())).collect::<Vec<_>>();
+    let response = stack
+        .request(Method::POST, &path, Some(&staff))
+        .header("content-type", "image/png")
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(pieces)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::LENGTH_REQUIRED);
+    let refused: Value = response.json().await.unwrap();
+    assert!(refused["message"].as_str().unwrap().contains("Content-Length"), "{refused}");
+
+    let (status, wrong_verb) = stack.call(Method::GET, "/api/v1/uploads", Some(&staff), None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{wrong_verb}");
+}
