@@ -342,4 +342,7 @@ async fn an_image_whose_item_left_the_menu_before_processing_fails_and_changes_n
     );
     let shown = published_menu(&server, &restaurant.restaurant_id).await;
     assert_eq!(shown.menu_version, edited.menu_version, "the menu did not change again");
+    let processed = std::path::Path::new(&server.config.stores.objects.url).join("images/menu_item").join(&margherita);
+    let left: Vec<_> = std::fs::read_dir(&processed).map(|dir| dir.flatten().collect()).unwrap_or_default();
+    assert!(left.is_empty(), "the processed image of a gone target is not kept: {left:?}");
 }

@@ -202,7 +202,8 @@ impl Uploads {
         self.objects.put(&key, image).await?;
         let url = self.objects.public_url(&key);
         let (id, attempt, target, target_id) = (claimed.id, claimed.attempt, claimed.target, claimed.target_id);
-        self.postgres
+        let ended = self
+            .postgres
             .serializable(move |tx| {
                 let url = url.clone();
                 Box::pin(async move {
@@ -237,7 +238,16 @@ impl Uploads {
                     Ok::<_, TxError>(Some(Ended { job: job_from_row(&row)?, restaurant_id: shown.flatten() }))
                 })
             })
-            .await
+            .await?;
+        // Nothing will show an image whose target is gone. (A lost claim keeps
+        // it: the job's next holder writes the same key.)
+        if let Some(ended) = &ended
+            && ended.job.state == JobState::Failed
+            && let Err(err) = self.objects.delete(&key).await
+        {
+            tracing::warn!(job = %id, %key, error = %crate::Chain(&err), "could not delete an unused processed image");
+        }
+        Ok(ended)
     }
 
     /// Ends the job as failed, for `error`; `false` if the claim was lost.
