@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 
 use foodfast_store::StoresConfig;
 use foodfast_store::postgres::{Postgres, PostgresConfig};
+use foodfast_store::scylla::ScyllaConfig;
 
 mod cassandra;
+mod leftovers;
 mod pki;
 pub use cassandra::PrivateCassandra;
 pub use pki::Pki;
@@ -38,16 +40,30 @@ pub fn redis_tls_url() -> String {
     format!("rediss://127.0.0.1:{}/0", port("FOODFAST_REDIS_TLS_PORT", 6380))
 }
 
-/// A name no other test run uses.
+/// A name no other test run uses (and which tells when it was made).
 pub fn unique_name(prefix: &str) -> String {
-    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+    leftovers::name(prefix)
 }
 
-/// Creates an empty database of its own and returns its configuration.
+fn scylla_config() -> ScyllaConfig {
+    ScyllaConfig {
+        contact_points: vec![format!("127.0.0.1:{}", port("FOODFAST_CASSANDRA_PORT", 9042))],
+        ..Default::default()
+    }
+}
+
+/// Where the object directories of tests are.
+fn objects_root() -> PathBuf {
+    std::env::temp_dir().join("foodfast-objects")
+}
+
+/// Creates an empty database of its own and returns its configuration
+/// (the process's first call drops what earlier runs left).
 pub async fn fresh_postgres() -> PostgresConfig {
     let admin = PostgresConfig { url: format!("{}/postgres", postgres_server()), ..Default::default() };
-    let name = unique_name("test");
+    let name = unique_name(leftovers::PREFIX);
     let admin = Postgres::connect(&admin).await.expect("PostgreSQL from `make services` is not reachable");
+    leftovers::sweep_once(&admin, &scylla_config(), &objects_root()).await;
     admin
         .client()
         .await
@@ -62,11 +78,10 @@ pub async fn fresh_postgres() -> PostgresConfig {
 /// (created by migrating) and an object storage directory of its own.
 pub async fn fresh_stores() -> StoresConfig {
     let mut config = StoresConfig { postgres: fresh_postgres().await, ..Default::default() };
-    config.scylla.contact_points = vec![format!("127.0.0.1:{}", port("FOODFAST_CASSANDRA_PORT", 9042))];
-    config.scylla.keyspace = unique_name("test");
+    config.scylla = ScyllaConfig { keyspace: unique_name(leftovers::PREFIX), ..scylla_config() };
     config.redis.url = format!("redis://127.0.0.1:{}/0", port("FOODFAST_REDIS_PORT", 6379));
     // A directory of its own stands in for the bucket.
-    config.objects.url = std::env::temp_dir().join("foodfast-objects").join(unique_name("test")).display().to_string();
+    config.objects.url = objects_root().join(unique_name(leftovers::PREFIX)).display().to_string();
     config.connect_timeout = Duration::from_secs(30);
     config
 }
