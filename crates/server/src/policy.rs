@@ -266,11 +266,18 @@ where
                     tracing::error!(error = %foodfast_store::Chain(&err), action = %entry.action, "audit row not written");
                 }
             }
-            let mut frames = vec![Ok::<_, Infallible>(http_body::Frame::data(bytes))];
-            if let Some(trailers) = trailers {
-                frames.push(Ok(http_body::Frame::trailers(trailers)));
-            }
-            Ok(http::Response::from_parts(parts, Body::new(StreamBody::new(futures::stream::iter(frames)))))
+            let body = match trailers {
+                // Trailers-only (a refusal): the headers carry the status and
+                // must end the stream; grpc-go and grpcio read a body after
+                // them as a stream closed without trailers.
+                None if bytes.is_empty() => Body::empty(),
+                trailers => {
+                    let mut frames = vec![Ok::<_, Infallible>(http_body::Frame::data(bytes))];
+                    frames.extend(trailers.map(|trailers| Ok(http_body::Frame::trailers(trailers))));
+                    Body::new(StreamBody::new(futures::stream::iter(frames)))
+                }
+            };
+            Ok(http::Response::from_parts(parts, body))
         })
     }
 }

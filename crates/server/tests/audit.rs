@@ -52,3 +52,28 @@ async fn a_full_order_flow_leaves_one_row_per_change_naming_its_actor() {
     );
     assert!(trail.windows(2).all(|pair| pair[0].at <= pair[1].at));
 }
+
+/// A refused audited call (Login with a wrong password) answers
+/// trailers-only: the status in headers that end the stream, as grpc-go and
+/// grpcio expect. (The audit layer once sent an empty body after them, which
+/// those clients report as "server closed the stream without sending trailers".)
+#[tokio::test]
+async fn a_refused_audited_call_answers_with_headers_that_end_the_stream() {
+    use http_body::Body as _;
+    use prost::Message as _;
+
+    let server = common::TestServer::start().await;
+    let login = pb::LoginRequest { email: "nobody@example.com".into(), password: "not the password".into() };
+    let message = login.encode_to_vec();
+    let mut frame = vec![0];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    let request = http::Request::post(format!("http://{}/foodfast.v1.AccountService/Login", server.addr))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(tonic::body::Body::new(http_body_util::Full::new(bytes::Bytes::from(frame))))
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(server.channel.clone(), request).await.unwrap();
+    assert_eq!(response.headers()["grpc-status"], (tonic::Code::Unauthenticated as i32).to_string());
+    assert!(response.body().is_end_stream(), "nothing follows the headers");
+}
