@@ -8,9 +8,12 @@ SHELL := bash
 CARGO ?= cargo
 VENV := .local/venv
 PYTHON := $(VENV)/bin/python
+# The Go code generators of the stubs (gen/go), pinned.
+PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 FOODFAST_GRPC_ADDR ?= 127.0.0.1:50051
 
-.PHONY: help run test services stop migrate build build-release tools web lint lint-proto lint-chart \
+.PHONY: help run test services stop migrate build build-release tools web stubs lint lint-proto lint-chart lint-stubs \
         test-tools test-web test-rust test-interop bench-orders bench-ingest bench-tracking bench-gateway bench-dispatch \
         bench-ghz
 
@@ -24,7 +27,7 @@ help:
 run: services build-release web
 	FOODFAST_GRPC_ADDR=$(FOODFAST_GRPC_ADDR) scripts/run.sh
 
-test: services tools lint lint-chart test-tools test-web test-rust test-interop
+test: services tools lint lint-chart lint-stubs test-tools test-web test-rust test-interop
 
 ## Steps #####################################################################
 
@@ -43,11 +46,29 @@ build-release:
 migrate: build
 	target/debug/foodfast migrate
 
-# Developer tools from their registries: buf, esbuild and jsdom (npm); the
-# Python gRPC client used as an outside client in the interop test, and moto's
-# S3-compatible server that stands in for Amazon S3 in the object store's test
-# (PyPI).
-tools: node_modules/.package-lock.json $(VENV)/.installed
+# Developer tools from their registries: buf, esbuild, jsdom, TypeScript and
+# protoc-gen-es (npm); the Python gRPC client used as an outside client in the
+# interop test, grpcio-tools, and moto's S3-compatible server that stands in for
+# Amazon S3 in the object store's test (PyPI); protoc-gen-go and
+# protoc-gen-go-grpc (the Go module proxy, into .local/bin).
+tools: node_modules/.package-lock.json $(VENV)/.installed .local/bin/protoc-gen-go .local/bin/protoc-gen-go-grpc
+
+.local/bin/protoc-gen-go: Makefile
+	GOBIN=$(CURDIR)/.local/bin go install $(PROTOC_GEN_GO)
+
+.local/bin/protoc-gen-go-grpc: Makefile
+	GOBIN=$(CURDIR)/.local/bin go install $(PROTOC_GEN_GO_GRPC)
+
+# The Go, TypeScript and Python stubs in gen/, from proto/ (commit the result).
+stubs: tools
+	PYTHON=$(PYTHON) scripts/stubs.sh
+
+# gen/ matches proto/, and the stubs and their example clients compile.
+lint-stubs: tools
+	PYTHON=$(PYTHON) scripts/stubs.sh check
+	cd gen/go && go vet ./...
+	cd tests/stubs/go && go vet ./...
+	npx --no-install tsc -p tests/stubs/ts/tsconfig.json
 
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
