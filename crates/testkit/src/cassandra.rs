@@ -100,6 +100,12 @@ impl PrivateCassandra {
     /// `scripts/services.sh` last wrote it), starts it and waits until it
     /// answers CQL. Blocks for up to a few minutes.
     pub fn launch() -> Self {
+        Self::launch_with("")
+    }
+
+    /// [`launch`](Self::launch) with `settings` (YAML, keys the shared
+    /// configuration does not set) added to `cassandra.yaml`.
+    pub fn launch_with(settings: &str) -> Self {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root");
         let shared = root.join(".local/cassandra");
         let native_port = free_port();
@@ -136,6 +142,7 @@ impl PrivateCassandra {
         }
         assert_eq!(rewritten, 3, "cassandra.yaml of the shared node lacks a port or cluster_name line");
         assert!(yaml.contains(path_str(&own_data)), "cassandra.yaml of the shared node names no data directory");
+        yaml.push_str(settings);
         std::fs::write(dir.join("conf/cassandra.yaml"), yaml).expect("write cassandra.yaml");
         let logback = template("logback.xml").replace(path_str(&shared.join("logs")), path_str(&dir.join("logs")));
         std::fs::write(dir.join("conf/logback.xml"), logback).expect("write logback.xml");
@@ -278,8 +285,10 @@ fn cql_answers(port: u16) -> bool {
         let mut stream = TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(2))?;
         stream.set_read_timeout(Some(Duration::from_secs(5)))?;
         stream.write_all(b"\x04\x00\x00\x01\x01\x00\x00\x00\x16\x00\x01\x00\x0bCQL_VERSION\x00\x053.0.0")?;
-        if read_frame(&mut stream)? != 0x02 {
-            return Ok(false); // not READY
+        match read_frame(&mut stream)? {
+            0x02 => {}               // READY
+            0x03 => return Ok(true), // AUTHENTICATE: up, and its queries need credentials
+            _ => return Ok(false),
         }
         let query = b"SELECT release_version FROM system.local";
         let mut body = (query.len() as u32).to_be_bytes().to_vec();
