@@ -445,18 +445,6 @@ async fn anyone_follows_announcements_as_events_that_an_admin_publishes_over_res
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 }
 
-/// A noisy RGB image as PNG: large enough to travel in several chunks.
-fn photo_png(width: u32, height: u32) -> Vec<u8> {
-    let noise = |x: u32, y: u32| (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)).to_be_bytes();
-    let image = image::RgbImage::from_fn(width, height, |x, y| {
-        let [_, r, g, b] = noise(x, y);
-        image::Rgb([r, g, b])
-    });
-    let mut bytes = Vec::new();
-    image.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
-    bytes
-}
-
 #[tokio::test]
 async fn staff_upload_a_menu_photo_as_the_body_of_a_post_and_see_it_on_the_menu() {
     use reqwest::Method;
@@ -464,7 +452,7 @@ async fn staff_upload_a_menu_photo_as_the_body_of_a_post_and_see_it_on_the_menu(
     let admin = stack.user(Role::Admin, None).await;
     let customer = stack.user(Role::Customer, None).await;
     let Kitchen { restaurant_id, staff, item_id } = stack.kitchen(&admin).await;
-    let photo = photo_png(900, 700);
+    let photo = common::photo_png(900, 700);
     assert!(photo.len() > 4 * MAX_BODY, "far more than the JSON body limit: the upload is streamed");
     let path = format!("/api/v1/uploads?targetKind=IMAGE_TARGET_KIND_MENU_ITEM&targetId={item_id}&fileName=soupe.png");
     let post = |caller, body: Vec<u8>| {

@@ -1,6 +1,7 @@
 //! The browser pages (`web/`, built by `make web`) served by the gateway and
 //! used as people use them, under jsdom (`web/test/pages.mjs`): the
-//! dashboard moves an order on, the tracking page shows each step live.
+//! dashboard replaces a menu photo and moves an order on, the tracking page
+//! shows each step live.
 
 mod common;
 
@@ -59,6 +60,8 @@ async fn staff_move_an_order_on_from_the_dashboard_and_the_customer_sees_each_st
     let kitchen = stack.kitchen(&admin).await;
     let order_id = stack.placed_order(&customer, &kitchen).await;
     let staff = kitchen.staff;
+    let photo = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(photo.path(), common::photo_png(640, 480)).unwrap();
 
     let mut pages = NodeScript::start(
         "web/test/pages.mjs",
@@ -68,6 +71,7 @@ async fn staff_move_an_order_on_from_the_dashboard_and_the_customer_sees_each_st
             ("CUSTOMER_EMAIL", stack.email(&customer)),
             ("PASSWORD", PASSWORD.into()),
             ("ORDER_ID", order_id.clone()),
+            ("PHOTO", photo.path().display().to_string()),
         ],
     );
 
@@ -76,6 +80,18 @@ async fn staff_move_an_order_on_from_the_dashboard_and_the_customer_sees_each_st
     assert!(refused["error"].as_str().unwrap().contains("email or password"), "the server's message: {refused}");
     let dashboard = pages.next().await;
     assert_eq!(dashboard, json!({"step": "dashboard", "status": "Pending", "live": "Live · 1 open"}));
+    let photo = pages.next().await;
+    assert_eq!(
+        (&photo["step"], &photo["item"], &photo["state"]),
+        (&json!("photo"), &json!(kitchen.item_id), &json!("Photo updated")),
+        "{photo}"
+    );
+    let (status, menu) =
+        stack.call(Method::GET, &format!("/api/v1/restaurants/{}/menu", kitchen.restaurant_id), None, None).await;
+    assert_eq!(status, StatusCode::OK, "{menu}");
+    let shown = &menu["categories"][0]["items"][0]["imageUrl"];
+    assert!(shown.as_str().is_some_and(|url| url.ends_with(".jpg")), "the processed photo is on the menu: {menu}");
+    assert_eq!(&photo["src"], shown, "the dashboard shows the menu's new photo");
     let tracking = pages.next().await;
     assert_eq!(tracking, json!({"step": "tracking", "status": "Pending", "restaurant": "Chez REST"}));
     for (step, shown) in

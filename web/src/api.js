@@ -129,6 +129,49 @@ export async function keepOpen({ session, open, onMessage, onState, signal }) {
   }
 }
 
+/// The image types uploads take (UploadMetadata.content_type).
+export const IMAGE_TYPES = ["image/jpeg", "image/png", "image/webp"];
+
+/// A REST call to the gateway with the session's token (refreshed once
+/// after a 401); its JSON answer, or an Error with the server's message.
+async function rest(session, url, init = {}) {
+  for (let attempt = 0; ; attempt++) {
+    const headers = { ...init.headers };
+    if (session.accessToken) headers.authorization = `Bearer ${session.accessToken}`;
+    const response = await fetch(url, { ...init, headers });
+    if (response.status === 401 && attempt === 0 && (await session.refresh())) continue;
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(body.message || `HTTP ${response.status}`);
+    return { body, location: response.headers.get("location") };
+  }
+}
+
+/// Milliseconds of a JSON Duration ("1.500s"), or `fallback`.
+export function durationMs(duration, fallback) {
+  const seconds = Number.parseFloat(duration ?? "");
+  return Number.isFinite(seconds) ? seconds * 1000 : fallback;
+}
+
+/// Uploads `file` as the image of a target (POST /api/v1/uploads: grpc-web
+/// has no client streams), then follows its job as it asks to be polled.
+/// Resolves with the succeeded job; rejects with why it failed.
+export async function uploadImage(session, { targetKind, targetId, file, onJob = () => {} },
+  origin = window.location.origin) {
+  const query = new URLSearchParams({ targetKind, targetId, fileName: file.name });
+  const { location } = await rest(session, `${origin}/api/v1/uploads?${query}`, {
+    method: "POST",
+    headers: { "content-type": file.type },
+    body: await file.arrayBuffer(),
+  });
+  for (;;) {
+    const { body: { job } } = await rest(session, `${origin}${location}`);
+    onJob(job);
+    if (job.state === "UPLOAD_JOB_STATE_SUCCEEDED") return job;
+    if (job.state === "UPLOAD_JOB_STATE_FAILED") throw new Error(job.error);
+    await new Promise((resolve) => setTimeout(resolve, durationMs(job.pollAfter, 500)));
+  }
+}
+
 /// "ORDER_STATUS_READY_FOR_PICKUP" → "Ready for pickup".
 export function enumLabel(registry, enumName, value) {
   const prefix = `${enumName.replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase()}_`;

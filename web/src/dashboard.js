@@ -1,9 +1,11 @@
 // The restaurant dashboard: WatchOrders over grpc-web (open orders, then
-// every change; resumed from its cursor when the connection drops), and
-// the kitchen's next step on each order through UpdateOrderStatus.
+// every change; resumed from its cursor when the connection drops), the
+// kitchen's next step on each order through UpdateOrderStatus, and the menu's
+// photos, replaced by uploading a new one.
 
 import {
-  connectApi, describe, element, enumLabel, formatMoney, formatTime, keepOpen, signedInProfile,
+  IMAGE_TYPES, connectApi, describe, element, enumLabel, formatMoney, formatTime, keepOpen, signedInProfile,
+  uploadImage,
 } from "./api.js";
 
 /// The step each open status allows, as UpdateOrderStatus names it.
@@ -27,6 +29,10 @@ async function main() {
     return;
   }
   $("who").textContent = `Signed in as ${profile.displayName}`;
+  showMenu(api, restaurantId).catch((error) => {
+    $("menu").hidden = false;
+    $("menu-error").textContent = describe(error);
+  });
   const board = new Board(api);
   let cursor = "";
   await keepOpen({
@@ -38,6 +44,42 @@ async function main() {
     },
     onState: (state, error) => board.connection(state, error),
   });
+}
+
+/// Each item of the menu with its photo and a file input that replaces it.
+async function showMenu(api, restaurantId) {
+  const menu = await api.restaurants.getMenu({ restaurantId });
+  $("menu").hidden = false;
+  for (const item of menu.categories.flatMap((category) => category.items)) {
+    const photo = element("img", { class: "photo", alt: "" });
+    if (item.imageUrl) photo.src = item.imageUrl;
+    const state = element("span", { class: "upload-state", role: "status" });
+    const input = element("input", { type: "file", name: "photo", accept: IMAGE_TYPES.join(",") });
+    input.addEventListener("change", () => replacePhoto(api, item, input, photo, state));
+    $("items").append(element("li", { "data-item-id": item.itemId }, photo, element("span", {}, item.name), input, state));
+  }
+}
+
+async function replacePhoto(api, item, input, photo, state) {
+  const [file] = input.files;
+  if (!file) return;
+  input.disabled = true;
+  state.textContent = "Uploading…";
+  try {
+    const job = await uploadImage(api.session, {
+      targetKind: "IMAGE_TARGET_KIND_MENU_ITEM",
+      targetId: item.itemId,
+      file,
+      onJob: (job) => { state.textContent = `Processing… ${job.progressPercent}%`; },
+    });
+    photo.src = job.resultUrl;
+    state.textContent = "Photo updated";
+  } catch (failure) {
+    state.textContent = describe(failure);
+  } finally {
+    input.disabled = false;
+    input.value = "";
+  }
 }
 
 class Board {

@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Code, ConnectError, describe, keepOpen } from "../src/api.js";
+import { Code, ConnectError, describe, durationMs, keepOpen } from "../src/api.js";
 
 /// A stream that yields `messages`, then ends or throws `error`.
 function scripted(messages, error) {
@@ -69,4 +69,11 @@ test("a final refusal ends it without another try", async () => {
 test("an error reads as the server's message", () => {
   assert.equal(describe(new ConnectError("wrong email or password", Code.Unauthenticated)), "wrong email or password");
   assert.equal(describe(new Error("offline")), "offline");
+});
+
+test("a JSON duration is read as milliseconds, anything else as the fallback", () => {
+  assert.equal(durationMs("1.500s", 500), 1500);
+  assert.equal(durationMs("0s", 500), 0);
+  assert.equal(durationMs(undefined, 500), 500);
+  assert.equal(durationMs("soon", 500), 500);
 });

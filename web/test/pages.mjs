@@ -1,12 +1,15 @@
 // The pages as a browser runs them (jsdom: the gateway's HTML, its bundled
 // scripts, Node's fetch underneath connect-web), driven as people use them:
-// a member of staff signs in to the dashboard (once with a wrong password),
-// the customer signs in to the tracking page, the staff moves the order on
-// step by step, and the tracking page shows each step as it happens. Run by
-// gateway/tests/web_pages.rs, which reads one JSON line per observation.
+// a member of staff signs in to the dashboard (once with a wrong password)
+// and replaces a menu photo, the customer signs in to the tracking page, the
+// staff moves the order on step by step, and the tracking page shows each step
+// as it happens. Run by gateway/tests/web_pages.rs, which reads one JSON line
+// per observation.
 //
-// Environment: FOODFAST_GATEWAY_URL, STAFF_EMAIL, CUSTOMER_EMAIL, PASSWORD, ORDER_ID.
+// Environment: FOODFAST_GATEWAY_URL, STAFF_EMAIL, CUSTOMER_EMAIL, PASSWORD, ORDER_ID,
+// PHOTO (a PNG file).
 
+import { readFileSync } from "node:fs";
 import { JSDOM, VirtualConsole } from "jsdom";
 
 setTimeout(() => fail(new Error("timed out after 90 s")), 90_000).unref();
@@ -73,6 +76,19 @@ try {
   await until("the order on the dashboard", row);
   await until("the dashboard to be live", () => text(dashboard, "live").startsWith("Live"));
   say({ step: "dashboard", status: row().querySelector(".status").textContent, live: text(dashboard, "live") });
+
+  // A person picks a file for the first item's photo.
+  const item = await until("the menu on the dashboard", () => dashboard.document.querySelector("#items li"));
+  const input = item.querySelector("input[type=file]");
+  const photo = new dashboard.File([readFileSync(env("PHOTO"))], "soupe.png", { type: "image/png" });
+  Object.defineProperty(input, "files", { value: [photo] });
+  input.dispatchEvent(new dashboard.Event("change"));
+  const uploadState = () => item.querySelector(".upload-state").textContent;
+  const ended = await until("the photo's upload to end", () => {
+    const state = uploadState();
+    return state && state !== "Uploading…" && !state.startsWith("Processing") && state;
+  }, 60);
+  say({ step: "photo", item: item.dataset.itemId, state: ended, src: item.querySelector("img").getAttribute("src") });
 
   const tracking = await open(`/track.html?order=${encodeURIComponent(orderId)}`);
   await signIn(tracking, env("CUSTOMER_EMAIL"), env("PASSWORD"));

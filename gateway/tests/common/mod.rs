@@ -326,3 +326,16 @@ impl NodeScript {
         assert!(exit.success(), "{exit}");
     }
 }
+
+/// A noisy RGB image as PNG: it does not compress to nothing, so a large one
+/// travels in several chunks.
+pub fn photo_png(width: u32, height: u32) -> Vec<u8> {
+    let noise = |x: u32, y: u32| (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)).to_be_bytes();
+    let image = image::RgbImage::from_fn(width, height, |x, y| {
+        let [_, r, g, b] = noise(x, y);
+        image::Rgb([r, g, b])
+    });
+    let mut bytes = Vec::new();
+    image.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
+    bytes
+}
