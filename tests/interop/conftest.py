@@ -1,5 +1,5 @@
-"""The stack the interop tests talk to: `foodfast serve` and
-`foodfast-gateway` as processes of their own on loopback ports, on a database
+"""The stack the interop tests talk to: `foodfast serve`, `foodfast-gateway`
+and the payment sandbox as processes of their own on loopback ports, on a database
 and keyspace of their own (migrated and seeded) in the stores `make services`
 started. The names follow the Rust tests' (`test_<unix seconds>_<uuid>`), so
 their sweep drops them once they are old."""
@@ -19,6 +19,7 @@ from grpc_health.v1 import health_pb2_grpc
 from test_grpc_interop import BINARY, REPO, free_port, wait_serving
 
 GATEWAY = REPO / "target" / "debug" / "foodfast-gateway"
+SANDBOX = REPO / "target" / "debug" / "foodfast-payment-sandbox"
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,10 @@ def fresh_database() -> dict:
 
 @pytest.fixture(scope="module")
 def gateway():
-    grpc_port, http_port = free_port(), free_port()
+    grpc_port, http_port, payments_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FOODFAST_")}
     env.update(fresh_database())
+    env["FOODFAST_PAYMENTS_URL"] = f"http://127.0.0.1:{payments_port}"
     env["FOODFAST_AUTH_KEYS"] = f"interop:{secrets.token_hex(32)}"
     env["FOODFAST_GRPC_ADDR"] = f"127.0.0.1:{grpc_port}"
     env["FOODFAST_GATEWAY_ADDR"] = f"127.0.0.1:{http_port}"
@@ -72,6 +74,7 @@ def gateway():
         [str(BINARY), "token", "--email", "customer1@demo.foodfast"],
         env=env, check=True, capture_output=True, text=True,
     ).stdout.strip()
+    payments = subprocess.Popen([str(SANDBOX), "--listen", f"127.0.0.1:{payments_port}"], env=env)
     server = subprocess.Popen([str(BINARY), "serve"], env=env)
     proxy = subprocess.Popen([str(GATEWAY)], env=env)
     try:
@@ -82,7 +85,7 @@ def gateway():
         wait_http(f"{base}/api/v1/openapi.json")
         yield Stack(base=base, grpc_target=grpc_target, token=token)
     finally:
-        for process in (proxy, server):
+        for process in (proxy, server, payments):
             process.terminate()
-        for process in (proxy, server):
+        for process in (proxy, server, payments):
             assert process.wait(timeout=30) == 0

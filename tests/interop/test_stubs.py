@@ -1,13 +1,15 @@
 """The generated stubs in gen/ calling a real FoodFast: Python and Go over
 gRPC, TypeScript over grpc-web through the gateway, as a browser calls it.
 Each client signs in as a seeded customer, reads its profile, finds the
-nearest restaurant, prices a cart from its menu and sends one bad request;
-all three must see the same answers."""
+nearest restaurant, prices a cart from its menu, places the order and follows
+it on a TrackOrder stream while cancelling it, and sends bad requests; all
+three must see the same answers."""
 
 import json
 import os
 import subprocess
 import sys
+import uuid
 
 import grpc
 
@@ -29,6 +31,8 @@ from foodfast.v1 import (  # noqa: E402  (the stubs live under gen/python)
     order_pb2_grpc,
     restaurant_pb2,
     restaurant_pb2_grpc,
+    tracking_pb2,
+    tracking_pb2_grpc,
 )
 
 
@@ -47,6 +51,7 @@ def python_client(target: str) -> list[dict]:
         accounts = account_pb2_grpc.AccountServiceStub(channel)
         restaurants = restaurant_pb2_grpc.RestaurantServiceStub(channel)
         orders = order_pb2_grpc.OrderServiceStub(channel)
+        tracking = tracking_pb2_grpc.TrackingServiceStub(channel)
 
         wrong = account_pb2.LoginRequest(email=EMAIL, password="not the password")
         lines.append(refusal("wrong_password", lambda: accounts.Login(wrong, timeout=30)))
@@ -75,6 +80,29 @@ def python_client(target: str) -> list[dict]:
         )
         total = quote.price.total
         lines.append({"step": "quote", "item_id": item.item_id, "currency": total.currency_code, "total": total.amount})
+
+        placed = orders.CreateOrder(
+            order_pb2.CreateOrderRequest(
+                idempotency_key=str(uuid.uuid4()),
+                restaurant_id=nearest.restaurant_id,
+                items=[order_pb2.CartItem(item_id=item.item_id, quantity=2)],
+                delivery_address=common_pb2.Address(location=common_pb2.LatLng(**HERE), formatted="1 Rue de Rivoli"),
+                payment_method_id="pm_card_visa",
+            ),
+            metadata=authed,
+            timeout=30,
+        ).order
+        stream = tracking.TrackOrder(
+            tracking_pb2.TrackOrderRequest(order_id=placed.order_id), metadata=authed, timeout=60
+        )
+        first = next(stream)
+        assert first.WhichOneof("payload") == "snapshot", first
+        statuses = [first.snapshot.order.status]
+        orders.CancelOrder(
+            order_pb2.CancelOrderRequest(order_id=placed.order_id, reason="changed my mind"), metadata=authed, timeout=30
+        )
+        statuses += [message.event.status for message in stream if message.WhichOneof("payload") == "event"]
+        lines.append({"step": "tracked", "total": placed.price.total.amount, "statuses": statuses})
 
         malformed = order_pb2.GetOrderRequest(order_id="not-an-id")
         lines.append(refusal("malformed_id", lambda: orders.GetOrder(malformed, metadata=authed, timeout=30)))
@@ -117,13 +145,15 @@ def typescript_client(gateway_url: str) -> list[dict]:
 
 def test_python_go_and_typescript_stubs_see_the_same_answers(gateway):
     python = python_client(gateway.grpc_target)
-    steps = ["wrong_password", "profile", "nearest", "quote", "malformed_id"]
+    steps = ["wrong_password", "profile", "nearest", "quote", "tracked", "malformed_id"]
     assert [line["step"] for line in python] == steps, python
-    wrong_password, profile, nearest, quote, malformed = python
+    wrong_password, profile, nearest, quote, tracked, malformed = python
     assert wrong_password["code"] == grpc.StatusCode.UNAUTHENTICATED.value[0], wrong_password
     assert (profile["email"], profile["role"]) == (EMAIL, common_pb2.ROLE_CUSTOMER)
     assert nearest["restaurant_id"] and nearest["name"]
     assert quote["currency"] == "EUR" and float(quote["total"]) > 0, quote
+    assert tracked["total"] == quote["total"], "the order costs what the quote said"
+    assert tracked["statuses"] == [common_pb2.ORDER_STATUS_PENDING, common_pb2.ORDER_STATUS_CANCELLED], tracked
     assert malformed["code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0], malformed
     assert "order_id" in malformed["message"], malformed
 

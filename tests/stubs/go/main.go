@@ -1,6 +1,7 @@
 // A FoodFast client built on the generated Go stubs (gen/go), over gRPC: it
 // signs in as a seeded customer, reads its profile, finds the nearest
-// restaurant, prices a cart from its menu and sends one bad request, printing
+// restaurant, prices a cart from its menu, places the order and follows it on
+// a TrackOrder stream while cancelling it, and sends bad requests, printing
 // one JSON line per step. tests/interop/test_stubs.py runs it next to the
 // Python and TypeScript clients and compares what they saw.
 //
@@ -10,7 +11,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -67,6 +70,7 @@ func main() {
 	accounts := foodfastv1.NewAccountServiceClient(conn)
 	restaurants := foodfastv1.NewRestaurantServiceClient(conn)
 	orders := foodfastv1.NewOrderServiceClient(conn)
+	tracking := foodfastv1.NewTrackingServiceClient(conn)
 
 	_, err = accounts.Login(ctx, &foodfastv1.LoginRequest{Email: os.Getenv("FOODFAST_EMAIL"), Password: "not the password"})
 	say(refusal("wrong_password", err))
@@ -115,6 +119,43 @@ func main() {
 	}
 	total := quote.GetPrice().GetTotal()
 	say(map[string]any{"step": "quote", "item_id": item.GetItemId(), "currency": total.GetCurrencyCode(), "total": total.GetAmount()})
+
+	placed, err := orders.CreateOrder(authed, &foodfastv1.CreateOrderRequest{
+		IdempotencyKey:  fmt.Sprintf("stubs-go-%d", time.Now().UnixNano()),
+		RestaurantId:    nearest.GetRestaurantId(),
+		Items:           []*foodfastv1.CartItem{{ItemId: item.GetItemId(), Quantity: 2}},
+		DeliveryAddress: &foodfastv1.Address{Location: here, Formatted: "1 Rue de Rivoli"},
+		PaymentMethodId: "pm_card_visa",
+	})
+	if err != nil {
+		fail(err)
+	}
+	orderID := placed.GetOrder().GetOrderId()
+	stream, err := tracking.TrackOrder(authed, &foodfastv1.TrackOrderRequest{OrderId: orderID})
+	if err != nil {
+		fail(err)
+	}
+	first, err := stream.Recv()
+	if err != nil || first.GetSnapshot() == nil {
+		fail(fmt.Errorf("TrackOrder did not start with a snapshot: %v %v", first, err))
+	}
+	statuses := []int32{int32(first.GetSnapshot().GetOrder().GetStatus())}
+	if _, err := orders.CancelOrder(authed, &foodfastv1.CancelOrderRequest{OrderId: orderID, Reason: "changed my mind"}); err != nil {
+		fail(err)
+	}
+	for {
+		message, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			fail(err)
+		}
+		if event := message.GetEvent(); event != nil {
+			statuses = append(statuses, int32(event.GetStatus()))
+		}
+	}
+	say(map[string]any{"step": "tracked", "total": placed.GetOrder().GetPrice().GetTotal().GetAmount(), "statuses": statuses})
 
 	_, err = orders.GetOrder(authed, &foodfastv1.GetOrderRequest{OrderId: "not-an-id"})
 	say(refusal("malformed_id", err))
