@@ -82,9 +82,12 @@ web: node_modules/.package-lock.json
 test-web: web
 	node --test web/test/*.test.mjs
 
-$(VENV)/.installed: tests/interop/requirements.txt
+# With the Python stubs of gen/python installed as a package, as a service would.
+$(VENV)/.installed: tests/interop/requirements.txt gen/python/pyproject.toml $(wildcard gen/python/foodfast/v1/*.py)
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check ./gen/python
+	rm -rf gen/python/build gen/python/*.egg-info
 	touch $@
 
 lint: lint-proto

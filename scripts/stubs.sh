@@ -8,8 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-.local/venv/bin/python}
-# What this script writes (gen/go/go.mod and go.sum are the module's own).
-generated=(go/foodfast ts python)
+# What this script writes (gen/go/go.mod, go.sum and gen/python/pyproject.toml
+# are the packages' own).
+generated=(go/foodfast ts python/foodfast)
 
 generate() {
     local out=$1

@@ -8,22 +8,12 @@ three must see the same answers."""
 import json
 import os
 import subprocess
-import sys
 import uuid
 
 import grpc
 
-from test_grpc_interop import REPO
-
-GEN = REPO / "gen"
-EMAIL = "customer1@demo.foodfast"
-PASSWORD = "foodfast-demo"
-# Paris, where `foodfast seed` puts its restaurants.
-HERE = {"lat": 48.8566, "lng": 2.3522}
-
-sys.path.insert(0, str(GEN / "python"))
-
-from foodfast.v1 import (  # noqa: E402  (the stubs live under gen/python)
+# The package gen/python, which `make tools` installs.
+from foodfast.v1 import (
     account_pb2,
     account_pb2_grpc,
     common_pb2,
@@ -34,6 +24,13 @@ from foodfast.v1 import (  # noqa: E402  (the stubs live under gen/python)
     tracking_pb2,
     tracking_pb2_grpc,
 )
+
+from test_grpc_interop import REPO
+
+EMAIL = "customer1@demo.foodfast"
+PASSWORD = "foodfast-demo"
+# Paris, where `foodfast seed` puts its restaurants.
+HERE = {"lat": 48.8566, "lng": 2.3522}
 
 
 def plain_item(menu):
