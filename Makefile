@@ -13,7 +13,7 @@ PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 FOODFAST_GRPC_ADDR ?= 127.0.0.1:50051
 
-.PHONY: help run test services stop migrate build build-release tools web stubs lint lint-proto lint-chart lint-stubs \
+.PHONY: help run test services stop migrate build build-release tools web stubs lint lint-proto lint-chart lint-stubs proto-baseline \
         test-tools test-web test-rust test-interop bench-orders bench-ingest bench-tracking bench-gateway bench-dispatch \
         bench-ghz
 
@@ -94,9 +94,17 @@ lint: lint-proto
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
+# The contract builds, follows the lint rules, and breaks nothing its clients
+# (the stubs in every language) were built against: no field renumbered,
+# renamed or retyped, no RPC or message removed since the baseline.
 lint-proto: node_modules/.package-lock.json
 	npx --no-install buf lint
 	npx --no-install buf build -o /dev/null
+	npx --no-install buf breaking --against proto/foodfast-v1.baseline.binpb
+
+# Records the contract as released: later changes are checked against it.
+proto-baseline: node_modules/.package-lock.json
+	npx --no-install buf build -o proto/foodfast-v1.baseline.binpb
 
 # The Helm chart (helm/foodfast): helm lint --strict, helm template and
 # kubeconform -strict, with the default and the production-like values. Pinned
