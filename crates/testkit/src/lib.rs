@@ -86,9 +86,19 @@ pub async fn fresh_stores() -> StoresConfig {
     config
 }
 
-/// A loopback port nobody listens on right now.
+/// A loopback port nobody listens on right now, and none this process was
+/// given before: nothing listens on a port between two calls, so the kernel
+/// may well hand out the same one twice (a server's gRPC and admin ports
+/// once collided that way).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port");
+        if GIVEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A Redis server of the test's own, so a test can stop and start it without
