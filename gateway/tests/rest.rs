@@ -56,6 +56,16 @@ async fn a_customer_finds_orders_and_follows_an_order_over_rest() {
     let second: Value = place().await.unwrap().json().await.unwrap();
     let order_id = first["order"]["orderId"].as_str().unwrap().to_string();
     assert_eq!(second["order"]["orderId"], order_id.as_str(), "the header is the idempotency key");
+    let mut different = order.clone();
+    different["customerNote"] = json!("ring twice");
+    let reused = stack
+        .request(Method::POST, "/api/v1/orders", Some(&customer))
+        .header("Idempotency-Key", &key)
+        .json(&different)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reused.status(), StatusCode::CONFLICT, "the key was used for another request");
 
     let (status, got) = stack.call(Method::GET, &format!("/api/v1/orders/{order_id}"), Some(&customer), None).await;
     assert_eq!((status, got["order"]["status"].as_str()), (StatusCode::OK, Some("ORDER_STATUS_PENDING")));

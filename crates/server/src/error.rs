@@ -85,7 +85,7 @@ impl From<ApiError> for Status {
             ApiError::Transition(TransitionError::NotPermitted { .. }) => Code::PermissionDenied,
             ApiError::Transition(_) => Code::FailedPrecondition,
             ApiError::OfferClosed(_) => Code::FailedPrecondition,
-            ApiError::IdempotencyKeyReused(_) => Code::FailedPrecondition,
+            ApiError::IdempotencyKeyReused(_) => Code::AlreadyExists,
             ApiError::Aborted(_) => Code::Aborted,
             ApiError::PaymentDeclined(_) => Code::FailedPrecondition,
             ApiError::InvalidCredentials | ApiError::RefreshRefused(_) => Code::Unauthenticated,

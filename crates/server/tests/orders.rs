@@ -148,7 +148,7 @@ async fn twenty_concurrent_retries_with_one_key_make_one_order() {
     let mut different = shop.order_request("same-key", "pm_card_visa");
     different.items[0].quantity = 3;
     let err = shop.server.orders(Some(&customer)).create_order(different).await.unwrap_err();
-    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(err.code(), Code::AlreadyExists, "as the contract says");
     assert!(err.message().contains("idempotency key"), "{}", err.message());
     assert_eq!(shop.order_count().await, 1);
 }
