@@ -69,6 +69,8 @@ export FOODFAST_REDIS_URL=redis://127.0.0.1:${FOODFAST_REDIS_PORT:-6379}/${FOODF
 export FOODFAST_SCYLLA_CONTACT_POINTS=127.0.0.1:${FOODFAST_CASSANDRA_PORT:-9042}
 export FOODFAST_SCYLLA_KEYSPACE=${FOODFAST_GHZ_KEYSPACE:-foodfast_ghz}
 export FOODFAST_LOG=${FOODFAST_LOG:-warn}
+# One customer places every CreateOrder: no customer limit applies.
+export FOODFAST_ORDER_RATE_MAX=1000000 FOODFAST_ORDER_RATE_WINDOW=1s
 FOODFAST_AUTH_KEYS=bench:$(head -c 96 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 48)
 export FOODFAST_AUTH_KEYS
 "$bin/foodfast" migrate

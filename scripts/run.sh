@@ -30,6 +30,8 @@ sandbox_addr=${FOODFAST_SANDBOX_ADDR:-127.0.0.1:8099}
 sandbox=$!
 export FOODFAST_PAYMENTS_URL=${FOODFAST_PAYMENTS_URL:-http://$sandbox_addr}
 
+# The demo's 50 customers order 0.5/s between them, more than a real person would.
+export FOODFAST_ORDER_RATE_MAX=${FOODFAST_ORDER_RATE_MAX:-200}
 grpc_addr=${FOODFAST_GRPC_ADDR:-127.0.0.1:50051}
 gateway_addr=${FOODFAST_GATEWAY_ADDR:-127.0.0.1:8080}
 FOODFAST_GATEWAY_ADDR=$gateway_addr FOODFAST_GATEWAY_UPSTREAM=http://$grpc_addr "$bin/foodfast-gateway" &

@@ -10,6 +10,7 @@ use foodfast_payment_sandbox::Sandbox;
 use foodfast_server::auth::{TokenKey, Tokens};
 use foodfast_server::config::Config;
 use foodfast_store::postgres::{Postgres, PostgresConfig};
+use foodfast_store::throttle::RatePolicy;
 use foodfast_store::users::{NewUser, Users};
 use foodfast_store::{Stores, migrate};
 use tokio::net::TcpListener;
@@ -52,6 +53,8 @@ impl InProcessServer {
         let sandbox = Sandbox::start("127.0.0.1:0".parse()?).await;
         let signing_key = format!("loadgen:{}", Uuid::new_v4().simple());
         let mut config = Config { stores: foodfast_testkit::fresh_stores().await, ..Config::default() };
+        // A few simulated customers place every order: no customer limit applies.
+        config.service.order_rate = RatePolicy { max: 1_000_000, window: Duration::from_secs(1) };
         adjust(&mut config);
         config.auth.keys = vec![signing_key.clone()];
         config.payments.base_url = sandbox.base_url();

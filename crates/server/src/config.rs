@@ -18,7 +18,7 @@ use foodfast_domain::zones::{Zone, Zones};
 use foodfast_payments::PaymentsConfig;
 use foodfast_store::StoresConfig;
 use foodfast_store::locations::LocationWriterConfig;
-use foodfast_store::throttle::ThrottlePolicy;
+use foodfast_store::throttle::{RatePolicy, ThrottlePolicy};
 
 use foodfast_telemetry::TracesConfig;
 
@@ -334,6 +334,9 @@ pub struct ServiceSettings {
     /// How long a retry waits for an in-flight CreateOrder with its key.
     #[serde(with = "humantime_serde")]
     pub idempotency_wait: Duration,
+    /// Orders one customer may place (new idempotency keys; retries are
+    /// free) per window, counted in Redis across replicas.
+    pub order_rate: RatePolicy,
     /// Messages a WatchOrders stream buffers for a slow client before it
     /// stops reading (backpressure).
     pub watch_buffer: usize,
@@ -355,6 +358,7 @@ impl Default for ServiceSettings {
             menu_cache_ttl: Duration::from_secs(300),
             idempotency_stale_after: Duration::from_secs(30),
             idempotency_wait: Duration::from_secs(10),
+            order_rate: RatePolicy { max: 20, window: Duration::from_secs(3600) },
             watch_buffer: 64,
             watch_heartbeat: Duration::from_secs(15),
             watch_poll_interval: Duration::from_secs(2),
@@ -601,6 +605,16 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting { env: "FOODFAST_MENU_CACHE_TTL", key: "service.menu_cache_ttl", help: "menu cache lifetime" },
     Setting {
+        env: "FOODFAST_ORDER_RATE_MAX",
+        key: "service.order_rate.max",
+        help: "orders one customer may place per window (a burst, then evenly spread)",
+    },
+    Setting {
+        env: "FOODFAST_ORDER_RATE_WINDOW",
+        key: "service.order_rate.window",
+        help: "the window of `FOODFAST_ORDER_RATE_MAX`",
+    },
+    Setting {
         env: "FOODFAST_TRACKING_MAX_LOCATION_RATE",
         key: "tracking.max_location_rate",
         help: "most driver locations per second on one TrackOrder stream",
@@ -694,6 +708,12 @@ impl Config {
                 "auth.refresh_token_ttl",
                 "token lifetimes must be positive, refresh longer than access".into(),
             ));
+        }
+        if self.service.order_rate.max == 0 {
+            return Err(invalid("service.order_rate.max", "must allow at least one order per window".into()));
+        }
+        if self.service.order_rate.window.is_zero() {
+            return Err(invalid("service.order_rate.window", "must be positive".into()));
         }
         if self.auth.login_throttle.max_failures == 0 || self.auth.login_throttle.window.is_zero() {
             return Err(invalid("auth.login_throttle", "must allow at least one failure per positive window".into()));
@@ -870,6 +890,8 @@ mod tests {
             ("FOODFAST_SCYLLA_CONNECTIONS", "65"),
             ("FOODFAST_HEALTH_FAILURES_BEFORE_DOWN", "0"),
             ("FOODFAST_TRACE_SAMPLE_RATIO", "1.5"),
+            ("FOODFAST_ORDER_RATE_MAX", "0"),
+            ("FOODFAST_ORDER_RATE_WINDOW", "0s"),
         ];
         for (var, value) in cases {
             let err = load(&[(var, value)]).expect_err(var).to_string();

@@ -57,8 +57,9 @@ pub enum ApiError {
     InvalidCredentials,
     #[error("{0}; sign in again")]
     RefreshRefused(#[from] RefreshRefused),
-    #[error("too many failed sign-ins; retry in {} s", .0.as_secs().max(1))]
-    LoginThrottled(Duration),
+    /// A rate limit or throttle refused the call: retry after `retry_after`.
+    #[error("{what}; retry in {} s", .retry_after.as_millis().div_ceil(1000).max(1))]
+    RateLimited { what: &'static str, retry_after: Duration },
     #[error("{0}")]
     AlreadyExists(String),
     /// A bounded queue is full: retry after `retry_after`.
@@ -89,7 +90,7 @@ impl From<ApiError> for Status {
             ApiError::Aborted(_) => Code::Aborted,
             ApiError::PaymentDeclined(_) => Code::FailedPrecondition,
             ApiError::InvalidCredentials | ApiError::RefreshRefused(_) => Code::Unauthenticated,
-            ApiError::LoginThrottled(_) => Code::ResourceExhausted,
+            ApiError::RateLimited { .. } => Code::ResourceExhausted,
             ApiError::AlreadyExists(_) => Code::AlreadyExists,
             ApiError::QueueFull { .. } => Code::ResourceExhausted,
             ApiError::Internal(_) => Code::Internal,
@@ -139,8 +140,8 @@ impl ApiError {
             }
             ApiError::InvalidCredentials => reason("ERROR_REASON_INVALID_CREDENTIALS", HashMap::new()),
             ApiError::RefreshRefused(RefreshRefused::Expired) => reason("ERROR_REASON_TOKEN_EXPIRED", HashMap::new()),
-            ApiError::LoginThrottled(wait) => {
-                let mut details = ErrorDetails::with_retry_info(Some(*wait));
+            ApiError::RateLimited { retry_after, .. } => {
+                let mut details = ErrorDetails::with_retry_info(Some(*retry_after));
                 details.set_error_info("ERROR_REASON_RATE_LIMITED", ERROR_DOMAIN, HashMap::new());
                 Some(details)
             }

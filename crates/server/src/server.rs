@@ -17,7 +17,7 @@ use foodfast_store::notifications::Notifications;
 use foodfast_store::orders::Orders;
 use foodfast_store::restaurants::Restaurants;
 use foodfast_store::support::Support;
-use foodfast_store::throttle::LoginThrottle;
+use foodfast_store::throttle::{LoginThrottle, RateLimiter};
 use foodfast_store::uploads::Uploads;
 use foodfast_store::users::Users;
 use rustls_pki_types::pem::PemObject;
@@ -107,6 +107,7 @@ pub async fn serve(
         payments,
         pricing: Arc::new(config.pricing.clone()),
         settings: Arc::new(config.service.clone()),
+        order_rate: RateLimiter::new(stores.redis.clone(), "orders", config.service.order_rate),
         live: LivePositions::new(stores.redis.clone()),
         ingest: Arc::new(config.ingest.clone()),
         tracking: Arc::new(config.tracking.clone()),

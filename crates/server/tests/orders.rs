@@ -9,8 +9,10 @@ use std::time::Duration;
 use common::{TestServer, address_near, item, line};
 use foodfast_api::v1 as pb;
 use foodfast_payment_sandbox::IntentStatus;
+use foodfast_store::throttle::RatePolicy;
 use tokio_stream::StreamExt;
 use tonic::Code;
+use tonic_types::StatusExt;
 
 const LAT: f64 = 48.8566;
 const LNG: f64 = 2.3522;
@@ -151,6 +153,53 @@ async fn twenty_concurrent_retries_with_one_key_make_one_order() {
     assert_eq!(err.code(), Code::AlreadyExists, "as the contract says");
     assert!(err.message().contains("idempotency key"), "{}", err.message());
     assert_eq!(shop.order_count().await, 1);
+}
+
+#[tokio::test]
+async fn a_customer_ordering_too_fast_waits_on_every_replica_but_retries_are_free() {
+    // Two orders per 10 s: a burst of two, then one every 5 s.
+    let server = TestServer::start_with(|config| {
+        config.service.order_rate = RatePolicy { max: 2, window: Duration::from_secs(10) };
+    })
+    .await;
+    let (restaurant, menu) = server.restaurant_at("Luigi", "pizza", LAT, LNG).await;
+    let shop = Shop { server, restaurant, menu };
+    let replica = shop.server.spawn_replica().await;
+    let customer = shop.server.customer().await;
+    let place = |key: &str| {
+        let (mut client, request) = (shop.server.orders(Some(&customer)), shop.order_request(key, "pm_card_visa"));
+        async move { client.create_order(request).await }
+    };
+
+    let first = place("first-order").await.unwrap().into_inner().order.unwrap();
+    place("second-order").await.unwrap();
+    let refused = shop
+        .server
+        .orders_at(&replica, Some(&customer))
+        .create_order(shop.order_request("third-order", "pm_card_visa"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "the other replica counts the same orders: {refused:?}");
+    assert!(refused.message().contains("too many orders") && refused.message().contains("retry in"), "{refused:?}");
+    let details = refused.get_error_details();
+    assert_eq!(details.error_info().map(|info| info.reason.as_str()), Some("ERROR_REASON_RATE_LIMITED"));
+    let retry_after = details.retry_info().and_then(|retry| retry.retry_delay).expect("a RetryInfo");
+    assert!(retry_after > Duration::ZERO && retry_after <= Duration::from_secs(5), "{retry_after:?}");
+
+    let again = place("first-order").await.expect("a retry of a placed order is answered at the limit");
+    assert_eq!(again.into_inner().order.unwrap().order_id, first.order_id);
+    let neighbour = shop.server.customer().await;
+    shop.server
+        .orders(Some(&neighbour))
+        .create_order(shop.order_request("first-order", "pm_card_visa"))
+        .await
+        .expect("another customer has an allowance of their own");
+    assert_eq!(shop.order_count().await, 3);
+    assert_eq!(shop.server.sandbox.intents().len(), 3, "the refused order authorized no payment");
+
+    tokio::time::sleep(retry_after).await;
+    place("third-order").await.expect("the refusal left the key free, and the allowance came back");
+    assert_eq!(shop.order_count().await, 4);
 }
 
 #[tokio::test]

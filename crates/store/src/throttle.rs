@@ -1,7 +1,7 @@
-//! Sign-in throttling: failed logins are counted per key (a hash of the
-//! email, so Redis holds no personal data) in a fixed window; at the limit
-//! the key waits for the window to end. Counts live in Redis so every server
-//! replica sees the same ones.
+//! Throttling in Redis, so every server replica counts the same calls:
+//! sign-in failures per email in a fixed window ([`LoginThrottle`]), and
+//! calls per key under a rate with a burst ([`RateLimiter`], e.g. orders
+//! placed per customer).
 
 use std::time::Duration;
 
@@ -85,5 +85,75 @@ impl LoginThrottle {
         let _: () =
             ::redis::cmd("DEL").arg(key(subject)).query_async(&mut connection).await.map_err(StoreError::redis)?;
         Ok(())
+    }
+}
+
+/// At most `max` calls per `window` and key: a burst of `max`, then one
+/// each `window / max` (a generic cell rate: the limit slides, it does not
+/// reset at fixed times).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RatePolicy {
+    pub max: u32,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+}
+
+impl RatePolicy {
+    /// The time each call takes from the allowance.
+    fn interval(&self) -> Duration {
+        (self.window / self.max.max(1)).max(Duration::from_micros(1))
+    }
+}
+
+/// Takes a call from the key's allowance at Redis's clock (microseconds),
+/// or answers how long until one is free. The key holds when the next call
+/// would be due were calls evenly spread, and expires when the allowance is
+/// whole again.
+static TAKE: std::sync::LazyLock<::redis::Script> = std::sync::LazyLock::new(|| {
+    ::redis::Script::new(
+        r"
+        local time = redis.call('TIME')
+        local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+        local interval, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+        local due = math.max(tonumber(redis.call('GET', KEYS[1]) or now), now) + interval
+        if due - now > window then
+            return due - window - now
+        end
+        redis.call('SET', KEYS[1], string.format('%d', due), 'PX', math.ceil((due - now) / 1000))
+        return 0
+        ",
+    )
+});
+
+#[derive(Clone)]
+pub struct RateLimiter {
+    redis: Redis,
+    policy: RatePolicy,
+    /// The limit's name, in its keys and in the refusals metric.
+    name: &'static str,
+}
+
+impl RateLimiter {
+    pub fn new(redis: Redis, name: &'static str, policy: RatePolicy) -> Self {
+        Self { redis, policy, name }
+    }
+
+    /// Takes one call for `key`, or says how long to wait before the next.
+    #[tracing::instrument(target = "foodfast::trace", name = "RateLimiter.take", skip_all, fields(otel.kind = "client", db.system = "redis", limit = self.name))]
+    pub async fn take(&self, key: &str) -> Result<Option<Duration>, StoreError> {
+        let interval = self.policy.interval();
+        let wait_us: u64 = TAKE
+            .key(format!("ff:rate:{}:{key}", self.name))
+            .arg(interval.as_micros() as u64)
+            .arg((interval * self.policy.max).as_micros() as u64)
+            .invoke_async(&mut self.redis.connection())
+            .await
+            .map_err(StoreError::redis)?;
+        if wait_us == 0 {
+            return Ok(None);
+        }
+        crate::metrics::rate_limited(self.name);
+        Ok(Some(Duration::from_micros(wait_us)))
     }
 }

@@ -177,7 +177,9 @@ impl AccountService for AccountApi {
         let accounts = self.accounts();
         let key = throttle_key(&email);
         match accounts.throttle.wait(&key).await {
-            Ok(Some(wait)) => return Err(ApiError::LoginThrottled(wait).into()),
+            Ok(Some(retry_after)) => {
+                return Err(ApiError::RateLimited { what: "too many failed sign-ins", retry_after }.into());
+            }
             Ok(None) => {}
             // Sign-in stays open without Redis; only the throttle is lost for a while.
             Err(err) => tracing::warn!(error = %foodfast_store::Chain(&err), "login throttle unavailable"),

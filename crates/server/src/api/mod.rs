@@ -39,6 +39,7 @@ use foodfast_store::orders::{EventKind, Orders, Transitioned};
 use foodfast_store::restaurants::{Restaurant, Restaurants};
 use foodfast_store::scylla::Scylla;
 use foodfast_store::support::Support;
+use foodfast_store::throttle::RateLimiter;
 use foodfast_store::uploads::Uploads;
 use foodfast_store::users::Users;
 use tokio::sync::OnceCell;
@@ -97,6 +98,8 @@ pub struct App {
     pub settler: PaymentSettler,
     pub pricing: Arc<PricingPolicy>,
     pub settings: Arc<ServiceSettings>,
+    /// Orders placed per customer (`service.order_rate`).
+    pub order_rate: RateLimiter,
     pub live: LivePositions,
     pub ingest: Arc<IngestConfig>,
     pub tracking: Arc<TrackingConfig>,

@@ -74,6 +74,14 @@ impl OrderApi {
         request: &PlaceRequest<'_>,
         order_id: Uuid,
     ) -> Result<(Order, OrderEvent), ApiError> {
+        match self.app.order_rate.take(&request.customer_id.to_string()).await {
+            Ok(None) => {}
+            Ok(Some(retry_after)) => {
+                return Err(ApiError::RateLimited { what: "too many orders placed in a short time", retry_after });
+            }
+            // Orders keep flowing without Redis; only the limit is lost for a while.
+            Err(err) => tracing::warn!(error = %foodfast_store::Chain(&err), "order rate limit unavailable"),
+        }
         let now = Utc::now();
         let (restaurant, quote) = self.price(request.restaurant_id, &request.cart, &request.address).await?;
         if !restaurant.profile.is_open(now) {

@@ -209,6 +209,11 @@ impl TestServer {
         MediaServiceClient::with_interceptor(self.channel.clone(), self.bearer(caller))
     }
 
+    /// An order client of `replica` for `caller`.
+    pub fn orders_at(&self, replica: &Replica, caller: Option<&Principal>) -> OrderServiceClient<Authed> {
+        OrderServiceClient::with_interceptor(replica.channel.clone(), self.bearer(caller))
+    }
+
     pub fn orders(&self, caller: Option<&Principal>) -> OrderServiceClient<Authed> {
         OrderServiceClient::with_interceptor(self.channel.clone(), self.bearer(caller))
     }

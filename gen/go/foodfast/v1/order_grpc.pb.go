@@ -46,7 +46,9 @@ type OrderServiceClient interface {
 	// field), FAILED_PRECONDITION (restaurant closed or paused, item unavailable, address
 	// outside the delivery radius, payment declined: no order is created; see ErrorReason),
 	// UNAVAILABLE (payment provider down: no order), ALREADY_EXISTS (the idempotency key was
-	// used with a different request). Over REST it answers 201 with the order.
+	// used with a different request), RESOURCE_EXHAUSTED (the customer placed too many orders
+	// lately: ERROR_REASON_RATE_LIMITED, RetryInfo says when to retry; a retry of an order
+	// already placed is always answered). Over REST it answers 201 with the order.
 	CreateOrder(ctx context.Context, in *CreateOrderRequest, opts ...grpc.CallOption) (*CreateOrderResponse, error)
 	// Returns one order with its items, prices, driver and status history. The order's
 	// customer, staff of its restaurant, its assigned driver, support and admins.
@@ -137,7 +139,9 @@ type OrderServiceServer interface {
 	// field), FAILED_PRECONDITION (restaurant closed or paused, item unavailable, address
 	// outside the delivery radius, payment declined: no order is created; see ErrorReason),
 	// UNAVAILABLE (payment provider down: no order), ALREADY_EXISTS (the idempotency key was
-	// used with a different request). Over REST it answers 201 with the order.
+	// used with a different request), RESOURCE_EXHAUSTED (the customer placed too many orders
+	// lately: ERROR_REASON_RATE_LIMITED, RetryInfo says when to retry; a retry of an order
+	// already placed is always answered). Over REST it answers 201 with the order.
 	CreateOrder(context.Context, *CreateOrderRequest) (*CreateOrderResponse, error)
 	// Returns one order with its items, prices, driver and status history. The order's
 	// customer, staff of its restaurant, its assigned driver, support and admins.

@@ -86,7 +86,9 @@ class OrderServiceServicer:
         field), FAILED_PRECONDITION (restaurant closed or paused, item unavailable, address
         outside the delivery radius, payment declined: no order is created; see ErrorReason),
         UNAVAILABLE (payment provider down: no order), ALREADY_EXISTS (the idempotency key was
-        used with a different request). Over REST it answers 201 with the order.
+        used with a different request), RESOURCE_EXHAUSTED (the customer placed too many orders
+        lately: ERROR_REASON_RATE_LIMITED, RetryInfo says when to retry; a retry of an order
+        already placed is always answered). Over REST it answers 201 with the order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
