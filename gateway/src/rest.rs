@@ -395,7 +395,9 @@ async fn answer(rest: &Rest, client: SocketAddr, request: Request) -> Response {
     }
     let grpc_web = crate::grpc_web::is_grpc_web(&request);
     if let (Some(tokens), Some(authorization)) = (&rest.tokens, authorization) {
-        let checked = foodfast_auth::bearer(authorization).map_err(String::from).and_then(|token| tokens.verify(token));
+        let checked = foodfast_auth::bearer(authorization)
+            .map_err(String::from)
+            .and_then(|token| tokens.verify(token).map_err(|refused| refused.to_string()));
         if let Err(message) = checked {
             return match grpc_web {
                 true => crate::grpc_web::refuse(&request, Code::Unauthenticated, &message),

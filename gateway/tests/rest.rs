@@ -99,8 +99,10 @@ async fn a_customer_finds_orders_and_follows_an_order_over_rest() {
     let (status, cancelled) = stack
         .call(Method::POST, &format!("/api/v1/orders/{order_id}/cancel"), Some(&customer), Some(json!({"reason": "x"})))
         .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "a customer cannot cancel once preparing: {cancelled}");
-    assert_eq!(cancelled["code"], "PERMISSION_DENIED");
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a customer cannot cancel once preparing: {cancelled}");
+    assert_eq!(cancelled["code"], "FAILED_PRECONDITION");
+    assert_eq!(cancelled["details"][0]["reason"], "ERROR_REASON_ILLEGAL_TRANSITION", "{cancelled}");
+    assert_eq!(cancelled["details"][0]["metadata"]["status"], "ORDER_STATUS_PREPARING", "{cancelled}");
 }
 
 #[tokio::test]

@@ -88,24 +88,49 @@ impl Tokens {
     }
 
     /// The principal a token names, or why it is not accepted.
-    pub fn verify(&self, token: &str) -> Result<Principal, String> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| "the bearer token is not a JWT".to_string())?;
-        let kid = header.kid.ok_or("the bearer token has no key id")?;
-        let key = self.verifying.get(&kid).ok_or_else(|| format!("the bearer token's key {kid:?} is not accepted"))?;
+    pub fn verify(&self, token: &str) -> Result<Principal, TokenRefused> {
+        let invalid = |message: String| TokenRefused::Invalid(message);
+        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("the bearer token is not a JWT".into()))?;
+        let kid = header.kid.ok_or_else(|| invalid("the bearer token has no key id".into()))?;
+        let key = self
+            .verifying
+            .get(&kid)
+            .ok_or_else(|| invalid(format!("the bearer token's key {kid:?} is not accepted")))?;
         let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|err| match err.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the bearer token has expired".to_string(),
-            jsonwebtoken::errors::ErrorKind::InvalidSignature => "the bearer token's signature is invalid".to_string(),
-            _ => format!("the bearer token is invalid: {err}"),
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenRefused::Expired,
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                invalid("the bearer token's signature is invalid".into())
+            }
+            _ => invalid(format!("the bearer token is invalid: {err}")),
         })?;
         let claims = data.claims;
-        let role =
-            Role::parse(&claims.role).ok_or_else(|| format!("the bearer token's role {:?} is unknown", claims.role))?;
+        let role = Role::parse(&claims.role)
+            .ok_or_else(|| invalid(format!("the bearer token's role {:?} is unknown", claims.role)))?;
         if role == Role::RestaurantStaff && claims.rid.is_none() {
-            return Err("a restaurant staff token must name its restaurant".into());
+            return Err(invalid("a restaurant staff token must name its restaurant".into()));
         }
         Ok(Principal { user_id: claims.sub, role, restaurant_id: claims.rid })
     }
 }
+
+/// Why a bearer token is not accepted. Only an expired one is worth a
+/// refresh; anything else needs a new sign-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenRefused {
+    Expired,
+    Invalid(String),
+}
+
+impl std::fmt::Display for TokenRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenRefused::Expired => f.write_str("the bearer token has expired; refresh it"),
+            TokenRefused::Invalid(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for TokenRefused {}
 
 /// The token of an `authorization` header value, `Bearer <token>`.
 pub fn bearer(authorization: &str) -> Result<&str, &'static str> {
@@ -138,7 +163,7 @@ mod tests {
         let old = Tokens::new(&[key("old")]);
         let token = old.mint(&customer(), Duration::from_secs(60)).unwrap();
         assert!(Tokens::new(&[key("new"), key("old")]).verify(&token).is_ok());
-        let err = Tokens::new(&[key("new")]).verify(&token).unwrap_err();
+        let err = Tokens::new(&[key("new")]).verify(&token).unwrap_err().to_string();
         assert!(err.contains("\"old\" is not accepted"), "{err}");
     }
 
@@ -150,18 +175,18 @@ mod tests {
         let at = token.rfind('.').unwrap() + 1;
         let replacement = if &token[at..=at] == "A" { "B" } else { "A" };
         let tampered = format!("{}{replacement}{}", &token[..at], &token[at + 1..]);
-        let err = tokens.verify(&tampered).unwrap_err();
+        let err = tokens.verify(&tampered).unwrap_err().to_string();
         assert!(err.contains("signature"), "{err}");
 
         let forged = Tokens::new(&[TokenKey::parse(&format!("k1:{}", "x".repeat(40))).unwrap()]);
         let forged = forged.mint(&customer(), Duration::from_secs(60)).unwrap();
-        assert!(tokens.verify(&forged).unwrap_err().contains("signature"));
+        assert!(tokens.verify(&forged).unwrap_err().to_string().contains("signature"));
 
         let expired =
             Claims { sub: Uuid::new_v4(), role: "customer".into(), rid: None, iss: ISSUER.into(), iat: 1, exp: 2 };
         let header = Header { kid: Some("k1".into()), ..Header::new(Algorithm::HS256) };
         let expired = jsonwebtoken::encode(&header, &expired, &EncodingKey::from_secret(&key("k1").secret)).unwrap();
-        assert_eq!(tokens.verify(&expired).unwrap_err(), "the bearer token has expired");
+        assert_eq!(tokens.verify(&expired).unwrap_err(), TokenRefused::Expired);
         assert!(tokens.verify("not-a-token").is_err());
     }
 

@@ -139,6 +139,27 @@ pub fn decide(state: OrderState, action: OrderAction, actor: Actor) -> Result<De
     Ok(Decision { status, has_driver: state.has_driver || action == A::AssignDriver, payment })
 }
 
+/// Whether an order in `state` is where `action` puts it: a repeat of the
+/// move just made (a retry after a lost answer) is then answered as done
+/// instead of refused. A ready order that got its driver still counts as
+/// ready; assignments have rules of their own and never repeat.
+pub fn repeats(state: OrderState, action: OrderAction) -> bool {
+    use OrderAction as A;
+    use OrderStatus as S;
+
+    match action {
+        A::Accept => state.status == S::Confirmed,
+        A::Reject => state.status == S::Rejected,
+        A::StartPreparing => state.status == S::Preparing,
+        A::MarkReady => matches!(state.status, S::ReadyForPickup | S::DriverAssigned),
+        A::PickUp => state.status == S::PickedUp,
+        A::StartDelivering => state.status == S::Delivering,
+        A::Deliver => state.status == S::Delivered,
+        A::Cancel => state.status == S::Cancelled,
+        A::AssignDriver | A::ReassignDriver => false,
+    }
+}
+
 /// Who may apply `action` to an order in `from`, given the state allows it at all.
 fn permitted(actor: Actor, action: OrderAction, from: OrderStatus) -> bool {
     use Actor::*;
@@ -596,6 +617,27 @@ mod tests {
             prop_assert!(assignments <= 1, "assigned twice");
             prop_assert!(captures <= 1 && voids <= 1 && refunds <= 1);
             prop_assert!(!(captures == 1 && voids == 1), "captured and voided");
+        }
+
+        #[test]
+        fn a_move_just_made_repeats_and_only_then(steps in prop::collection::vec(any_step(), 0..40), last in any_step()) {
+            let mut state = OrderState::PLACED;
+            for (action, actor) in steps {
+                if let Ok(decision) = decide(state, action, actor) {
+                    state = decision.state();
+                }
+            }
+            let (action, actor) = last;
+            // Where a move may happen, the order is not yet where it leads.
+            if decide(state, action, actor).is_ok() {
+                prop_assert!(!repeats(state, action), "{:?} {:?}", state, action);
+            }
+            let Ok(decision) = decide(state, action, actor) else { return Ok(()) };
+            let assigns = matches!(action, OrderAction::AssignDriver | OrderAction::ReassignDriver);
+            prop_assert_eq!(repeats(decision.state(), action), !assigns, "{:?} by {:?} from {:?}", action, actor, state);
+            if !assigns {
+                prop_assert!(decide(decision.state(), action, actor).is_err(), "a repeat is refused by the state machine");
+            }
         }
     }
 }

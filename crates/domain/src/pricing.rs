@@ -171,7 +171,13 @@ pub enum CartError {
     #[error("\"{customization_name}\" of \"{item_name}\" has no option {option_id}")]
     UnknownOption { item_name: String, customization_name: String, option_id: Uuid },
     #[error("\"{option_name}\" for \"{customization_name}\" of \"{item_name}\" is not available right now")]
-    OptionUnavailable { item_name: String, customization_name: String, option_name: String },
+    OptionUnavailable {
+        item_id: Uuid,
+        option_id: Uuid,
+        item_name: String,
+        customization_name: String,
+        option_name: String,
+    },
     #[error("\"{option_name}\" for \"{customization_name}\" of \"{item_name}\" is chosen more than once")]
     DuplicateChoice { item_name: String, customization_name: String, option_name: String },
     #[error("\"{item_name}\" needs at least {min} choice(s) for \"{customization_name}\"")]
@@ -293,6 +299,8 @@ fn price_choice(item: &MenuItem, choice: Choice) -> Result<PricedChoice, CartErr
     })?;
     if !option.available {
         return Err(CartError::OptionUnavailable {
+            item_id: item.id,
+            option_id: option.id,
             item_name: item.name.clone(),
             customization_name: customization.name.clone(),
             option_name: option.name.clone(),

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use foodfast_auth::TokenRefused;
 use foodfast_domain::order::TransitionError;
 use foodfast_domain::pricing::CartError;
 use foodfast_domain::validation::FieldError;
@@ -38,6 +39,16 @@ pub enum ApiError {
     /// The request is valid but the resource's state refuses it.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The restaurant is closed or paused.
+    #[error("{0}")]
+    RestaurantClosed(String),
+    /// The order already has a driver, or the driver holds as many
+    /// deliveries as allowed.
+    #[error("{0}")]
+    AssignmentConflict(String),
+    /// The caller named a version that is no longer current.
+    #[error("{0}")]
+    VersionMismatch(String),
     #[error(transparent)]
     Transition(#[from] TransitionError),
     /// The offer answered is no longer open (expired, withdrawn, or the
@@ -57,6 +68,9 @@ pub enum ApiError {
     InvalidCredentials,
     #[error("{0}; sign in again")]
     RefreshRefused(#[from] RefreshRefused),
+    /// The bearer token is expired (refresh it) or not ours.
+    #[error(transparent)]
+    TokenRefused(#[from] TokenRefused),
     /// A rate limit or throttle refused the call: retry after `retry_after`.
     #[error("{what}; retry in {} s", .retry_after.as_millis().div_ceil(1000).max(1))]
     RateLimited { what: &'static str, retry_after: Duration },
@@ -82,14 +96,18 @@ impl From<ApiError> for Status {
             ApiError::Cart(_) => Code::InvalidArgument,
             ApiError::NotFound(_) => Code::NotFound,
             ApiError::PermissionDenied(_) => Code::PermissionDenied,
-            ApiError::FailedPrecondition(_) => Code::FailedPrecondition,
-            ApiError::Transition(TransitionError::NotPermitted { .. }) => Code::PermissionDenied,
+            ApiError::FailedPrecondition(_) | ApiError::RestaurantClosed(_) | ApiError::AssignmentConflict(_) => {
+                Code::FailedPrecondition
+            }
+            ApiError::VersionMismatch(_) => Code::Aborted,
             ApiError::Transition(_) => Code::FailedPrecondition,
             ApiError::OfferClosed(_) => Code::FailedPrecondition,
             ApiError::IdempotencyKeyReused(_) => Code::AlreadyExists,
             ApiError::Aborted(_) => Code::Aborted,
             ApiError::PaymentDeclined(_) => Code::FailedPrecondition,
-            ApiError::InvalidCredentials | ApiError::RefreshRefused(_) => Code::Unauthenticated,
+            ApiError::InvalidCredentials | ApiError::RefreshRefused(_) | ApiError::TokenRefused(_) => {
+                Code::Unauthenticated
+            }
             ApiError::RateLimited { .. } => Code::ResourceExhausted,
             ApiError::AlreadyExists(_) => Code::AlreadyExists,
             ApiError::QueueFull { .. } => Code::ResourceExhausted,
@@ -122,14 +140,24 @@ impl ApiError {
             ApiError::Cart(CartError::ItemUnavailable { item_id, .. }) => {
                 reason("ERROR_REASON_ITEM_UNAVAILABLE", HashMap::from([("item_id".into(), item_id.to_string())]))
             }
-            ApiError::Cart(CartError::OptionUnavailable { .. }) => {
-                reason("ERROR_REASON_ITEM_UNAVAILABLE", HashMap::new())
-            }
+            ApiError::Cart(CartError::OptionUnavailable { item_id, option_id, .. }) => reason(
+                "ERROR_REASON_ITEM_UNAVAILABLE",
+                HashMap::from([("item_id".into(), item_id.to_string()), ("option_id".into(), option_id.to_string())]),
+            ),
             ApiError::Cart(CartError::OutsideDeliveryArea { .. }) => {
                 reason("ERROR_REASON_OUTSIDE_DELIVERY_AREA", HashMap::new())
             }
-            ApiError::Transition(TransitionError::NotPermitted { .. }) => None,
-            ApiError::Transition(_) => reason("ERROR_REASON_ILLEGAL_TRANSITION", HashMap::new()),
+            ApiError::Transition(
+                TransitionError::Illegal { from, .. } | TransitionError::NotPermitted { from, .. },
+            ) => reason(
+                "ERROR_REASON_ILLEGAL_TRANSITION",
+                HashMap::from([("status".into(), crate::convert::order_status(*from).as_str_name().into())]),
+            ),
+            ApiError::Transition(TransitionError::AlreadyAssigned) | ApiError::AssignmentConflict(_) => {
+                reason("ERROR_REASON_ASSIGNMENT_CONFLICT", HashMap::new())
+            }
+            ApiError::RestaurantClosed(_) => reason("ERROR_REASON_RESTAURANT_CLOSED", HashMap::new()),
+            ApiError::VersionMismatch(_) => reason("ERROR_REASON_VERSION_MISMATCH", HashMap::new()),
             ApiError::IdempotencyKeyReused(_) => reason("ERROR_REASON_IDEMPOTENCY_KEY_REUSED", HashMap::new()),
             ApiError::OfferClosed(_) => reason("ERROR_REASON_OFFER_CLOSED", HashMap::new()),
             ApiError::PaymentDeclined(_) | ApiError::Payment(PaymentError::Declined { .. }) => {
@@ -139,7 +167,9 @@ impl ApiError {
                 reason("ERROR_REASON_PAYMENT_UNAVAILABLE", HashMap::new())
             }
             ApiError::InvalidCredentials => reason("ERROR_REASON_INVALID_CREDENTIALS", HashMap::new()),
-            ApiError::RefreshRefused(RefreshRefused::Expired) => reason("ERROR_REASON_TOKEN_EXPIRED", HashMap::new()),
+            ApiError::RefreshRefused(RefreshRefused::Expired) | ApiError::TokenRefused(TokenRefused::Expired) => {
+                reason("ERROR_REASON_TOKEN_EXPIRED", HashMap::new())
+            }
             ApiError::RateLimited { retry_after, .. } => {
                 let mut details = ErrorDetails::with_retry_info(Some(*retry_after));
                 details.set_error_info("ERROR_REASON_RATE_LIMITED", ERROR_DOMAIN, HashMap::new());
@@ -152,6 +182,7 @@ impl ApiError {
             }
             ApiError::Cart(_)
             | ApiError::RefreshRefused(_)
+            | ApiError::TokenRefused(_)
             | ApiError::AlreadyExists(_)
             | ApiError::Internal(_)
             | ApiError::NotFound(_)
@@ -198,7 +229,7 @@ impl From<MenuUpdateError> for ApiError {
     fn from(err: MenuUpdateError) -> Self {
         match err {
             MenuUpdateError::RestaurantNotFound(_) => ApiError::NotFound(err.to_string()),
-            MenuUpdateError::VersionMismatch { .. } => ApiError::Aborted(err.to_string()),
+            MenuUpdateError::VersionMismatch { .. } => ApiError::VersionMismatch(err.to_string()),
             MenuUpdateError::ForeignItem(_) => ApiError::Field(FieldError::new("categories", err.to_string())),
             MenuUpdateError::Store(store) => ApiError::Store(store),
         }
@@ -243,7 +274,7 @@ impl From<TransitionFailure> for ApiError {
             TransitionFailure::Refused(refused) => ApiError::Transition(refused),
             TransitionFailure::DriverNotFound(_) => ApiError::NotFound(err.to_string()),
             TransitionFailure::DriverAtCapacity(_) | TransitionFailure::SameDriver(_) => {
-                ApiError::FailedPrecondition(err.to_string())
+                ApiError::AssignmentConflict(err.to_string())
             }
             TransitionFailure::DriverMissing => ApiError::Field(FieldError::new("driver_id", "is required")),
             TransitionFailure::Store(store) => ApiError::Store(store),

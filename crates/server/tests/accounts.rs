@@ -227,5 +227,9 @@ async fn tampered_expired_and_retired_key_tokens_are_refused_and_a_previous_key_
         let err = server.accounts_as(&token).get_profile(pb::GetProfileRequest {}).await.unwrap_err();
         assert_eq!(err.code(), Code::Unauthenticated, "{why}");
         assert!(err.message().contains(why), "{why}: {err:?}");
+        // Only an expired token is worth refreshing; the others need a new sign-in.
+        let reason = err.get_error_details().error_info().map(|info| info.reason.clone());
+        let expected = (why == "expired").then_some("ERROR_REASON_TOKEN_EXPIRED");
+        assert_eq!(reason.as_deref(), expected, "{why}");
     }
 }

@@ -7,6 +7,7 @@ use common::Kitchen;
 use foodfast_api::v1 as pb;
 use foodfast_store::users::Users;
 use tonic::Code;
+use tonic_types::StatusExt;
 
 #[tokio::test]
 async fn an_order_keeps_one_driver_unless_ops_replace_it_before_pickup() {
@@ -22,6 +23,8 @@ async fn an_order_keeps_one_driver_unless_ops_replace_it_before_pickup() {
     let again = kitchen.assign(&order_id, &second).await.unwrap_err();
     assert_eq!(again.code(), Code::FailedPrecondition, "{again:?}");
     assert!(again.message().contains("already has a driver"), "{}", again.message());
+    let reason = again.get_error_details().error_info().map(|info| info.reason.clone());
+    assert_eq!(reason.as_deref(), Some("ERROR_REASON_ASSIGNMENT_CONFLICT"));
 
     let replaced = kitchen.assign_as(&kitchen.admin, &order_id, &second, true).await.unwrap();
     assert_eq!(replaced.driver_id, second.user_id.to_string());

@@ -294,6 +294,16 @@ async fn every_bad_cart_is_refused_with_the_field_or_item_named() {
         assert_eq!(err.code(), code, "case {i}: {}", err.message());
         assert!(err.message().contains(needle), "case {i}: {:?} lacks {needle:?}", err.message());
     }
+
+    // An unavailable option is named in the ErrorInfo, with its item.
+    let truffle = line(&shop.menu, "Margherita", 1, &[("Size", "Large"), ("Extra toppings", "Truffle")]);
+    let mut r = good.clone();
+    r.items[0] = truffle.clone();
+    let err = shop.server.orders(Some(&customer)).create_order(r).await.unwrap_err();
+    let info = err.get_error_details().error_info().cloned().expect("an ErrorInfo");
+    assert_eq!(info.reason, "ERROR_REASON_ITEM_UNAVAILABLE");
+    assert_eq!(info.metadata.get("item_id"), Some(&truffle.item_id));
+    assert_eq!(info.metadata.get("option_id"), Some(&truffle.customizations[1].option_ids[0]));
     assert_eq!(shop.order_count().await, 0);
     assert!(shop.server.sandbox.intents().is_empty(), "nothing was charged");
 }
@@ -314,10 +324,20 @@ async fn a_closed_or_paused_restaurant_takes_no_orders() {
         .await
         .unwrap();
     let customer = shop.server.customer().await;
-    let err =
-        shop.server.orders(Some(&customer)).create_order(shop.order_request("k", "pm_card_visa")).await.unwrap_err();
-    assert_eq!(err.code(), Code::FailedPrecondition);
-    assert!(err.message().contains("not taking orders"), "{}", err.message());
+    let request = shop.order_request("paused-order", "pm_card_visa");
+    let quote = pb::QuoteRequest {
+        restaurant_id: request.restaurant_id.clone(),
+        items: request.items.clone(),
+        delivery_address: request.delivery_address.clone(),
+    };
+    let quoted = shop.server.orders(Some(&customer)).quote(quote).await.unwrap_err();
+    let placed = shop.server.orders(Some(&customer)).create_order(request).await.unwrap_err();
+    for err in [quoted, placed] {
+        assert_eq!(err.code(), Code::FailedPrecondition);
+        assert!(err.message().contains("not taking orders"), "{}", err.message());
+        let reason = err.get_error_details().error_info().map(|info| info.reason.clone());
+        assert_eq!(reason.as_deref(), Some("ERROR_REASON_RESTAURANT_CLOSED"));
+    }
     assert_eq!(shop.order_count().await, 0);
 }
 
@@ -347,10 +367,16 @@ async fn transitions_follow_the_state_machine_and_move_the_money() {
     let accepted = update(&order.order_id, "accepted", "").await.unwrap().into_inner();
     assert_eq!(accepted.status(), pb::OrderStatus::Confirmed);
     assert_eq!(accepted.seq, 2);
-    // Illegal: ready is fine from confirmed, but "accepted" twice is not.
+    // A repeat (a retry after a lost answer) is answered, and writes nothing.
+    let repeated = update(&order.order_id, "accepted", "").await.unwrap().into_inner();
+    assert_eq!((repeated.status(), repeated.seq), (pb::OrderStatus::Confirmed, 2));
+    assert_eq!(update(&order.order_id, "preparing", "").await.unwrap().into_inner().seq, 3);
+    // Going back is refused, naming the order's status.
     let err = update(&order.order_id, "accepted", "").await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
-    assert_eq!(update(&order.order_id, "preparing", "").await.unwrap().into_inner().seq, 3);
+    let info = err.get_error_details().error_info().cloned().expect("an ErrorInfo");
+    assert_eq!(info.reason, "ERROR_REASON_ILLEGAL_TRANSITION");
+    assert_eq!(info.metadata.get("status").map(String::as_str), Some("ORDER_STATUS_PREPARING"));
     assert_eq!(
         update(&order.order_id, "ready_for_pickup", "").await.unwrap().into_inner().status(),
         pb::OrderStatus::ReadyForPickup
@@ -362,7 +388,10 @@ async fn transitions_follow_the_state_machine_and_move_the_money() {
         .cancel_order(pb::CancelOrderRequest { order_id: order.order_id.clone(), reason: "changed my mind".into() })
         .await
         .unwrap_err();
-    assert!(matches!(err.code(), Code::FailedPrecondition | Code::PermissionDenied), "{err:?}");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    let info = err.get_error_details().error_info().cloned().expect("an ErrorInfo");
+    assert_eq!(info.reason, "ERROR_REASON_ILLEGAL_TRANSITION");
+    assert_eq!(info.metadata.get("status").map(String::as_str), Some("ORDER_STATUS_READY_FOR_PICKUP"));
     wait_for_intent(&shop, &order.order_id, IntentStatus::Captured).await;
 
     // Reject needs a reason and voids the hold.
@@ -396,6 +425,16 @@ async fn transitions_follow_the_state_machine_and_move_the_money() {
     assert_eq!(statuses, vec![(1, pb::OrderStatus::Pending), (2, pb::OrderStatus::Cancelled)]);
     assert_eq!(cancelled.history[1].reason, "changed my mind");
     wait_for_intent(&shop, &order.order_id, IntentStatus::Canceled).await;
+    let again = shop
+        .server
+        .orders(Some(&customer))
+        .cancel_order(pb::CancelOrderRequest { order_id: order.order_id.clone(), reason: "changed my mind".into() })
+        .await
+        .expect("cancelling a cancelled order returns it unchanged")
+        .into_inner()
+        .order
+        .unwrap();
+    assert_eq!(again.history, cancelled.history);
 
     // Strangers see nothing and change nothing, and cannot tell whether it exists.
     let stranger = shop.server.customer().await;

@@ -6,6 +6,7 @@ use common::{TestServer, demo_menu, item, profile};
 use foodfast_api::v1 as pb;
 use foodfast_testkit::PrivateRedis;
 use tonic::Code;
+use tonic_types::StatusExt;
 
 const LAT: f64 = 48.8566;
 const LNG: f64 = 2.3522;
@@ -190,6 +191,8 @@ async fn the_menu_is_cached_invalidated_by_upsert_and_served_without_redis() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Aborted);
+    let reason = err.get_error_details().error_info().map(|info| info.reason.clone());
+    assert_eq!(reason.as_deref(), Some("ERROR_REASON_VERSION_MISMATCH"));
 
     // Redis down: the menu still comes, from the database.
     redis.kill();

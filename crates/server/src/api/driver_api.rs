@@ -19,7 +19,7 @@ use foodfast_domain::validation::{FieldError, parse_uuid};
 use foodfast_store::dispatch::{AnswerFailure, OfferStatus};
 use foodfast_store::fanout::{DISPATCH_TOPIC, driver_topic};
 use foodfast_store::locations::{LocationPoint, LocationWriter};
-use foodfast_store::orders::{Arrival, ArrivalRefused, Order, Transitioned};
+use foodfast_store::orders::{Arrival, ArrivalRefused, Transitioned};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
@@ -27,7 +27,7 @@ use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
 use super::order_api::not_visible;
-use super::{App, BoxStream};
+use super::{App, BoxStream, Stepped};
 use crate::auth::principal;
 use crate::convert;
 use crate::error::ApiError;
@@ -109,22 +109,6 @@ impl Step {
     }
 }
 
-/// A delivery step that was not refused.
-enum Stepped {
-    /// Recorded by this request.
-    Applied(Order),
-    /// Recorded before (a resend after a lost answer); nothing changed.
-    AlreadyApplied(Order),
-}
-
-impl Stepped {
-    fn order(&self) -> &Order {
-        match self {
-            Stepped::Applied(order) | Stepped::AlreadyApplied(order) => order,
-        }
-    }
-}
-
 /// Why a step was refused, with the order's status when the caller may know it.
 struct Refusal {
     error: ApiError,
@@ -143,7 +127,7 @@ impl From<ApiError> for Refusal {
 /// recorded with the order as it is.
 async fn delivery_step(app: &App, caller: &Principal, order_id: Uuid, step: Step) -> Result<Stepped, Refusal> {
     let refused = match app.transition(caller, order_id, step.action(), "").await {
-        Ok(order) => return Ok(Stepped::Applied(order)),
+        Ok(stepped) => return Ok(stepped),
         Err(ApiError::Transition(refused @ TransitionError::Illegal { .. })) => refused,
         Err(error) => return Err(error.into()),
     };

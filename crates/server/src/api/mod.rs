@@ -35,7 +35,7 @@ use foodfast_store::fanout::{DISPATCH_TOPIC, Fanout, driver_topic, order_topic, 
 use foodfast_store::live::LivePositions;
 use foodfast_store::locations::{LocationReader, LocationWriter};
 use foodfast_store::notifications::{NewNotification, Notifications};
-use foodfast_store::orders::{EventKind, Orders, Transitioned};
+use foodfast_store::orders::{EventKind, Order, Orders, Transitioned};
 use foodfast_store::restaurants::{Restaurant, Restaurants};
 use foodfast_store::scylla::Scylla;
 use foodfast_store::support::Support;
@@ -68,6 +68,28 @@ pub(crate) fn shutting_down() -> tonic::Status {
 
 /// A server stream's body.
 pub type BoxStream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, tonic::Status>> + Send + 'static>>;
+
+/// A change to an order that was not refused.
+pub(crate) enum Stepped {
+    /// Recorded by this request.
+    Applied(Order),
+    /// Recorded before (a resend after a lost answer); nothing changed.
+    AlreadyApplied(Order),
+}
+
+impl Stepped {
+    pub(crate) fn order(&self) -> &Order {
+        match self {
+            Stepped::Applied(order) | Stepped::AlreadyApplied(order) => order,
+        }
+    }
+
+    pub(crate) fn into_order(self) -> Order {
+        match self {
+            Stepped::Applied(order) | Stepped::AlreadyApplied(order) => order,
+        }
+    }
+}
 
 /// What the handlers share: the stores, the payment provider, the policies.
 #[derive(Clone)]

@@ -7,17 +7,17 @@ use foodfast_api::v1 as pb;
 use foodfast_api::v1::order_service_server::OrderService;
 use foodfast_domain::access::{OrderParties, Principal, Role};
 use foodfast_domain::address::Address;
-use foodfast_domain::order::OrderAction;
+use foodfast_domain::order::{self, OrderAction, TransitionError};
 use foodfast_domain::pricing::{Cart, Quote, canonical_cart_hash};
 use foodfast_domain::validation::{FieldError, max_len, non_empty, page_size, parse_uuid};
 use foodfast_payments::AuthorizeRequest;
-use foodfast_store::orders::{Claim, NewOrder, Order, OrderEvent, TransitionRequest};
+use foodfast_store::orders::{Claim, NewOrder, Order, OrderEvent, TransitionFailure, TransitionRequest};
 use foodfast_store::restaurants::Restaurant;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::App;
+use super::{App, Stepped};
 use crate::auth::principal;
 use crate::convert;
 use crate::error::ApiError;
@@ -36,7 +36,8 @@ impl OrderApi {
         Self { app }
     }
 
-    /// Prices a cart against the restaurant's current menu, server-side.
+    /// Prices a cart against the restaurant's current menu, server-side,
+    /// if the restaurant takes orders now.
     async fn price(
         &self,
         restaurant_id: Uuid,
@@ -44,6 +45,13 @@ impl OrderApi {
         dropoff: &Address,
     ) -> Result<(Restaurant, Quote), ApiError> {
         let restaurant = self.app.restaurant(restaurant_id).await?;
+        let now = Utc::now();
+        if !restaurant.profile.is_open(now) {
+            return Err(ApiError::RestaurantClosed(format!(
+                "restaurant {:?} is not taking orders right now",
+                restaurant.profile.name
+            )));
+        }
         let ids: Vec<Uuid> = cart.lines.iter().map(|line| line.item_id).collect();
         let items = self.app.restaurants.items(restaurant_id, &ids).await?;
         let quote = foodfast_domain::pricing::quote(
@@ -52,7 +60,7 @@ impl OrderApi {
             &items,
             cart,
             dropoff.location,
-            Utc::now(),
+            now,
         )?;
         Ok((restaurant, quote))
     }
@@ -84,12 +92,6 @@ impl OrderApi {
         }
         let now = Utc::now();
         let (restaurant, quote) = self.price(request.restaurant_id, &request.cart, &request.address).await?;
-        if !restaurant.profile.is_open(now) {
-            return Err(ApiError::FailedPrecondition(format!(
-                "restaurant {:?} is not taking orders right now",
-                restaurant.profile.name
-            )));
-        }
         let customer_name = self
             .app
             .users
@@ -303,7 +305,8 @@ impl OrderService for OrderApi {
         let request = request.into_inner();
         let order_id = parse_uuid("order_id", &request.order_id).map_err(ApiError::from)?;
         max_len("reason", &request.reason, 500).map_err(ApiError::from)?;
-        let order = self.app.transition(&caller, order_id, OrderAction::Cancel, request.reason.trim()).await?;
+        let order =
+            self.app.transition(&caller, order_id, OrderAction::Cancel, request.reason.trim()).await?.into_order();
         Ok(Response::new(pb::CancelOrderResponse { order: Some(self.with_history(&order).await?) }))
     }
 }
@@ -330,14 +333,15 @@ fn parse_place_request(customer_id: Uuid, request: &pb::CreateOrderRequest) -> R
 impl App {
     /// Runs one action through the state machine for `caller`, then wakes
     /// the watchers and, if the action owes the payment provider a call, the
-    /// settlement worker.
+    /// settlement worker. A repeat of the move just made (a retry) is
+    /// answered with the order unchanged.
     pub(crate) async fn transition(
         &self,
         caller: &Principal,
         order_id: Uuid,
         action: OrderAction,
         reason: &str,
-    ) -> Result<Order, ApiError> {
+    ) -> Result<Stepped, ApiError> {
         let request = TransitionRequest {
             order_id,
             action,
@@ -352,13 +356,25 @@ impl App {
                 let caller = *caller;
                 move |order| caller.may_act_on_order(&parties(order))
             })
-            .await
-            .map_err(|failure| match failure {
-                foodfast_store::orders::TransitionFailure::NotFound(_)
-                | foodfast_store::orders::TransitionFailure::Forbidden(_) => not_visible(caller, order_id),
-                other => other.into(),
-            })?;
-        self.committed(&transitioned).await;
-        Ok(transitioned.order)
+            .await;
+        let refused = match transitioned {
+            Ok(transitioned) => {
+                self.committed(&transitioned).await;
+                return Ok(Stepped::Applied(transitioned.order));
+            }
+            Err(TransitionFailure::NotFound(_) | TransitionFailure::Forbidden(_)) => {
+                return Err(not_visible(caller, order_id));
+            }
+            Err(TransitionFailure::Refused(refused @ TransitionError::Illegal { .. })) => refused,
+            Err(other) => return Err(other.into()),
+        };
+        // Only when refused is the order read again: a repeat of the move
+        // just made is answered with the order as it is.
+        match self.orders.get(order_id).await? {
+            Some(order) if caller.may_act_on_order(&parties(&order)) && order::repeats(order.state(), action) => {
+                Ok(Stepped::AlreadyApplied(order))
+            }
+            _ => Err(refused.into()),
+        }
     }
 }

@@ -246,7 +246,7 @@ impl RestaurantService for RestaurantApi {
         if action == OrderAction::Reject && request.reason.trim().is_empty() {
             return Err(ApiError::from(FieldError::new("reason", "is required when rejecting an order")).into());
         }
-        let order = self.app.transition(&caller, order_id, action, request.reason.trim()).await?;
+        let order = self.app.transition(&caller, order_id, action, request.reason.trim()).await?.into_order();
         Ok(Response::new(pb::UpdateOrderStatusResponse {
             order_id: order.id.to_string(),
             status: convert::order_status(order.status) as i32,

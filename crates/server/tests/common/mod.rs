@@ -25,6 +25,7 @@ use foodfast_domain::access::{Principal, Role};
 use foodfast_domain::zones::{Zone, Zones};
 use foodfast_payment_sandbox::Sandbox;
 use foodfast_server::config::Config;
+use foodfast_store::throttle::RatePolicy;
 use foodfast_store::users::{NewUser, Users};
 use foodfast_store::{Stores, migrate};
 use tokio::sync::oneshot;
@@ -561,7 +562,12 @@ impl Kitchen {
     }
 
     pub async fn open_with(adjust: impl FnOnce(&mut Config)) -> Self {
-        let server = TestServer::start_with(adjust).await;
+        let server = TestServer::start_with(|config| {
+            // One customer places every order of a kitchen's tests.
+            config.service.order_rate = RatePolicy { max: 10_000, window: Duration::from_secs(1) };
+            adjust(config);
+        })
+        .await;
         server.migrate_scylla().await;
         let (restaurant, menu) = server.restaurant_at("Luigi", "pizza", KITCHEN_LAT, KITCHEN_LNG).await;
         let customer = server.customer().await;

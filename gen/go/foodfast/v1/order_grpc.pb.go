@@ -56,10 +56,11 @@ type OrderServiceClient interface {
 	// Lists a customer's orders, newest first, in keyset pages. Customers (their own); support
 	// and admins (any customer, via customer_id).
 	ListOrders(ctx context.Context, in *ListOrdersRequest, opts ...grpc.CallOption) (*ListOrdersResponse, error)
-	// Cancels an order where the state machine allows it (the payment hold is voided). The
-	// order's customer (while the restaurant has not started preparing), support and admins
-	// (until pickup). Not allowed now: FAILED_PRECONDITION, and nothing changes. Cancelling an
-	// already cancelled order returns it unchanged.
+	// Cancels an order where the state machine allows it (the payment hold is voided, or the
+	// payment refunded once captured). The order's customer (while the restaurant has not
+	// started preparing), support and admins (until it is delivered). Not allowed now:
+	// FAILED_PRECONDITION with ERROR_REASON_ILLEGAL_TRANSITION, and nothing changes. Cancelling
+	// an already cancelled order returns it unchanged.
 	CancelOrder(ctx context.Context, in *CancelOrderRequest, opts ...grpc.CallOption) (*CancelOrderResponse, error)
 }
 
@@ -149,10 +150,11 @@ type OrderServiceServer interface {
 	// Lists a customer's orders, newest first, in keyset pages. Customers (their own); support
 	// and admins (any customer, via customer_id).
 	ListOrders(context.Context, *ListOrdersRequest) (*ListOrdersResponse, error)
-	// Cancels an order where the state machine allows it (the payment hold is voided). The
-	// order's customer (while the restaurant has not started preparing), support and admins
-	// (until pickup). Not allowed now: FAILED_PRECONDITION, and nothing changes. Cancelling an
-	// already cancelled order returns it unchanged.
+	// Cancels an order where the state machine allows it (the payment hold is voided, or the
+	// payment refunded once captured). The order's customer (while the restaurant has not
+	// started preparing), support and admins (until it is delivered). Not allowed now:
+	// FAILED_PRECONDITION with ERROR_REASON_ILLEGAL_TRANSITION, and nothing changes. Cancelling
+	// an already cancelled order returns it unchanged.
 	CancelOrder(context.Context, *CancelOrderRequest) (*CancelOrderResponse, error)
 	mustEmbedUnimplementedOrderServiceServer()
 }

@@ -111,10 +111,11 @@ class OrderServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelOrder(self, request, context):
-        """Cancels an order where the state machine allows it (the payment hold is voided). The
-        order's customer (while the restaurant has not started preparing), support and admins
-        (until pickup). Not allowed now: FAILED_PRECONDITION, and nothing changes. Cancelling an
-        already cancelled order returns it unchanged.
+        """Cancels an order where the state machine allows it (the payment hold is voided, or the
+        payment refunded once captured). The order's customer (while the restaurant has not
+        started preparing), support and admins (until it is delivered). Not allowed now:
+        FAILED_PRECONDITION with ERROR_REASON_ILLEGAL_TRANSITION, and nothing changes. Cancelling
+        an already cancelled order returns it unchanged.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
