@@ -61,7 +61,7 @@ async fn a_declined_payment_is_402_with_its_reason() {
     let admin = stack.user(Role::Admin, None).await;
     let customer = stack.user(Role::Customer, None).await;
     let kitchen = stack.kitchen(&admin).await;
-    let body = order(&kitchen, "pm_card_declined", "declined-1");
+    let body = order(&kitchen, "pm_card_declined", "declined-order-1");
     let (status, body) = stack.call(Method::POST, "/api/v1/orders", Some(&customer), Some(body)).await;
     assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{body}");
     assert_eq!(body["code"], "FAILED_PRECONDITION");
@@ -76,7 +76,7 @@ async fn a_call_past_its_deadline_is_504() {
     let customer = stack.user(Role::Customer, None).await;
     let kitchen = stack.kitchen(&admin).await;
     // The sandbox holds this payment for 30 s.
-    let body = order(&kitchen, "pm_provider_timeout", "slow-1");
+    let body = order(&kitchen, "pm_provider_timeout", "slow-order-1");
     let (status, body) = stack.call(Method::POST, "/api/v1/orders", Some(&customer), Some(body)).await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::GATEWAY_TIMEOUT, Some("DEADLINE_EXCEEDED")), "{body}");
 }
@@ -124,7 +124,7 @@ async fn conflicts_refused_moves_and_an_unready_store_map_to_409_422_and_503() {
     assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("ALREADY_EXISTS")), "{body}");
 
     let (_, placed) = stack
-        .call(Method::POST, "/api/v1/orders", Some(&customer), Some(order(&kitchen, "pm_card_visa", "o-422")))
+        .call(Method::POST, "/api/v1/orders", Some(&customer), Some(order(&kitchen, "pm_card_visa", "order-422")))
         .await;
     let path = format!("/api/v1/restaurants/orders/{}", placed["order"]["orderId"].as_str().unwrap());
     let (status, body) =
@@ -147,7 +147,7 @@ async fn the_request_id_reaches_the_server_and_its_audit_trail() {
     let response = stack
         .request(Method::POST, "/api/v1/orders", Some(&customer))
         .header("x-request-id", "checkout-7f3a")
-        .json(&order(&kitchen, "pm_card_visa", "traced-1"))
+        .json(&order(&kitchen, "pm_card_visa", "traced-order-1"))
         .send()
         .await
         .unwrap();

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::validation::{FieldError, max_len, no_nul, non_empty};
+use crate::validation::{FieldError, length_between, max_len, no_nul, non_empty};
 
 pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_BODY_CHARS: usize = 2_000;
@@ -125,10 +125,7 @@ pub fn idempotency_key(key: &str) -> Result<Option<&str>, FieldError> {
         return Ok(None);
     }
     no_nul("idempotency_key", key)?;
-    let chars = key.chars().count();
-    if !IDEMPOTENCY_KEY_CHARS.contains(&chars) {
-        return Err(FieldError::new("idempotency_key", format!("must be 8 to 200 characters long (it has {chars})")));
-    }
+    length_between("idempotency_key", key, IDEMPOTENCY_KEY_CHARS)?;
     Ok(Some(key))
 }
 

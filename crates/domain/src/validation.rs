@@ -52,6 +52,17 @@ pub fn max_len(field: &str, s: &str, max_chars: usize) -> Result<(), FieldError>
     }
 }
 
+/// Refuses a value whose length in characters is outside `chars`.
+pub fn length_between(field: &str, s: &str, chars: std::ops::RangeInclusive<usize>) -> Result<(), FieldError> {
+    let count = s.chars().count();
+    if chars.contains(&count) {
+        Ok(())
+    } else {
+        let (min, max) = chars.into_inner();
+        Err(FieldError::new(field, format!("must be {min} to {max} characters long (it has {count})")))
+    }
+}
+
 /// The page size to use: 0 (proto3's "unset") means `default`, anything above `max` is cut to `max`.
 pub fn page_size(requested: u32, default: u32, max: u32) -> u32 {
     if requested == 0 { default.min(max) } else { requested.min(max) }

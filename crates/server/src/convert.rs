@@ -142,12 +142,12 @@ pub fn parse_cursor(cursor: &str) -> Result<Option<i64>, FieldError> {
     if cursor.is_empty() {
         return Ok(None);
     }
-    cursor
-        .parse::<i64>()
-        .ok()
-        .filter(|c| *c >= 0)
-        .map(Some)
-        .ok_or_else(|| FieldError::new("after_cursor", "is not a cursor of this stream; start without one"))
+    cursor.parse::<i64>().ok().filter(|c| *c >= 0).map(Some).ok_or_else(unknown_cursor)
+}
+
+/// A cursor this stream never handed out.
+pub fn unknown_cursor() -> FieldError {
+    FieldError::new("after_cursor", "is not a cursor of this stream; start without one")
 }
 
 pub fn announcement(announcement: &Announcement) -> pb::Announcement {

@@ -13,7 +13,7 @@ use foodfast_domain::validation::FieldError;
 use foodfast_payments::PaymentError;
 use foodfast_store::dispatch::AnswerFailure;
 use foodfast_store::orders::{ArrivalRefused, TransitionFailure};
-use foodfast_store::restaurants::MenuUpdateError;
+use foodfast_store::restaurants::{MenuUpdateError, ProfileUpdateError};
 use foodfast_store::users::{CreateUserError, RefreshRefused};
 use foodfast_store::{Chain, StoreError};
 use tonic::{Code, Status};
@@ -232,6 +232,16 @@ impl From<MenuUpdateError> for ApiError {
             MenuUpdateError::VersionMismatch { .. } => ApiError::VersionMismatch(err.to_string()),
             MenuUpdateError::ForeignItem(_) => ApiError::Field(FieldError::new("categories", err.to_string())),
             MenuUpdateError::Store(store) => ApiError::Store(store),
+        }
+    }
+}
+
+impl From<ProfileUpdateError> for ApiError {
+    fn from(err: ProfileUpdateError) -> Self {
+        match err {
+            ProfileUpdateError::RestaurantNotFound(_) => ApiError::NotFound(err.to_string()),
+            ProfileUpdateError::CurrencyFixed { .. } => ApiError::FailedPrecondition(err.to_string()),
+            ProfileUpdateError::Store(store) => ApiError::Store(store),
         }
     }
 }

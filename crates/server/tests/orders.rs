@@ -57,7 +57,7 @@ fn amount(m: &Option<pb::Money>) -> String {
 #[tokio::test]
 async fn quote_prices_on_the_server_and_ignores_nothing_the_client_cannot_set() {
     let shop = shop().await;
-    let request = shop.order_request("unused", "pm_card_visa");
+    let request = shop.order_request("unused-key", "pm_card_visa");
     let customer = shop.server.customer().await;
     let quote = shop
         .server
@@ -95,7 +95,7 @@ async fn create_order_writes_the_order_its_first_event_and_authorizes_payment() 
     let order = shop
         .server
         .orders(Some(&customer))
-        .create_order(shop.order_request("key-1", "pm_card_visa"))
+        .create_order(shop.order_request("first-key", "pm_card_visa"))
         .await
         .unwrap()
         .into_inner()
@@ -241,7 +241,7 @@ async fn declined_timed_out_and_failing_payments_leave_no_order() {
 async fn every_bad_cart_is_refused_with_the_field_or_item_named() {
     let shop = shop().await;
     let customer = shop.server.customer().await;
-    let good = shop.order_request("k", "pm_card_visa");
+    let good = shop.order_request("key-of-a-good-order", "pm_card_visa");
     let soup = item(&shop.menu, "Soup of the day").item_id.clone();
 
     let mut cases: Vec<(pb::CreateOrderRequest, Code, &str)> = Vec::new();
@@ -279,9 +279,11 @@ async fn every_bad_cart_is_refused_with_the_field_or_item_named() {
     let mut r = good.clone();
     r.delivery_address = Some(address_near(95.0, LNG, 0.0));
     cases.push((r, Code::InvalidArgument, "delivery_address.location"));
-    let mut r = good.clone();
-    r.idempotency_key.clear();
-    cases.push((r, Code::InvalidArgument, "idempotency_key"));
+    for key in [String::new(), "7-chars".into(), "k".repeat(129)] {
+        let mut r = good.clone();
+        r.idempotency_key = key;
+        cases.push((r, Code::InvalidArgument, "must be 8 to 128 characters"));
+    }
     let mut r = good.clone();
     r.payment_method_id.clear();
     cases.push((r, Code::InvalidArgument, "payment_method_id"));
@@ -363,7 +365,7 @@ async fn transitions_follow_the_state_machine_and_move_the_money() {
     };
 
     // Accept → preparing → ready; the capture is settled by the worker.
-    let order = place("a").await;
+    let order = place("order-a1").await;
     let accepted = update(&order.order_id, "accepted", "").await.unwrap().into_inner();
     assert_eq!(accepted.status(), pb::OrderStatus::Confirmed);
     assert_eq!(accepted.seq, 2);
@@ -395,7 +397,7 @@ async fn transitions_follow_the_state_machine_and_move_the_money() {
     wait_for_intent(&shop, &order.order_id, IntentStatus::Captured).await;
 
     // Reject needs a reason and voids the hold.
-    let order = place("b").await;
+    let order = place("order-b1").await;
     let err = update(&order.order_id, "rejected", "").await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     let err = update(&order.order_id, "delivered", "").await.unwrap_err();
@@ -410,7 +412,7 @@ async fn transitions_follow_the_state_machine_and_move_the_money() {
     assert_eq!(err.code(), Code::FailedPrecondition, "a rejected order stays rejected");
 
     // The customer cancels a pending order: voided, history complete.
-    let order = place("c").await;
+    let order = place("order-c1").await;
     let cancelled = shop
         .server
         .orders(Some(&customer))
@@ -494,7 +496,7 @@ async fn list_orders_pages_a_customers_history_newest_first() {
         let order = shop
             .server
             .orders(Some(&customer))
-            .create_order(shop.order_request(&format!("h{i}"), "pm_card_visa"))
+            .create_order(shop.order_request(&format!("history-{i}"), "pm_card_visa"))
             .await
             .unwrap()
             .into_inner()
@@ -569,7 +571,7 @@ async fn a_watcher_that_reconnects_gets_every_missed_event_once_in_order() {
     let existing = shop
         .server
         .orders(Some(&customer))
-        .create_order(shop.order_request("before", "pm_card_visa"))
+        .create_order(shop.order_request("order-before", "pm_card_visa"))
         .await
         .unwrap()
         .into_inner()
@@ -606,7 +608,7 @@ async fn a_watcher_that_reconnects_gets_every_missed_event_once_in_order() {
     let live = shop
         .server
         .orders(Some(&customer))
-        .create_order(shop.order_request("live", "pm_card_visa"))
+        .create_order(shop.order_request("live-order", "pm_card_visa"))
         .await
         .unwrap()
         .into_inner()
@@ -624,7 +626,7 @@ async fn a_watcher_that_reconnects_gets_every_missed_event_once_in_order() {
     // While nobody watches: three new orders and two transitions, then the
     // server restarts.
     let mut missed = Vec::new();
-    for key in ["m1", "m2", "m3"] {
+    for key in ["missed-1", "missed-2", "missed-3"] {
         let order = shop
             .server
             .orders(Some(&customer))
@@ -701,14 +703,23 @@ async fn watching_needs_the_restaurants_staff_and_a_valid_cursor() {
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
     let staff = shop.server.staff(restaurant_id.parse().unwrap()).await;
-    let err = shop
+    // Malformed, or past every change of this restaurant (e.g. another restaurant's).
+    for cursor in ["garbage", "1"] {
+        let err = shop
+            .server
+            .restaurants(Some(&staff))
+            .watch_orders(pb::WatchOrdersRequest { restaurant_id: restaurant_id.clone(), after_cursor: cursor.into() })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{cursor}");
+        assert!(err.message().contains("after_cursor"), "{cursor}: {}", err.message());
+    }
+    let current = shop
         .server
         .restaurants(Some(&staff))
-        .watch_orders(pb::WatchOrdersRequest { restaurant_id, after_cursor: "garbage".into() })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("after_cursor"));
+        .watch_orders(pb::WatchOrdersRequest { restaurant_id, after_cursor: "0".into() })
+        .await;
+    assert!(current.is_ok(), "the cursor of a restaurant without changes yet: {current:?}");
 }
 
 #[tokio::test]

@@ -248,3 +248,44 @@ async fn menus_are_edited_only_by_their_staff_and_validated() {
     assert_eq!(menu.menu_version, stored.menu_version);
     assert_eq!(item(&stored, "Margherita").price, menu.categories[0].items[0].price);
 }
+
+#[tokio::test]
+async fn the_currency_is_fixed_while_the_menu_has_items() {
+    let server = TestServer::start().await;
+    let (restaurant, _) = server.restaurant_at("Priced", "pizza", LAT, LNG).await;
+    let id = restaurant.restaurant_id.clone();
+    let staff = server.staff(id.parse().unwrap()).await;
+    let update = |currency: &str, paused: bool| {
+        let mut client = server.restaurants(Some(&staff));
+        let mut profile = profile("Priced", "pizza", LAT, LNG);
+        profile.currency_code = currency.into();
+        profile.paused = paused;
+        let mask = prost_types::FieldMask { paths: vec!["currency_code".into(), "paused".into()] };
+        let request =
+            pb::UpdateRestaurantRequest { restaurant_id: id.clone(), profile: Some(profile), update_mask: Some(mask) };
+        async move { client.update_restaurant(request).await }
+    };
+
+    let err = update("USD", true).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("EUR") && err.message().contains("currency"), "{}", err.message());
+    let mut reader = server.restaurants(None);
+    let unchanged = reader.get_restaurant(pb::GetRestaurantRequest { restaurant_id: id.clone() }).await.unwrap();
+    let unchanged = unchanged.into_inner().restaurant.unwrap().profile.unwrap();
+    assert_eq!((unchanged.currency_code.as_str(), unchanged.paused), ("EUR", false), "nothing changed");
+    let paused = update("EUR", true).await.expect("the same currency with other changes is fine");
+    assert!(paused.into_inner().restaurant.unwrap().profile.unwrap().paused);
+
+    // With the menu emptied, the prices to come may be in another currency.
+    server
+        .restaurants(Some(&staff))
+        .upsert_menu(pb::UpsertMenuRequest {
+            restaurant_id: id.clone(),
+            categories: vec![],
+            expected_menu_version: String::new(),
+        })
+        .await
+        .unwrap();
+    let switched = update("USD", false).await.expect("no items, no prices to keep");
+    assert_eq!(switched.into_inner().restaurant.unwrap().profile.unwrap().currency_code, "USD");
+}

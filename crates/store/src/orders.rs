@@ -699,6 +699,21 @@ impl Orders {
         lines.iter().map(line_from_row).collect()
     }
 
+    /// The number of the restaurant's latest order change (0 before the
+    /// first), or `None` if there is no such restaurant.
+    #[tracing::instrument(target = "foodfast::trace", name = "Orders.restaurant_cursor", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    pub async fn restaurant_cursor(&self, restaurant_id: Uuid) -> Result<Option<i64>, StoreError> {
+        let client = self.postgres.client().await?;
+        let row = client
+            .query_opt(
+                &client.prepare_cached(sql::SELECT_RESTAURANT_EVENT_SEQ).await.map_err(StoreError::postgres)?,
+                &[&restaurant_id],
+            )
+            .await
+            .map_err(StoreError::postgres)?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
     /// The restaurant's cursor and its open orders, read together.
     #[tracing::instrument(target = "foodfast::trace", name = "Orders.open_orders", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn open_orders(&self, restaurant_id: Uuid) -> Result<(i64, Vec<Order>), StoreError> {

@@ -77,6 +77,16 @@ pub enum MenuUpdateError {
     Store(#[from] StoreError),
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileUpdateError {
+    #[error("restaurant {0} does not exist")]
+    RestaurantNotFound(Uuid),
+    #[error("the menu's prices are in {current}; the currency is fixed while the menu has items")]
+    CurrencyFixed { current: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 #[derive(Clone)]
 pub struct Restaurants {
     postgres: Postgres,
@@ -102,7 +112,7 @@ impl Restaurants {
 
     /// Replaces the profile; `None` if there is no such restaurant.
     #[tracing::instrument(target = "foodfast::trace", name = "Restaurants.update", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-    pub async fn update(&self, id: Uuid, profile: &RestaurantProfile) -> Result<Option<Restaurant>, StoreError> {
+    pub async fn update(&self, id: Uuid, profile: &RestaurantProfile) -> Result<Restaurant, ProfileUpdateError> {
         let client = self.postgres.client().await?;
         let mut params = ProfileParams::new(profile);
         let row = client
@@ -112,7 +122,16 @@ impl Restaurants {
             )
             .await
             .map_err(StoreError::postgres)?;
-        row.as_ref().map(restaurant_from_row).transpose()
+        match row {
+            Some(row) => Ok(restaurant_from_row(&row)?),
+            // Refused or missing: the restaurant as it is says which.
+            None => match self.get(id).await? {
+                Some(current) => {
+                    Err(ProfileUpdateError::CurrencyFixed { current: current.profile.currency.to_string() })
+                }
+                None => Err(ProfileUpdateError::RestaurantNotFound(id)),
+            },
+        }
     }
 
     #[tracing::instrument(target = "foodfast::trace", name = "Restaurants.get", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]

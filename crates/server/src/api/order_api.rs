@@ -9,7 +9,7 @@ use foodfast_domain::access::{OrderParties, Principal, Role};
 use foodfast_domain::address::Address;
 use foodfast_domain::order::{self, OrderAction, TransitionError};
 use foodfast_domain::pricing::{Cart, Quote, canonical_cart_hash};
-use foodfast_domain::validation::{FieldError, max_len, non_empty, page_size, parse_uuid};
+use foodfast_domain::validation::{FieldError, length_between, max_len, no_nul, non_empty, page_size, parse_uuid};
 use foodfast_payments::AuthorizeRequest;
 use foodfast_store::orders::{Claim, NewOrder, Order, OrderEvent, TransitionFailure, TransitionRequest};
 use foodfast_store::restaurants::Restaurant;
@@ -22,8 +22,8 @@ use crate::auth::principal;
 use crate::convert;
 use crate::error::ApiError;
 
-/// Longest idempotency key accepted.
-const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+/// Idempotency keys, in characters: enough for a UUID, short enough to index.
+const IDEMPOTENCY_KEY_CHARS: std::ops::RangeInclusive<usize> = 8..=128;
 const DEFAULT_PAGE_SIZE: u32 = 20;
 const MAX_PAGE_SIZE: u32 = 100;
 
@@ -312,8 +312,8 @@ impl OrderService for OrderApi {
 }
 
 fn parse_place_request(customer_id: Uuid, request: &pb::CreateOrderRequest) -> Result<PlaceRequest<'_>, FieldError> {
-    non_empty("idempotency_key", &request.idempotency_key)?;
-    max_len("idempotency_key", &request.idempotency_key, MAX_IDEMPOTENCY_KEY_LEN)?;
+    no_nul("idempotency_key", &request.idempotency_key)?;
+    length_between("idempotency_key", &request.idempotency_key, IDEMPOTENCY_KEY_CHARS)?;
     non_empty("payment_method_id", &request.payment_method_id)?;
     max_len("payment_method_id", &request.payment_method_id, 255)?;
     max_len("customer_note", &request.customer_note, 500)?;

@@ -91,13 +91,7 @@ impl RestaurantService for RestaurantApi {
         let given = request.profile.ok_or_else(|| ApiError::from(FieldError::new("profile", "is required")))?;
         let merged = merge_profile(convert::profile(&current.profile), given, request.update_mask.as_ref())?;
         let profile = convert::parse_profile(Some(&merged)).map_err(ApiError::from)?;
-        let updated = self
-            .app
-            .restaurants
-            .update(id, &profile)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::NotFound(format!("restaurant {id} not found")))?;
+        let updated = self.app.restaurants.update(id, &profile).await.map_err(ApiError::from)?;
         Ok(Response::new(pb::UpdateRestaurantResponse { restaurant: Some(convert::restaurant(&updated, Utc::now())) }))
     }
 
@@ -227,6 +221,12 @@ impl RestaurantService for RestaurantApi {
         require_manager(&caller, restaurant_id)?;
         let after = convert::parse_cursor(&request.after_cursor).map_err(ApiError::from)?;
         self.app.restaurant(restaurant_id).await?;
+        if let Some(after) = after {
+            let latest = self.app.orders.restaurant_cursor(restaurant_id).await.map_err(ApiError::from)?;
+            if after > latest.unwrap_or(0) {
+                return Err(ApiError::from(convert::unknown_cursor()).into());
+            }
+        }
         // Subscribed before the first read, so no change falls in between.
         let wake = self.app.fanout.subscribe(&restaurant_topic(restaurant_id));
         let (sender, receiver) = mpsc::channel(self.app.settings.watch_buffer);

@@ -19,7 +19,7 @@ use crate::convert;
 use crate::error::ApiError;
 use crate::tracking::{self, Start};
 
-const DEFAULT_PAGE_SIZE: u32 = 500;
+const DEFAULT_PAGE_SIZE: u32 = 1_000;
 const MAX_PAGE_SIZE: u32 = 5_000;
 /// Pings per ExportCityPings message, as the contract promises.
 const EXPORT_BATCH: usize = 1_000;

@@ -1143,7 +1143,7 @@ type SearchNearbyRequest struct {
 	Lat float64 `protobuf:"fixed64,1,opt,name=lat,proto3" json:"lat,omitempty"`
 	// Longitude of the delivery point, -180 to 180. Required.
 	Lng float64 `protobuf:"fixed64,2,opt,name=lng,proto3" json:"lng,omitempty"`
-	// Search radius in metres, 1 to 20000; 0 means 5000. Only restaurants whose own delivery
+	// Search radius in metres, 1 to 50000; 0 means 5000. Only restaurants whose own delivery
 	// radius also covers the point are returned.
 	RadiusM uint32 `protobuf:"varint,3,opt,name=radius_m,json=radiusM,proto3" json:"radius_m,omitempty"`
 	// Only restaurants with this cuisine tag (lower-case, e.g. "pizza"); empty means any.

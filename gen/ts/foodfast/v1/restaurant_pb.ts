@@ -642,7 +642,7 @@ export type SearchNearbyRequest = Message<"foodfast.v1.SearchNearbyRequest"> & {
   lng: number;
 
   /**
-   * Search radius in metres, 1 to 20000; 0 means 5000. Only restaurants whose own delivery
+   * Search radius in metres, 1 to 50000; 0 means 5000. Only restaurants whose own delivery
    * radius also covers the point are returned.
    *
    * @generated from field: uint32 radius_m = 3;
