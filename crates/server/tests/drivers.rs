@@ -7,8 +7,9 @@ mod common;
 use std::time::Duration;
 
 use chrono::Utc;
-use common::{Kitchen, TestServer, hello, ping, track, up};
+use common::{Authed, Kitchen, TestServer, hello, ping, track, up};
 use foodfast_api::v1 as pb;
+use foodfast_api::v1::driver_service_client::DriverServiceClient;
 use foodfast_domain::access::Principal;
 use foodfast_store::users::Users;
 use tokio::sync::mpsc;
@@ -23,9 +24,13 @@ struct Session {
 }
 
 async fn connect(server: &TestServer, driver: &Principal) -> Session {
+    connect_with(server.drivers(Some(driver))).await
+}
+
+async fn connect_with(mut client: DriverServiceClient<Authed>) -> Session {
     let (sender, receiver) = mpsc::channel(64);
     sender.send(hello()).await.unwrap();
-    let mut responses = server.drivers(Some(driver)).connect(ReceiverStream::new(receiver)).await.unwrap().into_inner();
+    let mut responses = client.connect(ReceiverStream::new(receiver)).await.unwrap().into_inner();
     let welcome = match responses.next().await.unwrap().unwrap().payload {
         Some(pb::connect_response::Payload::Welcome(welcome)) => welcome,
         other => panic!("expected welcome, got {other:?}"),
@@ -55,6 +60,20 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Reads until the server ends the stream; returns the status it ended with.
+    async fn ended_within(&mut self, within: Duration) -> tonic::Status {
+        let ended = async {
+            loop {
+                match self.responses.next().await {
+                    Some(Ok(_)) => {}
+                    Some(Err(status)) => return status,
+                    None => panic!("the stream ended with OK"),
+                }
+            }
+        };
+        tokio::time::timeout(within, ended).await.unwrap_or_else(|_| panic!("the stream still runs after {within:?}"))
     }
 }
 
@@ -193,6 +212,47 @@ async fn a_reconnect_resends_from_the_ack_and_nothing_is_duplicated_or_missing()
     assert!(rejected.iter().all(|r| r.reason() == pb::PingRejectionReason::DuplicateSeq && r.seq <= 10));
     let stored: Vec<u64> = track(&server, &driver, &driver).await.iter().map(|p| p.seq).collect();
     assert_eq!(stored, (1..=15).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_newer_stream_on_another_replica_replaces_the_older_one_which_ends_aborted() {
+    let server = driver_server().await;
+    let replica = server.spawn_replica().await;
+    let driver = server.driver().await;
+    let mut older = connect(&server, &driver).await;
+    older.send(ping(1, 0.0, 10.0)).await;
+    older.until_durable(1).await;
+
+    let mut newer = connect_with(server.drivers_at(&replica, Some(&driver))).await;
+    // Well before the older stream's resync (7.5 s at the earliest): the newer one's wake-up ends it.
+    let status = older.ended_within(Duration::from_secs(5)).await;
+    assert_eq!(status.code(), Code::Aborted, "{status:?}");
+    assert!(status.message().contains("replaced"), "{status:?}");
+
+    newer.send(ping(2, 10.0, 5.0)).await;
+    assert!(newer.until_durable(2).await.is_empty(), "the newer stream carries on");
+    let state = server
+        .drivers(Some(&driver))
+        .get_driver_state(pb::GetDriverStateRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(state.connected, "the older stream's end left the newer session alone");
+}
+
+#[tokio::test]
+async fn a_replaced_stream_whose_wake_up_was_lost_ends_at_its_next_resync() {
+    let server =
+        TestServer::start_with(|config| config.dispatch.driver_resync_interval = Duration::from_millis(200)).await;
+    server.migrate_scylla().await;
+    let driver = server.driver().await;
+    let mut older = connect(&server, &driver).await;
+    // A newer stream recorded without its wake-up, as when the pub/sub message is lost.
+    let live = foodfast_store::live::LivePositions::new(server.stores.redis.clone());
+    live.start_session(driver.user_id, uuid::Uuid::new_v4()).await.unwrap();
+    let status = older.ended_within(Duration::from_secs(5)).await;
+    assert_eq!(status.code(), Code::Aborted, "{status:?}");
+    assert!(live.connected(driver.user_id).await.unwrap(), "the newer session stays");
 }
 
 #[tokio::test]

@@ -223,7 +223,8 @@ impl LivePositions {
         })
     }
 
-    /// A Connect stream `session` of the driver opened: it may get offers.
+    /// A Connect stream `session` of the driver opened: it may get offers,
+    /// and the driver's older stream is [`replaced`](Self::replaced).
     #[tracing::instrument(target = "foodfast::trace", name = "LivePositions.start_session", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn start_session(&self, driver_id: Uuid, session: Uuid) -> Result<(), StoreError> {
         self.set_fields(driver_id, &[("session", &session.to_string())]).await
@@ -233,6 +234,14 @@ impl LivePositions {
     #[tracing::instrument(target = "foodfast::trace", name = "LivePositions.connected", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn connected(&self, driver_id: Uuid) -> Result<bool, StoreError> {
         Ok(self.field(driver_id, "session").await?.is_some_and(|session| !session.is_empty()))
+    }
+
+    /// Whether a later Connect stream of the driver (on any replica) took
+    /// over from `session`, open or ended since: the driver's hash names the
+    /// current one.
+    #[tracing::instrument(target = "foodfast::trace", name = "LivePositions.replaced", skip_all, fields(otel.kind = "client", db.system = "redis"))]
+    pub async fn replaced(&self, driver_id: Uuid, session: Uuid) -> Result<bool, StoreError> {
+        Ok(self.field(driver_id, "session").await?.is_some_and(|current| current != session.to_string()))
     }
 
     /// The stream `session` ended; a newer stream of the driver (on any

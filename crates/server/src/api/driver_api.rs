@@ -567,11 +567,13 @@ async fn answer_on_stream(
 }
 
 /// One Connect stream. Ends with `INVALID_ARGUMENT` when the first message
-/// is not `hello` or a message is malformed, and `UNAVAILABLE` when the
-/// server shuts down (reconnect and resend above the last `durable_seq`); a
-/// bad ping never ends it. When it ends, the driver gets no more offers
-/// until it reconnects, and an offer it had not answered goes to the next
-/// candidate.
+/// is not `hello` or a message is malformed, `UNAVAILABLE` when the server
+/// shuts down (reconnect and resend above the last `durable_seq`), and
+/// `ABORTED` when a newer Connect stream of the driver (on any replica)
+/// replaced it (the app carries on with the newer one); a bad ping never
+/// ends it. When it ends, the driver gets no more offers until it
+/// reconnects, and an offer it had not answered goes to the next candidate
+/// (unless a newer stream replaced it).
 async fn session(
     app: App,
     writer: LocationWriter,
@@ -589,10 +591,18 @@ async fn session(
         Some(Err(_)) | None => return,
     };
     let session_id = Uuid::new_v4();
-    if let Err(err) = app.live.start_session(driver_id, session_id).await {
-        tracing::warn!(driver = %driver_id, error = %foodfast_store::Chain(&err), "could not record the session; no offers until it is");
-    }
-    connected(&app, writer, caller, hello, inbound, &outbound).await;
+    let recorded = match app.live.start_session(driver_id, session_id).await {
+        Ok(()) => {
+            // The driver's older stream, on any replica, looks and ends.
+            app.wake(&driver_topic(driver_id)).await;
+            Some(session_id)
+        }
+        Err(err) => {
+            tracing::warn!(driver = %driver_id, error = %foodfast_store::Chain(&err), "could not record the session; no offers until it is");
+            None
+        }
+    };
+    connected(&app, writer, caller, hello, inbound, &outbound, recorded).await;
     match app.live.end_session(driver_id, session_id).await {
         Ok(true) => match app.dispatch.expire_driver_offers(driver_id).await {
             Ok(orders) if !orders.is_empty() => app.wake(DISPATCH_TOPIC).await,
@@ -609,7 +619,8 @@ async fn session(
     }
 }
 
-/// The stream after `hello`, until it ends.
+/// The stream after `hello`, until it ends. `session`, once recorded in
+/// Redis, is checked at each wake-up and resync: a newer stream replaced it.
 async fn connected(
     app: &App,
     writer: LocationWriter,
@@ -617,6 +628,7 @@ async fn connected(
     hello: pb::Hello,
     mut inbound: Streaming<pb::ConnectRequest>,
     outbound: &Outbound,
+    session: Option<Uuid>,
 ) {
     let driver_id = caller.user_id;
     let mut durable_seqs: watch::Receiver<u64> = writer.subscribe_driver(driver_id);
@@ -758,6 +770,20 @@ async fn connected(
             _ = sleep_until_or_never(follow_up) => {}
         }
         if needs_sync {
+            // The wake-up of a newer stream may be lost: the resync looks too.
+            if let Some(session) = session {
+                match app.live.replaced(driver_id, session).await {
+                    Ok(true) => {
+                        let _ = outbound.send(Err(Status::aborted("another Connect stream of this driver replaced this one; carry on with the newer stream"))).await;
+                        break 'stream;
+                    }
+                    Ok(false) => {}
+                    // The next wake-up or resync looks again.
+                    Err(err) => {
+                        tracing::warn!(driver = %driver_id, error = %foodfast_store::Chain(&err), "could not check whether a newer stream replaced this one")
+                    }
+                }
+            }
             match shown.sync(app, driver_id).await {
                 Ok(messages) => {
                     for payload in messages {
