@@ -15,6 +15,16 @@ use crate::validation::FieldError;
 pub const MAX_DELIVERY_RADIUS_M: u32 = 50_000;
 /// Longest average preparation time.
 pub const MAX_PREP_TIME: Duration = Duration::from_secs(4 * 3600);
+
+/// Checks the preparation time staff give for one order (`field`): 1 minute
+/// to 3 hours from now.
+pub fn order_prep_time(field: &str, prep_time: Duration) -> Result<Duration, FieldError> {
+    if (Duration::from_secs(60)..=Duration::from_secs(3 * 3600)).contains(&prep_time) {
+        Ok(prep_time)
+    } else {
+        Err(FieldError::new(field, "must be 1 minute to 3 hours"))
+    }
+}
 pub const MAX_CUISINES: usize = 10;
 pub const MAX_NAME_LEN: usize = 200;
 

@@ -322,6 +322,7 @@ pub fn order_event(event: &OrderEvent) -> pb::OrderEvent {
             EventKind::DispatchDelayed => pb::OrderEventKind::DispatchDelayed,
             EventKind::DriverArrived(Stop::Restaurant) => pb::OrderEventKind::DriverArrivedAtRestaurant,
             EventKind::DriverArrived(Stop::Customer) => pb::OrderEventKind::DriverArrivedAtCustomer,
+            EventKind::PrepTimeUpdated => pb::OrderEventKind::PrepTimeUpdated,
             EventKind::Unknown => pb::OrderEventKind::Unspecified,
         } as i32,
         status: order_status(event.status) as i32,

@@ -300,6 +300,16 @@ impl Tracker {
             self.follow(event.driver_id).await;
             message.driver = self.driver_summary(false).await;
         }
+        if event.kind == EventKind::PrepTimeUpdated {
+            // The ETA before pickup waits for the food.
+            match self.app.orders.get(self.tracked.order_id).await {
+                Ok(Some(order)) => self.tracked.food_ready_at = order.estimated_ready_at,
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::warn!(order = %self.tracked.order_id, error = %foodfast_store::Chain(&err), "could not read the new preparation estimate")
+                }
+            }
+        }
         if event.status.is_terminal() {
             self.driver = None;
         }

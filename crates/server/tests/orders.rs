@@ -470,6 +470,56 @@ async fn transitions_follow_the_state_machine_and_move_the_money() {
     assert_eq!(err.code(), Code::PermissionDenied);
 }
 
+#[tokio::test]
+async fn staff_give_a_preparation_estimate_when_accepting_and_it_is_an_event() {
+    let shop = shop().await;
+    let customer = shop.server.customer().await;
+    let staff = shop.server.staff(shop.restaurant.restaurant_id.parse().unwrap()).await;
+    let mut orders = shop.server.orders(Some(&customer));
+    let order = orders.create_order(shop.order_request("estimated-order", "pm_card_visa")).await.unwrap();
+    let order_id = order.into_inner().order.unwrap().order_id;
+    let update = |status: &str, prep_time: Option<Duration>| {
+        let mut client = shop.server.restaurants(Some(&staff));
+        let request = pb::UpdateOrderStatusRequest {
+            order_id: order_id.clone(),
+            status: status.into(),
+            reason: String::new(),
+            prep_time: prep_time.map(|d| prost_types::Duration { seconds: d.as_secs() as i64, nanos: 0 }),
+        };
+        async move { client.update_order_status(request).await }
+    };
+    let seconds = |t: Option<prost_types::Timestamp>| t.expect("a timestamp").seconds;
+
+    for out_of_range in [Duration::from_secs(30), Duration::from_secs(3 * 3600 + 1)] {
+        let err = update("accepted", Some(out_of_range)).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{out_of_range:?}");
+        assert!(err.message().contains("prep_time"), "{}", err.message());
+    }
+    let asked = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let accepted = update("accepted", Some(Duration::from_secs(25 * 60))).await.unwrap().into_inner();
+    assert_eq!((accepted.status(), accepted.seq), (pb::OrderStatus::Confirmed, 3), "the move, then the estimate");
+
+    let shown = orders.get_order(pb::GetOrderRequest { order_id: order_id.clone() }).await.unwrap();
+    let shown = shown.into_inner().order.unwrap();
+    let ready_at = seconds(shown.estimated_ready_at);
+    assert!((asked + 25 * 60..=asked + 25 * 60 + 5).contains(&ready_at), "ready at {ready_at}, asked at {asked}");
+    let kinds: Vec<_> = shown.history.iter().map(|e| (e.seq, e.kind(), e.status())).collect();
+    assert_eq!(
+        kinds,
+        [
+            (1, pb::OrderEventKind::StatusChanged, pb::OrderStatus::Pending),
+            (2, pb::OrderEventKind::StatusChanged, pb::OrderStatus::Confirmed),
+            (3, pb::OrderEventKind::PrepTimeUpdated, pb::OrderStatus::Confirmed),
+        ]
+    );
+
+    // Without an estimate (or with another move) the order keeps the one it has.
+    assert_eq!(update("preparing", None).await.unwrap().into_inner().seq, 4);
+    assert_eq!(update("ready_for_pickup", Some(Duration::from_secs(1))).await.unwrap().into_inner().seq, 5);
+    let shown = orders.get_order(pb::GetOrderRequest { order_id }).await.unwrap().into_inner().order.unwrap();
+    assert_eq!(seconds(shown.estimated_ready_at), ready_at);
+}
+
 async fn wait_for_intent(shop: &Shop, order_id: &str, status: IntentStatus) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {

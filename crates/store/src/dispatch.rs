@@ -403,6 +403,7 @@ impl Dispatch {
                         actor_id: Some(driver_id),
                         reason: "accepted the dispatch offer",
                         driver_id: Some(driver_id),
+                        ready_at: None,
                     };
                     match apply_transition(tx, &zones, &request, &|_| true).await? {
                         Ok(transitioned) => {

@@ -95,6 +95,8 @@ pub enum EventKind {
     DispatchDelayed,
     /// The order's driver reported arriving at a stop; status unchanged.
     DriverArrived(Stop),
+    /// The restaurant gave or changed when the food will be ready; status unchanged.
+    PrepTimeUpdated,
     /// A kind this version does not know, written by a newer one (during a
     /// rolling upgrade): read and passed on with its status, never written.
     Unknown,
@@ -108,6 +110,7 @@ impl EventKind {
             EventKind::DispatchDelayed => "dispatch_delayed",
             EventKind::DriverArrived(Stop::Restaurant) => "driver_arrived_at_restaurant",
             EventKind::DriverArrived(Stop::Customer) => "driver_arrived_at_customer",
+            EventKind::PrepTimeUpdated => "prep_time_updated",
             EventKind::Unknown => "unknown",
         }
     }
@@ -119,6 +122,7 @@ impl EventKind {
             "dispatch_delayed" => EventKind::DispatchDelayed,
             "driver_arrived_at_restaurant" => EventKind::DriverArrived(Stop::Restaurant),
             "driver_arrived_at_customer" => EventKind::DriverArrived(Stop::Customer),
+            "prep_time_updated" => EventKind::PrepTimeUpdated,
             _ => EventKind::Unknown,
         }
     }
@@ -305,6 +309,9 @@ pub struct TransitionRequest<'a> {
     pub reason: &'a str,
     /// The driver to assign, for `AssignDriver` and `ReassignDriver`.
     pub driver_id: Option<Uuid>,
+    /// The restaurant's new estimate of when the food is ready: recorded
+    /// with a `PrepTimeUpdated` event after the transition's own.
+    pub ready_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone)]
@@ -419,6 +426,7 @@ impl Orders {
                             actor_id: Some(driver_id),
                             reason: "",
                             driver_id: None,
+                            ready_at: None,
                         };
                         let its_driver = move |order: &Order| order.driver_id == Some(driver_id);
                         if let Err(failure) = apply_transition(tx, &zones, &request, &its_driver).await? {
@@ -676,9 +684,10 @@ impl Orders {
                 let may_act = may_act.clone();
                 let zones = self.zones.clone();
                 let reason = request.reason.to_string();
-                let TransitionRequest { order_id, action, actor, actor_id, driver_id, .. } = request;
+                let TransitionRequest { order_id, action, actor, actor_id, driver_id, ready_at, .. } = request;
                 Box::pin(async move {
-                    let request = TransitionRequest { order_id, action, actor, actor_id, reason: &reason, driver_id };
+                    let request =
+                        TransitionRequest { order_id, action, actor, actor_id, reason: &reason, driver_id, ready_at };
                     apply_transition(tx, &zones, &request, &*may_act).await
                 })
             })
@@ -815,7 +824,7 @@ pub(crate) async fn apply_transition(
     let row = tx
         .query_one(
             sql::UPDATE_ORDER_STATUS,
-            &[&request.order_id, &status.as_str(), &driver_id, &payment_status.as_str()],
+            &[&request.order_id, &status.as_str(), &driver_id, &payment_status.as_str(), &request.ready_at],
         )
         .await?;
     let after = order_from_row(&row)?;
@@ -837,6 +846,13 @@ pub(crate) async fn apply_transition(
         driver_id: if assigns { driver_id } else { None },
     };
     insert_event(tx, &event).await?;
+    let after = match request.ready_at {
+        Some(_) => {
+            let by = Notice { actor: request.actor, actor_id: request.actor_id, reason: String::new() };
+            append_notice(tx, request.order_id, EventKind::PrepTimeUpdated, by, None).await?.0
+        }
+        None => after,
+    };
     let mut drivers_affected: Vec<Uuid> =
         before.driver_id.into_iter().chain(after.driver_id).chain(withdrawn_offers).collect();
     drivers_affected.sort();
@@ -1103,6 +1119,7 @@ mod tests {
             EventKind::DispatchDelayed,
             EventKind::DriverArrived(Stop::Restaurant),
             EventKind::DriverArrived(Stop::Customer),
+            EventKind::PrepTimeUpdated,
         ];
         for kind in kinds {
             assert_eq!(EventKind::parse(kind.as_str()), kind);

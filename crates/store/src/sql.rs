@@ -332,7 +332,7 @@ statements! {
     );
     UPDATE_ORDER_STATUS = concat!(
         "UPDATE orders SET status = $2, driver_id = $3, payment_status = $4, last_event_seq = last_event_seq + 1,
-            updated_at = now()
+            estimated_ready_at = COALESCE($5, estimated_ready_at), updated_at = now()
         WHERE id = $1
         RETURNING ", order_columns!()
     );

@@ -201,6 +201,7 @@ fn restaurant_accepts(order_id: Uuid) -> TransitionRequest<'static> {
         actor_id: None,
         reason: "",
         driver_id: None,
+        ready_at: None,
     }
 }
 
@@ -224,6 +225,7 @@ async fn every_decision_of_the_state_machine_is_applied_exactly() {
                         actor_id: None,
                         reason: "test",
                         driver_id: Some(fixture.other_driver_id),
+                        ready_at: None,
                     };
                     let outcome = fixture.orders.transition(request, |_| true).await;
                     let after = fixture.row(order_id).await;
@@ -313,6 +315,7 @@ async fn racing_assignments_give_an_order_exactly_one_driver_and_respect_capacit
                 actor_id: None,
                 reason: "by hand",
                 driver_id: Some(driver_id),
+                ready_at: None,
             };
             orders.transition(request, |_| true).await
         }

@@ -81,6 +81,7 @@ impl DispatchService for DispatchApi {
             actor_id: Some(caller.user_id),
             reason,
             driver_id: Some(driver_id),
+            ready_at: None,
         };
         let done = self.app.orders.transition(transition, |_| true).await.map_err(ApiError::from)?;
         self.app.committed(&done).await;

@@ -126,7 +126,7 @@ impl From<ApiError> for Refusal {
 /// machine refuses is the order read, to answer a resend of a step already
 /// recorded with the order as it is.
 async fn delivery_step(app: &App, caller: &Principal, order_id: Uuid, step: Step) -> Result<Stepped, Refusal> {
-    let refused = match app.transition(caller, order_id, step.action(), "").await {
+    let refused = match app.transition(caller, order_id, step.action(), "", None).await {
         Ok(stepped) => return Ok(stepped),
         Err(ApiError::Transition(refused @ TransitionError::Illegal { .. })) => refused,
         Err(error) => return Err(error.into()),

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use foodfast_api::v1 as pb;
 use foodfast_api::v1::order_service_server::OrderService;
 use foodfast_domain::access::{OrderParties, Principal, Role};
@@ -305,8 +305,11 @@ impl OrderService for OrderApi {
         let request = request.into_inner();
         let order_id = parse_uuid("order_id", &request.order_id).map_err(ApiError::from)?;
         max_len("reason", &request.reason, 500).map_err(ApiError::from)?;
-        let order =
-            self.app.transition(&caller, order_id, OrderAction::Cancel, request.reason.trim()).await?.into_order();
+        let order = self
+            .app
+            .transition(&caller, order_id, OrderAction::Cancel, request.reason.trim(), None)
+            .await?
+            .into_order();
         Ok(Response::new(pb::CancelOrderResponse { order: Some(self.with_history(&order).await?) }))
     }
 }
@@ -334,13 +337,15 @@ impl App {
     /// Runs one action through the state machine for `caller`, then wakes
     /// the watchers and, if the action owes the payment provider a call, the
     /// settlement worker. A repeat of the move just made (a retry) is
-    /// answered with the order unchanged.
+    /// answered with the order unchanged. `ready_at` is the restaurant's new
+    /// estimate for the food, if it gave one.
     pub(crate) async fn transition(
         &self,
         caller: &Principal,
         order_id: Uuid,
         action: OrderAction,
         reason: &str,
+        ready_at: Option<DateTime<Utc>>,
     ) -> Result<Stepped, ApiError> {
         let request = TransitionRequest {
             order_id,
@@ -349,6 +354,7 @@ impl App {
             actor_id: Some(caller.user_id),
             reason,
             driver_id: None,
+            ready_at,
         };
         let transitioned = self
             .orders

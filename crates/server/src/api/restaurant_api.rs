@@ -9,7 +9,7 @@ use foodfast_api::v1::restaurant_service_server::RestaurantService;
 use foodfast_domain::access::{Principal, Role};
 use foodfast_domain::geo::{LatLng, MAX_SEARCH_RADIUS_M};
 use foodfast_domain::order::OrderAction;
-use foodfast_domain::restaurant::normalize_cuisine;
+use foodfast_domain::restaurant::{self, normalize_cuisine};
 use foodfast_domain::validation::{FieldError, max_len, page_size, parse_uuid};
 use foodfast_store::fanout::{Wake, restaurant_topic};
 use foodfast_store::restaurants::SearchQuery;
@@ -246,7 +246,17 @@ impl RestaurantService for RestaurantApi {
         if action == OrderAction::Reject && request.reason.trim().is_empty() {
             return Err(ApiError::from(FieldError::new("reason", "is required when rejecting an order")).into());
         }
-        let order = self.app.transition(&caller, order_id, action, request.reason.trim()).await?.into_order();
+        // Staff's estimate when accepting or starting; ignored with other moves.
+        let ready_at = match (&request.prep_time, action) {
+            (Some(prep_time), OrderAction::Accept | OrderAction::StartPreparing) => {
+                let prep_time = convert::from_duration("prep_time", prep_time)
+                    .and_then(|prep_time| restaurant::order_prep_time("prep_time", prep_time))
+                    .map_err(ApiError::from)?;
+                Some(Utc::now() + prep_time)
+            }
+            _ => None,
+        };
+        let order = self.app.transition(&caller, order_id, action, request.reason.trim(), ready_at).await?.into_order();
         Ok(Response::new(pb::UpdateOrderStatusResponse {
             order_id: order.id.to_string(),
             status: convert::order_status(order.status) as i32,

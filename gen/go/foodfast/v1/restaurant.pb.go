@@ -1846,6 +1846,8 @@ type UpdateOrderStatusRequest struct {
 	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Expected preparation time from now, 1 minute to 3 hours; optional with "accepted" and
 	// "preparing" (the restaurant's average_prep_time is used when absent), ignored otherwise.
+	// When given, the order's estimated_ready_at becomes now + prep_time, recorded by an
+	// ORDER_EVENT_KIND_PREP_TIME_UPDATED event right after the move's own.
 	PrepTime      *durationpb.Duration `protobuf:"bytes,4,opt,name=prep_time,json=prepTime,proto3" json:"prep_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

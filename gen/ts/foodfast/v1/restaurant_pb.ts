@@ -1023,6 +1023,8 @@ export type UpdateOrderStatusRequest = Message<"foodfast.v1.UpdateOrderStatusReq
   /**
    * Expected preparation time from now, 1 minute to 3 hours; optional with "accepted" and
    * "preparing" (the restaurant's average_prep_time is used when absent), ignored otherwise.
+   * When given, the order's estimated_ready_at becomes now + prep_time, recorded by an
+   * ORDER_EVENT_KIND_PREP_TIME_UPDATED event right after the move's own.
    *
    * @generated from field: google.protobuf.Duration prep_time = 4;
    */
