@@ -478,13 +478,24 @@ async fn answer(rest: &Rest, client: SocketAddr, request: Request) -> Response {
         }
         Ok(answered) => answered,
     };
+    json_answer(route.method.output(), &path, answered, |json| {
+        let created = verb == Verb::Post && route.method.name().starts_with("Create");
+        let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+        (status, axum::Json(json)).into_response()
+    })
+}
+
+/// The server's answer to a unary call made at `path`, as JSON handed to
+/// `respond`, or its error as HTTP; a message that does not decode is 502.
+pub(crate) fn json_answer(
+    output: MessageDescriptor,
+    path: &str,
+    answered: Result<tonic::Response<Vec<u8>>, tonic::Status>,
+    respond: impl FnOnce(serde_json::Value) -> Response,
+) -> Response {
     match answered {
-        Ok(response) => match transcode::response_json(route.method.output(), response.get_ref()) {
-            Ok(json) => {
-                let created = verb == Verb::Post && route.method.name().starts_with("Create");
-                let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-                (status, axum::Json(json)).into_response()
-            }
+        Ok(response) => match transcode::response_json(output, response.get_ref()) {
+            Ok(json) => respond(json),
             Err(err) => {
                 tracing::error!(error = %err, %path, "the server answered a message that does not decode");
                 error(Code::Internal, StatusCode::BAD_GATEWAY, "the server's answer could not be read")

@@ -76,16 +76,8 @@ impl Upload {
         *call.metadata_mut() = crate::rest::metadata(&parts.headers);
         let path = format!("/{}/{}", self.method.parent_service().full_name(), self.method.name());
         // No deadline of the gateway's: the server ends uploads that stall (media.upload_timeout).
-        match upstream.client_streaming(&path, call).await {
-            Ok(response) => match transcode::response_json(self.method.output(), response.get_ref()) {
-                Ok(json) => accepted(json),
-                Err(err) => {
-                    tracing::error!(error = %err, %path, "the server answered a message that does not decode");
-                    crate::rest::error(Code::Internal, StatusCode::BAD_GATEWAY, "the server's answer could not be read")
-                }
-            },
-            Err(status) => crate::rest::grpc_error(&status),
-        }
+        let answered = upstream.client_streaming(&path, call).await;
+        crate::rest::json_answer(self.method.output(), &path, answered, accepted)
     }
 
     /// The metadata from the headers and the query; a 4xx answer if they do not make one.
