@@ -35,9 +35,9 @@ pub fn is_served_encoding(request: &Request<axum::body::Body>) -> bool {
 
 /// A grpc-web answer that refuses the call at the edge: trailers-only
 /// (the status in the headers), in the encoding the client asked for.
-pub fn refuse(request: &Request<axum::body::Body>, code: tonic::Code, message: &str) -> Response {
+pub fn refuse(request: &Request<axum::body::Body>, status: tonic::Status) -> Response {
     let content_type = request.headers().get(http::header::CONTENT_TYPE).cloned();
-    let mut response = tonic::Status::new(code, message).into_http::<axum::body::Body>();
+    let mut response = status.into_http::<axum::body::Body>();
     if let Some(content_type) = content_type {
         response.headers_mut().insert(http::header::CONTENT_TYPE, content_type);
     }

@@ -396,12 +396,12 @@ async fn answer(rest: &Rest, client: SocketAddr, request: Request) -> Response {
     let grpc_web = crate::grpc_web::is_grpc_web(&request);
     if let (Some(tokens), Some(authorization)) = (&rest.tokens, authorization) {
         let checked = foodfast_auth::bearer(authorization)
-            .map_err(String::from)
-            .and_then(|token| tokens.verify(token).map_err(|refused| refused.to_string()));
-        if let Err(message) = checked {
+            .map_err(tonic::Status::unauthenticated)
+            .and_then(|token| tokens.verify(token).map_err(|refused| errors::token_refused(&refused)));
+        if let Err(status) = checked {
             return match grpc_web {
-                true => crate::grpc_web::refuse(&request, Code::Unauthenticated, &message),
-                false => error(Code::Unauthenticated, StatusCode::UNAUTHORIZED, &message),
+                true => crate::grpc_web::refuse(&request, status),
+                false => grpc_error(&status),
             };
         }
     }
@@ -409,7 +409,7 @@ async fn answer(rest: &Rest, client: SocketAddr, request: Request) -> Response {
         if !crate::grpc_web::is_served_encoding(&request) {
             let message = "grpc-web is served in binary (application/grpc-web+proto) and text \
                            (application/grpc-web-text+proto) encodings";
-            return crate::grpc_web::refuse(&request, Code::Unimplemented, message);
+            return crate::grpc_web::refuse(&request, tonic::Status::unimplemented(message));
         }
         return crate::grpc_web::call(rest.channel.clone(), request).await;
     }
@@ -594,8 +594,10 @@ pub(crate) fn request_error(err: &RequestError) -> Response {
 pub(crate) fn grpc_error(status: &tonic::Status) -> Response {
     let (http, body) = errors::answer(status);
     let mut response = (http, axum::Json(body)).into_response();
-    if http == StatusCode::TOO_MANY_REQUESTS {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    // The server's RetryInfo says how long; a bare 429 waits a second.
+    let retry_after = errors::retry_after_secs(status).or((http == StatusCode::TOO_MANY_REQUESTS).then_some(1));
+    if let Some(secs) = retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     response
 }

@@ -40,6 +40,24 @@ async fn tokens_the_gateway_does_not_accept_stop_there_with_401() {
     request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
     let refused = orders.list_orders(request).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+
+    // An expired token is told apart, over REST and grpc-web: refresh it.
+    let newer =
+        foodfast_auth::Tokens::new(&[
+            foodfast_auth::TokenKey::parse("newer:another-signing-key-that-is-long-enough").unwrap()
+        ]);
+    let expired = newer.mint(&customer, Duration::ZERO).unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await; // past the 5 s leeway
+    let response = stack.http.get(format!("{}/api/v1/orders", stack.base)).bearer_auth(&expired).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["details"][0]["reason"], "ERROR_REASON_TOKEN_EXPIRED", "{body}");
+    let mut request = tonic::Request::new(pb::ListOrdersRequest::default());
+    request.metadata_mut().insert("authorization", format!("Bearer {expired}").parse().unwrap());
+    let refused = orders.list_orders(request).await.unwrap_err();
+    use tonic_types::StatusExt;
+    let reason = refused.get_error_details().error_info().map(|info| info.reason.clone());
+    assert_eq!(reason.as_deref(), Some("ERROR_REASON_TOKEN_EXPIRED"), "{refused:?}");
 }
 
 #[tokio::test]
