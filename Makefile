@@ -180,7 +180,8 @@ bench-dispatch: services
 # ghz (issue 9): an outside load tool over server reflection against a real
 # `foodfast serve` on loopback (stores of its own on the services), one run per
 # config in ghz/: unary SearchNearby, GetOrder, CreateOrder; server-stream
-# TrackOrder; bidi DriverService/Connect. About 10 s each, whole calls timed
+# TrackOrder; client-stream UploadImage; bidi DriverService/Connect. About
+# 10 s each, whole calls timed
 # (a stream from start to end). Reports: target/ghz/<name>.json and .html.
 # ghz is installed from the Go module proxy. Results: BENCHMARKS.md.
 # BENCH_GHZ_ARGS: config names and/or `-- ghz flags`, e.g. `get_order -- -z 30s`.
