@@ -58,11 +58,34 @@ pub enum Wake {
 #[derive(Clone)]
 pub struct Fanout {
     redis: Redis,
-    topics: Arc<Mutex<HashMap<String, broadcast::Sender<Wake>>>>,
+    topics: Arc<Mutex<Topics>>,
     drivers: Arc<Mutex<HashMap<Uuid, Followed>>>,
     /// The set of followed drivers changed: the listener (un)subscribes.
     followers_changed: Arc<Notify>,
     connected: watch::Sender<bool>,
+}
+
+/// The wake-up channel of every topic some stream of this process watches.
+/// A topic nobody watches any more leaves at its next wake-up, or at the
+/// next sweep: when the map has doubled since the last one, so finished
+/// streams (an order delivered, a conversation closed) do not pile up.
+#[derive(Default)]
+struct Topics {
+    channels: HashMap<String, broadcast::Sender<Wake>>,
+    sweep_at: usize,
+}
+
+/// The least number of topics before a sweep.
+const MIN_TOPICS_SWEPT: usize = 1024;
+
+impl Topics {
+    fn subscribe(&mut self, topic: &str) -> broadcast::Receiver<Wake> {
+        if self.channels.len() >= self.sweep_at.max(MIN_TOPICS_SWEPT) {
+            self.channels.retain(|_, sender| sender.receiver_count() > 0);
+            self.sweep_at = 2 * self.channels.len();
+        }
+        self.channels.entry(topic.to_string()).or_insert_with(|| broadcast::channel(TOPIC_CAPACITY).0).subscribe()
+    }
 }
 
 /// A driver some stream of this process follows.
@@ -207,23 +230,21 @@ impl Fanout {
 
     /// Subscribes to `topic` in this process.
     pub fn subscribe(&self, topic: &str) -> broadcast::Receiver<Wake> {
-        let mut topics = lock(&self.topics);
-        topics.entry(topic.to_string()).or_insert_with(|| broadcast::channel(TOPIC_CAPACITY).0).subscribe()
+        lock(&self.topics).subscribe(topic)
     }
 
     fn wake(&self, topic: &str, wake: Wake) {
-        let mut topics = lock(&self.topics);
-        if let Some(sender) = topics.get(topic)
+        let channels = &mut lock(&self.topics).channels;
+        if let Some(sender) = channels.get(topic)
             && sender.send(wake).is_err()
         {
             // Nobody listens any more.
-            topics.remove(topic);
+            channels.remove(topic);
         }
     }
 
     fn wake_all(&self, wake: Wake) {
-        let mut topics = lock(&self.topics);
-        topics.retain(|_, sender| sender.send(wake).is_ok());
+        lock(&self.topics).channels.retain(|_, sender| sender.send(wake).is_ok());
     }
 
     async fn listen(self, inbox_capacity: usize, stop: CancellationToken) {
@@ -523,6 +544,18 @@ mod tests {
     use futures::FutureExt;
 
     use super::*;
+
+    #[test]
+    fn topics_nobody_watches_are_swept_as_the_map_grows() {
+        let mut topics = Topics::default();
+        let watched = topics.subscribe("order:watched");
+        for n in 0..10_000 {
+            drop(topics.subscribe(&format!("order:{n}")));
+        }
+        assert!(topics.channels.len() <= MIN_TOPICS_SWEPT, "{} topics kept", topics.channels.len());
+        assert!(topics.channels.contains_key("order:watched"), "a watched topic stays");
+        drop(watched);
+    }
 
     fn message(channel: String) -> PushInfo {
         PushInfo {
