@@ -25,7 +25,7 @@ pub fn describe_metrics() {
 /// when it sent one) and its timing.
 pub struct RequestTelemetry {
     pub span: tracing::Span,
-    method: Method,
+    method: &'static str,
     route: String,
     started: Instant,
 }
@@ -34,6 +34,7 @@ impl RequestTelemetry {
     /// `route`: the route's template, or a fixed word for what has none, so
     /// that labels stay few whatever paths clients send.
     pub fn start(method: &Method, route: String, headers: &http::HeaderMap) -> Self {
+        let method = method_label(method);
         let span = tracing::info_span!(
             target: "foodfast::trace",
             "http.server",
@@ -45,7 +46,7 @@ impl RequestTelemetry {
             http.response.status_code = Empty,
         );
         foodfast_telemetry::propagation::continue_trace(&span, headers);
-        Self { span, method: method.clone(), route, started: Instant::now() }
+        Self { span, method, route, started: Instant::now() }
     }
 
     pub fn finish(self, status: StatusCode) {
@@ -53,10 +54,41 @@ impl RequestTelemetry {
         if status.is_server_error() {
             self.span.record("otel.status_code", "ERROR");
         }
-        let method = self.method.as_str().to_string();
+        let method = self.method.to_string();
         let labels = [("method", method), ("route", self.route)];
         metrics::histogram!(HTTP_REQUEST_SECONDS, &labels).record(self.started.elapsed().as_secs_f64());
         let [method, route] = labels;
         metrics::counter!(HTTP_REQUESTS_TOTAL, &[method, route, ("status", status.as_str().to_string())]).increment(1);
+    }
+}
+
+/// The method as a label: a standard one, or `_OTHER` (as OpenTelemetry
+/// names it), so that a client inventing methods cannot add series.
+fn method_label(method: &Method) -> &'static str {
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::CONNECT,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PATCH,
+    ]
+    .iter()
+    .find(|known| *known == method)
+    .map_or("_OTHER", Method::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invented_methods_share_one_label() {
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        let invented = |name: &str| method_label(&Method::from_bytes(name.as_bytes()).unwrap());
+        assert_eq!((invented("FOO1"), invented("FOO2")), ("_OTHER", "_OTHER"));
     }
 }
