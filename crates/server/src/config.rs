@@ -300,6 +300,9 @@ pub struct AuthConfig {
     /// Password hashes computed at once (argon2id takes ~19 MiB and tens of
     /// milliseconds each); more sign-ins wait their turn.
     pub max_concurrent_hashes: usize,
+    /// How long a sign-in waits for its turn before `RESOURCE_EXHAUSTED`.
+    #[serde(with = "humantime_serde")]
+    pub max_hash_wait: Duration,
 }
 
 impl Default for AuthConfig {
@@ -310,6 +313,7 @@ impl Default for AuthConfig {
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             login_throttle: ThrottlePolicy::default(),
             max_concurrent_hashes: 4,
+            max_hash_wait: Duration::from_secs(2),
         }
     }
 }
@@ -720,6 +724,9 @@ impl Config {
         }
         if self.auth.max_concurrent_hashes == 0 {
             return Err(invalid("auth.max_concurrent_hashes", "must be at least 1".into()));
+        }
+        if self.auth.max_hash_wait.is_zero() {
+            return Err(invalid("auth.max_hash_wait", "must be positive".into()));
         }
         self.pricing.validate().map_err(|err| invalid("pricing", err.to_string()))?;
         foodfast_payments::HttpPaymentGateway::new(self.payments.clone())

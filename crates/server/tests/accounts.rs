@@ -233,3 +233,26 @@ async fn tampered_expired_and_retired_key_tokens_are_refused_and_a_previous_key_
         assert_eq!(reason.as_deref(), expected, "{why}");
     }
 }
+
+#[tokio::test]
+async fn sign_ins_past_the_hashing_queue_are_told_to_come_back() {
+    // One hash at a time, and no patience: concurrent registrations cannot all wait their turn.
+    let server = TestServer::start_with(|config| {
+        config.auth.max_concurrent_hashes = 1;
+        config.auth.max_hash_wait = std::time::Duration::from_millis(1);
+    })
+    .await;
+    let calls = (0..6).map(|_| {
+        let mut client = server.accounts(None);
+        async move { client.register(registration(&email())).await }
+    });
+    let outcomes = futures::future::join_all(calls).await;
+    let refused: Vec<_> = outcomes.iter().filter_map(|outcome| outcome.as_ref().err()).collect();
+    assert!(refused.len() < outcomes.len(), "the first in line is served");
+    assert!(!refused.is_empty(), "the others do not queue forever");
+    for status in refused {
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        assert!(status.message().contains("retry"), "{status:?}");
+        assert!(status.get_error_details().retry_info().is_some(), "{status:?}");
+    }
+}

@@ -4,6 +4,7 @@
 //! throttled per email.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use foodfast_api::v1 as pb;
 use foodfast_api::v1::account_service_server::AccountService;
@@ -13,7 +14,7 @@ use foodfast_domain::account;
 use foodfast_domain::validation::{FieldError, parse_uuid};
 use foodfast_store::throttle::LoginThrottle;
 use foodfast_store::users::{Account, NewUser, ProfileUpdate};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tonic::{Request, Response, Status};
 
 use super::App;
@@ -36,8 +37,20 @@ pub struct Accounts {
 }
 
 impl Accounts {
+    /// A turn to hash, waiting at most `auth.max_hash_wait`: past it the
+    /// caller is told to come back, instead of joining an endless queue.
+    async fn hashing_turn(&self) -> Result<SemaphorePermit<'_>, ApiError> {
+        match tokio::time::timeout(self.config.max_hash_wait, self.hashing.acquire()).await {
+            Ok(permit) => Ok(permit.expect("the semaphore is never closed")),
+            Err(_) => Err(ApiError::QueueFull {
+                message: "too many sign-ins at once; retry shortly".into(),
+                retry_after: Duration::from_secs(1),
+            }),
+        }
+    }
+
     async fn hash_password(&self, password: String) -> Result<String, ApiError> {
-        let _permit = self.hashing.acquire().await.expect("the semaphore is never closed");
+        let _turn = self.hashing_turn().await?;
         tokio::task::spawn_blocking(move || password::hash(&password))
             .await
             .map_err(|err| ApiError::Internal(err.to_string()))
@@ -46,7 +59,7 @@ impl Accounts {
     /// Checks `password` against the account (or spends the same time when
     /// there is none).
     async fn password_matches(&self, account: Option<&Account>, password: String) -> Result<bool, ApiError> {
-        let _permit = self.hashing.acquire().await.expect("the semaphore is never closed");
+        let _turn = self.hashing_turn().await?;
         let stored = account.map(|account| account.password_hash.clone());
         tokio::task::spawn_blocking(move || match stored {
             Some(stored) => password::verify(&stored, &password),
