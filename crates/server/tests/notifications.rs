@@ -434,3 +434,35 @@ async fn the_customer_hears_of_its_orders_steps_on_its_device_once_each() {
     assert!(heard.iter().all(|m| m["to"] == serde_json::json!([token]) && m["channel"] == "push"), "{heard:?}");
     assert_eq!(provider.accepted.lock().unwrap().len(), 4, "once each, and nothing for the other steps");
 }
+
+#[tokio::test]
+async fn past_the_outbox_limit_an_orders_notice_is_recorded_as_dropped() {
+    // No provider: nothing drains the outbox, which holds one notification at most.
+    let kitchen = common::Kitchen::open_with(|config| {
+        config.notifications.max_pending = 1;
+        config.notifications.poll_interval = Duration::from_millis(50);
+    })
+    .await;
+    let device =
+        pb::RegisterDeviceRequest { platform: pb::DevicePlatform::Ios as i32, push_token: "apns:phone".into() };
+    kitchen.server.notifications(Some(&kitchen.customer)).register_device(device).await.unwrap();
+    let first = kitchen.placed_order().await;
+    kitchen.restaurant_sets(&first, "accepted").await;
+    let states = || async {
+        let client = kitchen.server.stores.postgres.client().await.unwrap();
+        let rows = client
+            .query(
+                "SELECT state FROM notifications WHERE recipient_id = $1 ORDER BY created_at",
+                &[&kitchen.customer.user_id],
+            )
+            .await
+            .unwrap();
+        rows.iter().map(|row| row.get::<_, String>(0)).collect::<Vec<_>>()
+    };
+    assert_eq!(states().await, ["queued"]);
+    tokio::time::sleep(Duration::from_millis(300)).await; // the backlog is counted again
+
+    let second = kitchen.placed_order().await;
+    kitchen.restaurant_sets(&second, "accepted").await;
+    assert_eq!(states().await, ["queued", "dropped"], "the order moved on; its notice did not queue");
+}

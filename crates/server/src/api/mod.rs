@@ -16,6 +16,7 @@ mod tracking_api;
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use foodfast_api::v1::{
     account_service_server::AccountServiceServer, dispatch_service_server::DispatchServiceServer,
@@ -222,7 +223,10 @@ impl App {
                 message,
                 idempotency_key: Some(format!("order:{}:event:{}:push", order.id, done.event.seq)),
             };
-            self.notifications.enqueue(&new, NotificationState::Queued).await?;
+            // Past the outbox's limit the step still stands; its notice is recorded as dropped.
+            let full = self.notification_backlog.load(Ordering::Relaxed) >= self.notifications_config.max_pending;
+            let state = if full { NotificationState::Dropped } else { NotificationState::Queued };
+            self.notifications.enqueue(&new, state).await?;
             self.notifier_nudge.notify_one();
             Ok::<_, foodfast_store::StoreError>(())
         };
