@@ -95,11 +95,20 @@ pub struct UpstreamConfig {
     /// PEM CA certificate(s) an `https://` server's certificate must chain
     /// to; none: the webpki roots (the Mozilla set).
     pub ca_cert: Option<PathBuf>,
+    /// HTTP/2 connections to the server, taken in turn: each carries at most
+    /// the server's `max_concurrent_streams` calls at once, and SSE streams
+    /// hold theirs for as long as a browser watches.
+    pub connections: usize,
 }
 
 impl Default for UpstreamConfig {
     fn default() -> Self {
-        Self { url: "http://127.0.0.1:50051".into(), connect_timeout: Duration::from_secs(5), ca_cert: None }
+        Self {
+            url: "http://127.0.0.1:50051".into(),
+            connect_timeout: Duration::from_secs(5),
+            ca_cert: None,
+            connections: 8,
+        }
     }
 }
 
@@ -158,6 +167,11 @@ impl Default for LogConfig {
 pub const SETTINGS: &[Setting] = &[
     Setting { env: "FOODFAST_GATEWAY_ADDR", key: "http.listen_addr", help: "gateway listen address" },
     Setting { env: "FOODFAST_GATEWAY_UPSTREAM", key: "upstream.url", help: "the FoodFast gRPC server" },
+    Setting {
+        env: "FOODFAST_GATEWAY_UPSTREAM_CONNECTIONS",
+        key: "upstream.connections",
+        help: "HTTP/2 connections to the server, taken in turn",
+    },
     Setting {
         env: "FOODFAST_GATEWAY_UPSTREAM_CA",
         key: "upstream.ca_cert",
@@ -278,6 +292,9 @@ impl GatewayConfig {
         if self.http.max_body_bytes == 0 || self.http.max_response_bytes == 0 {
             return Err(LAYERS.invalid("http.max_body_bytes", "size limits must be positive"));
         }
+        if !(1..=64).contains(&self.upstream.connections) {
+            return Err(LAYERS.invalid("upstream.connections", "must be 1 to 64"));
+        }
         if self.http.request_timeout.is_zero() || self.upstream.connect_timeout.is_zero() {
             return Err(LAYERS.invalid("http.request_timeout", "timeouts must be positive"));
         }
@@ -354,6 +371,7 @@ mod tests {
         for (var, value) in [
             ("FOODFAST_GATEWAY_UPSTREAM", "127.0.0.1:50051"),
             ("FOODFAST_GATEWAY_RATE_PER_IP", "0"),
+            ("FOODFAST_GATEWAY_UPSTREAM_CONNECTIONS", "0"),
             ("FOODFAST_GATEWAY_REQUEST_TIMEOUT", "soon"),
             ("FOODFAST_AUTH_KEYS", "k1:short"),
             ("FOODFAST_GATEWAY_CORS_ORIGINS", "a.example"),

@@ -47,8 +47,6 @@ const TRACEPARENT: &str = "traceparent";
 pub struct Rest {
     routes: RouteTable,
     upstream: Upstream,
-    /// The same server, for grpc-web calls passed through unchanged.
-    channel: Channel,
     max_body_bytes: usize,
     request_timeout: Duration,
     limits: Limits,
@@ -64,13 +62,12 @@ impl Rest {
     pub fn new(config: &GatewayConfig) -> Result<Self, GatewayError> {
         let routes = RouteTable::from_descriptor_set(foodfast_api::FILE_DESCRIPTOR_SET)?;
         let openapi = serde_json::to_vec(&crate::openapi::document(&routes)).expect("JSON values serialize").into();
-        let channel = upstream_channel(config)?;
+        let channels = (0..config.upstream.connections).map(|_| upstream_channel(config)).collect::<Result<_, _>>()?;
         let keys = config.token_keys().map_err(|err| GatewayError::Config(err.to_string()))?;
         Ok(Self {
             upload: Upload::new(routes.pool()),
             routes,
-            upstream: Upstream::new(channel.clone(), config.http.max_response_bytes),
-            channel,
+            upstream: Upstream::new(channels, config.http.max_response_bytes),
             max_body_bytes: config.http.max_body_bytes,
             request_timeout: config.http.request_timeout,
             limits: Limits::new(&config.limits),
@@ -93,8 +90,8 @@ fn web_pages(dir: &Path) -> Result<WebPages, GatewayError> {
     WebPages::load(dir).map_err(|err| GatewayError::Config(format!("the browser pages: {err}")))
 }
 
-/// The HTTP/2 channel to the server (connected on first use), with TLS for
-/// an `https://` upstream.
+/// An HTTP/2 connection's channel to the server (connected on first use),
+/// with TLS for an `https://` upstream.
 pub fn upstream_channel(config: &GatewayConfig) -> Result<Channel, GatewayError> {
     let mut endpoint = Endpoint::from_shared(config.upstream.url.clone())
         .map_err(|err| GatewayError::Upstream(err.to_string()))?
@@ -411,7 +408,7 @@ async fn answer(rest: &Rest, client: SocketAddr, request: Request) -> Response {
                            (application/grpc-web-text+proto) encodings";
             return crate::grpc_web::refuse(&request, tonic::Status::unimplemented(message));
         }
-        return crate::grpc_web::call(rest.channel.clone(), request).await;
+        return crate::grpc_web::call(rest.upstream.channel(), request).await;
     }
     let (parts, body) = request.into_parts();
     if parts.uri.path() == upload::PATH {

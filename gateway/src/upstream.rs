@@ -2,6 +2,9 @@
 //! codec that passes protobuf bytes through, so one client serves every
 //! method of the descriptor set.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use bytes::{Buf, BufMut};
 use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -45,23 +48,31 @@ impl Decoder for RawCodec {
     }
 }
 
-/// The gRPC server, reached over one HTTP/2 channel (multiplexed).
+/// The gRPC server, reached over a few HTTP/2 connections (each
+/// multiplexed), taken in turn.
 #[derive(Clone)]
 pub struct Upstream {
-    channel: Channel,
+    channels: Arc<[Channel]>,
+    next: Arc<AtomicUsize>,
     /// Largest message accepted from the server.
     max_response_bytes: usize,
 }
 
 impl Upstream {
-    pub fn new(channel: Channel, max_response_bytes: usize) -> Self {
-        Self { channel, max_response_bytes }
+    pub fn new(channels: Vec<Channel>, max_response_bytes: usize) -> Self {
+        assert!(!channels.is_empty(), "at least one upstream connection");
+        Self { channels: channels.into(), next: Arc::default(), max_response_bytes }
+    }
+
+    /// The next connection's channel.
+    pub fn channel(&self) -> Channel {
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        self.channels[turn % self.channels.len()].clone()
     }
 
     /// A client ready to call, and the method's path (`/package.Service/Method`).
     async fn ready(&self, path: &str) -> Result<(tonic::client::Grpc<Channel>, http::uri::PathAndQuery), Status> {
-        let mut grpc =
-            tonic::client::Grpc::new(self.channel.clone()).max_decoding_message_size(self.max_response_bytes);
+        let mut grpc = tonic::client::Grpc::new(self.channel()).max_decoding_message_size(self.max_response_bytes);
         grpc.ready().await.map_err(|err| Status::unavailable(format!("the FoodFast server is unreachable: {err}")))?;
         let path = path.parse().map_err(|_| Status::internal(format!("bad method path {path:?}")))?;
         Ok((grpc, path))

@@ -179,3 +179,26 @@ async fn the_request_id_reaches_the_server_and_its_audit_trail() {
     assert_eq!(trail.len(), 1, "{trail:?}");
     assert_eq!(trail[0].request_id, "checkout-7f3a", "the gateway passed the id on as metadata");
 }
+
+#[tokio::test]
+async fn server_streams_held_open_by_browsers_leave_room_for_other_calls() {
+    // Four calls at once per connection, three connections: eight SSE watchers and a search fit.
+    let stack = Stack::start_configured(
+        |server| server.grpc.max_concurrent_streams = 4,
+        |gateway| gateway.upstream.connections = 3,
+    )
+    .await;
+    let mut watchers = Vec::new();
+    for n in 0..8 {
+        let watch = stack.http.get(format!("{}/api/v1/announcements/watch", stack.base)).send();
+        let watch = tokio::time::timeout(Duration::from_secs(5), watch).await;
+        let watching = watch.unwrap_or_else(|_| panic!("watcher {n} got no answer: no stream slot left")).unwrap();
+        assert_eq!(watching.status(), StatusCode::OK);
+        watchers.push(watching);
+    }
+    let search = stack.call(Method::GET, "/api/v1/restaurants?lat=48.857&lng=2.352", None, None);
+    let (status, body) =
+        tokio::time::timeout(Duration::from_secs(5), search).await.expect("the search waited for a slot");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    drop(watchers);
+}

@@ -87,7 +87,14 @@ impl Stack {
     /// The stack with the gateway's configuration adjusted by `configure`
     /// (its upstream is set to the server afterwards).
     pub async fn start_with(configure: impl FnOnce(&mut GatewayConfig)) -> Self {
-        let (sandbox, config, stores) = prepare().await;
+        Self::start_configured(|_| {}, configure).await
+    }
+
+    /// The stack with the server's configuration adjusted by `server` and
+    /// the gateway's by `gateway`.
+    pub async fn start_configured(server: impl FnOnce(&mut Config), gateway: impl FnOnce(&mut GatewayConfig)) -> Self {
+        let (sandbox, mut config, stores) = prepare().await;
+        server(&mut config);
         let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server_addr = server.local_addr().unwrap();
         let scylla = config.stores.scylla.clone();
@@ -98,7 +105,7 @@ impl Stack {
         let mut gateway_config = GatewayConfig::default();
         gateway_config.http.max_body_bytes = MAX_BODY;
         gateway_config.auth.keys = vec![KEY.into()];
-        configure(&mut gateway_config);
+        gateway(&mut gateway_config);
         gateway_config.upstream.url = format!("http://{server_addr}");
         let gateway = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", gateway.local_addr().unwrap());
