@@ -171,6 +171,12 @@ async fn a_customer_ordering_too_fast_waits_on_every_replica_but_retries_are_fre
         async move { client.create_order(request).await }
     };
 
+    // A cart that cannot be ordered takes nothing from the allowance.
+    let mut unavailable = shop.order_request("soup-order", "pm_card_visa");
+    let soup = item(&shop.menu, "Soup of the day").item_id.clone();
+    unavailable.items[1] = pb::CartItem { item_id: soup, quantity: 1, customizations: vec![], note: String::new() };
+    let refused = shop.server.orders(Some(&customer)).create_order(unavailable).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
     let first = place("first-order").await.unwrap().into_inner().order.unwrap();
     place("second-order").await.unwrap();
     let refused = shop

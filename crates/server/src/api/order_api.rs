@@ -82,6 +82,9 @@ impl OrderApi {
         request: &PlaceRequest<'_>,
         order_id: Uuid,
     ) -> Result<(Order, OrderEvent), ApiError> {
+        let now = Utc::now();
+        let (restaurant, quote) = self.price(request.restaurant_id, &request.cart, &request.address).await?;
+        // Counted once the cart is valid, before the payment provider is asked.
         match self.app.order_rate.take(&request.customer_id.to_string()).await {
             Ok(None) => {}
             Ok(Some(retry_after)) => {
@@ -90,8 +93,6 @@ impl OrderApi {
             // Orders keep flowing without Redis; only the limit is lost for a while.
             Err(err) => tracing::warn!(error = %foodfast_store::Chain(&err), "order rate limit unavailable"),
         }
-        let now = Utc::now();
-        let (restaurant, quote) = self.price(request.restaurant_id, &request.cart, &request.address).await?;
         let customer_name = self
             .app
             .users
