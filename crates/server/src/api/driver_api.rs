@@ -235,6 +235,10 @@ fn rejection(ping: &pb::LocationPing, why: PingRejection) -> pb::RejectedPing {
     pb::RejectedPing { seq: ping.seq, reason: reason as i32, detail }
 }
 
+/// Rejected seqs one stream remembers while accepted pings below them wait
+/// to be durable.
+const MAX_REJECTED_WAITING: usize = 4096;
+
 /// One driver's ping state: what was accepted last and what is durable.
 struct DriverPings {
     driver_id: Uuid,
@@ -335,11 +339,21 @@ impl DriverPings {
     /// Checks a ping, remembering a rejected seq so the watermark can pass it.
     async fn take(&mut self, app: &App, writer: &LocationWriter, ping: &pb::LocationPing) -> Result<(), PingRejection> {
         let outcome = self.accept(app, writer, ping).await;
-        if outcome.is_err() && ping.seq > self.durable {
-            self.rejected.insert(ping.seq);
-            self.advance();
+        if outcome.is_err() {
+            self.remember_rejected(ping.seq);
         }
         outcome
+    }
+
+    /// Remembers a rejected seq above the watermark, up to
+    /// [`MAX_REJECTED_WAITING`]: past it (the store is down and the app keeps
+    /// sending bad pings) the ack covers the rest only once an accepted ping
+    /// above them is durable.
+    fn remember_rejected(&mut self, seq: u64) {
+        if seq > self.durable && self.rejected.len() < MAX_REJECTED_WAITING {
+            self.rejected.insert(seq);
+            self.advance();
+        }
     }
 
     /// The writer made everything accepted up to `seq` durable.
@@ -1118,5 +1132,21 @@ mod tests {
         state.durable_moved(3);
         assert_eq!(state.durable, 4);
         assert!(state.rejected.is_empty() && state.pending.is_empty());
+    }
+
+    #[test]
+    fn bad_pings_behind_one_that_is_not_durable_are_remembered_up_to_a_bound() {
+        let mut state = pings(0);
+        state.pending.insert(1);
+        for seq in 2..10_000 {
+            state.remember_rejected(seq);
+        }
+        assert_eq!(state.rejected.len(), MAX_REJECTED_WAITING);
+        state.durable_moved(1);
+        assert_eq!(state.durable, MAX_REJECTED_WAITING as u64 + 1, "the remembered ones are covered");
+        state.pending.insert(10_000);
+        state.durable_moved(10_000);
+        assert_eq!(state.durable, 10_000, "an accepted ping above the rest covers them too");
+        assert!(state.rejected.is_empty());
     }
 }
