@@ -27,6 +27,12 @@ async fn connect(server: &TestServer, driver: &Principal) -> Session {
     connect_with(server.drivers(Some(driver))).await
 }
 
+/// The driver's state as GetDriverState tells it to the driver.
+async fn driver_state(server: &TestServer, driver: &Principal) -> pb::GetDriverStateResponse {
+    let mut client = server.drivers(Some(driver));
+    client.get_driver_state(pb::GetDriverStateRequest::default()).await.unwrap().into_inner()
+}
+
 async fn connect_with(mut client: DriverServiceClient<Authed>) -> Session {
     let (sender, receiver) = mpsc::channel(64);
     sender.send(hello()).await.unwrap();
@@ -175,12 +181,7 @@ async fn the_durable_watermark_outlives_the_stream_for_the_next_session_on_any_r
     // GetDriverState reads it from there, as another replica's next session would.
     let recorded = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
-            let state = server
-                .drivers(Some(&driver))
-                .get_driver_state(pb::GetDriverStateRequest::default())
-                .await
-                .unwrap()
-                .into_inner();
+            let state = driver_state(&server, &driver).await;
             if state.durable_seq == 10 {
                 return state.durable_seq;
             }
@@ -231,12 +232,7 @@ async fn a_newer_stream_on_another_replica_replaces_the_older_one_which_ends_abo
 
     newer.send(ping(2, 10.0, 5.0)).await;
     assert!(newer.until_durable(2).await.is_empty(), "the newer stream carries on");
-    let state = server
-        .drivers(Some(&driver))
-        .get_driver_state(pb::GetDriverStateRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let state = driver_state(&server, &driver).await;
     assert!(state.connected, "the older stream's end left the newer session alone");
 }
 
