@@ -377,6 +377,13 @@ pub struct GrpcConfig {
     pub listen_addr: SocketAddr,
     /// HTTP/2 streams one connection may have open at once.
     pub max_concurrent_streams: u32,
+    /// Unary calls this replica handles at once; past it a call is refused
+    /// with RESOURCE_EXHAUSTED (ERROR_REASON_OVERLOADED), not queued.
+    pub max_calls_in_flight: usize,
+    /// Streams open on this replica at once, over all connections (each
+    /// holds a task and its buffers); past it a new one is refused like a
+    /// call past `max_calls_in_flight`.
+    pub max_open_streams: usize,
     /// Bytes a client may send on one connection before the server reads
     /// them (HTTP/2 flow control; each stream keeps the default 64 KiB).
     /// h2 also closes a connection whose unread small DATA frames (pings)
@@ -400,6 +407,8 @@ impl Default for GrpcConfig {
         Self {
             listen_addr: ([127, 0, 0, 1], 50051).into(),
             max_concurrent_streams: 1024,
+            max_calls_in_flight: 2048,
+            max_open_streams: 65_536,
             connection_window_bytes: 4 << 20,
             max_message_bytes: 4 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(20),
@@ -460,6 +469,16 @@ pub const SETTINGS: &[Setting] = &[
         env: "FOODFAST_GRPC_MAX_CONCURRENT_STREAMS",
         key: "grpc.max_concurrent_streams",
         help: "HTTP/2 streams per connection",
+    },
+    Setting {
+        env: "FOODFAST_GRPC_MAX_CALLS_IN_FLIGHT",
+        key: "grpc.max_calls_in_flight",
+        help: "unary calls handled at once; more are refused (RESOURCE_EXHAUSTED)",
+    },
+    Setting {
+        env: "FOODFAST_GRPC_MAX_OPEN_STREAMS",
+        key: "grpc.max_open_streams",
+        help: "streams open at once over all connections; more are refused (RESOURCE_EXHAUSTED)",
     },
     Setting {
         env: "FOODFAST_GRPC_CONNECTION_WINDOW_BYTES",
@@ -689,6 +708,12 @@ impl Config {
         }
         if self.grpc.max_concurrent_streams == 0 {
             return Err(invalid("grpc.max_concurrent_streams", "must be at least 1".into()));
+        }
+        if self.grpc.max_calls_in_flight == 0 {
+            return Err(invalid("grpc.max_calls_in_flight", "must be at least 1".into()));
+        }
+        if self.grpc.max_open_streams == 0 {
+            return Err(invalid("grpc.max_open_streams", "must be at least 1".into()));
         }
         match (&self.grpc.tls_cert, &self.grpc.tls_key) {
             (Some(_), None) => return Err(invalid("grpc.tls_key", "required with FOODFAST_GRPC_TLS_CERT".into())),

@@ -1,6 +1,7 @@
 //! The FoodFast gRPC server: configuration, the assembled tonic server, and
 //! the API handlers. `main.rs` is only the command line around it.
 
+pub mod admission;
 pub mod announcements;
 pub mod api;
 pub mod auth;

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
+use crate::admission::AdmissionLayer;
 use crate::announcements::AnnouncementBoard;
 use crate::api;
 use crate::auth::Tokens;
@@ -150,6 +151,11 @@ pub async fn serve(
     let grpc = &config.grpc;
     let router = builder
         .layer(crate::telemetry::grpc_layer())
+        .layer(AdmissionLayer::new(
+            grpc.max_calls_in_flight,
+            grpc.max_open_streams,
+            &crate::telemetry::served_methods(),
+        ))
         .max_concurrent_streams(Some(grpc.max_concurrent_streams))
         .initial_connection_window_size(Some(grpc.connection_window_bytes))
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))

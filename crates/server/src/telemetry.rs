@@ -56,6 +56,12 @@ pub fn grpc_layer() -> GrpcTelemetryLayer {
 }
 
 fn build_grpc_layer() -> GrpcTelemetryLayer {
+    GrpcTelemetryLayer::new(served_methods())
+}
+
+/// Every method the server serves, as (`package.Service`, `Method`, kind),
+/// read from the descriptor sets it also serves through reflection.
+pub fn served_methods() -> Vec<(String, String, RpcKind)> {
     let mut pool = DescriptorPool::new();
     for set in [
         foodfast_api::FILE_DESCRIPTOR_SET,
@@ -65,13 +71,15 @@ fn build_grpc_layer() -> GrpcTelemetryLayer {
     ] {
         pool.decode_file_descriptor_set(set).expect("the built-in descriptor sets decode");
     }
-    GrpcTelemetryLayer::new(pool.services().flat_map(|service| {
-        service
-            .methods()
-            .map(|method| {
-                let kind = RpcKind::of(method.is_client_streaming(), method.is_server_streaming());
-                (service.full_name().to_string(), method.name().to_string(), kind)
-            })
-            .collect::<Vec<_>>()
-    }))
+    pool.services()
+        .flat_map(|service| {
+            service
+                .methods()
+                .map(|method| {
+                    let kind = RpcKind::of(method.is_client_streaming(), method.is_server_streaming());
+                    (service.full_name().to_string(), method.name().to_string(), kind)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }

@@ -24,10 +24,15 @@ struct RunningServer {
 
 impl RunningServer {
     async fn start(stores: StoresConfig) -> Self {
+        Self::start_with(stores, |_| {}).await
+    }
+
+    async fn start_with(stores: StoresConfig, adjust: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config { stores, ..Config::default() };
         config.auth.keys = vec![TOKEN_KEY.into()];
         config.health.probe_interval = Duration::from_millis(100);
         config.health.probe_timeout = Duration::from_millis(500);
+        adjust(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stores = Stores::connect(&config.stores).await.unwrap();
@@ -156,4 +161,61 @@ fn every_declared_service_has_its_store_dependencies_listed() {
         foodfast_server::health::SERVICE_DEPENDENCIES.iter().map(|(name, _)| name.to_string()).collect();
     listed.sort();
     assert_eq!(listed, declared_services());
+}
+
+/// Opens a reflection stream (any caller may) and keeps it open until the
+/// returned sender is dropped.
+async fn open_reflection_stream(
+    channel: &Channel,
+) -> Result<
+    (
+        tokio::sync::mpsc::Sender<tonic_reflection::pb::v1::ServerReflectionRequest>,
+        tonic::Streaming<tonic_reflection::pb::v1::ServerReflectionResponse>,
+    ),
+    tonic::Status,
+> {
+    use tonic_reflection::pb::v1;
+    let (requests, outgoing) = tokio::sync::mpsc::channel(1);
+    let list = v1::ServerReflectionRequest {
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(String::new())),
+        ..Default::default()
+    };
+    requests.send(list).await.unwrap();
+    let mut responses = v1::server_reflection_client::ServerReflectionClient::new(channel.clone())
+        .server_reflection_info(tokio_stream::wrappers::ReceiverStream::new(outgoing))
+        .await?
+        .into_inner();
+    responses.message().await?.expect("the stream answers the listing");
+    Ok((requests, responses))
+}
+
+#[tokio::test]
+async fn a_stream_past_max_open_streams_is_refused_until_one_closes() {
+    let server =
+        RunningServer::start_with(foodfast_testkit::fresh_stores().await, |config| config.grpc.max_open_streams = 2)
+            .await;
+    let first = open_reflection_stream(&server.channel).await.unwrap();
+    let second = open_reflection_stream(&server.channel).await.unwrap();
+
+    let refused = open_reflection_stream(&server.channel).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("grpc.max_open_streams"), "{refused:?}");
+    let reason = tonic_types::StatusExt::get_error_details(&refused).error_info().map(|info| info.reason.clone());
+    assert_eq!(reason.as_deref(), Some("ERROR_REASON_OVERLOADED"));
+    // Unary calls and health checks have their own room.
+    wait_for(&server.channel, "", ServingStatus::Serving).await;
+
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match open_reflection_stream(&server.channel).await {
+            Ok(_) => break,
+            Err(status) if status.code() == tonic::Code::ResourceExhausted && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(status) => panic!("a stream closed, but a new one is still refused: {status:?}"),
+        }
+    }
+    drop(second);
+    server.shut_down().await;
 }

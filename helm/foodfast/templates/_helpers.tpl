@@ -82,6 +82,7 @@ FOODFAST_SCYLLA_USERNAME: {{ . | quote }}
 FOODFAST_REDIS_TLS_CA: {{ . | quote }}
 {{- end }}
 FOODFAST_SHUTDOWN_GRACE: {{ .Values.server.shutdownGrace | quote }}
+FOODFAST_GRPC_MAX_OPEN_STREAMS: {{ .Values.server.maxOpenStreams | quote }}
 {{- with .Values.config.notificationsUrl }}
 FOODFAST_NOTIFICATIONS_URL: {{ . | quote }}
 {{- end }}

@@ -395,6 +395,10 @@ const (
 	// RESOURCE_EXHAUSTED: a bounded queue is full (e.g. pending notifications); RetryInfo says
 	// when to retry.
 	ErrorReason_ERROR_REASON_QUEUE_FULL ErrorReason = 14
+	// RESOURCE_EXHAUSTED: this server replica has as many calls or streams open as it takes on
+	// at once; retry with backoff (RetryInfo says when), which a load balancer may send to
+	// another replica.
+	ErrorReason_ERROR_REASON_OVERLOADED ErrorReason = 15
 )
 
 // Enum value maps for ErrorReason.
@@ -415,6 +419,7 @@ var (
 		12: "ERROR_REASON_TOKEN_EXPIRED",
 		13: "ERROR_REASON_RATE_LIMITED",
 		14: "ERROR_REASON_QUEUE_FULL",
+		15: "ERROR_REASON_OVERLOADED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":            0,
@@ -432,6 +437,7 @@ var (
 		"ERROR_REASON_TOKEN_EXPIRED":          12,
 		"ERROR_REASON_RATE_LIMITED":           13,
 		"ERROR_REASON_QUEUE_FULL":             14,
+		"ERROR_REASON_OVERLOADED":             15,
 	}
 )
 
@@ -1148,7 +1154,7 @@ const file_foodfast_v1_common_proto_rawDesc = "" +
 	"-ORDER_EVENT_KIND_DRIVER_ARRIVED_AT_RESTAURANT\x10\x03\x12/\n" +
 	"+ORDER_EVENT_KIND_DRIVER_ARRIVED_AT_CUSTOMER\x10\x04\x12%\n" +
 	"!ORDER_EVENT_KIND_DISPATCH_DELAYED\x10\x05\x12&\n" +
-	"\"ORDER_EVENT_KIND_PREP_TIME_UPDATED\x10\x06*\x9b\x04\n" +
+	"\"ORDER_EVENT_KIND_PREP_TIME_UPDATED\x10\x06*\xb8\x04\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dERROR_REASON_PAYMENT_DECLINED\x10\x01\x12$\n" +
@@ -1165,7 +1171,8 @@ const file_foodfast_v1_common_proto_rawDesc = "" +
 	" ERROR_REASON_INVALID_CREDENTIALS\x10\v\x12\x1e\n" +
 	"\x1aERROR_REASON_TOKEN_EXPIRED\x10\f\x12\x1d\n" +
 	"\x19ERROR_REASON_RATE_LIMITED\x10\r\x12\x1b\n" +
-	"\x17ERROR_REASON_QUEUE_FULL\x10\x0eB<Z:github.com/foodfast/foodfast/gen/go/foodfast/v1;foodfastv1b\x06proto3"
+	"\x17ERROR_REASON_QUEUE_FULL\x10\x0e\x12\x1b\n" +
+	"\x17ERROR_REASON_OVERLOADED\x10\x0fB<Z:github.com/foodfast/foodfast/gen/go/foodfast/v1;foodfastv1b\x06proto3"
 
 var (
 	file_foodfast_v1_common_proto_rawDescOnce sync.Once
