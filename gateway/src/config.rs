@@ -52,7 +52,8 @@ pub struct HttpConfig {
     /// larger ones end the call with 502.
     pub max_response_bytes: usize,
     /// A unary call's deadline, passed to the server as `grpc-timeout`;
-    /// past it the client gets 504. Streams have none.
+    /// past it the client gets 504. A stream has this long to open (it may
+    /// wait for an upstream slot), then no deadline.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// Origins browsers may call from (CORS), e.g. `https://app.example`;
@@ -196,7 +197,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         env: "FOODFAST_GATEWAY_REQUEST_TIMEOUT",
         key: "http.request_timeout",
-        help: "deadline of a unary call (504 past it)",
+        help: "deadline of a unary call, and of a stream's opening (504 past it)",
     },
     Setting {
         env: "FOODFAST_GATEWAY_CORS_ORIGINS",

@@ -4,6 +4,7 @@
 //! only; that is the protocol.
 
 use std::convert::Infallible;
+use std::time::Duration;
 
 use axum::response::{IntoResponse, Response};
 use http::Request;
@@ -36,7 +37,10 @@ pub fn is_served_encoding(request: &Request<axum::body::Body>) -> bool {
 /// A grpc-web answer that refuses the call at the edge: trailers-only
 /// (the status in the headers), in the encoding the client asked for.
 pub fn refuse(request: &Request<axum::body::Body>, status: tonic::Status) -> Response {
-    let content_type = request.headers().get(http::header::CONTENT_TYPE).cloned();
+    trailers_only(request.headers().get(http::header::CONTENT_TYPE).cloned(), status)
+}
+
+fn trailers_only(content_type: Option<http::HeaderValue>, status: tonic::Status) -> Response {
     let mut response = status.into_http::<axum::body::Body>();
     if let Some(content_type) = content_type {
         response.headers_mut().insert(http::header::CONTENT_TYPE, content_type);
@@ -44,8 +48,10 @@ pub fn refuse(request: &Request<axum::body::Body>, status: tonic::Status) -> Res
     response.into_response()
 }
 
-/// Answers one grpc-web request through the server.
-pub async fn call(channel: Channel, request: Request<axum::body::Body>) -> Response {
+/// Answers one grpc-web request through the server. The server's answer
+/// (a stream's first headers) must come within `answer_timeout`, as for a
+/// REST call; else DEADLINE_EXCEEDED.
+pub async fn call(channel: Channel, request: Request<axum::body::Body>, answer_timeout: Duration) -> Response {
     let forward = tower::service_fn(move |request: Request<tonic::body::Body>| {
         let mut channel = channel.clone();
         async move {
@@ -58,9 +64,11 @@ pub async fn call(channel: Channel, request: Request<axum::body::Body>) -> Respo
             }))
         }
     });
+    let content_type = request.headers().get(http::header::CONTENT_TYPE).cloned();
     let mut grpc_web = tonic_web::GrpcWebLayer::new().layer(forward);
-    match grpc_web.call(request).await {
-        Ok(response) => response.map(axum::body::Body::new).into_response(),
-        Err(never) => match never {},
+    match tokio::time::timeout(answer_timeout, grpc_web.call(request)).await {
+        Ok(Ok(response)) => response.map(axum::body::Body::new).into_response(),
+        Ok(Err(never)) => match never {},
+        Err(_) => trailers_only(content_type, crate::rest::not_answered_within(answer_timeout)),
     }
 }

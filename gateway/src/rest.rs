@@ -408,7 +408,7 @@ async fn answer(rest: &Rest, client: SocketAddr, request: Request) -> Response {
                            (application/grpc-web-text+proto) encodings";
             return crate::grpc_web::refuse(&request, tonic::Status::unimplemented(message));
         }
-        return crate::grpc_web::call(rest.upstream.channel(), request).await;
+        return crate::grpc_web::call(rest.upstream.channel(), request, rest.request_timeout).await;
     }
     let (parts, body) = request.into_parts();
     if parts.uri.path() == upload::PATH {
@@ -457,17 +457,14 @@ async fn answer(rest: &Rest, client: SocketAddr, request: Request) -> Response {
     let mut call = tonic::Request::new(transcode::encode(&message));
     *call.metadata_mut() = metadata;
     if route.method.is_server_streaming() {
-        return server_stream(&rest.upstream, route, &path, call).await;
+        return server_stream(&rest.upstream, route, &path, call, rest.request_timeout).await;
     }
     // The server learns the deadline (`grpc-timeout`) and stops working
     // past it; the gateway keeps it too, so the client gets 504 either way.
     // (tonic's server reports its expiry as CANCELLED: past the deadline, that is the deadline.)
     call.set_timeout(rest.request_timeout);
     let deadline = tokio::time::Instant::now() + rest.request_timeout;
-    let past_deadline = || {
-        let message = format!("the server did not answer within {:?}", rest.request_timeout);
-        Err(tonic::Status::deadline_exceeded(message))
-    };
+    let past_deadline = || Err(not_answered_within(rest.request_timeout));
     let answered = match tokio::time::timeout_at(deadline, rest.upstream.unary(&path, call)).await {
         Err(_) => past_deadline(),
         Ok(Err(status)) if status.code() == Code::Cancelled && tokio::time::Instant::now() >= deadline => {
@@ -502,13 +499,27 @@ pub(crate) fn json_answer(
     }
 }
 
+/// The gateway's own DEADLINE_EXCEEDED (HTTP 504): the server did not
+/// answer, or open a stream, within `timeout`.
+pub(crate) fn not_answered_within(timeout: Duration) -> tonic::Status {
+    tonic::Status::deadline_exceeded(format!("the server did not answer within {timeout:?}"))
+}
+
 /// A server stream as Server-Sent Events: one `data:` JSON per message, its
 /// `seq` (or `cursor`) as the event id, heartbeats as comments; an error
-/// mid-stream becomes an `event: error` and ends it.
-async fn server_stream(upstream: &Upstream, route: &Route, path: &str, call: tonic::Request<Vec<u8>>) -> Response {
-    let messages = match upstream.server_streaming(path, call).await {
-        Ok(response) => response.into_inner(),
-        Err(status) => return grpc_error(&status),
+/// mid-stream becomes an `event: error` and ends it. The stream must open
+/// within `open_timeout` (it waits while every upstream slot is taken).
+async fn server_stream(
+    upstream: &Upstream,
+    route: &Route,
+    path: &str,
+    call: tonic::Request<Vec<u8>>,
+    open_timeout: Duration,
+) -> Response {
+    let messages = match tokio::time::timeout(open_timeout, upstream.server_streaming(path, call)).await {
+        Ok(Ok(response)) => response.into_inner(),
+        Ok(Err(status)) => return grpc_error(&status),
+        Err(_) => return grpc_error(&not_answered_within(open_timeout)),
     };
     let output = route.method.output();
     let events = messages.map(move |message| {

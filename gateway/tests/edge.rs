@@ -202,3 +202,48 @@ async fn server_streams_held_open_by_browsers_leave_room_for_other_calls() {
     assert_eq!(status, StatusCode::OK, "{body}");
     drop(watchers);
 }
+
+#[tokio::test]
+async fn a_stream_that_cannot_open_for_want_of_an_upstream_slot_gets_504() {
+    // One connection with room for two calls: two SSE watchers take it all.
+    let stack = Stack::start_configured(
+        |server| server.grpc.max_concurrent_streams = 2,
+        |gateway| {
+            gateway.upstream.connections = 1;
+            gateway.http.request_timeout = Duration::from_secs(1);
+        },
+    )
+    .await;
+    let watch = || stack.http.get(format!("{}/api/v1/announcements/watch", stack.base)).send();
+    let first = watch().await.unwrap();
+    let second = watch().await.unwrap();
+    assert_eq!((first.status(), second.status()), (StatusCode::OK, StatusCode::OK));
+
+    let waited = tokio::time::timeout(Duration::from_secs(5), watch()).await.expect("the third watch waited on");
+    let refused = waited.unwrap();
+    assert_eq!(refused.status(), StatusCode::GATEWAY_TIMEOUT);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["code"], "DEADLINE_EXCEEDED", "{body}");
+
+    // grpc-web the same way.
+    use foodfast_api::v1 as pb;
+    let http1 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let transport = tower::ServiceBuilder::new().layer(tonic_web::GrpcWebClientLayer::new()).service(http1);
+    let mut notifications =
+        pb::notification_service_client::NotificationServiceClient::with_origin(transport, stack.base.parse().unwrap());
+    let watched = notifications.watch_announcements(pb::WatchAnnouncementsRequest::default());
+    let refused = tokio::time::timeout(Duration::from_secs(5), watched).await.expect("grpc-web waited on").unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::DeadlineExceeded, "{refused:?}");
+
+    // A watcher leaves: its slot serves the next one.
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let next = watch().await.unwrap();
+        if next.status() == StatusCode::OK {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "a slot was freed, but watches still get {}", next.status());
+    }
+    drop(second);
+}
