@@ -35,15 +35,17 @@ fn search(
 #[tokio::test]
 async fn search_finds_restaurants_by_distance_cuisine_and_page() {
     let server = TestServer::start().await;
-    // Six restaurants due north of the query point at 300 m steps, and one
-    // 20 km away. Cuisines alternate.
+    // Six restaurants due north of the query point at 300 m steps, created
+    // out of distance order, and one 20 km away. Cuisines alternate.
     let mut expected = Vec::new();
-    for i in 1..=6 {
+    for i in [4, 1, 6, 3, 5, 2] {
         let cuisine = if i % 2 == 0 { "pizza" } else { "sushi" };
         let (restaurant, _) =
             server.restaurant_at(&format!("R{i}"), cuisine, LAT + (i as f64 * 300.0) / M_PER_DEG, LNG).await;
-        expected.push((restaurant.restaurant_id, cuisine));
+        expected.push((i, restaurant.restaurant_id, cuisine));
     }
+    expected.sort();
+    let expected: Vec<_> = expected.into_iter().map(|(_, id, cuisine)| (id, cuisine)).collect();
     server.restaurant_at("Far away", "pizza", LAT + 20_000.0 / M_PER_DEG, LNG).await;
     let mut client = server.restaurants(None);
 

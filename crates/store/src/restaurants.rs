@@ -52,6 +52,35 @@ pub struct SearchHit {
     pub distance_m: u32,
 }
 
+/// A hit ranked by (distance, id): the order of search results.
+struct Ranked(SearchHit);
+
+impl Ranked {
+    fn key(&self) -> (u32, Uuid) {
+        (self.0.distance_m, self.0.restaurant.id)
+    }
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Ranked {}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
 /// A search: restaurants within `radius_m` of `center` that also deliver
 /// there, optionally of one cuisine and open at `open_at`.
 #[derive(Debug, Clone)]
@@ -144,11 +173,15 @@ impl Restaurants {
         row.as_ref().map(restaurant_from_row).transpose()
     }
 
-    /// Candidates come from the H3 cells covering the circle; the exact
-    /// distance then decides, and hits are ordered by (distance, id) so that
-    /// pages are stable.
+    /// Candidates come from the H3 cells covering the circle (of the
+    /// cuisine asked for); the exact distance then decides, and hits are
+    /// ordered by (distance, id) so that pages are stable. Rows are read as
+    /// a stream and only the best `limit` kept, so memory follows the page,
+    /// not how many restaurants a dense city has in the circle.
     #[tracing::instrument(target = "foodfast::trace", name = "Restaurants.search", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
+        use futures::TryStreamExt;
+
         let cells =
             geo::search_cells(query.center, query.radius_m).map_err(|err| StoreError::InvalidQuery(err.to_string()))?;
         let statement = match cells.resolution {
@@ -156,24 +189,27 @@ impl Restaurants {
             SearchResolution::Res8 => sql::SEARCH_RESTAURANTS_RES8,
         };
         let client = self.postgres.client().await?;
-        let rows = client.query(statement, &[&cells.cells]).await.map_err(StoreError::postgres)?;
-        let mut hits = Vec::new();
-        for row in &rows {
-            let restaurant = restaurant_from_row(row)?;
+        let statement = client.prepare_cached(statement).await.map_err(StoreError::postgres)?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&cells.cells, &query.cuisine];
+        let rows = client.query_raw(&statement, params).await.map_err(StoreError::postgres)?;
+        let mut rows = std::pin::pin!(rows);
+        let mut best = std::collections::BinaryHeap::with_capacity(query.limit + 1);
+        while let Some(row) = rows.try_next().await.map_err(StoreError::postgres)? {
+            let restaurant = restaurant_from_row(&row)?;
             let distance_m = geo::distance_m(query.center, restaurant.profile.address.location).round() as u32;
             let profile = &restaurant.profile;
             let wanted = distance_m <= query.radius_m
                 && distance_m <= profile.delivery_radius_m
-                && query.cuisine.as_ref().is_none_or(|c| profile.cuisines.contains(c))
                 && query.open_at.is_none_or(|at| profile.is_open(at))
                 && query.after.is_none_or(|after| (distance_m, restaurant.id) > after);
             if wanted {
-                hits.push(SearchHit { restaurant, distance_m });
+                best.push(Ranked(SearchHit { restaurant, distance_m }));
+                if best.len() > query.limit {
+                    best.pop();
+                }
             }
         }
-        hits.sort_by_key(|hit| (hit.distance_m, hit.restaurant.id));
-        hits.truncate(query.limit);
-        Ok(hits)
+        Ok(best.into_sorted_vec().into_iter().map(|Ranked(hit)| hit).collect())
     }
 
     /// The restaurant and its menu, from the cache when it has them. Any

@@ -51,6 +51,20 @@ macro_rules! chat_message_columns {
     };
 }
 
+/// Restaurants whose `$column` H3 cell is one of `$1`, listing cuisine `$2`
+/// (NULL: any).
+macro_rules! restaurants_in_cells {
+    ($column:literal) => {
+        concat!(
+            "SELECT ",
+            restaurant_columns!(),
+            " FROM restaurants WHERE ",
+            $column,
+            " = ANY($1) AND ($2::TEXT IS NULL OR $2 = ANY(cuisines))"
+        )
+    };
+}
+
 /// A page of conversations, most recently active first: `$1` status or
 /// NULL, `$2` order or NULL, after (`$3`, `$4`) or from the start when NULL,
 /// at most `$5`; `$6` is the customer, in the customer's own list.
@@ -112,8 +126,8 @@ statements! {
         restaurant_columns!()
     );
     SELECT_RESTAURANT = concat!("SELECT ", restaurant_columns!(), " FROM restaurants WHERE id = $1");
-    SEARCH_RESTAURANTS_RES6 = concat!("SELECT ", restaurant_columns!(), " FROM restaurants WHERE h3_res6 = ANY($1)");
-    SEARCH_RESTAURANTS_RES8 = concat!("SELECT ", restaurant_columns!(), " FROM restaurants WHERE h3_res8 = ANY($1)");
+    SEARCH_RESTAURANTS_RES6 = restaurants_in_cells!("h3_res6");
+    SEARCH_RESTAURANTS_RES8 = restaurants_in_cells!("h3_res8");
 
     LOCK_MENU_VERSION = "SELECT menu_version FROM restaurants WHERE id = $1 FOR UPDATE";
     BUMP_MENU_VERSION = "UPDATE restaurants SET menu_version = menu_version + 1, menu_updated_at = now(),
