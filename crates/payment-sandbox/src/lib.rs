@@ -22,6 +22,7 @@
 //! | `pm_provider_error` | 500 on every call |
 //! | `pm_provider_timeout` | answers only after [`SandboxConfig::timeout_delay`] |
 //! | `pm_flaky` | 503 on the first attempt of each idempotency key, then success |
+//! | `pm_provider_oversized` | 200 with a 2 MiB body on every call |
 //! | anything else, e.g. `pm_card_visa` | approved |
 //!
 //! Captures, cancels and refunds behave by the payment method of their intent.
@@ -282,6 +283,9 @@ impl Shared {
             "pm_provider_timeout" => {
                 tokio::time::sleep(self.config.timeout_delay).await;
                 None
+            }
+            "pm_provider_oversized" => {
+                Some(Reply { status: StatusCode::OK, body: json!({"padding": "x".repeat(2 << 20)}) })
             }
             "pm_flaky" if key.is_none_or(|key| lock(&self.flaky_seen).insert(key.to_owned())) => {
                 Some(error(StatusCode::SERVICE_UNAVAILABLE, "api_error", "service_unavailable", "Try again."))

@@ -15,6 +15,9 @@ use crate::money::to_minor_units;
 use crate::{Authorization, AuthorizeRequest, PaymentError, PaymentGateway, PaymentsConfig};
 
 const CIRCUIT_OPEN: &str = "payment provider circuit open";
+/// The largest answer read from the provider: a payment intent is a few
+/// hundred bytes, and a broken proxy must not make one call hold megabytes.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// The longest wait between two attempts, whatever the attempt number.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -131,19 +134,41 @@ impl HttpPaymentGateway {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(unavailable)?;
+        let mut response = request.send().await.map_err(unavailable)?;
         let status = response.status();
         if status.is_success() {
-            return response.json().await.map_err(unavailable);
+            let body = read_at_most(&mut response, MAX_ANSWER_BYTES).await.map_err(unavailable)?;
+            let Some(body) = body else {
+                let reason = format!("provider answered more than {MAX_ANSWER_BYTES} bytes");
+                return Err(PaymentError::Unavailable { reason });
+            };
+            return serde_json::from_slice(&body)
+                .map_err(|err| PaymentError::Unavailable { reason: format!("provider's answer unreadable: {err}") });
         }
-        // The body only explains the status; an unreadable one must not hide it.
-        let text = response.text().await.unwrap_or_default();
+        // The body only explains the status; an unreadable or long one must not hide it.
+        let text = match read_at_most(&mut response, MAX_ANSWER_BYTES).await {
+            Ok(Some(body)) => String::from_utf8_lossy(&body).into_owned(),
+            Ok(None) | Err(_) => String::new(),
+        };
         let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
             Ok(ErrorBody { error }) => (error.code, error.message.unwrap_or_default()),
             Err(_) => (None, text.chars().take(200).collect()),
         };
         Err(classify(status, code, message))
     }
+}
+
+/// The whole body, or `None` once it grows past `limit` bytes (the rest is
+/// not read).
+async fn read_at_most(response: &mut reqwest::Response, limit: usize) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
 }
 
 fn classify(status: StatusCode, code: Option<String>, message: String) -> PaymentError {

@@ -140,6 +140,17 @@ async fn provider_errors_are_unavailable_after_max_attempts() {
 }
 
 #[tokio::test]
+async fn an_oversized_answer_is_unavailable_not_read_whole() {
+    let sandbox = sandbox().await;
+    let gateway = gateway(config(&sandbox));
+    let request = request("pm_provider_oversized");
+
+    let error = gateway.authorize(&request).await.unwrap_err();
+    assert!(matches!(&error, PaymentError::Unavailable { reason } if reason.contains("more than")), "{error:?}");
+    assert_eq!(calls(&sandbox), vec![authorize_call(request.order_id); 3]);
+}
+
+#[tokio::test]
 async fn timeouts_are_unavailable_within_timeout_times_attempts() {
     let sandbox = sandbox().await;
     let timeout = Duration::from_millis(300);

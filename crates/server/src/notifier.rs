@@ -146,7 +146,7 @@ impl Sender {
             "title": notification.message.title,
             "body": notification.message.body,
         });
-        let response = self
+        let mut response = self
             .http
             .post(&self.url)
             .header("Idempotency-Key", notification.id.to_string())
@@ -158,7 +158,9 @@ impl Sender {
         if status.is_success() {
             return Ok(());
         }
-        let detail = response.text().await.unwrap_or_default();
+        // The first chunk is plenty to explain the status: the rest is not read.
+        let detail = response.chunk().await.ok().flatten().unwrap_or_default();
+        let detail = String::from_utf8_lossy(&detail);
         let error = format!("provider answered {status}: {}", detail.chars().take(200).collect::<String>());
         if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
             Err(Failure::Transient(error))
