@@ -727,7 +727,9 @@ async fn a_watcher_that_reconnects_gets_every_missed_event_once_in_order() {
     }
     assert_eq!(replayed, missed, "every missed event, once, in commit order");
     match next_message(&mut resumed).await.payload {
-        Some(pb::watch_orders_response::Payload::CaughtUp(_)) => {}
+        Some(pb::watch_orders_response::Payload::CaughtUp(caught_up)) => {
+            assert_eq!(caught_up.open_orders, 0, "a resumed stream sent no snapshot")
+        }
         other => panic!("expected caught_up after the replay, got {other:?}"),
     }
     // And nothing more until something happens.

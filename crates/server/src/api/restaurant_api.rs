@@ -307,10 +307,12 @@ async fn watch(
 ) {
     let settings = &app.settings;
     let outcome: Result<(), ApiError> = async {
+        let mut snapshot_len = 0;
         let mut cursor = match after {
             Some(cursor) => cursor,
             None => {
                 let (cursor, orders) = app.orders.open_orders(restaurant_id).await?;
+                snapshot_len = orders.len() as u32;
                 for order in &orders {
                     let message = pb::WatchOrdersResponse {
                         cursor: String::new(),
@@ -350,11 +352,10 @@ async fn watch(
             }
             if !caught_up {
                 caught_up = true;
-                let open = app.orders.open_orders(restaurant_id).await?.1.len() as u32;
                 let message = pb::WatchOrdersResponse {
                     cursor: cursor.to_string(),
                     payload: Some(pb::watch_orders_response::Payload::CaughtUp(pb::WatchOrdersCaughtUp {
-                        open_orders: open,
+                        open_orders: snapshot_len,
                     })),
                 };
                 if sender.send(Ok(message)).await.is_err() {
