@@ -97,7 +97,7 @@ class Board {
     const { case: kind, value } = message.payload;
     if (kind === "snapshot") this.show(value);
     else if (kind === "change" && value.order) this.show(value.order);
-    else if (kind === "caughtUp") $("live").textContent = `Live · ${value.openOrders} open`;
+    else if (kind === "caughtUp") $("live").textContent = `Live · ${this.open.size} open`;
   }
 
   show(order) {
