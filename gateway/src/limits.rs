@@ -5,7 +5,7 @@
 //! number of recent clients.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -43,7 +43,7 @@ impl Limits {
                 outcome.wait_time_from(self.clock.now())
             }
         };
-        self.per_ip.check_key(&ip).map_err(refused("per_ip"))?;
+        self.per_ip.check_key(&client_block(ip)).map_err(refused("per_ip"))?;
         if let Some(token) = authorization {
             // Keyed by the token (hashed: no secret kept): forged tokens still share the IP's bucket.
             let mut hasher = DefaultHasher::new();
@@ -62,6 +62,16 @@ impl Limits {
         self.per_ip.retain_recent();
         self.per_caller.retain_recent();
         self.orders.retain_recent();
+    }
+}
+
+/// The block the per-IP bucket is keyed by: an IPv4 address alone (also
+/// when mapped into IPv6), an IPv6 address by its /64, the block one
+/// subscriber gets; else a single host could spread itself over 2^64 buckets.
+fn client_block(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u128::from(u64::MAX)))),
+        v4 => v4,
     }
 }
 
@@ -91,5 +101,21 @@ mod tests {
         assert!(limits.check(ip, Some("b"), false).is_ok(), "another caller has its own bucket");
         assert!(limits.check(ip, None, false).is_err(), "the IP's burst of 4 is spent");
         assert!(limits.check([10, 0, 0, 2].into(), Some("b"), false).is_ok(), "another IP has its own bucket");
+    }
+
+    #[test]
+    fn an_ipv6_subscriber_has_one_bucket_for_its_whole_64() {
+        let limits = tight();
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        for host in ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3", "2001:db8:1:2:aaaa:bbbb:cccc:dddd"] {
+            assert!(limits.check(ip(host), None, false).is_ok(), "{host}: within the /64's burst of 4");
+        }
+        assert!(limits.check(ip("2001:db8:1:2::9"), None, false).is_err(), "a fifth host of the same /64");
+        assert!(limits.check(ip("2001:db8:1:3::1"), None, false).is_ok(), "the next /64 is another subscriber");
+
+        for _ in 0..4 {
+            assert!(limits.check(ip("192.0.2.7"), None, false).is_ok());
+        }
+        assert!(limits.check(ip("::ffff:192.0.2.7"), None, false).is_err(), "IPv4-mapped is the same IPv4 client");
     }
 }
