@@ -648,6 +648,11 @@ pub const SETTINGS: &[Setting] = &[
         help: "how long a driver has to answer an offer",
     },
     Setting {
+        env: "FOODFAST_ZONES",
+        key: "ingest.zones",
+        help: "cities as boxes, e.g. [{name=\"paris\", south=48.70, west=2.05, north=49.05, east=2.65}]",
+    },
+    Setting {
         env: "FOODFAST_DISPATCH_BATCH_CITIES",
         key: "dispatch.batch_cities",
         help: "cities matched in batches, comma-separated (others: greedy)",
@@ -924,11 +929,25 @@ mod tests {
             ("FOODFAST_TRACE_SAMPLE_RATIO", "1.5"),
             ("FOODFAST_ORDER_RATE_MAX", "0"),
             ("FOODFAST_ORDER_RATE_WINDOW", "0s"),
+            ("FOODFAST_ZONES", "paris"),
+            ("FOODFAST_ZONES", "[{name=\"Paris\", south=48.70, west=2.05, north=49.05, east=2.65}]"),
+            ("FOODFAST_ZONES", "[{name=\"paris\", south=49.05, west=2.05, north=48.70, east=2.65}]"),
         ];
         for (var, value) in cases {
             let err = load(&[(var, value)]).expect_err(var).to_string();
             assert!(err.contains(var), "{var}={value}: {err}");
         }
+    }
+
+    #[test]
+    fn zones_come_from_one_variable() {
+        let zones = "[{name=\"paris\", south=48.70, west=2.05, north=49.05, east=2.65}, \
+                     {name=\"london\", south=51.28, west=-0.51, north=51.70, east=0.33}]";
+        let config = load(&[("FOODFAST_ZONES", zones), ("FOODFAST_DISPATCH_BATCH_CITIES", "london")]).unwrap();
+        let names: Vec<&str> = config.ingest.zones.0.iter().map(|zone| zone.name.as_str()).collect();
+        assert_eq!(names, ["paris", "london"]);
+        assert_eq!(config.ingest.zones.city_of(foodfast_domain::geo::LatLng::new(51.5, -0.12).unwrap()), "london");
+        assert_eq!(config.dispatch.batch_cities, ["london"]);
     }
 
     #[test]

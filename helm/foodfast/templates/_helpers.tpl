@@ -89,6 +89,9 @@ FOODFAST_NOTIFICATIONS_URL: {{ . | quote }}
 {{- with .Values.config.paymentsUrl }}
 FOODFAST_PAYMENTS_URL: {{ . | quote }}
 {{- end }}
+{{- with .Values.config.zones }}
+FOODFAST_ZONES: {{ include "foodfast.zones" . | quote }}
+{{- end }}
 {{- with .Values.config.dispatchBatchCities }}
 FOODFAST_DISPATCH_BATCH_CITIES: {{ join "," . | quote }}
 {{- end }}
@@ -100,6 +103,16 @@ FOODFAST_MEDIA_WORKERS: {{ .Values.config.mediaWorkers | quote }}
 {{- with .Values.otlp.endpoint }}
 FOODFAST_OTLP_ENDPOINT: {{ . | quote }}
 {{- end }}
+{{- end }}
+
+{{/* config.zones in the server's inline form: [{name="paris", south=48.7, ...}, ...]. */}}
+{{- define "foodfast.zones" -}}
+[
+{{- range $i, $zone := . -}}
+{{- if $i }}, {{ end -}}
+{name={{ required "every zone needs a name" $zone.name | quote }}, south={{ $zone.south }}, west={{ $zone.west }}, north={{ $zone.north }}, east={{ $zone.east }}}
+{{- end -}}
+]
 {{- end }}
 
 {{/* The gateway's non-secret environment, as a YAML map. */}}
