@@ -1,6 +1,9 @@
-//! How much one replica takes on at once: unary calls being handled
+//! How much one replica takes on at once: connections
+//! (`grpc.max_connections`), unary calls being handled
 //! (`grpc.max_calls_in_flight`) and streams open (`grpc.max_open_streams`).
-//! Past a limit a call is refused at once with RESOURCE_EXHAUSTED,
+//! At the connection limit the server stops accepting, so new clients wait
+//! in the kernel's backlog (and time out there) until one leaves.
+//! Past a call limit a call is refused at once with RESOURCE_EXHAUSTED,
 //! ERROR_REASON_OVERLOADED and a RetryInfo, rather than queued: a queue here
 //! only adds latency to calls whose clients give up anyway, while a refusal
 //! lets the client back off or its load balancer pick another replica.
@@ -15,8 +18,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use foodfast_telemetry::grpc::RpcKind;
+use futures::{Stream, StreamExt};
 use http_body::{Body, Frame};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::transport::server::Connected;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -25,6 +31,69 @@ use crate::error::ERROR_DOMAIN;
 /// When a refused caller is told to retry.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 const HEALTH_PATH: &str = "/grpc.health.v1.Health/";
+
+/// Connections from `incoming`, at most `max` open at once: the next one is
+/// accepted only once a place is free.
+pub fn limit_connections<S, IO>(incoming: S, max: usize) -> impl Stream<Item = std::io::Result<Admitted<IO>>>
+where
+    S: Stream<Item = std::io::Result<IO>> + Unpin,
+{
+    let places = Arc::new(Semaphore::new(max));
+    futures::stream::unfold((incoming, places), |(mut incoming, places)| async move {
+        let permit = places.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let accepted = incoming.next().await?;
+        Some((accepted.map(|io| Admitted { io, _permit: permit }), (incoming, places)))
+    })
+}
+
+pin_project_lite::pin_project! {
+    /// An accepted connection holding its place until it closes.
+    pub struct Admitted<IO> {
+        #[pin]
+        io: IO,
+        _permit: OwnedSemaphorePermit,
+    }
+}
+
+impl<IO: Connected> Connected for Admitted<IO> {
+    type ConnectInfo = IO::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.io.connect_info()
+    }
+}
+
+impl<IO: AsyncRead> AsyncRead for Admitted<IO> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        self.project().io.poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite> AsyncWrite for Admitted<IO> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.project().io.poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().io.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().io.poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().io.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
 
 #[derive(Clone)]
 pub struct AdmissionLayer {

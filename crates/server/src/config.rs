@@ -377,6 +377,9 @@ pub struct GrpcConfig {
     pub listen_addr: SocketAddr,
     /// HTTP/2 streams one connection may have open at once.
     pub max_concurrent_streams: u32,
+    /// Client connections this replica keeps open at once; at the limit it
+    /// stops accepting until one closes.
+    pub max_connections: usize,
     /// Unary calls this replica handles at once; past it a call is refused
     /// with RESOURCE_EXHAUSTED (ERROR_REASON_OVERLOADED), not queued.
     pub max_calls_in_flight: usize,
@@ -407,6 +410,7 @@ impl Default for GrpcConfig {
         Self {
             listen_addr: ([127, 0, 0, 1], 50051).into(),
             max_concurrent_streams: 1024,
+            max_connections: 10_000,
             max_calls_in_flight: 2048,
             max_open_streams: 65_536,
             connection_window_bytes: 4 << 20,
@@ -469,6 +473,11 @@ pub const SETTINGS: &[Setting] = &[
         env: "FOODFAST_GRPC_MAX_CONCURRENT_STREAMS",
         key: "grpc.max_concurrent_streams",
         help: "HTTP/2 streams per connection",
+    },
+    Setting {
+        env: "FOODFAST_GRPC_MAX_CONNECTIONS",
+        key: "grpc.max_connections",
+        help: "client connections open at once; more wait to be accepted",
     },
     Setting {
         env: "FOODFAST_GRPC_MAX_CALLS_IN_FLIGHT",
@@ -713,6 +722,9 @@ impl Config {
         }
         if self.grpc.max_concurrent_streams == 0 {
             return Err(invalid("grpc.max_concurrent_streams", "must be at least 1".into()));
+        }
+        if self.grpc.max_connections == 0 {
+            return Err(invalid("grpc.max_connections", "must be at least 1".into()));
         }
         if self.grpc.max_calls_in_flight == 0 {
             return Err(invalid("grpc.max_calls_in_flight", "must be at least 1".into()));

@@ -182,6 +182,7 @@ pub async fn serve(
     // applies to listeners tonic binds itself, and Nagle's algorithm with
     // delayed ACKs adds up to 40 ms to a lone small call.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = crate::admission::limit_connections(incoming, grpc.max_connections);
     let server = router.serve_with_incoming_shutdown(incoming, drain);
     let grace = grpc.shutdown_grace;
     tokio::select! {

@@ -18,6 +18,7 @@ const TOKEN_KEY: &str = "test:a-test-signing-key-that-is-long-enough";
 
 struct RunningServer {
     channel: Channel,
+    addr: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -44,7 +45,7 @@ impl RunningServer {
             .await
         });
         let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-        Self { channel, stop: Some(stop), task }
+        Self { channel, addr, stop: Some(stop), task }
     }
 
     async fn shut_down(mut self) {
@@ -217,5 +218,30 @@ async fn a_stream_past_max_open_streams_is_refused_until_one_closes() {
         }
     }
     drop(second);
+    server.shut_down().await;
+}
+
+#[tokio::test]
+async fn a_connection_past_max_connections_waits_until_one_closes() {
+    let mut server =
+        RunningServer::start_with(foodfast_testkit::fresh_stores().await, |config| config.grpc.max_connections = 1)
+            .await;
+    wait_for(&server.channel, "", ServingStatus::Serving).await;
+
+    // The kernel completes the TCP handshake, but the server does not take the connection.
+    let second = Channel::from_shared(format!("http://{}", server.addr)).unwrap().connect_lazy();
+    let mut health = HealthClient::new(second.clone());
+    let check = health.check(HealthCheckRequest::default());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), check).await.is_err(),
+        "a second connection was served while the first was open"
+    );
+
+    // The first connection closes: the waiting one is taken.
+    drop(std::mem::replace(&mut server.channel, second.clone()));
+    let mut health = HealthClient::new(second);
+    let check = health.check(HealthCheckRequest::default());
+    let answered = tokio::time::timeout(Duration::from_secs(10), check).await.expect("still not served");
+    assert_eq!(answered.unwrap().into_inner().status(), ServingStatus::Serving);
     server.shut_down().await;
 }
