@@ -103,6 +103,22 @@ static SET_FIELDS: std::sync::LazyLock<::redis::Script> = std::sync::LazyLock::n
     )
 });
 
+/// Raises the driver's durable watermark to ARGV[1], never lowers it. Seqs
+/// are compared as decimal strings: Lua's numbers are exact only to 2^53.
+static RAISE_DURABLE: std::sync::LazyLock<::redis::Script> = std::sync::LazyLock::new(|| {
+    ::redis::Script::new(
+        r"
+        local current = redis.call('HGET', KEYS[1], 'durable') or '0'
+        local new = ARGV[1]
+        if #new > #current or (#new == #current and new > current) then
+            redis.call('HSET', KEYS[1], 'durable', new)
+        end
+        redis.call('EXPIRE', KEYS[1], ARGV[2])
+        return 1
+        ",
+    )
+});
+
 /// Ends the driver's session ARGV[2] unless a newer one replaced it.
 static END_SESSION: std::sync::LazyLock<::redis::Script> = std::sync::LazyLock::new(|| {
     script(
@@ -182,8 +198,18 @@ impl LivePositions {
     /// Remembers the driver's durable watermark, so a new session (on any
     /// replica, after a restart) can tell the app where to resume.
     #[tracing::instrument(target = "foodfast::trace", name = "LivePositions.record_durable", skip_all, fields(otel.kind = "client", db.system = "redis"))]
+    /// Never lowers it: a replaced stream ending late must not undo what
+    /// its successor recorded.
     pub async fn record_durable(&self, driver_id: Uuid, seq: u64) -> Result<(), StoreError> {
-        self.set_field(driver_id, "durable", &seq.to_string()).await
+        let mut connection = self.redis.connection();
+        let _: i32 = RAISE_DURABLE
+            .key(driver_key(driver_id))
+            .arg(seq.to_string())
+            .arg(DRIVER_STATE_TTL.as_secs())
+            .invoke_async(&mut connection)
+            .await
+            .map_err(StoreError::redis)?;
+        Ok(())
     }
 
     #[tracing::instrument(target = "foodfast::trace", name = "LivePositions.durable", skip_all, fields(otel.kind = "client", db.system = "redis"))]
@@ -267,24 +293,6 @@ impl LivePositions {
             invocation.arg(*name).arg(*value);
         }
         let _: i32 = invocation.invoke_async(&mut connection).await.map_err(StoreError::redis)?;
-        Ok(())
-    }
-
-    async fn set_field(&self, driver_id: Uuid, field: &str, value: &str) -> Result<(), StoreError> {
-        let mut connection = self.redis.connection();
-        let _: () = ::redis::pipe()
-            .cmd("HSET")
-            .arg(driver_key(driver_id))
-            .arg(field)
-            .arg(value)
-            .ignore()
-            .cmd("EXPIRE")
-            .arg(driver_key(driver_id))
-            .arg(DRIVER_STATE_TTL.as_secs())
-            .ignore()
-            .query_async(&mut connection)
-            .await
-            .map_err(StoreError::redis)?;
         Ok(())
     }
 

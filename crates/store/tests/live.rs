@@ -227,3 +227,25 @@ async fn a_burst_past_the_inbox_wakes_every_topic_and_followers_end_with_the_new
     .expect("the newest position never reached the follower");
     stop.cancel();
 }
+
+#[tokio::test]
+async fn the_durable_watermark_only_rises() {
+    let stores = Stores::connect(&foodfast_testkit::fresh_stores().await).await.unwrap();
+    let live = LivePositions::new(stores.redis.clone());
+    let driver = Uuid::new_v4();
+    assert_eq!(live.durable(driver).await.unwrap(), None);
+
+    live.record_durable(driver, 9).await.unwrap();
+    live.record_durable(driver, 120).await.unwrap();
+    // A replaced stream records what it saw last, late: it does not lower the hint.
+    live.record_durable(driver, 95).await.unwrap();
+    assert_eq!(live.durable(driver).await.unwrap(), Some(120));
+
+    // Past 2^53, where Lua's numbers are no longer exact.
+    let high = (1u64 << 60) + 1;
+    live.record_durable(driver, high).await.unwrap();
+    live.record_durable(driver, high - 1).await.unwrap();
+    assert_eq!(live.durable(driver).await.unwrap(), Some(high));
+    live.record_durable(driver, u64::MAX).await.unwrap();
+    assert_eq!(live.durable(driver).await.unwrap(), Some(u64::MAX));
+}
