@@ -121,9 +121,17 @@ impl From<ApiError> for Status {
             tracing::error!(error = %Chain(&err), "internal error");
             return Status::internal("internal error; it has been logged");
         }
+        let message = match &err {
+            // The reason names the provider's address and its own words: for the log only.
+            ApiError::Payment(PaymentError::Unavailable { reason }) => {
+                tracing::warn!(reason, "payment provider unavailable");
+                "the payment provider is not answering; no order was placed, retry in a moment".to_owned()
+            }
+            _ => err.to_string(),
+        };
         match err.details() {
-            Some(details) => Status::with_error_details(code, err.to_string(), details),
-            None => Status::new(code, err.to_string()),
+            Some(details) => Status::with_error_details(code, message, details),
+            None => Status::new(code, message),
         }
     }
 }
