@@ -12,23 +12,6 @@ use tonic_types::{ErrorDetail, StatusExt};
 /// The ErrorInfo reason of a declined payment (`foodfast.v1.ErrorReason`).
 const PAYMENT_DECLINED: &str = "ERROR_REASON_PAYMENT_DECLINED";
 
-/// The ErrorInfo reason of an expired bearer token: the client refreshes it.
-const TOKEN_EXPIRED: &str = "ERROR_REASON_TOKEN_EXPIRED";
-
-/// The refusal of a bearer token the gateway checked itself, with the same
-/// reason the server gives an expired one.
-pub fn token_refused(refused: &foodfast_auth::TokenRefused) -> tonic::Status {
-    let message = refused.to_string();
-    match refused {
-        foodfast_auth::TokenRefused::Expired => tonic::Status::with_error_details(
-            Code::Unauthenticated,
-            message,
-            tonic_types::ErrorDetails::with_error_info(TOKEN_EXPIRED, "foodfast.v1", std::collections::HashMap::new()),
-        ),
-        foodfast_auth::TokenRefused::Invalid(_) => tonic::Status::unauthenticated(message),
-    }
-}
-
 /// When to retry, in whole seconds (at least 1), if the status says.
 pub fn retry_after_secs(status: &tonic::Status) -> Option<u64> {
     let delay = status.get_error_details().retry_info()?.retry_delay?;
@@ -178,16 +161,5 @@ mod tests {
         assert_eq!(retry_after_secs(&limited(std::time::Duration::from_millis(177_200))), Some(178));
         assert_eq!(retry_after_secs(&limited(std::time::Duration::from_millis(20))), Some(1), "never 0");
         assert_eq!(retry_after_secs(&tonic::Status::resource_exhausted("full")), None);
-    }
-
-    #[test]
-    fn only_an_expired_token_is_told_to_refresh() {
-        let expired = answer(&token_refused(&foodfast_auth::TokenRefused::Expired)).1;
-        assert_eq!(
-            (expired["code"].as_str(), expired["details"][0]["reason"].as_str()),
-            (Some("UNAUTHENTICATED"), Some(TOKEN_EXPIRED))
-        );
-        let forged = answer(&token_refused(&foodfast_auth::TokenRefused::Invalid("bad signature".into()))).1;
-        assert_eq!(forged["details"].as_array().map(Vec::len), Some(0));
     }
 }

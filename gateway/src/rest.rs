@@ -50,7 +50,8 @@ pub struct Rest {
     max_body_bytes: usize,
     request_timeout: Duration,
     limits: Limits,
-    /// The server's keys, to refuse bad tokens at the edge (none: unchecked).
+    /// The server's keys, to refuse forged tokens at the edge (none: unchecked;
+    /// expired ones go on: the server knows which calls need a caller).
     tokens: Option<Tokens>,
     /// The OpenAPI document, rendered once.
     openapi: bytes::Bytes,
@@ -392,9 +393,14 @@ async fn answer(rest: &Rest, client: SocketAddr, request: Request) -> Response {
     }
     let grpc_web = crate::grpc_web::is_grpc_web(&request);
     if let (Some(tokens), Some(authorization)) = (&rest.tokens, authorization) {
-        let checked = foodfast_auth::bearer(authorization)
-            .map_err(tonic::Status::unauthenticated)
-            .and_then(|token| tokens.verify(token).map_err(|refused| errors::token_refused(&refused)));
+        let checked = foodfast_auth::bearer(authorization).map_err(tonic::Status::unauthenticated).and_then(|token| {
+            match tokens.verify(token) {
+                // Genuine but old: the server refuses it (TOKEN_EXPIRED) where a caller
+                // is needed, and ignores it on public calls such as RefreshToken.
+                Ok(_) | Err(foodfast_auth::TokenRefused::Expired) => Ok(()),
+                Err(refused) => Err(tonic::Status::unauthenticated(refused.to_string())),
+            }
+        });
         if let Err(status) = checked {
             return match grpc_web {
                 true => crate::grpc_web::refuse(&request, status),

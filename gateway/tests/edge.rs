@@ -40,24 +40,49 @@ async fn tokens_the_gateway_does_not_accept_stop_there_with_401() {
     request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
     let refused = orders.list_orders(request).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+}
 
-    // An expired token is told apart, over REST and grpc-web: refresh it.
-    let newer =
-        foodfast_auth::Tokens::new(&[
-            foodfast_auth::TokenKey::parse("newer:another-signing-key-that-is-long-enough").unwrap()
-        ]);
-    let expired = newer.mint(&customer, Duration::ZERO).unwrap();
+#[tokio::test]
+async fn an_expired_token_is_told_to_refresh_yet_does_not_block_public_calls() {
+    let stack = Stack::start().await;
+    let customer = stack.user(Role::Customer, None).await;
+    let keys = foodfast_auth::Tokens::new(&[foodfast_auth::TokenKey::parse(common::KEY).unwrap()]);
+    let expired = keys.mint(&customer, Duration::ZERO).unwrap();
     tokio::time::sleep(Duration::from_secs(6)).await; // past the 5 s leeway
+
+    // A call that needs a caller: refresh it, over REST and grpc-web.
     let response = stack.http.get(format!("{}/api/v1/orders", stack.base)).bearer_auth(&expired).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["details"][0]["reason"], "ERROR_REASON_TOKEN_EXPIRED", "{body}");
+    use foodfast_api::v1 as pb;
+    let http1 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let transport = tower::ServiceBuilder::new().layer(tonic_web::GrpcWebClientLayer::new()).service(http1);
+    let mut orders = pb::order_service_client::OrderServiceClient::with_origin(transport, stack.base.parse().unwrap());
     let mut request = tonic::Request::new(pb::ListOrdersRequest::default());
     request.metadata_mut().insert("authorization", format!("Bearer {expired}").parse().unwrap());
     let refused = orders.list_orders(request).await.unwrap_err();
     use tonic_types::StatusExt;
     let reason = refused.get_error_details().error_info().map(|info| info.reason.clone());
     assert_eq!(reason.as_deref(), Some("ERROR_REASON_TOKEN_EXPIRED"), "{refused:?}");
+
+    // A public call with the same token attached goes through: an app can refresh and read.
+    let response = stack
+        .http
+        .post(format!("{}/api/v1/auth/refresh", stack.base))
+        .bearer_auth(&expired)
+        .json(&json!({"refreshToken": "not-a-refresh-token"}))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap_or("").contains("refresh token"),
+        "the server judged the refresh token: {body}"
+    );
+    let search =
+        stack.http.get(format!("{}/api/v1/restaurants?lat=48.857&lng=2.352", stack.base)).bearer_auth(&expired);
+    assert_eq!(search.send().await.unwrap().status(), StatusCode::OK);
 }
 
 #[tokio::test]

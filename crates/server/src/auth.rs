@@ -7,15 +7,31 @@ use tonic::{Request, Status};
 
 use crate::error::ApiError;
 
-/// The tonic interceptor: a request without a token goes on anonymous; a
-/// request with a bad one stops here with `UNAUTHENTICATED`.
+/// Why the call's bearer token was refused. A call that needs a caller is
+/// answered with it (`crate::policy`); a public one goes on anonymous, so
+/// that an app attaching its expired token to every call can still refresh
+/// it or sign in again.
+#[derive(Clone)]
+pub struct RefusedToken(pub Status);
+
+/// The tonic interceptor: a request with a valid token carries its
+/// [`Principal`]; one with a bad token carries the [`RefusedToken`].
 pub fn interceptor(tokens: Tokens) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
     move |mut request: Request<()>| {
         let Some(value) = request.metadata().get("authorization") else { return Ok(request) };
-        let value = value.to_str().map_err(|_| Status::unauthenticated("the authorization header is not text"))?;
-        let token = foodfast_auth::bearer(value).map_err(Status::unauthenticated)?;
-        let principal = tokens.verify(token).map_err(|refused| Status::from(ApiError::from(refused)))?;
-        request.extensions_mut().insert(principal);
+        let verified = value
+            .to_str()
+            .map_err(|_| Status::unauthenticated("the authorization header is not text"))
+            .and_then(|value| foodfast_auth::bearer(value).map_err(Status::unauthenticated))
+            .and_then(|token| tokens.verify(token).map_err(|refused| Status::from(ApiError::from(refused))));
+        match verified {
+            Ok(principal) => {
+                request.extensions_mut().insert(principal);
+            }
+            Err(refused) => {
+                request.extensions_mut().insert(RefusedToken(refused));
+            }
+        }
         Ok(request)
     }
 }

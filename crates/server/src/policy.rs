@@ -25,6 +25,8 @@ use tonic::body::Body;
 use tonic::server::NamedService;
 use tower::Service;
 
+use crate::auth::RefusedToken;
+
 /// Where an audited call's resource id comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdFrom {
@@ -148,12 +150,23 @@ fn policy_of(path: &str) -> Option<(Access, Audit)> {
 }
 
 /// Why `caller` may not call an RPC with `access`, if it may not.
-fn refusal(access: Access, caller: Option<&Principal>, method: &str) -> Option<tonic::Status> {
+/// Why `caller` may not call `method`, if it may not. `refused_token`: the
+/// token the call came with was refused (it matters only where a caller is
+/// needed).
+fn refusal(
+    access: Access,
+    caller: Option<&Principal>,
+    refused_token: Option<&RefusedToken>,
+    method: &str,
+) -> Option<tonic::Status> {
     match (access, caller) {
         (Public, _) => None,
-        (_, None) => Some(tonic::Status::unauthenticated(format!(
-            "{method} needs a bearer token in the `authorization` metadata"
-        ))),
+        (_, None) => Some(match refused_token {
+            Some(RefusedToken(status)) => status.clone(),
+            None => {
+                tonic::Status::unauthenticated(format!("{method} needs a bearer token in the `authorization` metadata"))
+            }
+        }),
         (Authenticated, Some(_)) => None,
         (Roles(roles), Some(caller)) if roles.contains(&caller.role) => None,
         (Roles(roles), Some(caller)) => {
@@ -210,7 +223,8 @@ where
             let status = tonic::Status::permission_denied(format!("{path} has no access rule"));
             return Box::pin(async move { Ok(status.into_http()) });
         };
-        if let Some(status) = refusal(access, caller.as_ref(), path.trim_start_matches('/')) {
+        let refused_token = request.extensions().get::<RefusedToken>();
+        if let Some(status) = refusal(access, caller.as_ref(), refused_token, path.trim_start_matches('/')) {
             return Box::pin(async move { Ok(status.into_http()) });
         }
         let Changes(kind, from) = audit else {

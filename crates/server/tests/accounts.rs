@@ -223,7 +223,7 @@ async fn tampered_expired_and_retired_key_tokens_are_refused_and_a_previous_key_
         .unwrap();
     let expired = previous.mint(&principal, std::time::Duration::ZERO).unwrap();
     tokio::time::sleep(std::time::Duration::from_secs(6)).await; // past the 5 s leeway
-    for (token, why) in [(tampered, "signature"), (retired, "not accepted"), (expired, "expired")] {
+    for (token, why) in [(tampered, "signature"), (retired, "not accepted"), (expired.clone(), "expired")] {
         let err = server.accounts_as(&token).get_profile(pb::GetProfileRequest {}).await.unwrap_err();
         assert_eq!(err.code(), Code::Unauthenticated, "{why}");
         assert!(err.message().contains(why), "{why}: {err:?}");
@@ -232,6 +232,16 @@ async fn tampered_expired_and_retired_key_tokens_are_refused_and_a_previous_key_
         let expected = (why == "expired").then_some("ERROR_REASON_TOKEN_EXPIRED");
         assert_eq!(reason.as_deref(), expected, "{why}");
     }
+
+    // An app that attaches its expired token to every call can still refresh it, or sign in.
+    let email = email();
+    let registered = server.accounts(None).register(registration(&email)).await.unwrap().into_inner();
+    let mut with_expired = server.accounts_as(&expired);
+    let refresh = pb::RefreshTokenRequest { refresh_token: registered.tokens.unwrap().refresh_token };
+    let refreshed = with_expired.refresh_token(refresh).await.expect("public calls ignore a refused token");
+    assert!(!refreshed.into_inner().tokens.unwrap().access_token.is_empty());
+    let login = pb::LoginRequest { email, password: "correct horse battery".into() };
+    with_expired.login(login).await.expect("public calls ignore a refused token");
 }
 
 #[tokio::test]
