@@ -502,3 +502,76 @@ async fn a_reconnecting_driver_is_welcomed_with_the_deliveries_it_holds() {
     kitchen.delivered(&driver, &order_id).await.unwrap();
     assert!(welcome(&kitchen, &driver).await.active_deliveries.is_empty(), "a delivered order is not held");
 }
+
+/// A Connect stream of `driver` whose Hello asks for `availability`.
+async fn connect_saying(kitchen: &Kitchen, driver: &Principal, availability: pb::DriverAvailability) -> Session {
+    let (sender, receiver) = mpsc::channel(64);
+    let hello = pb::Hello { app_version: "test".into(), availability: availability as i32 };
+    sender.send(up(pb::connect_request::Payload::Hello(hello))).await.unwrap();
+    let mut responses =
+        kitchen.server.drivers(Some(driver)).connect(ReceiverStream::new(receiver)).await.unwrap().into_inner();
+    let welcome = match responses.next().await.unwrap().unwrap().payload {
+        Some(pb::connect_response::Payload::Welcome(welcome)) => welcome,
+        other => panic!("expected welcome, got {other:?}"),
+    };
+    Session { sender, responses, welcome }
+}
+
+impl Session {
+    /// The next availability the server tells the app (other messages skipped).
+    async fn next_availability(&mut self) -> pb::AvailabilityChange {
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(10), self.responses.next())
+                .await
+                .expect("no availability came")
+                .unwrap()
+                .unwrap();
+            if let Some(pb::connect_response::Payload::Availability(change)) = message.payload {
+                return change;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_app_hears_its_availability_kept_on_reconnect_answered_and_moved_by_the_server() {
+    use pb::DriverAvailability as Availability;
+    let kitchen = Kitchen::open().await;
+    let driver = kitchen.driver(1).await;
+    let off = connect_saying(&kitchen, &driver, Availability::Offline).await;
+    assert_eq!(off.welcome.availability(), Availability::Offline);
+    drop(off);
+
+    // A Hello that does not say keeps what the server has.
+    let mut session = connect_saying(&kitchen, &driver, Availability::Unspecified).await;
+    assert_eq!(session.welcome.availability(), Availability::Offline);
+    assert_eq!(driver_state(&kitchen.server, &driver).await.availability(), Availability::Offline);
+
+    // The driver's change is answered with what the server has now.
+    let online = pb::AvailabilityChange { availability: Availability::Online as i32, reason: String::new() };
+    session.sender.send(up(pb::connect_request::Payload::Availability(online.clone()))).await.unwrap();
+    assert_eq!(session.next_availability().await, online);
+
+    // Its one place taken: BUSY, said by the server, and ONLINE again once delivered.
+    let order_id = kitchen.ready_order().await;
+    kitchen.assign(&order_id, &driver).await.unwrap();
+    let busy = session.next_availability().await;
+    assert_eq!(busy.availability(), Availability::Busy);
+    assert!(busy.reason.contains("deliveries"), "{busy:?}");
+    kitchen.picked_up(&driver, &order_id).await.unwrap();
+    kitchen.delivered(&driver, &order_id).await.unwrap();
+    assert_eq!(session.next_availability().await.availability(), Availability::Online);
+
+    // Asking ONLINE at capacity is answered BUSY, with why.
+    let second = kitchen.ready_order().await;
+    kitchen.assign(&second, &driver).await.unwrap();
+    assert_eq!(session.next_availability().await.availability(), Availability::Busy);
+    session.sender.send(up(pb::connect_request::Payload::Availability(online))).await.unwrap();
+    let answered = session.next_availability().await;
+    assert_eq!(answered.availability(), Availability::Busy);
+    assert!(answered.reason.contains("deliveries"), "{answered:?}");
+    // A reconnect is welcomed BUSY too.
+    drop(session);
+    let again = connect_saying(&kitchen, &driver, Availability::Unspecified).await;
+    assert_eq!(again.welcome.availability(), Availability::Busy);
+}

@@ -415,12 +415,15 @@ struct Shown {
     offers: HashMap<Uuid, Uuid>,
     /// Deliveries held: delivery → order.
     deliveries: HashMap<Uuid, Uuid>,
+    /// The availability the app was last told (BUSY while at capacity).
+    availability: Option<pb::DriverAvailability>,
 }
 
 impl Shown {
-    /// Re-reads the driver's open offers and held deliveries and returns
-    /// the messages that bring the app up to date: new offers, closed ones,
-    /// deliveries assigned, taken away or cancelled.
+    /// Re-reads the driver's open offers, held deliveries and availability
+    /// and returns the messages that bring the app up to date: new offers,
+    /// closed ones, deliveries assigned, taken away or cancelled, and the
+    /// availability when the server changed it (e.g. BUSY at capacity).
     async fn sync(&mut self, app: &App, driver_id: Uuid) -> Result<Vec<Payload>, ApiError> {
         let mut messages = Vec::new();
         let open = app.dispatch.open_offers(driver_id).await?;
@@ -485,8 +488,31 @@ impl Shown {
                 }));
             }
         }
+        let availability = availability_from(app.live.availability(driver_id).await?.as_deref());
+        if let Some(change) = self.availability_moved(availability) {
+            messages.push(change);
+        }
         Ok(messages)
     }
+
+    /// The message telling the app the server moved its availability to
+    /// `availability`, unless the app already knows (the first look only
+    /// remembers it).
+    fn availability_moved(&mut self, availability: pb::DriverAvailability) -> Option<Payload> {
+        let told = self.availability.replace(availability)?;
+        let reason = match (told, availability) {
+            (pb::DriverAvailability::Online, pb::DriverAvailability::Busy) => AT_CAPACITY,
+            (pb::DriverAvailability::Busy, pb::DriverAvailability::Online) => "a delivery is done: taking offers again",
+            _ => "",
+        };
+        (told != availability).then(|| availability_change(availability, reason))
+    }
+}
+
+const AT_CAPACITY: &str = "holding as many deliveries as allowed: no new offers until one is done";
+
+fn availability_change(availability: pb::DriverAvailability, reason: &str) -> Payload {
+    Payload::Availability(pb::AvailabilityChange { availability: availability as i32, reason: reason.into() })
 }
 
 fn offer_closed(offer_id: Uuid, delivery_id: Uuid, reason: pb::OfferClosedReason) -> Payload {
@@ -654,11 +680,15 @@ async fn connected(
             return;
         }
     };
-    let availability = match pb::DriverAvailability::try_from(hello.availability) {
-        Ok(pb::DriverAvailability::Unspecified) | Err(_) => pb::DriverAvailability::Online,
-        Ok(given) => given,
-    };
-    set_availability(app, driver_id, availability).await;
+    match pb::DriverAvailability::try_from(hello.availability) {
+        Ok(pb::DriverAvailability::Unspecified) | Err(_) => {
+            // Keep the server's; a driver it knows nothing of starts online.
+            if let Ok(None) = app.live.availability(driver_id).await {
+                set_availability(app, driver_id, pb::DriverAvailability::Online).await;
+            }
+        }
+        Ok(given) => set_availability(app, driver_id, given).await,
+    }
     let mut shown = Shown::default();
     let (mut open_offers, mut active_deliveries) = (Vec::new(), Vec::new());
     match shown.sync(app, driver_id).await {
@@ -679,7 +709,7 @@ async fn connected(
     let welcome = pb::Welcome {
         driver_id: driver_id.to_string(),
         durable_seq: pings.durable,
-        availability: availability as i32,
+        availability: shown.availability.unwrap_or(pb::DriverAvailability::Offline) as i32,
         active_deliveries,
         open_offers,
         hint: Some(pb::ServerHint {
@@ -732,7 +762,19 @@ async fn connected(
                                 let _ = outbound.send(Err(Status::invalid_argument("availability must be online, offline or busy"))).await;
                                 break 'stream;
                             }
-                            Ok(availability) => set_availability(app, driver_id, availability).await,
+                            Ok(wanted) => {
+                                set_availability(app, driver_id, wanted).await;
+                                // What the server has now, BUSY at capacity even when ONLINE was asked.
+                                let now = match app.live.availability(driver_id).await {
+                                    Ok(now) => availability_from(now.as_deref()),
+                                    Err(_) => wanted,
+                                };
+                                shown.availability = Some(now);
+                                let reason = if now == wanted { "" } else { AT_CAPACITY };
+                                if outbound.send(message(availability_change(now, reason))).await.is_err() {
+                                    break 'stream;
+                                }
+                            }
                         }
                     }
                     Some(pb::connect_request::Payload::Hello(_)) => {
