@@ -291,3 +291,26 @@ async fn the_currency_is_fixed_while_the_menu_has_items() {
     let switched = update("USD", false).await.expect("no items, no prices to keep");
     assert_eq!(switched.into_inner().restaurant.unwrap().profile.unwrap().currency_code, "USD");
 }
+
+#[tokio::test]
+async fn an_update_without_a_mask_changes_only_the_fields_it_sets() {
+    let server = TestServer::start().await;
+    let (restaurant, _) = server.restaurant_at("Partial", "pizza", LAT, LNG).await;
+    let id = restaurant.restaurant_id.clone();
+    let before = restaurant.profile.unwrap();
+    let staff = server.staff(id.parse().unwrap()).await;
+    let update = |profile: pb::RestaurantProfile| {
+        let mut client = server.restaurants(Some(&staff));
+        let request =
+            pb::UpdateRestaurantRequest { restaurant_id: id.clone(), profile: Some(profile), update_mask: None };
+        async move { client.update_restaurant(request).await.unwrap().into_inner().restaurant.unwrap().profile.unwrap() }
+    };
+
+    let paused = update(pb::RestaurantProfile { paused: true, ..Default::default() }).await;
+    assert!(paused.paused);
+    assert_eq!(pb::RestaurantProfile { paused: false, ..paused.clone() }, before, "nothing else changed");
+
+    let renamed = update(pb::RestaurantProfile { name: "Partial Pizza".into(), ..Default::default() }).await;
+    assert_eq!((renamed.name.as_str(), renamed.paused), ("Partial Pizza", true));
+    assert_eq!(renamed.opening_hours, before.opening_hours);
+}

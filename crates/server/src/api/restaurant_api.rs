@@ -266,16 +266,20 @@ impl RestaurantService for RestaurantApi {
 }
 
 /// Applies `given` over `current`: the fields the mask names (paths relative
-/// to the profile), or the whole profile when the mask is empty.
+/// to the profile), or, when the mask is empty, the fields `given` sets
+/// (non-default: `paused = false` needs the mask).
 fn merge_profile(
     current: pb::RestaurantProfile,
     given: pb::RestaurantProfile,
     mask: Option<&prost_types::FieldMask>,
 ) -> Result<pb::RestaurantProfile, ApiError> {
-    let Some(mask) = mask.filter(|m| !m.paths.is_empty()) else { return Ok(given) };
+    let paths: Vec<&str> = match mask.filter(|m| !m.paths.is_empty()) {
+        Some(mask) => mask.paths.iter().map(|path| path.strip_prefix("profile.").unwrap_or(path)).collect(),
+        None => set_fields(&given),
+    };
     let mut merged = current;
-    for path in &mask.paths {
-        match path.strip_prefix("profile.").unwrap_or(path) {
+    for path in paths {
+        match path {
             "name" => merged.name = given.name.clone(),
             "address" => merged.address = given.address.clone(),
             "cuisines" => merged.cuisines = given.cuisines.clone(),
@@ -292,6 +296,25 @@ fn merge_profile(
         }
     }
     Ok(merged)
+}
+
+/// The profile fields `profile` sets, as update-mask paths.
+fn set_fields(profile: &pb::RestaurantProfile) -> Vec<&'static str> {
+    [
+        ("name", !profile.name.is_empty()),
+        ("address", profile.address.is_some()),
+        ("cuisines", !profile.cuisines.is_empty()),
+        ("phone", !profile.phone.is_empty()),
+        ("time_zone", !profile.time_zone.is_empty()),
+        ("opening_hours", !profile.opening_hours.is_empty()),
+        ("delivery_radius_m", profile.delivery_radius_m != 0),
+        ("average_prep_time", profile.average_prep_time.is_some()),
+        ("currency_code", !profile.currency_code.is_empty()),
+        ("paused", profile.paused),
+    ]
+    .into_iter()
+    .filter_map(|(path, set)| set.then_some(path))
+    .collect()
 }
 
 /// The body of one WatchOrders stream: a snapshot (or a replay after the
