@@ -13,8 +13,11 @@ use crate::validation::{FieldError, excerpt, max_len, non_empty};
 pub const MAX_CATEGORIES: usize = 100;
 /// Items across all categories.
 pub const MAX_ITEMS: usize = 1000;
-pub const MAX_NAME_CHARS: usize = 200;
-pub const MAX_DESCRIPTION_CHARS: usize = 2000;
+/// Names of categories, customizations and options.
+pub const MAX_NAME_CHARS: usize = 80;
+pub const MAX_ITEM_NAME_CHARS: usize = 120;
+pub const MAX_DESCRIPTION_CHARS: usize = 1000;
+pub const MAX_OPTIONS: usize = 50;
 pub const MAX_IMAGE_URL_CHARS: usize = 2048;
 
 /// What is wrong with a menu. `place` names the offender by name (by position when the name is
@@ -33,6 +36,8 @@ pub enum MenuError {
     MaxIsZero { place: String },
     #[error("{place} requires {min} choices but allows at most {max}")]
     MinAboveMax { place: String, min: u32, max: u32 },
+    #[error("{place} has {count} options; at most {max} are allowed", max = MAX_OPTIONS)]
+    TooManyOptions { place: String, count: usize },
     #[error("{place} allows {max} choices but has only {options} options")]
     MaxAboveOptions { place: String, max: u32, options: usize },
     #[error("{place} has id {id}, which {first} already has; ids must be unique across the menu")]
@@ -106,7 +111,7 @@ impl Menu {
         let mut check = Checker::default();
         for (i, category) in self.categories.iter().enumerate() {
             let place = label("category", &category.name, i);
-            check.entry(&place, category.id, &category.name)?;
+            check.entry(&place, category.id, &category.name, MAX_NAME_CHARS)?;
             for (i, item) in category.items.iter().enumerate() {
                 check.item(&format!("{} in {place}", label("item", &item.name, i)), item)?;
             }
@@ -122,16 +127,17 @@ struct Checker {
 }
 
 impl Checker {
-    /// The checks every menu entry gets: a unique id and a name.
-    fn entry(&mut self, place: &str, id: Uuid, name: &str) -> Result<(), MenuError> {
+    /// The checks every menu entry gets: a unique id and a name of at most
+    /// `max_name` characters.
+    fn entry(&mut self, place: &str, id: Uuid, name: &str, max_name: usize) -> Result<(), MenuError> {
         if let Some(first) = self.ids.insert(id, place.to_owned()) {
             return Err(MenuError::DuplicateId { place: place.to_owned(), id, first });
         }
-        text(place, non_empty("name", name).and_then(|()| max_len("name", name, MAX_NAME_CHARS)))
+        text(place, non_empty("name", name).and_then(|()| max_len("name", name, max_name)))
     }
 
     fn item(&mut self, place: &str, item: &MenuItem) -> Result<(), MenuError> {
-        self.entry(place, item.id, &item.name)?;
+        self.entry(place, item.id, &item.name, MAX_ITEM_NAME_CHARS)?;
         amount(place, "price", item.price)?;
         text(place, max_len("description", &item.description, MAX_DESCRIPTION_CHARS))?;
         if let Some(url) = &item.image_url {
@@ -145,7 +151,10 @@ impl Checker {
     }
 
     fn customization(&mut self, place: &str, customization: &Customization) -> Result<(), MenuError> {
-        self.entry(place, customization.id, &customization.name)?;
+        self.entry(place, customization.id, &customization.name, MAX_NAME_CHARS)?;
+        if customization.options.len() > MAX_OPTIONS {
+            return Err(MenuError::TooManyOptions { place: place.to_owned(), count: customization.options.len() });
+        }
         let (min, max) = (customization.min_choices, customization.max_choices);
         if max == 0 {
             return Err(MenuError::MaxIsZero { place: place.to_owned() });
@@ -162,7 +171,7 @@ impl Checker {
         }
         for (i, option) in customization.options.iter().enumerate() {
             let place = format!("{} of {place}", label("option", &option.name, i));
-            self.entry(&place, option.id, &option.name)?;
+            self.entry(&place, option.id, &option.name, MAX_NAME_CHARS)?;
             amount(&place, "surcharge", option.surcharge)?;
         }
         Ok(())
@@ -284,22 +293,48 @@ pub(crate) mod tests {
             "option #3 of customization \"Extra toppings\" of item \"Margherita\" in category \"Pizzas\": name is required"
         );
         assert_eq!(
-            error_after(|m| m.categories[1].items[0].name = "L".repeat(201)),
+            error_after(|m| m.categories[1].items[0].name = "L".repeat(121)),
             format!(
-                "item \"{}…\" in category \"Drinks\": name must be at most 200 characters long (it has 201)",
+                "item \"{}…\" in category \"Drinks\": name must be at most 120 characters long (it has 121)",
                 "L".repeat(40)
             )
         );
+        assert!(
+            error_after(|m| m.categories[1].name = "C".repeat(81))
+                .ends_with("name must be at most 80 characters long (it has 81)")
+        );
+        assert!(
+            error_after(|m| margherita(m).customizations[1].options[2].name = "O".repeat(81))
+                .ends_with("name must be at most 80 characters long (it has 81)")
+        );
         let mut menu = sample();
-        menu.categories[1].items[0].name = "é".repeat(200);
+        menu.categories[1].items[0].name = "é".repeat(120);
+        menu.categories[1].name = "é".repeat(80);
+        assert_eq!(menu.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_customization_has_at_most_50_options() {
+        let more = |m: &mut Menu, count: u128| {
+            let extras = &mut margherita(m).customizations[1];
+            let base = extras.options[0].clone();
+            extras.options = (0..count).map(|n| CustomizationOption { id: id(50_000 + n), ..base.clone() }).collect();
+        };
+        assert_eq!(
+            error_after(|m| more(m, 51)),
+            "customization \"Extra toppings\" of item \"Margherita\" in category \"Pizzas\" has 51 options; \
+             at most 50 are allowed"
+        );
+        let mut menu = sample();
+        more(&mut menu, 50);
         assert_eq!(menu.validate(), Ok(()));
     }
 
     #[test]
     fn descriptions_and_image_urls_are_bounded() {
         assert_eq!(
-            error_after(|m| margherita(m).description = "x".repeat(2001)),
-            "item \"Margherita\" in category \"Pizzas\": description must be at most 2000 characters long (it has 2001)"
+            error_after(|m| margherita(m).description = "x".repeat(1001)),
+            "item \"Margherita\" in category \"Pizzas\": description must be at most 1000 characters long (it has 1001)"
         );
         assert_eq!(
             error_after(|m| margherita(m).image_url = Some(String::new())),

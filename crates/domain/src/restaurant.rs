@@ -11,8 +11,9 @@ use crate::money::Currency;
 use crate::pricing::RestaurantTerms;
 use crate::validation::FieldError;
 
-/// Longest delivery radius a restaurant may set.
-pub const MAX_DELIVERY_RADIUS_M: u32 = 50_000;
+/// The delivery radius a restaurant may set, in meters.
+pub const MIN_DELIVERY_RADIUS_M: u32 = 500;
+pub const MAX_DELIVERY_RADIUS_M: u32 = 30_000;
 /// Longest average preparation time.
 pub const MAX_PREP_TIME: Duration = Duration::from_secs(4 * 3600);
 
@@ -26,7 +27,7 @@ pub fn order_prep_time(field: &str, prep_time: Duration) -> Result<Duration, Fie
     }
 }
 pub const MAX_CUISINES: usize = 10;
-pub const MAX_NAME_LEN: usize = 200;
+pub const MAX_NAME_LEN: usize = 120;
 
 /// What a restaurant's staff or an admin edit.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -62,10 +63,10 @@ impl RestaurantProfile {
                 format!("{bad:?} is not a cuisine tag (lowercase letters, digits, '-' or '_', at most 40)"),
             ));
         }
-        if !(1..=MAX_DELIVERY_RADIUS_M).contains(&self.delivery_radius_m) {
+        if !(MIN_DELIVERY_RADIUS_M..=MAX_DELIVERY_RADIUS_M).contains(&self.delivery_radius_m) {
             return Err(FieldError::new(
                 "profile.delivery_radius_m",
-                format!("must be 1 to {MAX_DELIVERY_RADIUS_M} meters"),
+                format!("must be {MIN_DELIVERY_RADIUS_M} to {MAX_DELIVERY_RADIUS_M} meters"),
             ));
         }
         if self.prep_time > MAX_PREP_TIME {
@@ -100,4 +101,62 @@ fn is_cuisine_tag(tag: &str) -> bool {
     !tag.is_empty()
         && tag.len() <= 40
         && tag.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hours::OpeningHours;
+
+    fn profile() -> RestaurantProfile {
+        RestaurantProfile {
+            name: "Chez Lulu".into(),
+            phone: "+33123456789".into(),
+            address: Address::new("profile.address", Some((48.85, 2.35)), "1 rue de Rivoli, Paris", "").unwrap(),
+            cuisines: vec!["french".into()],
+            time_zone: chrono_tz::Europe::Paris,
+            opening_hours: OpeningHours(vec![]),
+            delivery_radius_m: 5_000,
+            prep_time: Duration::from_secs(900),
+            currency: Currency::new("EUR").unwrap(),
+            paused: false,
+        }
+    }
+
+    fn field_refused(change: impl FnOnce(&mut RestaurantProfile)) -> String {
+        let mut profile = profile();
+        change(&mut profile);
+        profile.validate().expect_err("the change should be refused").field
+    }
+
+    #[test]
+    fn a_profile_within_every_bound_is_valid() {
+        assert_eq!(profile().validate(), Ok(()));
+        let mut edges = profile();
+        edges.name = "é".repeat(MAX_NAME_LEN);
+        edges.delivery_radius_m = MIN_DELIVERY_RADIUS_M;
+        edges.cuisines = (0..MAX_CUISINES).map(|n| format!("cuisine-{n}")).collect();
+        edges.prep_time = MAX_PREP_TIME;
+        assert_eq!(edges.validate(), Ok(()));
+        edges.delivery_radius_m = MAX_DELIVERY_RADIUS_M;
+        assert_eq!(edges.validate(), Ok(()));
+    }
+
+    #[test]
+    fn each_bound_names_its_field() {
+        assert_eq!(field_refused(|p| p.name = " ".into()), "profile.name");
+        assert_eq!(field_refused(|p| p.name = "x".repeat(MAX_NAME_LEN + 1)), "profile.name");
+        assert_eq!(field_refused(|p| p.cuisines.clear()), "profile.cuisines");
+        assert_eq!(field_refused(|p| p.cuisines = vec!["Pizza".into()]), "profile.cuisines");
+        assert_eq!(
+            field_refused(|p| p.cuisines = (0..=MAX_CUISINES).map(|n| format!("c{n}")).collect()),
+            "profile.cuisines"
+        );
+        assert_eq!(field_refused(|p| p.delivery_radius_m = MIN_DELIVERY_RADIUS_M - 1), "profile.delivery_radius_m");
+        assert_eq!(field_refused(|p| p.delivery_radius_m = MAX_DELIVERY_RADIUS_M + 1), "profile.delivery_radius_m");
+        assert_eq!(
+            field_refused(|p| p.prep_time = MAX_PREP_TIME + Duration::from_secs(1)),
+            "profile.average_prep_time"
+        );
+    }
 }

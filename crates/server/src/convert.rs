@@ -497,7 +497,7 @@ pub fn parse_profile(p: Option<&pb::RestaurantProfile>) -> Result<RestaurantProf
     }
     let profile = RestaurantProfile {
         name: p.name.trim().to_string(),
-        phone: p.phone.trim().to_string(),
+        phone: foodfast_domain::account::phone("profile.phone", &p.phone)?.unwrap_or_default(),
         address: parse_address("profile.address", p.address.as_ref())?,
         cuisines: p.cuisines.iter().map(|c| normalize_cuisine(c)).collect(),
         time_zone: parse_time_zone(&p.time_zone)
@@ -589,8 +589,7 @@ fn id_or_new(field: &str, id: &str) -> Result<Uuid, FieldError> {
 }
 
 /// A price in the restaurant's currency; any other currency is refused.
-fn parse_price(field: &str, m: Option<&pb::Money>, currency: &Currency) -> Result<Decimal, FieldError> {
-    let Some(m) = m else { return Ok(Decimal::ZERO) };
+fn parse_price(field: &str, m: &pb::Money, currency: &Currency) -> Result<Decimal, FieldError> {
     if !m.currency_code.is_empty() && m.currency_code != currency.as_str() {
         return Err(FieldError::new(
             format!("{field}.currency_code"),
@@ -616,7 +615,10 @@ pub fn parse_menu(categories: &[pb::MenuCategory], currency: &Currency) -> Resul
                     options.push(CustomizationOption {
                         id: id_or_new(&format!("{of}.option_id"), &o.option_id)?,
                         name: o.name.trim().to_string(),
-                        surcharge: parse_price(&format!("{of}.surcharge"), o.surcharge.as_ref(), currency)?,
+                        surcharge: match &o.surcharge {
+                            Some(surcharge) => parse_price(&format!("{of}.surcharge"), surcharge, currency)?,
+                            None => Decimal::ZERO,
+                        },
                         available: o.available,
                     });
                 }
@@ -632,7 +634,10 @@ pub fn parse_menu(categories: &[pb::MenuCategory], currency: &Currency) -> Resul
                 id: id_or_new(&format!("{f}.item_id"), &item.item_id)?,
                 name: item.name.trim().to_string(),
                 description: item.description.trim().to_string(),
-                price: parse_price(&format!("{f}.price"), item.price.as_ref(), currency)?,
+                price: match &item.price {
+                    Some(price) => parse_price(&format!("{f}.price"), price, currency)?,
+                    None => return Err(FieldError::new(format!("{f}.price"), "is required")),
+                },
                 available: item.available,
                 // Set only by MediaService: an edited item keeps its image.
                 image_url: None,
@@ -664,7 +669,7 @@ pub fn parse_cart(items: &[pb::CartItem]) -> Result<(Cart, Vec<String>), FieldEr
                 choices.push(Choice { customization_id, option_id });
             }
         }
-        foodfast_domain::validation::max_len(&format!("{f}.note"), &item.note, 500)?;
+        foodfast_domain::validation::max_len(&format!("{f}.note"), &item.note, 200)?;
         lines.push(CartLine {
             item_id: parse_uuid(&format!("{f}.item_id"), &item.item_id)?,
             quantity: item.quantity,

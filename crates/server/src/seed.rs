@@ -72,7 +72,7 @@ pub async fn seed(stores: &Stores, plan: &SeedPlan, menu_cache_ttl: Duration) ->
         let location = offset(plan.center, plan.spread_m, &mut rng)?;
         let profile = RestaurantProfile {
             name: format!("{} {}", NAMES[i % NAMES.len()], i + 1),
-            phone: format!("+33 1 00 00 {:02} {:02}", i / 100, i % 100),
+            phone: format!("+3310000{:02}{:02}", i / 100, i % 100),
             address: Address {
                 location,
                 formatted: format!("{} Rue de la Démo, {}", i + 1, plan.city),

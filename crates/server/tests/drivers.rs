@@ -575,3 +575,32 @@ async fn the_app_hears_its_availability_kept_on_reconnect_answered_and_moved_by_
     let again = connect_saying(&kitchen, &driver, Availability::Unspecified).await;
     assert_eq!(again.welcome.availability(), Availability::Busy);
 }
+
+#[tokio::test]
+async fn a_track_is_read_a_day_at_most_and_a_bad_token_is_named() {
+    use tonic_types::StatusExt;
+    let server = driver_server().await;
+    let driver = server.driver().await;
+    let now = Utc::now();
+    let read = |hours: i64, page_token: &str| {
+        let mut client = server.tracking(Some(&driver));
+        let request = pb::GetDriverTrackRequest {
+            driver_id: driver.user_id.to_string(),
+            start_time: Some(prost_types::Timestamp::from(std::time::SystemTime::from(
+                now - chrono::TimeDelta::hours(hours),
+            ))),
+            end_time: Some(prost_types::Timestamp::from(std::time::SystemTime::from(now))),
+            page_size: 0,
+            page_token: page_token.into(),
+        };
+        async move { client.get_driver_track(request).await }
+    };
+    read(24, "").await.expect("a whole day is one read");
+    for (hours, token, field) in [(25, "", "end_time"), (0, "", "end_time"), (2, "not-a-token", "page_token")] {
+        let err = read(hours, token).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        let violations =
+            err.get_error_details().bad_request().map(|bad| bad.field_violations.clone()).unwrap_or_default();
+        assert_eq!(violations.first().map(|v| v.field.as_str()), Some(field), "{err:?}");
+    }
+}

@@ -273,6 +273,9 @@ async fn every_bad_cart_is_refused_with_the_field_or_item_named() {
     r.items[1].item_id = "nope".into();
     cases.push((r, Code::InvalidArgument, "items[1].item_id"));
     let mut r = good.clone();
+    r.items[1].note = "n".repeat(201);
+    cases.push((r, Code::InvalidArgument, "items[1].note"));
+    let mut r = good.clone();
     r.items[1] = pb::CartItem { item_id: soup, quantity: 1, customizations: vec![], note: String::new() };
     cases.push((r, Code::FailedPrecondition, "Soup of the day"));
     let mut r = good.clone();
@@ -394,6 +397,15 @@ async fn transitions_follow_the_state_machine_and_move_the_money() {
         update(&order.order_id, "ready_for_pickup", "").await.unwrap().into_inner().status(),
         pb::OrderStatus::ReadyForPickup
     );
+    // A cancellation says why (the restaurant reads it).
+    let err = shop
+        .server
+        .orders(Some(&customer))
+        .cancel_order(pb::CancelOrderRequest { order_id: order.order_id.clone(), reason: "  ".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("reason"), "{err:?}");
     // The customer may no longer cancel once preparation started.
     let err = shop
         .server
@@ -462,7 +474,7 @@ async fn transitions_follow_the_state_machine_and_move_the_money() {
         let err = shop
             .server
             .orders(Some(&stranger))
-            .cancel_order(pb::CancelOrderRequest { order_id, reason: String::new() })
+            .cancel_order(pb::CancelOrderRequest { order_id, reason: "not mine".into() })
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied);

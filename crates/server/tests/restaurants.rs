@@ -130,6 +130,8 @@ async fn only_admins_create_restaurants_and_bad_profiles_are_refused() {
     bad_radius.delivery_radius_m = 0;
     let mut bad_hours = profile("X", "pizza", LAT, LNG);
     bad_hours.opening_hours[0].opens_at = "25:00".into();
+    let mut bad_phone = profile("X", "pizza", LAT, LNG);
+    bad_phone.phone = "01 23 45 67 89".into();
     let mut no_name = profile("X", "pizza", LAT, LNG);
     no_name.name = "  ".into();
     for (bad, field) in [
@@ -137,6 +139,7 @@ async fn only_admins_create_restaurants_and_bad_profiles_are_refused() {
         (bad_radius, "profile.delivery_radius_m"),
         (bad_hours, "profile.opening_hours[0].opens_at"),
         (no_name, "profile.name"),
+        (bad_phone, "profile.phone"),
     ] {
         let err = client.create_restaurant(pb::CreateRestaurantRequest { profile: Some(bad) }).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{field}");
@@ -226,8 +229,13 @@ async fn menus_are_edited_only_by_their_staff_and_validated() {
     negative[0].items[0].price = Some(common::money("-1.00"));
     let mut foreign = demo_menu();
     foreign[1].items[0].item_id = String::from("not-a-uuid");
-    for (categories, field) in [(negative, "categories[0].items[0].price"), (foreign, "categories[1].items[0].item_id")]
-    {
+    let mut unpriced = demo_menu();
+    unpriced[1].items[0].price = None;
+    for (categories, field) in [
+        (negative, "categories[0].items[0].price"),
+        (foreign, "categories[1].items[0].item_id"),
+        (unpriced, "categories[1].items[0].price"),
+    ] {
         let err = server
             .restaurants(Some(&staff))
             .upsert_menu(pb::UpsertMenuRequest {

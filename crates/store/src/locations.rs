@@ -678,9 +678,9 @@ pub struct TrackPage {
     pub next_page_token: Option<String>,
 }
 
-/// The longest range `driver_track` reads: the retention, and a bound on the
-/// day partitions one call may visit.
-pub const MAX_TRACK_RANGE: TimeDelta = TimeDelta::days(31);
+/// The longest range `driver_track` reads: a day, so one call visits at
+/// most two day partitions.
+pub const MAX_TRACK_RANGE: TimeDelta = TimeDelta::hours(24);
 
 /// Prepared reads of the location tables; clone freely.
 #[derive(Clone)]

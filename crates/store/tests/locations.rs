@@ -128,7 +128,7 @@ async fn points_land_in_both_tables_in_their_day_and_bucket() {
     assert_eq!(lahore_22, std::slice::from_ref(&after_midnight));
     let karachi_21: Vec<_> = reader.city_day("karachi", day21, 16).try_collect().await.unwrap();
     assert!(karachi_21.is_empty());
-    let page = reader.driver_track(driver, at(21, 0, 0, 0, 0), at(22, 12, 0, 0, 0), 10, None).await.unwrap();
+    let page = reader.driver_track(driver, at(21, 12, 0, 0, 0), at(22, 12, 0, 0, 0), 10, None).await.unwrap();
     assert_eq!(page.points, [track_point(&before_midnight), track_point(&after_midnight)]);
     assert_eq!(page.next_page_token, None);
 

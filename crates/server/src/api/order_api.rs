@@ -305,7 +305,7 @@ impl OrderService for OrderApi {
         let caller = principal(&request)?;
         let request = request.into_inner();
         let order_id = parse_uuid("order_id", &request.order_id).map_err(ApiError::from)?;
-        max_len("reason", &request.reason, 500).map_err(ApiError::from)?;
+        length_between("reason", request.reason.trim(), 1..=500).map_err(ApiError::from)?;
         let order = self
             .app
             .transition(&caller, order_id, OrderAction::Cancel, request.reason.trim(), None)

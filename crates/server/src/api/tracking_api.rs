@@ -7,7 +7,8 @@ use foodfast_api::v1 as pb;
 use foodfast_api::v1::tracking_service_server::TrackingService;
 use foodfast_domain::access::{OrderParties, Role};
 use foodfast_domain::validation::{FieldError, page_size, parse_uuid};
-use foodfast_store::locations::TrackPoint;
+use foodfast_store::StoreError;
+use foodfast_store::locations::{MAX_TRACK_RANGE, TrackPoint};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -111,10 +112,18 @@ impl TrackingService for TrackingApi {
         }
         let from = convert::parse_timestamp("start_time", request.start_time.as_ref()).map_err(ApiError::from)?;
         let to = convert::parse_timestamp("end_time", request.end_time.as_ref()).map_err(ApiError::from)?;
+        if to <= from || to - from > MAX_TRACK_RANGE {
+            let message = "must be after start_time and at most 24 hours after it";
+            return Err(ApiError::from(FieldError::new("end_time", message)).into());
+        }
         let limit = page_size(request.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
         let token = Some(request.page_token.as_str()).filter(|t| !t.is_empty());
         let reader = self.app.location_reader().await?;
-        let page = reader.driver_track(driver_id, from, to, limit, token).await.map_err(ApiError::from)?;
+        // The range and the page size are checked above: what the store can still refuse is the token.
+        let page = reader.driver_track(driver_id, from, to, limit, token).await.map_err(|err| match err {
+            StoreError::InvalidQuery(message) => ApiError::from(FieldError::new("page_token", message)),
+            other => ApiError::from(other),
+        })?;
         Ok(Response::new(pb::GetDriverTrackResponse {
             points: page.points.iter().map(location_ping).collect(),
             next_page_token: page.next_page_token.unwrap_or_default(),
