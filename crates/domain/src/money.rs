@@ -38,6 +38,12 @@ pub enum AmountProblem {
     TooLarge,
 }
 
+/// Currencies without minor units, and those with three decimals (ISO 4217); every
+/// other currency has two.
+const ZERO_DECIMAL: &[&str] =
+    &["BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"];
+const THREE_DECIMAL: &[&str] = &["BHD", "JOD", "KWD", "OMR", "TND"];
+
 /// An ISO 4217-shaped currency code: three ASCII capital letters. Whether the code is assigned is
 /// not checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -63,6 +69,18 @@ impl Currency {
         match code.as_bytes() {
             &[a, b, c] if [a, b, c].iter().all(u8::is_ascii_uppercase) => Ok(Self([a, b, c])),
             _ => Err(MoneyError::InvalidCurrency(code.to_owned())),
+        }
+    }
+
+    /// Digits of the currency's minor unit (ISO 4217): 0 for JPY, 3 for KWD, 2 for most.
+    pub fn minor_unit_digits(&self) -> u32 {
+        let code = self.as_str();
+        if ZERO_DECIMAL.contains(&code) {
+            0
+        } else if THREE_DECIMAL.contains(&code) {
+            3
+        } else {
+            2
         }
     }
 
@@ -139,6 +157,14 @@ mod tests {
     use rust_decimal_macros::dec;
 
     use super::*;
+
+    #[test]
+    fn minor_units_follow_iso_4217() {
+        let digits = |code: &str| Currency::new(code).unwrap().minor_unit_digits();
+        assert_eq!([digits("EUR"), digits("USD"), digits("PKR")], [2, 2, 2]);
+        assert_eq!([digits("JPY"), digits("KRW"), digits("XOF")], [0, 0, 0]);
+        assert_eq!([digits("KWD"), digits("BHD"), digits("TND")], [3, 3, 3]);
+    }
 
     #[test]
     fn currency_takes_three_capitals() {

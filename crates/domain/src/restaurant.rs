@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use crate::address::Address;
 use crate::hours::OpeningHours;
-use crate::money::Currency;
+use crate::money::{AMOUNT_DECIMALS, Currency};
 use crate::pricing::RestaurantTerms;
 use crate::validation::FieldError;
 
@@ -67,6 +67,16 @@ impl RestaurantProfile {
             return Err(FieldError::new(
                 "profile.delivery_radius_m",
                 format!("must be {MIN_DELIVERY_RADIUS_M} to {MAX_DELIVERY_RADIUS_M} meters"),
+            ));
+        }
+        let digits = self.currency.minor_unit_digits();
+        if digits != AMOUNT_DECIMALS {
+            return Err(FieldError::new(
+                "profile.currency_code",
+                format!(
+                    "{} has {digits} decimal places; prices are kept to {AMOUNT_DECIMALS} (EUR, USD, GBP, PKR, ...)",
+                    self.currency
+                ),
             ));
         }
         if self.prep_time > MAX_PREP_TIME {

@@ -1,29 +1,15 @@
 //! Amounts as the provider wants them: an integer count of the currency's minor unit.
 
+use foodfast_domain::money::Currency;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
-
-/// Currencies without minor units, and those with three decimals (ISO 4217); every
-/// other currency has two.
-const ZERO_DECIMAL: &[&str] =
-    &["BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"];
-const THREE_DECIMAL: &[&str] = &["BHD", "JOD", "KWD", "OMR", "TND"];
 
 /// `amount` × 10^exponent exactly: 12.5 EUR is 1250. An amount with more decimals than
 /// the currency has is refused rather than rounded, since rounding money is the pricing
 /// code's decision, not the payment adapter's.
 pub(crate) fn to_minor_units(amount: Decimal, currency: &str) -> Result<i64, String> {
-    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_alphabetic()) {
-        return Err(format!("invalid currency code {currency:?}"));
-    }
-    let code = currency.to_ascii_uppercase();
-    let exponent = if ZERO_DECIMAL.contains(&code.as_str()) {
-        0
-    } else if THREE_DECIMAL.contains(&code.as_str()) {
-        3
-    } else {
-        2
-    };
+    let code = Currency::new(&currency.to_ascii_uppercase()).map_err(|err| err.to_string())?;
+    let exponent = code.minor_unit_digits();
     if amount <= Decimal::ZERO {
         return Err(format!("amount {amount} {code} is not positive"));
     }

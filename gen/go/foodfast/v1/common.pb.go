@@ -473,9 +473,9 @@ type Money struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// ISO 4217 currency code, three upper-case letters, e.g. "USD", "EUR", "PKR".
 	CurrencyCode string `protobuf:"bytes,1,opt,name=currency_code,json=currencyCode,proto3" json:"currency_code,omitempty"`
-	// Decimal amount as a string, never a float: digits, optionally a '.' and up to the
-	// currency's minor-unit digits (e.g. "12.50", "0.00", "1500" for JPY). Non-negative in
-	// this API. The server always writes exactly the currency's minor-unit digits.
+	// Decimal amount as a string, never a float: digits, optionally a '.' and up to 2 decimal
+	// places (e.g. "12.50", "0.00"). Non-negative in this API. The server always writes
+	// exactly 2 decimals: restaurants price in currencies whose minor unit has 2 digits.
 	Amount        string `protobuf:"bytes,2,opt,name=amount,proto3" json:"amount,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

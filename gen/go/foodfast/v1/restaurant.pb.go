@@ -184,7 +184,8 @@ type RestaurantProfile struct {
 	DeliveryRadiusM uint32 `protobuf:"varint,7,opt,name=delivery_radius_m,json=deliveryRadiusM,proto3" json:"delivery_radius_m,omitempty"`
 	// Typical preparation time, used for delivery estimates until staff give one per order.
 	AveragePrepTime *durationpb.Duration `protobuf:"bytes,8,opt,name=average_prep_time,json=averagePrepTime,proto3" json:"average_prep_time,omitempty"`
-	// Currency of its prices, ISO 4217 (e.g. "USD"); fixed once the menu has items.
+	// Currency of its prices, ISO 4217 with a 2-digit minor unit (e.g. "USD", "EUR"; not
+	// "JPY" or "KWD"); fixed once the menu has items.
 	CurrencyCode string `protobuf:"bytes,9,opt,name=currency_code,json=currencyCode,proto3" json:"currency_code,omitempty"`
 	// When true the restaurant takes no new orders even within opening hours (staff's pause
 	// switch).

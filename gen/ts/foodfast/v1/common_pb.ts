@@ -56,9 +56,9 @@ export type Money = Message<"foodfast.v1.Money"> & {
   currencyCode: string;
 
   /**
-   * Decimal amount as a string, never a float: digits, optionally a '.' and up to the
-   * currency's minor-unit digits (e.g. "12.50", "0.00", "1500" for JPY). Non-negative in
-   * this API. The server always writes exactly the currency's minor-unit digits.
+   * Decimal amount as a string, never a float: digits, optionally a '.' and up to 2 decimal
+   * places (e.g. "12.50", "0.00"). Non-negative in this API. The server always writes
+   * exactly 2 decimals: restaurants price in currencies whose minor unit has 2 digits.
    *
    * @generated from field: string amount = 2;
    */

@@ -120,7 +120,8 @@ export type RestaurantProfile = Message<"foodfast.v1.RestaurantProfile"> & {
   averagePrepTime?: Duration | undefined;
 
   /**
-   * Currency of its prices, ISO 4217 (e.g. "USD"); fixed once the menu has items.
+   * Currency of its prices, ISO 4217 with a 2-digit minor unit (e.g. "USD", "EUR"; not
+   * "JPY" or "KWD"); fixed once the menu has items.
    *
    * @generated from field: string currency_code = 9;
    */
