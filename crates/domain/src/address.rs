@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::geo::LatLng;
-use crate::validation::FieldError;
+use crate::validation::{FieldError, no_nul};
 
 /// Longest formatted address accepted.
 pub const MAX_FORMATTED_CHARS: usize = 300;
@@ -37,8 +37,10 @@ impl Address {
         for (field, text, max) in
             [("formatted", formatted, MAX_FORMATTED_CHARS), ("instructions", instructions, MAX_INSTRUCTIONS_CHARS)]
         {
+            let field = format!("{prefix}.{field}");
+            no_nul(&field, text)?;
             if text.chars().count() > max {
-                return Err(FieldError::new(format!("{prefix}.{field}"), format!("must be at most {max} characters")));
+                return Err(FieldError::new(field, format!("must be at most {max} characters")));
             }
         }
         Ok(Self { location, formatted: formatted.to_string(), instructions: instructions.trim().to_string() })
@@ -67,6 +69,8 @@ mod tests {
         let long = address("12 Main St", &"x".repeat(MAX_INSTRUCTIONS_CHARS + 1)).unwrap_err();
         assert_eq!(long.field, "delivery_address.instructions");
         assert_eq!(address("   ", "").unwrap_err().field, "delivery_address.formatted");
+        assert_eq!(address("12 Main\0St", "").unwrap_err().field, "delivery_address.formatted");
+        assert_eq!(address("12 Main St", "gate\0").unwrap_err().field, "delivery_address.instructions");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
 
 use crate::access::Role;
-use crate::validation::{FieldError, max_len, no_nul, non_empty};
+use crate::validation::{FieldError, max_len, non_empty};
 
 pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_BODY_CHARS: usize = 5_000;
@@ -42,9 +42,6 @@ impl NewAnnouncement {
         self.title = self.title.trim().to_owned();
         self.body = self.body.trim().to_owned();
         self.city = self.city.trim().to_owned();
-        for (field, text) in [("title", &self.title), ("body", &self.body), ("city", &self.city)] {
-            no_nul(field, text)?;
-        }
         non_empty("title", &self.title)?;
         max_len("title", &self.title, MAX_TITLE_CHARS)?;
         non_empty("body", &self.body)?;

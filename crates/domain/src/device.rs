@@ -1,6 +1,6 @@
 //! Devices that receive push notifications.
 
-use crate::validation::{FieldError, max_len, no_nul};
+use crate::validation::{FieldError, max_len};
 
 /// The longest push token (or Web Push subscription JSON) accepted.
 pub const MAX_PUSH_TOKEN_CHARS: usize = 4_096;
@@ -23,7 +23,6 @@ pub fn validate_push_token(field: &str, token: &str) -> Result<(), FieldError> {
     if token.trim() != token {
         return Err(FieldError::new(field, "must not start or end with whitespace"));
     }
-    no_nul(field, token)?;
     max_len(field, token, MAX_PUSH_TOKEN_CHARS)
 }
 

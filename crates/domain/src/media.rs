@@ -4,7 +4,7 @@
 use uuid::Uuid;
 
 use crate::access::{Principal, Role};
-use crate::validation::{FieldError, max_len, no_nul};
+use crate::validation::{FieldError, max_len};
 
 /// The largest image accepted.
 pub const MAX_IMAGE_BYTES: u64 = 10 * 1024 * 1024;
@@ -108,7 +108,6 @@ impl UploadMetadata {
             ));
         }
         let file_name = file_name.trim();
-        no_nul("metadata.file_name", file_name)?;
         max_len("metadata.file_name", file_name, MAX_FILE_NAME_CHARS)?;
         let sha256 = match sha256.trim() {
             "" => None,

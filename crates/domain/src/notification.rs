@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::validation::{FieldError, length_between, max_len, no_nul, non_empty};
+use crate::validation::{FieldError, length_between, max_len, non_empty};
 
 pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_BODY_CHARS: usize = 2_000;
@@ -74,8 +74,6 @@ impl Message {
     /// Literal text from a caller: title at most 200 characters, body 1 to 2000.
     pub fn literal(title: &str, body: &str) -> Result<Self, FieldError> {
         let (title, body) = (title.trim(), body.trim());
-        no_nul("message.title", title)?;
-        no_nul("message.body", body)?;
         max_len("message.title", title, MAX_TITLE_CHARS)?;
         non_empty("message.body", body)?;
         max_len("message.body", body, MAX_BODY_CHARS)?;
@@ -114,7 +112,6 @@ pub fn render(id: &str, params: &HashMap<String, String>) -> Result<Message, Fie
         Ok(out)
     };
     let message = Message { title: fill(title)?, body: fill(body)? };
-    no_nul("template.params", &message.body)?;
     max_len("template.params", &message.body, MAX_BODY_CHARS)?;
     Ok(message)
 }
@@ -124,7 +121,6 @@ pub fn idempotency_key(key: &str) -> Result<Option<&str>, FieldError> {
     if key.is_empty() {
         return Ok(None);
     }
-    no_nul("idempotency_key", key)?;
     length_between("idempotency_key", key, IDEMPOTENCY_KEY_CHARS)?;
     Ok(Some(key))
 }

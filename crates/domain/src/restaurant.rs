@@ -9,7 +9,7 @@ use crate::address::Address;
 use crate::hours::OpeningHours;
 use crate::money::{AMOUNT_DECIMALS, Currency};
 use crate::pricing::RestaurantTerms;
-use crate::validation::FieldError;
+use crate::validation::{FieldError, length_between};
 
 /// The delivery radius a restaurant may set, in meters.
 pub const MIN_DELIVERY_RADIUS_M: u32 = 500;
@@ -50,10 +50,7 @@ impl RestaurantProfile {
     /// Checks the fields a constructor cannot, naming the field under
     /// `profile.`.
     pub fn validate(&self) -> Result<(), FieldError> {
-        let name = self.name.trim();
-        if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
-            return Err(FieldError::new("profile.name", format!("must be 1 to {MAX_NAME_LEN} characters")));
-        }
+        length_between("profile.name", self.name.trim(), 1..=MAX_NAME_LEN)?;
         if self.cuisines.is_empty() || self.cuisines.len() > MAX_CUISINES {
             return Err(FieldError::new("profile.cuisines", format!("must list 1 to {MAX_CUISINES} cuisines")));
         }
@@ -156,6 +153,7 @@ mod tests {
     fn each_bound_names_its_field() {
         assert_eq!(field_refused(|p| p.name = " ".into()), "profile.name");
         assert_eq!(field_refused(|p| p.name = "x".repeat(MAX_NAME_LEN + 1)), "profile.name");
+        assert_eq!(field_refused(|p| p.name = "Chez\0Lulu".into()), "profile.name");
         assert_eq!(field_refused(|p| p.cuisines.clear()), "profile.cuisines");
         assert_eq!(field_refused(|p| p.cuisines = vec!["Pizza".into()]), "profile.cuisines");
         assert_eq!(

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::access::{Principal, Role};
-use crate::validation::{FieldError, max_len, no_nul, non_empty};
+use crate::validation::{FieldError, max_len, non_empty};
 
 pub const MAX_SUBJECT_CHARS: usize = 200;
 pub const MAX_TEXT_CHARS: usize = 4_000;
@@ -91,7 +91,6 @@ impl Conversation {
 /// A subject, trimmed: 1 to [`MAX_SUBJECT_CHARS`] characters.
 pub fn subject(field: &str, raw: &str) -> Result<String, FieldError> {
     let subject = raw.trim();
-    no_nul(field, subject)?;
     non_empty(field, subject)?;
     max_len(field, subject, MAX_SUBJECT_CHARS)?;
     Ok(subject.to_owned())
@@ -101,7 +100,6 @@ pub fn subject(field: &str, raw: &str) -> Result<String, FieldError> {
 /// kept as written apart from surrounding whitespace.
 pub fn text(field: &str, raw: &str) -> Result<String, FieldError> {
     let text = raw.trim();
-    no_nul(field, text)?;
     non_empty(field, text)?;
     max_len(field, text, MAX_TEXT_CHARS)?;
     Ok(text.to_owned())
@@ -110,7 +108,6 @@ pub fn text(field: &str, raw: &str) -> Result<String, FieldError> {
 /// A closing note: optional, at most [`MAX_NOTE_CHARS`] characters.
 pub fn closing_note(field: &str, raw: &str) -> Result<String, FieldError> {
     let note = raw.trim();
-    no_nul(field, note)?;
     max_len(field, note, MAX_NOTE_CHARS)?;
     Ok(note.to_owned())
 }

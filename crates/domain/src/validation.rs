@@ -42,8 +42,10 @@ pub fn no_nul(field: &str, s: &str) -> Result<(), FieldError> {
     if s.contains('\0') { Err(FieldError::new(field, "must not contain NUL characters")) } else { Ok(()) }
 }
 
-/// Refuses a value longer than `max_chars` characters (not bytes: names are not ASCII everywhere).
+/// Refuses a value longer than `max_chars` characters (not bytes: names are not ASCII everywhere),
+/// or holding a NUL (see [`no_nul`]): every free text gets a bound, so every one gets both.
 pub fn max_len(field: &str, s: &str, max_chars: usize) -> Result<(), FieldError> {
+    no_nul(field, s)?;
     let chars = s.chars().count();
     if chars > max_chars {
         Err(FieldError::new(field, format!("must be at most {max_chars} characters long (it has {chars})")))
@@ -52,8 +54,9 @@ pub fn max_len(field: &str, s: &str, max_chars: usize) -> Result<(), FieldError>
     }
 }
 
-/// Refuses a value whose length in characters is outside `chars`.
+/// Refuses a value whose length in characters is outside `chars`, or that holds a NUL.
 pub fn length_between(field: &str, s: &str, chars: std::ops::RangeInclusive<usize>) -> Result<(), FieldError> {
+    no_nul(field, s)?;
     let count = s.chars().count();
     if chars.contains(&count) {
         Ok(())
@@ -121,6 +124,14 @@ mod tests {
         for s in ["", " ", "\t\n"] {
             assert_eq!(non_empty("name", s), Err(FieldError::new("name", "is required")));
         }
+    }
+
+    #[test]
+    fn every_bounded_text_refuses_nul() {
+        let nul = "fine\0text";
+        assert_eq!(max_len("note", nul, 100).unwrap_err().to_string(), "note must not contain NUL characters");
+        assert_eq!(length_between("reason", nul, 1..=100).unwrap_err().field, "reason");
+        assert!(max_len("note", "fine text", 100).is_ok());
     }
 
     #[test]

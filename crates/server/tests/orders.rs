@@ -275,6 +275,10 @@ async fn every_bad_cart_is_refused_with_the_field_or_item_named() {
     let mut r = good.clone();
     r.items[1].note = "n".repeat(201);
     cases.push((r, Code::InvalidArgument, "items[1].note"));
+    // PostgreSQL cannot store NUL: refused up front, not an INTERNAL after the payment hold.
+    let mut r = good.clone();
+    r.customer_note = "no\0cutlery".into();
+    cases.push((r, Code::InvalidArgument, "customer_note"));
     let mut r = good.clone();
     r.items[1] = pb::CartItem { item_id: soup, quantity: 1, customizations: vec![], note: String::new() };
     cases.push((r, Code::FailedPrecondition, "Soup of the day"));

@@ -9,7 +9,7 @@ use foodfast_domain::access::{OrderParties, Principal, Role};
 use foodfast_domain::address::Address;
 use foodfast_domain::order::{self, OrderAction, TransitionError};
 use foodfast_domain::pricing::{Cart, Quote, canonical_cart_hash};
-use foodfast_domain::validation::{FieldError, length_between, max_len, no_nul, non_empty, page_size, parse_uuid};
+use foodfast_domain::validation::{FieldError, length_between, max_len, non_empty, page_size, parse_uuid};
 use foodfast_payments::AuthorizeRequest;
 use foodfast_store::orders::{Claim, NewOrder, Order, OrderEvent, TransitionFailure, TransitionRequest};
 use foodfast_store::restaurants::Restaurant;
@@ -316,7 +316,6 @@ impl OrderService for OrderApi {
 }
 
 fn parse_place_request(customer_id: Uuid, request: &pb::CreateOrderRequest) -> Result<PlaceRequest<'_>, FieldError> {
-    no_nul("idempotency_key", &request.idempotency_key)?;
     length_between("idempotency_key", &request.idempotency_key, IDEMPOTENCY_KEY_CHARS)?;
     non_empty("payment_method_id", &request.payment_method_id)?;
     max_len("payment_method_id", &request.payment_method_id, 255)?;
