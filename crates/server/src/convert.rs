@@ -120,8 +120,14 @@ pub fn role(role: Role) -> pb::Role {
     }
 }
 
-pub fn parse_role(field: &str, role: pb::Role) -> Result<Role, FieldError> {
-    Ok(match role {
+/// An enum field's value; a number this version of the contract does not
+/// define (a newer client's) is refused, not read as UNSPECIFIED.
+pub fn known_enum<E: TryFrom<i32>>(field: &str, value: i32) -> Result<E, FieldError> {
+    E::try_from(value).map_err(|_| FieldError::new(field, format!("has no value {value} in this version of the API")))
+}
+
+pub fn parse_role(field: &str, role: i32) -> Result<Role, FieldError> {
+    Ok(match known_enum(field, role)? {
         pb::Role::Unspecified => return Err(FieldError::new(field, "is required")),
         pb::Role::Customer => Role::Customer,
         pb::Role::RestaurantStaff => Role::RestaurantStaff,

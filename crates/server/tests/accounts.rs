@@ -195,6 +195,11 @@ async fn profiles_change_by_mask_and_admins_create_the_other_roles() {
         pb::CreateAccountRequest { email: email(), role: pb::Role::RestaurantStaff.into(), ..driver.clone() };
     let err = admin.create_account(staff_without_restaurant).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    // A role number from a newer contract is named, not taken for a missing role.
+    let newer_role = pb::CreateAccountRequest { email: email(), role: 42, ..driver.clone() };
+    let err = admin.create_account(newer_role).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("role has no value 42"), "{err:?}");
 }
 
 #[tokio::test]

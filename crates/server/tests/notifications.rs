@@ -121,8 +121,10 @@ async fn only_admins_publish_and_bad_input_is_named() {
 
     let mut client = server.notifications(Some(&admin));
     type Spoil = fn(&mut pb::PublishAnnouncementRequest);
-    let cases: [(&str, Spoil); 5] = [
+    let cases: [(&str, Spoil); 7] = [
         ("title", |r| r.title = "  ".into()),
+        ("severity", |r| r.severity = 9),
+        ("audience[0]", |r| r.audience = vec![77]),
         ("body", |r| r.body = "b".repeat(5_001)),
         ("expires_at", |r| r.expires_at = None),
         ("expires_at", |r| r.expires_at = Some(foodfast_server::convert::timestamp(Utc::now() + TimeDelta::days(31)))),

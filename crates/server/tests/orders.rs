@@ -390,7 +390,12 @@ async fn transitions_follow_the_state_machine_and_move_the_money() {
     // A repeat (a retry after a lost answer) is answered, and writes nothing.
     let repeated = update(&order.order_id, "accepted", "").await.unwrap().into_inner();
     assert_eq!((repeated.status(), repeated.seq), (pb::OrderStatus::Confirmed, 2));
-    assert_eq!(update(&order.order_id, "preparing", "").await.unwrap().into_inner().seq, 3);
+    assert_eq!(update(&order.order_id, "preparing", "on it").await.unwrap().into_inner().seq, 3);
+    // A reason belongs to a rejection: on any other move it is not recorded.
+    let mut reader = shop.server.orders(Some(&customer));
+    let read = reader.get_order(pb::GetOrderRequest { order_id: order.order_id.clone() }).await.unwrap();
+    let history = read.into_inner().order.unwrap().history;
+    assert_eq!((history[2].status(), history[2].reason.as_str()), (pb::OrderStatus::Preparing, ""));
     // Going back is refused, naming the order's status.
     let err = update(&order.order_id, "accepted", "").await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);

@@ -96,12 +96,16 @@ async fn search_rejects_bad_coordinates_and_radius() {
     for (request, field) in [
         (search(91.0, LNG, 1_000, "", 0, ""), "lat"),
         (search(LAT, -181.0, 1_000, "", 0, ""), "lng"),
+        (search(0.0, 0.0, 1_000, "", 0, ""), "lat"),
         (search(LAT, LNG, 50_001, "", 0, ""), "radius_m"),
         (search(LAT, LNG, 1_000, "", 0, "not-a-token"), "page_token"),
     ] {
         let err = client.search_nearby(request).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{field}");
         assert!(err.message().contains(field), "{field}: {}", err.message());
+        let violations =
+            err.get_error_details().bad_request().map(|bad| bad.field_violations.clone()).unwrap_or_default();
+        assert_eq!(violations.first().map(|v| v.field.as_str()), Some(field), "{err:?}");
     }
 }
 

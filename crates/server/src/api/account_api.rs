@@ -232,8 +232,14 @@ impl AccountService for AccountApi {
             .await
             .map_err(ApiError::from)?
             .map_err(ApiError::from)?;
-        let account =
-            self.app.users.account(user_id).await.map_err(ApiError::from)?.ok_or(ApiError::InvalidCredentials)?;
+        // The account was deleted since: the session is over.
+        let account = self
+            .app
+            .users
+            .account(user_id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::RefreshRefused(foodfast_store::users::RefreshRefused::Revoked))?;
         let mut tokens = self.access_token(&account)?;
         tokens.refresh_token = new_token;
         tokens.refresh_token_expires_at = Some(convert::timestamp(expires_at));
@@ -320,7 +326,7 @@ impl AccountService for AccountApi {
             return Err(ApiError::PermissionDenied("only admins create accounts".into()).into());
         }
         let request = request.into_inner();
-        let role = convert::parse_role("role", request.role()).map_err(ApiError::from)?;
+        let role = convert::parse_role("role", request.role).map_err(ApiError::from)?;
         let restaurant_id = match (role, request.restaurant_id.as_str()) {
             (Role::RestaurantStaff, id) => {
                 let id = parse_uuid("restaurant_id", id).map_err(ApiError::from)?;

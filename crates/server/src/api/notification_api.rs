@@ -35,7 +35,7 @@ impl NotificationApi {
 }
 
 fn new_announcement(request: pb::PublishAnnouncementRequest) -> Result<NewAnnouncement, ApiError> {
-    let severity = match request.severity() {
+    let severity = match convert::known_enum("severity", request.severity)? {
         pb::AnnouncementSeverity::Unspecified | pb::AnnouncementSeverity::Info => Severity::Info,
         pb::AnnouncementSeverity::Warning => Severity::Warning,
         pb::AnnouncementSeverity::Critical => Severity::Critical,
@@ -44,12 +44,7 @@ fn new_announcement(request: pb::PublishAnnouncementRequest) -> Result<NewAnnoun
         .audience
         .iter()
         .enumerate()
-        .map(|(i, &role)| {
-            let field = format!("audience[{i}]");
-            let role =
-                pb::Role::try_from(role).map_err(|_| FieldError::new(&field, format!("{role} is not a role")))?;
-            convert::parse_role(&field, role)
-        })
+        .map(|(i, &role)| convert::parse_role(&format!("audience[{i}]"), role))
         .collect::<Result<Vec<Role>, _>>()?;
     let new = NewAnnouncement {
         expires_at: convert::parse_timestamp("expires_at", request.expires_at.as_ref())?,
@@ -81,7 +76,7 @@ impl NotificationService for NotificationApi {
             pb::NotificationChannel::Sms => Channel::Sms,
             pb::NotificationChannel::Email => Channel::Email,
         };
-        let priority = match request.priority() {
+        let priority = match convert::known_enum("priority", request.priority).map_err(ApiError::from)? {
             pb::NotificationPriority::Critical => Priority::Critical,
             pb::NotificationPriority::High => Priority::High,
             pb::NotificationPriority::Unspecified | pb::NotificationPriority::Normal => Priority::Normal,

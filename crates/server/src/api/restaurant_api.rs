@@ -7,7 +7,7 @@ use chrono::Utc;
 use foodfast_api::v1 as pb;
 use foodfast_api::v1::restaurant_service_server::RestaurantService;
 use foodfast_domain::access::{Principal, Role};
-use foodfast_domain::geo::{LatLng, MAX_SEARCH_RADIUS_M};
+use foodfast_domain::geo::{GeoError, LatLng, MAX_SEARCH_RADIUS_M};
 use foodfast_domain::order::OrderAction;
 use foodfast_domain::restaurant::{self, normalize_cuisine};
 use foodfast_domain::validation::{FieldError, max_len, page_size, parse_uuid};
@@ -109,8 +109,14 @@ impl RestaurantService for RestaurantApi {
         request: Request<pb::SearchNearbyRequest>,
     ) -> Result<Response<pb::SearchNearbyResponse>, Status> {
         let request = request.into_inner();
-        let center = LatLng::new(request.lat, request.lng)
-            .map_err(|err| ApiError::from(FieldError::new("lat/lng", err.to_string())))?;
+        // proto3 sends an unset double as 0: the point (0, 0), in the ocean, is taken as missing.
+        if request.lat == 0.0 && request.lng == 0.0 {
+            return Err(ApiError::from(FieldError::new("lat", "and lng are required")).into());
+        }
+        let center = LatLng::new(request.lat, request.lng).map_err(|err| {
+            let field = if matches!(err, GeoError::Longitude(_)) { "lng" } else { "lat" };
+            ApiError::from(FieldError::new(field, err.to_string()))
+        })?;
         let radius_m = if request.radius_m == 0 { DEFAULT_SEARCH_RADIUS_M } else { request.radius_m };
         if radius_m > MAX_SEARCH_RADIUS_M {
             return Err(ApiError::from(FieldError::new(
@@ -256,7 +262,9 @@ impl RestaurantService for RestaurantApi {
             }
             _ => None,
         };
-        let order = self.app.transition(&caller, order_id, action, request.reason.trim(), ready_at).await?.into_order();
+        // A reason belongs to a rejection only (restaurant.proto: ignored otherwise).
+        let reason = if action == OrderAction::Reject { request.reason.trim() } else { "" };
+        let order = self.app.transition(&caller, order_id, action, reason, ready_at).await?.into_order();
         Ok(Response::new(pb::UpdateOrderStatusResponse {
             order_id: order.id.to_string(),
             status: convert::order_status(order.status) as i32,
