@@ -161,15 +161,15 @@ pub enum CartError {
     #[error("the cart has {count} lines; at most {max} are allowed")]
     TooManyLines { count: usize, max: usize },
     #[error("item {item_id}: quantity {quantity} is out of range; order from 1 to {max}", max = MAX_QUANTITY)]
-    QuantityOutOfRange { item_id: Uuid, quantity: u32 },
+    QuantityOutOfRange { line: usize, item_id: Uuid, quantity: u32 },
     #[error("item {item_id} is not on this restaurant's menu")]
-    UnknownItem { item_id: Uuid },
+    UnknownItem { line: usize, item_id: Uuid },
     #[error("\"{name}\" (item {item_id}) is not available right now")]
     ItemUnavailable { item_id: Uuid, name: String },
     #[error("\"{item_name}\" has no customization {customization_id}")]
-    UnknownCustomization { item_name: String, customization_id: Uuid },
+    UnknownCustomization { line: usize, item_name: String, customization_id: Uuid },
     #[error("\"{customization_name}\" of \"{item_name}\" has no option {option_id}")]
-    UnknownOption { item_name: String, customization_name: String, option_id: Uuid },
+    UnknownOption { line: usize, item_name: String, customization_name: String, option_id: Uuid },
     #[error("\"{option_name}\" for \"{customization_name}\" of \"{item_name}\" is not available right now")]
     OptionUnavailable {
         item_id: Uuid,
@@ -179,16 +179,33 @@ pub enum CartError {
         option_name: String,
     },
     #[error("\"{option_name}\" for \"{customization_name}\" of \"{item_name}\" is chosen more than once")]
-    DuplicateChoice { item_name: String, customization_name: String, option_name: String },
+    DuplicateChoice { line: usize, item_name: String, customization_name: String, option_name: String },
     #[error("\"{item_name}\" needs at least {min} choice(s) for \"{customization_name}\"")]
-    TooFewChoices { item_name: String, customization_name: String, min: u32 },
+    TooFewChoices { line: usize, item_name: String, customization_name: String, min: u32 },
     #[error("\"{item_name}\" allows at most {max} choice(s) for \"{customization_name}\"")]
-    TooManyChoices { item_name: String, customization_name: String, max: u32 },
+    TooManyChoices { line: usize, item_name: String, customization_name: String, max: u32 },
     #[error("the delivery address is {distance_m} m from the restaurant, beyond its delivery radius of {radius_m} m")]
     OutsideDeliveryArea { distance_m: u32, radius_m: u32 },
 }
 
 impl CartError {
+    /// The request field at fault (`items[2].quantity`), for a malformed cart.
+    pub fn field(&self) -> Option<String> {
+        Some(match self {
+            CartError::EmptyCart | CartError::TooManyLines { .. } => "items".to_owned(),
+            CartError::QuantityOutOfRange { line, .. } => format!("items[{line}].quantity"),
+            CartError::UnknownItem { line, .. } => format!("items[{line}].item_id"),
+            CartError::UnknownCustomization { line, .. }
+            | CartError::UnknownOption { line, .. }
+            | CartError::DuplicateChoice { line, .. }
+            | CartError::TooFewChoices { line, .. }
+            | CartError::TooManyChoices { line, .. } => format!("items[{line}].customizations"),
+            CartError::ItemUnavailable { .. }
+            | CartError::OptionUnavailable { .. }
+            | CartError::OutsideDeliveryArea { .. } => return None,
+        })
+    }
+
     /// The cart is well-formed but the world refuses it right now (sold out,
     /// too far): a precondition, not a malformed request.
     pub fn is_about_availability(&self) -> bool {
@@ -217,7 +234,8 @@ pub fn quote(
     if cart.lines.len() > MAX_LINES {
         return Err(CartError::TooManyLines { count: cart.lines.len(), max: MAX_LINES });
     }
-    let lines = cart.lines.iter().map(|line| price_line(menu, line)).collect::<Result<Vec<_>, _>>()?;
+    let lines =
+        cart.lines.iter().enumerate().map(|(at, line)| price_line(menu, at, line)).collect::<Result<Vec<_>, _>>()?;
 
     // Whole metres, so the figure compared, charged and shown is the same one.
     let distance_m = distance_m(restaurant.location, dropoff).round() as u32;
@@ -242,21 +260,23 @@ pub fn quote(
     })
 }
 
-fn price_line(menu: &HashMap<Uuid, MenuItem>, line: &CartLine) -> Result<PricedLine, CartError> {
+/// Prices the cart's line number `at`.
+fn price_line(menu: &HashMap<Uuid, MenuItem>, at: usize, line: &CartLine) -> Result<PricedLine, CartError> {
     let item_id = line.item_id;
     if !(1..=MAX_QUANTITY).contains(&line.quantity) {
-        return Err(CartError::QuantityOutOfRange { item_id, quantity: line.quantity });
+        return Err(CartError::QuantityOutOfRange { line: at, item_id, quantity: line.quantity });
     }
-    let item = menu.get(&item_id).ok_or(CartError::UnknownItem { item_id })?;
+    let item = menu.get(&item_id).ok_or(CartError::UnknownItem { line: at, item_id })?;
     if !item.available {
         return Err(CartError::ItemUnavailable { item_id, name: item.name.clone() });
     }
-    let choices = line.choices.iter().map(|&choice| price_choice(item, choice)).collect::<Result<Vec<_>, _>>()?;
+    let choices = line.choices.iter().map(|&choice| price_choice(item, at, choice)).collect::<Result<Vec<_>, _>>()?;
 
     let mut seen = HashSet::new();
     for (choice, priced) in line.choices.iter().zip(&choices) {
         if !seen.insert(choice) {
             return Err(CartError::DuplicateChoice {
+                line: at,
                 item_name: item.name.clone(),
                 customization_name: priced.customization_name.clone(),
                 option_name: priced.option_name.clone(),
@@ -269,9 +289,9 @@ fn price_line(menu: &HashMap<Uuid, MenuItem>, line: &CartLine) -> Result<PricedL
         if !(min as usize..=max as usize).contains(&chosen) {
             let (item_name, customization_name) = (item.name.clone(), customization.name.clone());
             return Err(if chosen < min as usize {
-                CartError::TooFewChoices { item_name, customization_name, min }
+                CartError::TooFewChoices { line: at, item_name, customization_name, min }
             } else {
-                CartError::TooManyChoices { item_name, customization_name, max }
+                CartError::TooManyChoices { line: at, item_name, customization_name, max }
             });
         }
     }
@@ -287,12 +307,14 @@ fn price_line(menu: &HashMap<Uuid, MenuItem>, line: &CartLine) -> Result<PricedL
     })
 }
 
-fn price_choice(item: &MenuItem, choice: Choice) -> Result<PricedChoice, CartError> {
+fn price_choice(item: &MenuItem, at: usize, choice: Choice) -> Result<PricedChoice, CartError> {
     let customization = item.customization(choice.customization_id).ok_or_else(|| CartError::UnknownCustomization {
+        line: at,
         item_name: item.name.clone(),
         customization_id: choice.customization_id,
     })?;
     let option = customization.option(choice.option_id).ok_or_else(|| CartError::UnknownOption {
+        line: at,
         item_name: item.name.clone(),
         customization_name: customization.name.clone(),
         option_id: choice.option_id,
@@ -476,7 +498,7 @@ mod tests {
         for quantity in [0, 100] {
             assert_eq!(
                 quote_for(vec![line(LEMONADE, quantity, &[])]),
-                Err(CartError::QuantityOutOfRange { item_id: id(LEMONADE), quantity })
+                Err(CartError::QuantityOutOfRange { line: 0, item_id: id(LEMONADE), quantity })
             );
         }
         assert_eq!(
@@ -516,7 +538,13 @@ mod tests {
             // After a good line, so the bad one is found wherever it is.
             let err = quote_for(vec![line(LEMONADE, 1, &[]), bad]).unwrap_err();
             assert_eq!(err.to_string(), expected);
+            // A malformed line is named; a sold-out one is a precondition, with its item.
+            let field = err.field();
+            assert!(field.is_none() == err.is_about_availability(), "{err}: {field:?}");
+            assert!(field.is_none_or(|field| field.starts_with("items[1].")), "{err}");
         }
+        assert_eq!(quote_for(vec![line(LEMONADE, 0, &[])]).unwrap_err().field().as_deref(), Some("items[0].quantity"));
+        assert_eq!(quote_for(vec![line(77, 1, &[])]).unwrap_err().field().as_deref(), Some("items[0].item_id"));
         assert!(matches!(
             quote_for(vec![line(
                 MARGHERITA,

@@ -155,6 +155,9 @@ impl ApiError {
             ApiError::Cart(CartError::OutsideDeliveryArea { .. }) => {
                 reason("ERROR_REASON_OUTSIDE_DELIVERY_AREA", HashMap::new())
             }
+            ApiError::Cart(cart) => {
+                cart.field().map(|field| ErrorDetails::with_bad_request_violation(field, cart.to_string()))
+            }
             ApiError::Transition(
                 TransitionError::Illegal { from, .. } | TransitionError::NotPermitted { from, .. },
             ) => reason(
@@ -188,8 +191,7 @@ impl ApiError {
                 details.set_error_info("ERROR_REASON_QUEUE_FULL", ERROR_DOMAIN, HashMap::new());
                 Some(details)
             }
-            ApiError::Cart(_)
-            | ApiError::RefreshRefused(_)
+            ApiError::RefreshRefused(_)
             | ApiError::TokenRefused(_)
             | ApiError::AlreadyExists(_)
             | ApiError::Internal(_)

@@ -315,6 +315,13 @@ async fn every_bad_cart_is_refused_with_the_field_or_item_named() {
         assert!(err.message().contains(needle), "case {i}: {:?} lacks {needle:?}", err.message());
     }
 
+    // A malformed cart line is named as a field, the way the gateway and apps point at it.
+    let mut r = good.clone();
+    r.items[1].quantity = 100;
+    let err = shop.server.orders(Some(&customer)).create_order(r).await.unwrap_err();
+    let violations = err.get_error_details().bad_request().map(|bad| bad.field_violations.clone()).unwrap_or_default();
+    assert_eq!(violations.first().map(|v| v.field.as_str()), Some("items[1].quantity"), "{err:?}");
+
     // An unavailable option is named in the ErrorInfo, with its item.
     let truffle = line(&shop.menu, "Margherita", 1, &[("Size", "Large"), ("Extra toppings", "Truffle")]);
     let mut r = good.clone();
