@@ -934,6 +934,8 @@ func (x *ListConversationsRequest) GetPageToken() string {
 type ListConversationsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Conversations, most recently active first (by last_activity_at, then conversation_id).
+	// A conversation that becomes active while a client pages moves to the front, ahead of
+	// the token: it is not on the later pages, and the first page shows it again.
 	Conversations []*Conversation `protobuf:"bytes,1,rep,name=conversations,proto3" json:"conversations,omitempty"`
 	// Token for the next page; empty when there are no more.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`

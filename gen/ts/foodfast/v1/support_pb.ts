@@ -484,6 +484,8 @@ export const ListConversationsRequestSchema: GenMessage<ListConversationsRequest
 export type ListConversationsResponse = Message<"foodfast.v1.ListConversationsResponse"> & {
   /**
    * Conversations, most recently active first (by last_activity_at, then conversation_id).
+   * A conversation that becomes active while a client pages moves to the front, ahead of
+   * the token: it is not on the later pages, and the first page shows it again.
    *
    * @generated from field: repeated foodfast.v1.Conversation conversations = 1;
    */
