@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{TestServer, demo_menu, item, profile};
+use common::{TestServer, demo_menu, profile};
 use foodfast_api::v1 as pb;
 use foodfast_testkit::PrivateRedis;
 use tonic::Code;
@@ -215,7 +215,7 @@ async fn the_menu_is_cached_invalidated_by_upsert_and_served_without_redis() {
 async fn menus_are_edited_only_by_their_staff_and_validated() {
     let server = TestServer::start().await;
     let (restaurant, stored) = server.restaurant_at("Mine", "pizza", LAT, LNG).await;
-    let (other, _) = server.restaurant_at("Theirs", "pizza", LAT, LNG).await;
+    let (other, theirs) = server.restaurant_at("Theirs", "pizza", LAT, LNG).await;
     let stranger = server.staff(other.restaurant_id.parse().unwrap()).await;
     let err = server
         .restaurants(Some(&stranger))
@@ -235,10 +235,16 @@ async fn menus_are_edited_only_by_their_staff_and_validated() {
     foreign[1].items[0].item_id = String::from("not-a-uuid");
     let mut unpriced = demo_menu();
     unpriced[1].items[0].price = None;
+    // The stored menu again, but its last item carries the id of another restaurant's item:
+    // refused after the items before it were checked, and none of them is touched.
+    let mut stolen = stored.categories.clone();
+    let last = stolen.last_mut().unwrap().items.last_mut().unwrap();
+    last.item_id = theirs.categories[0].items[0].item_id.clone();
     for (categories, field) in [
         (negative, "categories[0].items[0].price"),
         (foreign, "categories[1].items[0].item_id"),
         (unpriced, "categories[1].items[0].price"),
+        (stolen, "another restaurant"),
     ] {
         let err = server
             .restaurants(Some(&staff))
@@ -260,7 +266,17 @@ async fn menus_are_edited_only_by_their_staff_and_validated() {
         .unwrap()
         .into_inner();
     assert_eq!(menu.menu_version, stored.menu_version);
-    assert_eq!(item(&stored, "Margherita").price, menu.categories[0].items[0].price);
+    assert_eq!(menu.categories, stored.categories, "every category and item as it was");
+    // In the database too, not only in the menu cache.
+    let restaurant_id: uuid::Uuid = restaurant.restaurant_id.parse().unwrap();
+    let client = server.stores.postgres.client().await.unwrap();
+    let count = |sql: &'static str| {
+        let client = &client;
+        async move { client.query_one(sql, &[&restaurant_id]).await.unwrap().get::<_, i64>(0) as usize }
+    };
+    let items = count("SELECT count(*) FROM menu_items WHERE restaurant_id = $1 AND NOT archived").await;
+    assert_eq!(items, stored.categories.iter().map(|c| c.items.len()).sum::<usize>());
+    assert_eq!(count("SELECT count(*) FROM menu_categories WHERE restaurant_id = $1").await, stored.categories.len());
 }
 
 #[tokio::test]

@@ -257,6 +257,12 @@ impl Restaurants {
                     if let Some(expected) = expected_version.filter(|expected| *expected != current) {
                         return Ok(Err(MenuUpdateError::VersionMismatch { expected, current }));
                     }
+                    // Refused before anything is written: a refusal commits nothing.
+                    let item_ids: Vec<Uuid> =
+                        menu.categories.iter().flat_map(|c| c.items.iter().map(|i| i.id)).collect();
+                    if let Some(foreign) = tx.query_opt(sql::SELECT_FOREIGN_MENU_ITEM, &[&id, &item_ids]).await? {
+                        return Ok(Err(MenuUpdateError::ForeignItem(foreign.get(0))));
+                    }
                     tx.execute(sql::DELETE_MENU_CATEGORIES, &[&id]).await?;
                     tx.execute(sql::ARCHIVE_MENU_ITEMS, &[&id]).await?;
                     let mut item_position = 0i32;
@@ -283,7 +289,9 @@ impl Restaurants {
                                 )
                                 .await?;
                             if written == 0 {
-                                return Ok(Err(MenuUpdateError::ForeignItem(item.id)));
+                                // Checked above, in this SERIALIZABLE transaction: roll back.
+                                let message = format!("menu item {} moved to another restaurant mid-update", item.id);
+                                return Err(TxError::Store(StoreError::Corrupt(message)));
                             }
                             item_position += 1;
                         }

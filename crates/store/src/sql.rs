@@ -130,6 +130,8 @@ statements! {
     SEARCH_RESTAURANTS_RES8 = restaurants_in_cells!("h3_res8");
 
     LOCK_MENU_VERSION = "SELECT menu_version FROM restaurants WHERE id = $1 FOR UPDATE";
+    /// One of the item ids `$2` that another restaurant than `$1` owns.
+    SELECT_FOREIGN_MENU_ITEM = "SELECT id FROM menu_items WHERE id = ANY($2) AND restaurant_id <> $1 LIMIT 1";
     BUMP_MENU_VERSION = "UPDATE restaurants SET menu_version = menu_version + 1, menu_updated_at = now(),
             revision = revision + 1, updated_at = now()
         WHERE id = $1";
