@@ -850,3 +850,40 @@ async fn an_idle_watch_gets_heartbeats_and_ends_cleanly_on_shutdown() {
     assert_eq!(status.code(), Code::Unavailable);
     assert!(status.message().contains("last cursor"), "{}", status.message());
 }
+
+#[tokio::test]
+async fn a_takeover_of_a_stale_key_and_the_slow_first_attempt_both_answer_the_one_order_and_keep_its_hold() {
+    use foodfast_payment_sandbox::{Sandbox, SandboxConfig};
+    // The provider answers `pm_provider_timeout` after 1.5 s; a key unanswered for 0.3 s is stale.
+    let slow = SandboxConfig { timeout_delay: Duration::from_millis(1500), ..SandboxConfig::default() };
+    let provider = Sandbox::start_with("127.0.0.1:0".parse().unwrap(), slow).await.unwrap();
+    let server = TestServer::start_with(|config| {
+        config.payments.base_url = provider.base_url();
+        config.payments.timeout = Duration::from_secs(5);
+        config.service.idempotency_stale_after = Duration::from_millis(300);
+    })
+    .await;
+    let (restaurant, menu) = server.restaurant_at("Luigi", "pizza", LAT, LNG).await;
+    let shop = Shop { server, restaurant, menu };
+    let customer = shop.server.customer().await;
+    let request = shop.order_request("slow-provider-key", "pm_provider_timeout");
+
+    let mut first_client = shop.server.orders(Some(&customer));
+    let first = tokio::spawn({
+        let request = request.clone();
+        async move { first_client.create_order(request).await }
+    });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // A retry after the key went stale takes it over and places the same order.
+    let second = shop.server.orders(Some(&customer)).create_order(request).await;
+    let first = first.await.unwrap();
+
+    let first = first.expect("the first attempt answers the order").into_inner().order.unwrap();
+    let second = second.expect("the takeover answers the order").into_inner().order.unwrap();
+    assert_eq!(first.order_id, second.order_id);
+    assert_eq!(shop.order_count().await, 1);
+    // The attempt that lost the race to write did not void the hold of the order that was written.
+    let intents = provider.intents();
+    assert_eq!(intents.len(), 1, "{intents:?}");
+    assert_eq!(intents[0].status, IntentStatus::Authorized, "{intents:?}");
+}

@@ -131,12 +131,38 @@ impl OrderApi {
                 self.app.announce(order.restaurant_id, order.id).await;
                 Ok((order, event))
             }
-            Err(err) => {
-                // Nothing was written: release the hold rather than leave it
-                // to expire at the provider.
-                if let Err(void) = self.app.payments.void(&authorization.payment_id, order_id).await {
+            Err(err) => self.written_anyway(order_id, &authorization.payment_id, err).await,
+        }
+    }
+
+    /// After writing the order failed: the order anyway, if it is there (the
+    /// commit's answer was lost, or a takeover of a stale key wrote it first:
+    /// it keeps its hold), else the failure, once the hold is voided. When the
+    /// database cannot tell, the hold is left to expire at the provider: a
+    /// voided hold under a real order could never be captured.
+    async fn written_anyway(
+        &self,
+        order_id: Uuid,
+        payment_id: &str,
+        err: foodfast_store::StoreError,
+    ) -> Result<(Order, OrderEvent), ApiError> {
+        let chain = foodfast_store::Chain(&err).to_string();
+        match self.app.orders.get(order_id).await {
+            Ok(Some(order)) => {
+                tracing::warn!(order = %order_id, error = chain, "writing the order failed, but it is there");
+                let placed = self.app.orders.events(order_id).await?.into_iter().next();
+                let placed = placed.ok_or_else(|| ApiError::Internal(format!("order {order_id} has no events")))?;
+                self.app.announce(order.restaurant_id, order.id).await;
+                Ok((order, placed))
+            }
+            Ok(None) => {
+                if let Err(void) = self.app.payments.void(payment_id, order_id).await {
                     tracing::warn!(order = %order_id, error = %foodfast_store::Chain(&void), "could not void the hold");
                 }
+                Err(err.into())
+            }
+            Err(unknown) => {
+                tracing::warn!(order = %order_id, error = %foodfast_store::Chain(&unknown), write_error = chain, "cannot tell whether the order was written; its hold is left to expire");
                 Err(err.into())
             }
         }
