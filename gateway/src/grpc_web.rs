@@ -23,15 +23,19 @@ pub fn is_grpc_web(request: &Request<axum::body::Body>) -> bool {
 /// Whether the grpc-web encoding is one served: protobuf, binary or base64
 /// text (not grpc-web+json).
 pub fn is_served_encoding(request: &Request<axum::body::Body>) -> bool {
-    let content_type = request.headers().get(http::header::CONTENT_TYPE).and_then(|value| value.to_str().ok());
-    let media_type = content_type.unwrap_or("").split(';').next().unwrap_or("").trim();
     matches!(
-        media_type,
+        media_type(request),
         "application/grpc-web"
             | "application/grpc-web+proto"
             | "application/grpc-web-text"
             | "application/grpc-web-text+proto"
     )
+}
+
+/// The content type without its parameters (`; charset=utf-8`).
+fn media_type(request: &Request<axum::body::Body>) -> &str {
+    let content_type = request.headers().get(http::header::CONTENT_TYPE).and_then(|value| value.to_str().ok());
+    content_type.unwrap_or("").split(';').next().unwrap_or("").trim()
 }
 
 /// A grpc-web answer that refuses the call at the edge: trailers-only
@@ -51,7 +55,11 @@ fn trailers_only(content_type: Option<http::HeaderValue>, status: tonic::Status)
 /// Answers one grpc-web request through the server. The server's answer
 /// (a stream's first headers) must come within `answer_timeout`, as for a
 /// REST call; else DEADLINE_EXCEEDED.
-pub async fn call(channel: Channel, request: Request<axum::body::Body>, answer_timeout: Duration) -> Response {
+pub async fn call(channel: Channel, mut request: Request<axum::body::Body>, answer_timeout: Duration) -> Response {
+    // tonic_web knows the bare media types only.
+    if let Ok(bare) = http::HeaderValue::from_str(media_type(&request)) {
+        request.headers_mut().insert(http::header::CONTENT_TYPE, bare);
+    }
     let forward = tower::service_fn(move |request: Request<tonic::body::Body>| {
         let mut channel = channel.clone();
         async move {

@@ -368,16 +368,26 @@ fn is_traceparent(value: &str) -> bool {
         && hex(parts[3], 2)
 }
 
+/// The path of CreateOrder over grpc-web, limited like `POST /api/v1/orders`.
+const CREATE_ORDER_GRPC_PATH: &str = "/foodfast.v1.OrderService/CreateOrder";
+
 async fn answer(rest: &Rest, client: SocketAddr, request: Request) -> Response {
     let authorization = request.headers().get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
-    let places_order = request.method() == http::Method::POST && request.uri().path() == "/api/v1/orders";
+    let grpc_web = crate::grpc_web::is_grpc_web(&request);
+    let path = request.uri().path();
+    let places_order = request.method() == http::Method::POST
+        && (path == "/api/v1/orders" || (grpc_web && path == CREATE_ORDER_GRPC_PATH));
     if let Err(wait) = rest.limits.check(client.ip(), authorization, places_order) {
-        let message = format!("too many requests; retry in {} s", wait.as_secs().max(1));
-        let mut response = error(Code::ResourceExhausted, StatusCode::TOO_MANY_REQUESTS, &message);
-        if let Ok(retry_after) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, retry_after);
-        }
-        return response;
+        // Whole seconds, rounded up: a client that waits that long finds a token.
+        let wait = Duration::from_secs(wait.as_millis().div_ceil(1000).max(1) as u64);
+        let message = format!("too many requests; retry in {} s", wait.as_secs());
+        let details = tonic_types::ErrorDetails::with_retry_info(Some(wait));
+        let status =
+            <tonic::Status as tonic_types::StatusExt>::with_error_details(Code::ResourceExhausted, message, details);
+        return match grpc_web {
+            true => crate::grpc_web::refuse(&request, status),
+            false => grpc_error(&status),
+        };
     }
     if request.method() == Method::GET {
         let path = request.uri().path();
@@ -391,7 +401,6 @@ async fn answer(rest: &Rest, client: SocketAddr, request: Request) -> Response {
             return page;
         }
     }
-    let grpc_web = crate::grpc_web::is_grpc_web(&request);
     if let (Some(tokens), Some(authorization)) = (&rest.tokens, authorization) {
         let checked = foodfast_auth::bearer(authorization).map_err(tonic::Status::unauthenticated).and_then(|token| {
             match tokens.verify(token) {
@@ -538,7 +547,10 @@ async fn server_stream(
         };
         Ok::<_, Infallible>(event)
     });
-    Sse::new(events).keep_alive(KeepAlive::default()).into_response()
+    let mut response = Sse::new(events).keep_alive(KeepAlive::default()).into_response();
+    // Proxies such as nginx would otherwise hold events back in their buffers.
+    response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
 }
 
 fn stream_event(descriptor: MessageDescriptor, bytes: &[u8]) -> Event {
@@ -607,19 +619,23 @@ pub(crate) fn request_error(err: &RequestError) -> Response {
 
 pub(crate) fn grpc_error(status: &tonic::Status) -> Response {
     let (http, body) = errors::answer(status);
-    let mut response = (http, axum::Json(body)).into_response();
-    // The server's RetryInfo says how long; a bare 429 waits a second.
-    let retry_after = errors::retry_after_secs(status).or((http == StatusCode::TOO_MANY_REQUESTS).then_some(1));
-    if let Some(secs) = retry_after {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    response
+    json_error(http, body, errors::retry_after_secs(status))
 }
 
 pub(crate) fn error(code: Code, status: StatusCode, message: &str) -> Response {
-    let mut response = (status, axum::Json(errors::body(code, message))).into_response();
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    json_error(status, errors::body(code, message), None)
+}
+
+/// The JSON error answer with the headers its status calls for: Retry-After
+/// on a 429 (`retry_after`, else a second), WWW-Authenticate on a 401.
+fn json_error(http: StatusCode, body: serde_json::Value, retry_after: Option<u64>) -> Response {
+    let mut response = (http, axum::Json(body)).into_response();
+    let retry_after = retry_after.or((http == StatusCode::TOO_MANY_REQUESTS).then_some(1));
+    if let Some(secs) = retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if http == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     response
 }

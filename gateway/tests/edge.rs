@@ -29,6 +29,7 @@ async fn tokens_the_gateway_does_not_accept_stop_there_with_401() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
 
     // grpc-web callers get the status in grpc-web form.
     use foodfast_api::v1 as pb;
@@ -243,6 +244,7 @@ async fn a_stream_that_cannot_open_for_want_of_an_upstream_slot_gets_504() {
     let first = watch().await.unwrap();
     let second = watch().await.unwrap();
     assert_eq!((first.status(), second.status()), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(first.headers()["x-accel-buffering"], "no", "proxies pass events on at once");
 
     let waited = tokio::time::timeout(Duration::from_secs(5), watch()).await.expect("the third watch waited on");
     let refused = waited.unwrap();
@@ -271,4 +273,29 @@ async fn a_stream_that_cannot_open_for_want_of_an_upstream_slot_gets_504() {
         assert!(std::time::Instant::now() < deadline, "a slot was freed, but watches still get {}", next.status());
     }
     drop(second);
+}
+
+#[tokio::test]
+async fn a_grpc_web_content_type_with_parameters_is_served() {
+    use prost::Message;
+    let stack = Stack::start().await;
+    let request = foodfast_api::v1::GetRestaurantRequest { restaurant_id: uuid::Uuid::new_v4().to_string() };
+    let message = request.encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    let response = stack
+        .http
+        .post(format!("{}/foodfast.v1.RestaurantService/GetRestaurant", stack.base))
+        .header("content-type", "application/grpc-web+proto; charset=utf-8")
+        .header("x-grpc-web", "1")
+        .body(frame)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let in_headers = response.headers().get("grpc-status").map(|v| v.to_str().unwrap().to_owned());
+    let body = response.bytes().await.unwrap();
+    let in_trailers = String::from_utf8_lossy(&body).contains("grpc-status:5");
+    assert!(in_headers.as_deref() == Some("5") || in_trailers, "NOT_FOUND from the server: {in_headers:?}");
 }

@@ -212,6 +212,18 @@ async fn too_many_requests_get_429_with_retry_after_and_order_placement_is_tight
     let retry_after: u64 = placed[2].1.as_ref().unwrap().to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry_after), "{retry_after}");
 
+    // Over grpc-web the same limit holds, answered the grpc-web way.
+    use foodfast_api::v1 as pb;
+    let http1 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let transport = tower::ServiceBuilder::new().layer(tonic_web::GrpcWebClientLayer::new()).service(http1);
+    let mut orders = pb::order_service_client::OrderServiceClient::with_origin(transport, stack.base.parse().unwrap());
+    let mut request = tonic::Request::new(pb::CreateOrderRequest::default());
+    request.metadata_mut().insert("authorization", format!("Bearer {}", stack.token(customer)).parse().unwrap());
+    let refused = orders.create_order(request).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused:?}");
+    let wait = tonic_types::StatusExt::get_error_details(&refused).retry_info().and_then(|info| info.retry_delay);
+    assert!(wait.is_some_and(|wait| wait.as_secs() >= 1), "{refused:?}");
+
     // The IP's bucket (6) is nearly spent too: plain reads are refused after it.
     let mut last = StatusCode::OK;
     for _ in 0..6 {
