@@ -127,6 +127,9 @@ pub struct LimitsConfig {
     pub orders_per_minute: NonZeroU32,
     /// Orders placed at once before the per-minute pace applies.
     pub orders_burst: NonZeroU32,
+    /// Requests one client IP (an IPv6 /64) may have open at once, streams
+    /// included: one client cannot hold every upstream slot.
+    pub max_in_flight_per_ip: NonZeroU32,
 }
 
 impl Default for LimitsConfig {
@@ -138,6 +141,7 @@ impl Default for LimitsConfig {
             burst_seconds: n(2),
             orders_per_minute: n(10),
             orders_burst: n(5),
+            max_in_flight_per_ip: n(64),
         }
     }
 }
@@ -213,6 +217,11 @@ pub const SETTINGS: &[Setting] = &[
         env: "FOODFAST_GATEWAY_RATE_PER_IP",
         key: "limits.per_ip_per_second",
         help: "requests per second from one IP",
+    },
+    Setting {
+        env: "FOODFAST_GATEWAY_MAX_IN_FLIGHT_PER_IP",
+        key: "limits.max_in_flight_per_ip",
+        help: "requests and streams one client IP may have open at once",
     },
     Setting {
         env: "FOODFAST_GATEWAY_RATE_PER_CALLER",

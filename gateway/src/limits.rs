@@ -1,12 +1,18 @@
-//! Token-bucket rate limits at the edge: per client IP, per caller (their
-//! bearer token), and tighter for order placement. A refused request gets
-//! 429 `RESOURCE_EXHAUSTED` with `Retry-After` and never reaches the server.
-//! The buckets of idle keys are dropped periodically, so memory follows the
-//! number of recent clients.
+//! Limits at the edge: token buckets per client IP, per caller (their bearer
+//! token), and tighter for order placement; and how many requests one client
+//! IP has open at once, streams included, so that one client cannot hold
+//! every upstream slot. A refused request gets 429 `RESOURCE_EXHAUSTED` with
+//! `Retry-After` and never reaches the server. The buckets of idle keys are
+//! dropped periodically and a client's count when it reaches zero, so memory
+//! follows the number of recent clients.
 
+use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
@@ -20,6 +26,26 @@ pub struct Limits {
     per_caller: DefaultKeyedRateLimiter<u64>,
     orders: DefaultKeyedRateLimiter<u64>,
     clock: DefaultClock,
+    in_flight: Arc<Mutex<HashMap<IpAddr, u32>>>,
+    max_in_flight: u32,
+}
+
+/// One request a client has open; it counts until dropped.
+pub struct InFlight {
+    block: IpAddr,
+    counts: Arc<Mutex<HashMap<IpAddr, u32>>>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = counts.get_mut(&self.block) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.block);
+            }
+        }
+    }
 }
 
 impl Limits {
@@ -31,7 +57,23 @@ impl Limits {
             per_caller: RateLimiter::keyed(per_second(config.per_caller_per_second)),
             orders: RateLimiter::keyed(Quota::per_minute(config.orders_per_minute).allow_burst(config.orders_burst)),
             clock: DefaultClock::default(),
+            in_flight: Arc::default(),
+            max_in_flight: config.max_in_flight_per_ip.get(),
         }
+    }
+
+    /// Counts one more open request of `ip`, or refuses it when the client
+    /// already has `max_in_flight_per_ip` open (the limit, for the message).
+    pub fn enter(&self, ip: IpAddr) -> Result<InFlight, u32> {
+        let block = client_block(ip);
+        let mut counts = self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = counts.entry(block).or_insert(0);
+        if *count >= self.max_in_flight {
+            metrics::counter!(RATE_LIMITED_TOTAL, "limit" => "in_flight_per_ip").increment(1);
+            return Err(self.max_in_flight);
+        }
+        *count += 1;
+        Ok(InFlight { block, counts: self.in_flight.clone() })
     }
 
     /// Takes a token from every bucket the request falls in, or says how
@@ -65,6 +107,55 @@ impl Limits {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// A response body that keeps its request counted while it is sent, and
+    /// ends when the gateway shuts down: a stream would otherwise hold the
+    /// shutdown until the process is killed (its client reconnects to
+    /// another replica).
+    pub struct Held<B> {
+        #[pin]
+        inner: B,
+        #[pin]
+        stopping: tokio_util::sync::WaitForCancellationFutureOwned,
+        in_flight: Option<InFlight>,
+    }
+}
+
+impl<B> Held<B> {
+    pub fn new(inner: B, in_flight: InFlight, stopping: tokio_util::sync::CancellationToken) -> Self {
+        Self { inner, stopping: stopping.cancelled_owned(), in_flight: Some(in_flight) }
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for Held<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        // What is ready is still sent; only a wait is cut short.
+        let polled = match this.inner.poll_frame(cx) {
+            Poll::Pending if this.stopping.poll(cx).is_ready() => Poll::Ready(None),
+            polled => polled,
+        };
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
+            this.in_flight.take();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// The block the per-IP bucket is keyed by: an IPv4 address alone (also
 /// when mapped into IPv6), an IPv6 address by its /64, the block one
 /// subscriber gets; else a single host could spread itself over 2^64 buckets.
@@ -87,6 +178,7 @@ mod tests {
             burst_seconds: n(2),
             orders_per_minute: n(1),
             orders_burst: n(1),
+            max_in_flight_per_ip: n(2),
         })
     }
 
@@ -101,6 +193,23 @@ mod tests {
         assert!(limits.check(ip, Some("b"), false).is_ok(), "another caller has its own bucket");
         assert!(limits.check(ip, None, false).is_err(), "the IP's burst of 4 is spent");
         assert!(limits.check([10, 0, 0, 2].into(), Some("b"), false).is_ok(), "another IP has its own bucket");
+    }
+
+    #[test]
+    fn a_client_has_at_most_its_share_open_and_a_closed_request_gives_its_place_back() {
+        let limits = tight();
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        let first = limits.enter(ip("192.0.2.1")).unwrap();
+        let _second = limits.enter(ip("192.0.2.1")).unwrap();
+        assert_eq!(limits.enter(ip("192.0.2.1")).err(), Some(2), "a third at once is refused");
+        assert!(limits.enter(ip("192.0.2.2")).is_ok(), "another client has its own share");
+        let _v6 = limits.enter(ip("2001:db8::1")).unwrap();
+        let _v6_too = limits.enter(ip("2001:db8::2")).unwrap();
+        assert!(limits.enter(ip("2001:db8::3")).is_err(), "an IPv6 /64 shares one count");
+        drop(first);
+        assert!(limits.enter(ip("192.0.2.1")).is_ok());
+        drop(_second);
+        assert_eq!(limits.in_flight.lock().unwrap().len(), 1, "clients at zero are forgotten: only the /64 is left");
     }
 
     #[test]

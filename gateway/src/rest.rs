@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -21,6 +22,7 @@ use prost_reflect::{DynamicMessage, MessageDescriptor, ReflectMessage, Value};
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
@@ -30,7 +32,7 @@ use uuid::Uuid;
 
 use crate::config::GatewayConfig;
 use crate::errors;
-use crate::limits::Limits;
+use crate::limits::{Held, Limits};
 use crate::routes::{NoRoute, Route, RouteTable, Verb};
 use crate::telemetry::RequestTelemetry;
 use crate::transcode::{self, RequestError};
@@ -57,6 +59,8 @@ pub struct Rest {
     openapi: bytes::Bytes,
     upload: Upload,
     web: WebPages,
+    /// Cancelled when the gateway shuts down: open streams end then.
+    stopping: CancellationToken,
 }
 
 impl Rest {
@@ -72,6 +76,7 @@ impl Rest {
             max_body_bytes: config.http.max_body_bytes,
             request_timeout: config.http.request_timeout,
             limits: Limits::new(&config.limits),
+            stopping: CancellationToken::new(),
             tokens: (!keys.is_empty()).then(|| Tokens::new(&keys)),
             openapi,
             web: web_pages(&config.http.web_dir)?,
@@ -149,6 +154,13 @@ pub async fn serve(
             }
         }
     });
+    let shutdown = {
+        let stopping = rest.stopping.clone();
+        async move {
+            shutdown.await;
+            stopping.cancel();
+        }
+    };
     let mut app = axum::Router::new().fallback(handle).with_state(rest);
     if let Some(cors) = cors(&config.http.cors_allowed_origins) {
         app = app.layer(cors);
@@ -310,7 +322,19 @@ async fn handle(
     let request_id = identify(request.headers_mut());
     // The server's spans become children of this request's.
     foodfast_telemetry::propagation::inject(&telemetry.span, request.headers_mut());
-    let mut response = answer(&rest, client, request).instrument(telemetry.span.clone()).await;
+    let mut response = match rest.limits.enter(client.ip()) {
+        Ok(in_flight) => {
+            let response = answer(&rest, client, request).instrument(telemetry.span.clone()).await;
+            response.map(|body| Body::new(Held::new(body, in_flight, rest.stopping.clone())))
+        }
+        Err(max) => {
+            let message = format!(
+                "this client has {max} requests open, as many as it may (limits.max_in_flight_per_ip); finish some first"
+            );
+            let details = tonic_types::ErrorDetails::with_retry_info(Some(Duration::from_secs(1)));
+            refuse(&request, exhausted(message, details))
+        }
+    };
     response.headers_mut().insert(REQUEST_ID, request_id);
     telemetry.finish(response.status());
     response
@@ -382,12 +406,7 @@ async fn answer(rest: &Rest, client: SocketAddr, request: Request) -> Response {
         let wait = Duration::from_secs(wait.as_millis().div_ceil(1000).max(1) as u64);
         let message = format!("too many requests; retry in {} s", wait.as_secs());
         let details = tonic_types::ErrorDetails::with_retry_info(Some(wait));
-        let status =
-            <tonic::Status as tonic_types::StatusExt>::with_error_details(Code::ResourceExhausted, message, details);
-        return match grpc_web {
-            true => crate::grpc_web::refuse(&request, status),
-            false => grpc_error(&status),
-        };
+        return refuse(&request, exhausted(message, details));
     }
     if request.method() == Method::GET {
         let path = request.uri().path();
@@ -411,10 +430,7 @@ async fn answer(rest: &Rest, client: SocketAddr, request: Request) -> Response {
             }
         });
         if let Err(status) = checked {
-            return match grpc_web {
-                true => crate::grpc_web::refuse(&request, status),
-                false => grpc_error(&status),
-            };
+            return refuse(&request, status);
         }
     }
     if grpc_web {
@@ -615,6 +631,19 @@ pub(crate) fn metadata(headers: &HeaderMap) -> MetadataMap {
 
 pub(crate) fn request_error(err: &RequestError) -> Response {
     error(Code::InvalidArgument, StatusCode::BAD_REQUEST, &err.to_string())
+}
+
+/// The gateway's own refusal of `request`, in grpc-web form or as JSON.
+fn refuse(request: &Request, status: tonic::Status) -> Response {
+    match crate::grpc_web::is_grpc_web(request) {
+        true => crate::grpc_web::refuse(request, status),
+        false => grpc_error(&status),
+    }
+}
+
+/// RESOURCE_EXHAUSTED with `details` (a RetryInfo).
+fn exhausted(message: String, details: tonic_types::ErrorDetails) -> tonic::Status {
+    <tonic::Status as tonic_types::StatusExt>::with_error_details(Code::ResourceExhausted, message, details)
 }
 
 pub(crate) fn grpc_error(status: &tonic::Status) -> Response {

@@ -299,3 +299,32 @@ async fn a_grpc_web_content_type_with_parameters_is_served() {
     let in_trailers = String::from_utf8_lossy(&body).contains("grpc-status:5");
     assert!(in_headers.as_deref() == Some("5") || in_trailers, "NOT_FOUND from the server: {in_headers:?}");
 }
+
+#[tokio::test]
+async fn one_client_has_a_bounded_share_of_open_requests() {
+    let stack = Stack::start_configured(
+        |_| {},
+        |gateway| {
+            gateway.limits.max_in_flight_per_ip = std::num::NonZeroU32::new(2).unwrap();
+        },
+    )
+    .await;
+    let watch = || stack.http.get(format!("{}/api/v1/announcements/watch", stack.base)).send();
+    let first = watch().await.unwrap();
+    let _second = watch().await.unwrap();
+    let (status, body) = stack.call(Method::GET, "/api/v1/restaurants?lat=48.857&lng=2.352", None, None).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("RESOURCE_EXHAUSTED")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("max_in_flight_per_ip"), "{body}");
+
+    // A stream that ends gives its place back.
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _) = stack.call(Method::GET, "/api/v1/restaurants?lat=48.857&lng=2.352", None, None).await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still refused after a stream closed: {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

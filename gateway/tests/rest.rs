@@ -190,6 +190,7 @@ async fn too_many_requests_get_429_with_retry_after_and_order_placement_is_tight
             burst_seconds: n(6),
             orders_per_minute: n(1),
             orders_burst: n(2),
+            ..LimitsConfig::default()
         }
     })
     .await;

@@ -99,8 +99,14 @@ async fn https_clients_reach_the_tls_server_through_the_https_gateway() {
         reqwest::Client::new().get(format!("http://127.0.0.1:{}/api/v1/openapi.json", gateway.port())).send().await;
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
 
+    // An open stream does not hold the shutdown: it ends, and its client reconnects elsewhere.
+    let mut watching = http.get(format!("{base}/api/v1/announcements/watch")).send().await.unwrap();
+    assert_eq!(watching.status(), StatusCode::OK);
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), serving).await.expect("a graceful shutdown").unwrap().unwrap();
+    let ended =
+        tokio::time::timeout(Duration::from_secs(5), async { while let Ok(Some(_)) = watching.chunk().await {} });
+    ended.await.expect("the stream ended with the shutdown");
     assert!(tokio::net::TcpStream::connect(gateway).await.is_err(), "still listening after shutdown");
 }
 

@@ -187,6 +187,7 @@ fn generous_limits() -> LimitsConfig {
         burst_seconds: NonZeroU32::MIN,
         orders_per_minute: rate,
         orders_burst: rate,
+        max_in_flight_per_ip: rate,
     }
 }
 
