@@ -2,8 +2,9 @@
 //! commits `capture_pending` (or void/refund) in the same transaction as the
 //! status change; this worker then makes the provider call and records the
 //! result. A crash or a provider outage in between only delays it: pending
-//! rows are retried every sweep, and the provider's idempotency keys make a
-//! repeated call harmless.
+//! rows are retried (one whose call failed a minute later, so that orders the
+//! provider keeps refusing do not hold the sweep's places), and the
+//! provider's idempotency keys make a repeated call harmless.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Rows settled per sweep; the next sweep takes the rest.
 const SWEEP_BATCH: u32 = 100;
+/// How long an order whose payment call failed waits before the next try.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(60);
 
 #[derive(Clone)]
 pub struct PaymentSettler {
@@ -82,7 +85,8 @@ async fn sweep(orders: &Orders, gateway: &dyn PaymentGateway) -> Result<(), food
                 }
             }
             Err(err) => {
-                tracing::warn!(order = %order_id, ?effect, error = %Chain(&err), "payment call failed; will retry")
+                tracing::warn!(order = %order_id, ?effect, error = %Chain(&err), "payment call failed; will retry");
+                orders.defer_payment(order_id, RETRY_AFTER_FAILURE).await?;
             }
         }
     }

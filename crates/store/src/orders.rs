@@ -776,6 +776,14 @@ impl Orders {
             .collect()
     }
 
+    /// The provider call for `order_id`'s pending payment step failed: the
+    /// sweep comes back to it after `wait`, and to others meanwhile.
+    #[tracing::instrument(target = "foodfast::trace", name = "Orders.defer_payment", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    pub async fn defer_payment(&self, order_id: Uuid, wait: std::time::Duration) -> Result<(), StoreError> {
+        self.postgres.statement(sql::DEFER_PAYMENT, &[&order_id, &wait.as_secs_f64()]).await?;
+        Ok(())
+    }
+
     /// Moves the payment from `from` to `to` (the provider confirmed the call
     /// owed from `from`), unless a transition changed it meanwhile. Returns
     /// whether it moved.

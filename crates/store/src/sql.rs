@@ -348,7 +348,7 @@ statements! {
     );
     UPDATE_ORDER_STATUS = concat!(
         "UPDATE orders SET status = $2, driver_id = $3, payment_status = $4, last_event_seq = last_event_seq + 1,
-            estimated_ready_at = COALESCE($5, estimated_ready_at), updated_at = now()
+            estimated_ready_at = COALESCE($5, estimated_ready_at), payment_retry_at = now(), updated_at = now()
         WHERE id = $1
         RETURNING ", order_columns!()
     );
@@ -483,8 +483,10 @@ statements! {
     );
 
     SELECT_UNSETTLED_PAYMENTS = "SELECT id, payment_id, payment_status FROM orders
-        WHERE payment_status IN ('capture_pending', 'void_pending', 'refund_pending')
-        ORDER BY updated_at LIMIT $1";
+        WHERE payment_status IN ('capture_pending', 'void_pending', 'refund_pending') AND payment_retry_at <= now()
+        ORDER BY payment_retry_at LIMIT $1";
+    /// The provider call for order `$1` failed: try again in `$2` seconds.
+    DEFER_PAYMENT = "UPDATE orders SET payment_retry_at = now() + $2::FLOAT8 * INTERVAL '1 second' WHERE id = $1";
     SETTLE_PAYMENT = "UPDATE orders SET payment_status = $3 WHERE id = $1 AND payment_status = $2";
 }
 

@@ -403,3 +403,37 @@ async fn an_event_of_a_kind_written_by_a_newer_version_reads_back_as_unknown_and
         (3, EventKind::StatusChanged, OrderStatus::Confirmed)
     );
 }
+
+#[tokio::test]
+async fn a_payment_whose_call_failed_waits_its_turn_and_a_new_step_makes_it_due_again() {
+    let fixture = fixture().await;
+    for _ in 0..2 {
+        let order_id = fixture.place().await;
+        fixture.orders.transition(restaurant_accepts(order_id), |_| true).await.unwrap();
+    }
+    let due = |limit| {
+        let orders = &fixture.orders;
+        async move { orders.unsettled_payments(limit).await.unwrap().into_iter().map(|(id, _, _)| id).collect::<Vec<_>>() }
+    };
+    let both = due(10).await;
+    assert_eq!(both.len(), 2, "both captures are pending: {both:?}");
+
+    // The provider refuses the first in line: it steps aside, and a sweep of one takes the other.
+    fixture.orders.defer_payment(both[0], Duration::from_secs(60)).await.unwrap();
+    assert_eq!(due(1).await, [both[1]]);
+    assert_eq!(due(10).await, [both[1]], "not due before its time");
+
+    // A new step of the order (here a cancellation: void) makes it due at once.
+    let client = fixture.stores.postgres.client().await.unwrap();
+    client.execute("UPDATE orders SET payment_retry_at = now() WHERE id = $1", &[&both[0]]).await.unwrap();
+    assert_eq!(due(10).await.len(), 2);
+    fixture.orders.defer_payment(both[0], Duration::from_secs(60)).await.unwrap();
+    let cancel = TransitionRequest {
+        action: OrderAction::Cancel,
+        actor: Actor::Support,
+        reason: "test",
+        ..restaurant_accepts(both[0])
+    };
+    fixture.orders.transition(cancel, |_| true).await.unwrap();
+    assert!(due(10).await.contains(&both[0]), "the void is due");
+}
