@@ -178,14 +178,17 @@ async fn the_best_scored_free_driver_gets_the_offer_and_accepting_assigns_the_or
     assert_eq!(state.assigned_driver_id, near.id());
     assert_eq!(outcomes(&state), vec![(near.id(), pb::OfferOutcome::Accepted)]);
 
-    // Accepting again is refused: the offer is closed.
+    // Accepting again (a retry after a lost answer) is answered the same, and changes nothing.
     let again = kitchen
         .server
         .drivers(Some(&near.principal))
-        .accept_offer(pb::AcceptOfferRequest { delivery_id: offer.delivery_id })
+        .accept_offer(pb::AcceptOfferRequest { delivery_id: offer.delivery_id.clone() })
         .await
-        .unwrap_err();
-    assert_eq!(again.code(), tonic::Code::FailedPrecondition, "{again:?}");
+        .expect("a resend of the accept is answered")
+        .into_inner();
+    assert_eq!((again.order_id.as_str(), again.delivery_id.as_str()), (order_id.as_str(), offer.delivery_id.as_str()));
+    let state = matching(&kitchen, &order_id).await;
+    assert_eq!(outcomes(&state), vec![(near.id(), pb::OfferOutcome::Accepted)]);
 }
 
 #[tokio::test]

@@ -18,7 +18,8 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::orders::{
-    EventKind, Notice, OrderEvent, TransitionFailure, TransitionRequest, Transitioned, append_notice, apply_transition,
+    EventKind, Notice, Order, OrderEvent, TransitionFailure, TransitionRequest, Transitioned, append_notice,
+    apply_transition, order_from_row,
 };
 use crate::postgres::{Postgres, TxError};
 use crate::{StoreError, sql};
@@ -130,6 +131,24 @@ pub enum AnswerFailure {
     Expired(Uuid),
     #[error(transparent)]
     Assign(TransitionFailure),
+}
+
+/// How an accepted offer was answered.
+#[derive(Debug)]
+pub enum Accepted {
+    /// The order got the driver now.
+    Now(Transitioned),
+    /// A resend of an accept that had committed: the order the driver holds.
+    Before(Order),
+}
+
+impl Accepted {
+    pub fn order(&self) -> &Order {
+        match self {
+            Accepted::Now(transitioned) => &transitioned.order,
+            Accepted::Before(order) => order,
+        }
+    }
 }
 
 /// A driver's open offer, as its app is shown it.
@@ -384,7 +403,7 @@ impl Dispatch {
         &self,
         driver_id: Uuid,
         delivery_id: Uuid,
-    ) -> Result<Result<Transitioned, AnswerFailure>, StoreError> {
+    ) -> Result<Result<Accepted, AnswerFailure>, StoreError> {
         let answered = self
             .postgres
             .serializable(|tx| {
@@ -392,6 +411,13 @@ impl Dispatch {
                 Box::pin(async move {
                     let (offer_id, order_id) = match open_offer(tx, driver_id, delivery_id).await? {
                         Ok(offer) => offer,
+                        // A resend after a lost answer: answered the same while the driver holds it.
+                        Err(failure @ AnswerFailure::Closed { status: OfferStatus::Accepted, .. }) => {
+                            return match tx.query_opt(sql::SELECT_ORDER_HELD_BY, &[&delivery_id, &driver_id]).await? {
+                                Some(row) => Ok(Ok(Accepted::Before(order_from_row(&row)?))),
+                                None => Ok(Err(failure)),
+                            };
+                        }
                         Err(failure) => return Ok(Err(failure)),
                     };
                     // Answered before the transition, which withdraws open offers.
@@ -408,7 +434,7 @@ impl Dispatch {
                     match apply_transition(tx, &zones, &request, &|_| true).await? {
                         Ok(transitioned) => {
                             tx.execute(sql::COUNT_DRIVER_ACCEPTANCE, &[&driver_id]).await?;
-                            Ok(Ok(transitioned))
+                            Ok(Ok(Accepted::Now(transitioned)))
                         }
                         Err(TransitionFailure::Store(err)) => Err(TxError::Store(err)),
                         Err(failure) => {
@@ -422,7 +448,7 @@ impl Dispatch {
                 })
             })
             .await?;
-        if let Ok(transitioned) = &answered {
+        if let Ok(Accepted::Now(transitioned)) = &answered {
             crate::metrics::offers_closed(OfferStatus::Accepted, 1);
             crate::metrics::order_transition(transitioned.event.previous_status, transitioned.event.status);
         }

@@ -441,6 +441,12 @@ statements! {
         "UPDATE orders SET last_event_seq = last_event_seq + 1, updated_at = now() WHERE id = $1
         RETURNING ", order_columns!()
     );
+    /// The order of delivery `$1`, if driver `$2` holds it.
+    SELECT_ORDER_HELD_BY = concat!(
+        "SELECT ",
+        order_columns!(),
+        " FROM orders WHERE driver_id = $2 AND id = (SELECT order_id FROM dispatch_jobs WHERE delivery_id = $1)"
+    );
     SELECT_DRIVER_OFFER_FOR_DELIVERY = "SELECT o.id, o.order_id, o.status, o.deadline < now()
         FROM delivery_offers o JOIN dispatch_jobs j ON j.order_id = o.order_id
         WHERE j.delivery_id = $1 AND o.driver_id = $2

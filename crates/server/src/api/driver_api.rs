@@ -16,10 +16,10 @@ use foodfast_domain::geo::distance_m;
 use foodfast_domain::order::{OrderAction, OrderStatus, Stop, TransitionError};
 use foodfast_domain::ping::{self, Ping, PingRejection, RawPing};
 use foodfast_domain::validation::{FieldError, parse_uuid};
-use foodfast_store::dispatch::{AnswerFailure, OfferStatus};
+use foodfast_store::dispatch::{Accepted, AnswerFailure, OfferStatus};
 use foodfast_store::fanout::{DISPATCH_TOPIC, driver_topic};
 use foodfast_store::locations::{LocationPoint, LocationWriter};
-use foodfast_store::orders::{Arrival, ArrivalRefused, Transitioned};
+use foodfast_store::orders::{Arrival, ArrivalRefused};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
@@ -539,10 +539,11 @@ async fn accept_offer(
     app: &App,
     driver_id: Uuid,
     delivery_id: Uuid,
-) -> Result<Result<Transitioned, AnswerFailure>, ApiError> {
+) -> Result<Result<Accepted, AnswerFailure>, ApiError> {
     let outcome = app.dispatch.accept(driver_id, delivery_id).await?;
     match &outcome {
-        Ok(done) => app.committed(done).await,
+        Ok(Accepted::Now(done)) => app.committed(done).await,
+        Ok(Accepted::Before(_)) => {}
         // The order goes to the next driver now.
         Err(_) => app.wake(DISPATCH_TOPIC).await,
     }
@@ -1049,8 +1050,8 @@ impl DriverService for DriverApi {
         let caller = principal(&request)?;
         require_driver(&caller)?;
         let delivery_id = parse_uuid("delivery_id", &request.get_ref().delivery_id).map_err(ApiError::from)?;
-        let done = accept_offer(&self.app, caller.user_id, delivery_id).await?.map_err(ApiError::from)?;
-        let order = &done.order;
+        let accepted = accept_offer(&self.app, caller.user_id, delivery_id).await?.map_err(ApiError::from)?;
+        let order = accepted.order();
         let pickup = order.restaurant_address.location;
         let pickup_eta = match self.app.live.position(caller.user_id).await {
             Ok(Some(live)) => {

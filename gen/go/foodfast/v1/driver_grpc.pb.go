@@ -62,8 +62,9 @@ type DriverServiceClient interface {
 	// support and admins (any driver).
 	GetDriverState(ctx context.Context, in *GetDriverStateRequest, opts ...grpc.CallOption) (*GetDriverStateResponse, error)
 	// Accepts the caller's open offer for a delivery; the order gets this driver (exactly one
-	// driver per order). Offer expired, withdrawn or taken: FAILED_PRECONDITION. No open offer
-	// for this driver: NOT_FOUND. Drivers only.
+	// driver per order). Accepting again while the driver holds the delivery (a retry after a
+	// lost answer) is answered the same. Offer expired, withdrawn or taken: FAILED_PRECONDITION.
+	// No open offer for this driver: NOT_FOUND. Drivers only.
 	AcceptOffer(ctx context.Context, in *AcceptOfferRequest, opts ...grpc.CallOption) (*AcceptOfferResponse, error)
 	// Declines the caller's open offer for a delivery; dispatch moves to the next driver.
 	// Drivers only.
@@ -209,8 +210,9 @@ type DriverServiceServer interface {
 	// support and admins (any driver).
 	GetDriverState(context.Context, *GetDriverStateRequest) (*GetDriverStateResponse, error)
 	// Accepts the caller's open offer for a delivery; the order gets this driver (exactly one
-	// driver per order). Offer expired, withdrawn or taken: FAILED_PRECONDITION. No open offer
-	// for this driver: NOT_FOUND. Drivers only.
+	// driver per order). Accepting again while the driver holds the delivery (a retry after a
+	// lost answer) is answered the same. Offer expired, withdrawn or taken: FAILED_PRECONDITION.
+	// No open offer for this driver: NOT_FOUND. Drivers only.
 	AcceptOffer(context.Context, *AcceptOfferRequest) (*AcceptOfferResponse, error)
 	// Declines the caller's open offer for a delivery; dispatch moves to the next driver.
 	// Drivers only.

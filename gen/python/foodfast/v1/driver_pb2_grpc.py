@@ -132,8 +132,9 @@ class DriverServiceServicer:
 
     def AcceptOffer(self, request, context):
         """Accepts the caller's open offer for a delivery; the order gets this driver (exactly one
-        driver per order). Offer expired, withdrawn or taken: FAILED_PRECONDITION. No open offer
-        for this driver: NOT_FOUND. Drivers only.
+        driver per order). Accepting again while the driver holds the delivery (a retry after a
+        lost answer) is answered the same. Offer expired, withdrawn or taken: FAILED_PRECONDITION.
+        No open offer for this driver: NOT_FOUND. Drivers only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

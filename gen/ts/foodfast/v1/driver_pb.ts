@@ -1755,8 +1755,9 @@ export const DriverService: GenService<{
   },
   /**
    * Accepts the caller's open offer for a delivery; the order gets this driver (exactly one
-   * driver per order). Offer expired, withdrawn or taken: FAILED_PRECONDITION. No open offer
-   * for this driver: NOT_FOUND. Drivers only.
+   * driver per order). Accepting again while the driver holds the delivery (a retry after a
+   * lost answer) is answered the same. Offer expired, withdrawn or taken: FAILED_PRECONDITION.
+   * No open offer for this driver: NOT_FOUND. Drivers only.
    *
    * @generated from rpc foodfast.v1.DriverService.AcceptOffer
    */
