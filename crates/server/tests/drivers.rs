@@ -604,3 +604,21 @@ async fn a_track_is_read_a_day_at_most_and_a_bad_token_is_named() {
         assert_eq!(violations.first().map(|v| v.field.as_str()), Some(field), "{err:?}");
     }
 }
+
+#[tokio::test]
+async fn a_live_at_capacity_flag_left_wrong_is_repaired_from_the_database_by_the_streams_resync() {
+    use foodfast_store::live::LivePositions;
+    let kitchen =
+        Kitchen::open_with(|config| config.dispatch.driver_resync_interval = Duration::from_millis(200)).await;
+    let driver = kitchen.driver(1).await;
+    let _session = connect_saying(&kitchen, &driver, pb::DriverAvailability::Online).await;
+    let live = LivePositions::new(kitchen.server.stores.redis.clone());
+    // A write lost to a Redis failure: the flag says full, the driver holds nothing.
+    live.set_at_capacity(driver.user_id, true).await.unwrap();
+    assert_eq!(live.availability(driver.user_id).await.unwrap().as_deref(), Some("busy"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while live.availability(driver.user_id).await.unwrap().as_deref() != Some("online") {
+        assert!(std::time::Instant::now() < deadline, "the driver stays busy, and gets no offers");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -421,9 +421,10 @@ struct Shown {
 
 impl Shown {
     /// Re-reads the driver's open offers, held deliveries and availability
-    /// and returns the messages that bring the app up to date: new offers,
-    /// closed ones, deliveries assigned, taken away or cancelled, and the
-    /// availability when the server changed it (e.g. BUSY at capacity).
+    /// (its at-capacity flag repaired from the database) and returns the
+    /// messages that bring the app up to date: new offers, closed ones,
+    /// deliveries assigned, taken away or cancelled, and the availability
+    /// when the server changed it (e.g. BUSY at capacity).
     async fn sync(&mut self, app: &App, driver_id: Uuid) -> Result<Vec<Payload>, ApiError> {
         let mut messages = Vec::new();
         let open = app.dispatch.open_offers(driver_id).await?;
@@ -487,6 +488,11 @@ impl Shown {
                     reason: String::new(),
                 }));
             }
+        }
+        // The live at-capacity flag follows each commit; a Redis failure then
+        // (or the hash expiring) would leave it wrong until this repair.
+        if let Some(profile) = app.users.driver(driver_id).await? {
+            app.live.set_at_capacity(driver_id, profile.active_deliveries >= profile.capacity).await?;
         }
         let availability = availability_from(app.live.availability(driver_id).await?.as_deref());
         if let Some(change) = self.availability_moved(availability) {
