@@ -185,6 +185,8 @@ async fn profiles_change_by_mask_and_admins_create_the_other_roles() {
     let users = foodfast_store::users::Users::new(server.stores.postgres.clone());
     let as_driver = users.driver(created.account_id.parse().unwrap()).await.unwrap().expect("a driver row");
     assert_eq!(as_driver.capacity, 1);
+    let twice = admin.create_account(driver.clone()).await.unwrap_err();
+    assert_eq!(twice.code(), Code::AlreadyExists, "{twice:?}");
     let signed_in = anonymous
         .login(pb::LoginRequest { email: driver.email.clone(), password: driver.password.clone() })
         .await

@@ -156,6 +156,13 @@ statements! {
 
     INSERT_USER = "INSERT INTO users (id, email, phone, name, role, password_hash, restaurant_id)
         VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    /// A driver's account and its drivers row, in one statement: both or neither.
+    INSERT_DRIVER_ACCOUNT = "WITH account AS (
+            INSERT INTO users (id, email, phone, name, role, password_hash, restaurant_id)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            RETURNING id
+        )
+        INSERT INTO drivers (id, city, vehicle, capacity) SELECT id, $8, $9, $10 FROM account";
     SELECT_USER_NAME = "SELECT name FROM users WHERE id = $1";
     SELECT_USER_BY_EMAIL = "SELECT id, role, restaurant_id FROM users WHERE email = $1";
     SELECT_ACCOUNT_BY_EMAIL = concat!("SELECT ", account_columns!(), " FROM users WHERE email = $1");

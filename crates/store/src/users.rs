@@ -99,23 +99,54 @@ impl Users {
     #[tracing::instrument(target = "foodfast::trace", name = "Users.create", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn create(&self, user: &NewUser<'_>) -> Result<Uuid, CreateUserError> {
         let id = Uuid::new_v4();
+        let role = user.role.as_str();
+        self.insert_account(
+            sql::INSERT_USER,
+            &[&id, &user.email, &user.phone, &user.name, &role, &user.password_hash, &user.restaurant_id],
+        )
+        .await?;
+        Ok(id)
+    }
+
+    /// Creates a driver's account with its drivers row (home city, vehicle,
+    /// capacity) in one statement, so that no driver exists without it.
+    #[tracing::instrument(target = "foodfast::trace", name = "Users.create_driver", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    pub async fn create_driver(
+        &self,
+        user: &NewUser<'_>,
+        city: &str,
+        vehicle: &str,
+        capacity: i32,
+    ) -> Result<Uuid, CreateUserError> {
+        let id = Uuid::new_v4();
+        let role = user.role.as_str();
+        self.insert_account(
+            sql::INSERT_DRIVER_ACCOUNT,
+            &[
+                &id,
+                &user.email,
+                &user.phone,
+                &user.name,
+                &role,
+                &user.password_hash,
+                &user.restaurant_id,
+                &city,
+                &vehicle,
+                &capacity,
+            ],
+        )
+        .await?;
+        Ok(id)
+    }
+
+    async fn insert_account(
+        &self,
+        statement: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<(), CreateUserError> {
         let client = self.postgres.client().await?;
-        let inserted = client
-            .execute(
-                sql::INSERT_USER,
-                &[
-                    &id,
-                    &user.email,
-                    &user.phone,
-                    &user.name,
-                    &user.role.as_str(),
-                    &user.password_hash,
-                    &user.restaurant_id,
-                ],
-            )
-            .await;
-        match inserted {
-            Ok(_) => Ok(id),
+        match client.execute(statement, params).await {
+            Ok(_) => Ok(()),
             Err(err) if err.code() == Some(&SqlState::UNIQUE_VIOLATION) => Err(CreateUserError::EmailTaken),
             Err(err) => Err(StoreError::postgres(err).into()),
         }

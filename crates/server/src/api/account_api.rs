@@ -116,22 +116,19 @@ impl AccountApi {
         let name = account::display_name("display_name", fields.display_name)?;
         let phone = account::phone("phone", fields.phone)?;
         let password_hash = self.accounts().hash_password(fields.password.to_string()).await?;
-        let id = self
-            .app
-            .users
-            .create(&NewUser {
-                email: &email,
-                phone: phone.as_deref(),
-                name: &name,
-                role: fields.role,
-                password_hash: &password_hash,
-                restaurant_id: fields.restaurant_id,
-            })
-            .await?;
-        if fields.role == Role::Driver {
+        let user = NewUser {
+            email: &email,
+            phone: phone.as_deref(),
+            name: &name,
+            role: fields.role,
+            password_hash: &password_hash,
+            restaurant_id: fields.restaurant_id,
+        };
+        let id = match fields.role {
             // Home city, vehicle and capacity are not part of the account: ops set them later.
-            self.app.users.add_driver(id, DEFAULT_DRIVER_CITY, "", 1).await?;
-        }
+            Role::Driver => self.app.users.create_driver(&user, DEFAULT_DRIVER_CITY, "", 1).await?,
+            _ => self.app.users.create(&user).await?,
+        };
         self.app.users.account(id).await?.ok_or_else(|| ApiError::Internal(format!("account {id} vanished")))
     }
 
