@@ -251,6 +251,9 @@ impl From<ProfileUpdateError> for ApiError {
         match err {
             ProfileUpdateError::RestaurantNotFound(_) => ApiError::NotFound(err.to_string()),
             ProfileUpdateError::CurrencyFixed { .. } => ApiError::FailedPrecondition(err.to_string()),
+            ProfileUpdateError::Changed { .. } => {
+                ApiError::Aborted(format!("{err} and kept changing; read it again and retry"))
+            }
             ProfileUpdateError::Store(store) => ApiError::Store(store),
         }
     }

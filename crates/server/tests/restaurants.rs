@@ -342,3 +342,35 @@ async fn an_update_without_a_mask_changes_only_the_fields_it_sets() {
     assert_eq!((renamed.name.as_str(), renamed.paused), ("Partial Pizza", true));
     assert_eq!(renamed.opening_hours, before.opening_hours);
 }
+
+#[tokio::test]
+async fn an_update_over_a_stale_read_does_not_overwrite_the_change_made_meanwhile() {
+    use foodfast_store::restaurants::{ProfileUpdateError, Restaurants};
+    let server = TestServer::start().await;
+    let (restaurant, _) = server.restaurant_at("Raced", "pizza", LAT, LNG).await;
+    let id: uuid::Uuid = restaurant.restaurant_id.parse().unwrap();
+    let ttl = std::time::Duration::from_secs(60);
+    let store = Restaurants::new(server.stores.postgres.clone(), server.stores.redis.clone(), ttl);
+    let read = store.get(id).await.unwrap().unwrap();
+
+    // One manager pauses it...
+    let mut paused = read.profile.clone();
+    paused.paused = true;
+    store.update(id, &paused, read.revision).await.unwrap();
+    // ...another, who read it before, renames it: refused, to be merged again over the pause.
+    let mut renamed = read.profile.clone();
+    renamed.name = "Raced Again".into();
+    let refused = store.update(id, &renamed, read.revision).await.unwrap_err();
+    assert!(matches!(refused, ProfileUpdateError::Changed { .. }), "{refused:?}");
+
+    // Through the API the merge is redone: both changes stand.
+    let staff = server.staff(id).await;
+    let request = pb::UpdateRestaurantRequest {
+        restaurant_id: restaurant.restaurant_id.clone(),
+        profile: Some(pb::RestaurantProfile { name: "Raced Again".into(), ..Default::default() }),
+        update_mask: None,
+    };
+    let updated = server.restaurants(Some(&staff)).update_restaurant(request).await.unwrap().into_inner();
+    let profile = updated.restaurant.unwrap().profile.unwrap();
+    assert_eq!((profile.name.as_str(), profile.paused), ("Raced Again", true));
+}

@@ -112,6 +112,9 @@ pub enum ProfileUpdateError {
     RestaurantNotFound(Uuid),
     #[error("the menu's prices are in {current}; the currency is fixed while the menu has items")]
     CurrencyFixed { current: String },
+    /// Someone else changed the restaurant since it was read at `expected`.
+    #[error("the restaurant changed since revision {expected}")]
+    Changed { expected: i64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -141,20 +144,29 @@ impl Restaurants {
 
     /// Replaces the profile; `None` if there is no such restaurant.
     #[tracing::instrument(target = "foodfast::trace", name = "Restaurants.update", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-    pub async fn update(&self, id: Uuid, profile: &RestaurantProfile) -> Result<Restaurant, ProfileUpdateError> {
+    /// Writes `profile` over the restaurant as it was at `expected_revision`
+    /// (when it was read): a change made since is not overwritten.
+    pub async fn update(
+        &self,
+        id: Uuid,
+        profile: &RestaurantProfile,
+        expected_revision: i64,
+    ) -> Result<Restaurant, ProfileUpdateError> {
         let client = self.postgres.client().await?;
         let mut params = ProfileParams::new(profile);
+        let mut params = params.with_id(id).to_vec();
+        params.push(&expected_revision);
         let row = client
-            .query_opt(
-                &client.prepare_cached(sql::UPDATE_RESTAURANT).await.map_err(StoreError::postgres)?,
-                &params.with_id(id),
-            )
+            .query_opt(&client.prepare_cached(sql::UPDATE_RESTAURANT).await.map_err(StoreError::postgres)?, &params)
             .await
             .map_err(StoreError::postgres)?;
         match row {
             Some(row) => Ok(restaurant_from_row(&row)?),
             // Refused or missing: the restaurant as it is says which.
             None => match self.get(id).await? {
+                Some(current) if current.revision != expected_revision => {
+                    Err(ProfileUpdateError::Changed { expected: expected_revision })
+                }
                 Some(current) => {
                     Err(ProfileUpdateError::CurrencyFixed { current: current.profile.currency.to_string() })
                 }

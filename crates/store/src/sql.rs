@@ -120,7 +120,7 @@ statements! {
         "UPDATE restaurants SET name = $2, phone = $3, address = $4, lat = $5, lng = $6, h3_res6 = $7,
             h3_res8 = $8, cuisines = $9, time_zone = $10, opening_hours = $11, delivery_radius_m = $12,
             prep_time_s = $13, currency = $14, paused = $15, revision = revision + 1, updated_at = now()
-        WHERE id = $1
+        WHERE id = $1 AND revision = $16
             AND (currency = $14 OR NOT EXISTS (SELECT 1 FROM menu_items WHERE restaurant_id = $1 AND NOT archived))
         RETURNING ",
         restaurant_columns!()

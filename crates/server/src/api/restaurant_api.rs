@@ -12,7 +12,7 @@ use foodfast_domain::order::OrderAction;
 use foodfast_domain::restaurant::{self, normalize_cuisine};
 use foodfast_domain::validation::{FieldError, max_len, page_size, parse_uuid};
 use foodfast_store::fanout::{Wake, restaurant_topic};
-use foodfast_store::restaurants::SearchQuery;
+use foodfast_store::restaurants::{ProfileUpdateError, SearchQuery};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -87,11 +87,20 @@ impl RestaurantService for RestaurantApi {
         let request = request.into_inner();
         let id = parse_uuid("restaurant_id", &request.restaurant_id).map_err(ApiError::from)?;
         require_manager(&caller, id)?;
-        let current = self.app.restaurant(id).await?;
         let given = request.profile.ok_or_else(|| ApiError::from(FieldError::new("profile", "is required")))?;
-        let merged = merge_profile(convert::profile(&current.profile), given, request.update_mask.as_ref())?;
-        let profile = convert::parse_profile(Some(&merged)).map_err(ApiError::from)?;
-        let updated = self.app.restaurants.update(id, &profile).await.map_err(ApiError::from)?;
+        // The fields named are merged over the restaurant as read; a change
+        // made by someone else meanwhile is merged again, not overwritten.
+        let mut attempts = 1;
+        let updated = loop {
+            let current = self.app.restaurant(id).await?;
+            let merged =
+                merge_profile(convert::profile(&current.profile), given.clone(), request.update_mask.as_ref())?;
+            let profile = convert::parse_profile(Some(&merged)).map_err(ApiError::from)?;
+            match self.app.restaurants.update(id, &profile, current.revision).await {
+                Err(ProfileUpdateError::Changed { .. }) if attempts < MAX_PROFILE_MERGES => attempts += 1,
+                outcome => break outcome.map_err(ApiError::from)?,
+            }
+        };
         Ok(Response::new(pb::UpdateRestaurantResponse { restaurant: Some(convert::restaurant(&updated, Utc::now())) }))
     }
 
@@ -272,6 +281,9 @@ impl RestaurantService for RestaurantApi {
         }))
     }
 }
+
+/// Times an update is merged again over a restaurant that kept changing.
+const MAX_PROFILE_MERGES: u32 = 3;
 
 /// Applies `given` over `current`: the fields the mask names (paths relative
 /// to the profile), or, when the mask is empty, the fields `given` sets
