@@ -149,7 +149,6 @@ fn policy_of(path: &str) -> Option<(Access, Audit)> {
     RPCS.iter().find(|(name, ..)| *name == method).map(|(_, access, audit)| (*access, *audit))
 }
 
-/// Why `caller` may not call an RPC with `access`, if it may not.
 /// Why `caller` may not call `method`, if it may not. `refused_token`: the
 /// token the call came with was refused (it matters only where a caller is
 /// needed).

@@ -196,10 +196,10 @@ impl LivePositions {
     }
 
     /// Remembers the driver's durable watermark, so a new session (on any
-    /// replica, after a restart) can tell the app where to resume.
+    /// replica, after a restart) can tell the app where to resume. Never
+    /// lowers it: a replaced stream ending late must not undo what its
+    /// successor recorded.
     #[tracing::instrument(target = "foodfast::trace", name = "LivePositions.record_durable", skip_all, fields(otel.kind = "client", db.system = "redis"))]
-    /// Never lowers it: a replaced stream ending late must not undo what
-    /// its successor recorded.
     pub async fn record_durable(&self, driver_id: Uuid, seq: u64) -> Result<(), StoreError> {
         let mut connection = self.redis.connection();
         let _: i32 = RAISE_DURABLE

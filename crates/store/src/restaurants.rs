@@ -142,10 +142,10 @@ impl Restaurants {
         restaurant_from_row(&row)
     }
 
-    /// Replaces the profile; `None` if there is no such restaurant.
+    /// Replaces the profile, over the restaurant as it was at
+    /// `expected_revision` (when it was read): a change made since is not
+    /// overwritten ([`ProfileUpdateError::Changed`]).
     #[tracing::instrument(target = "foodfast::trace", name = "Restaurants.update", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-    /// Writes `profile` over the restaurant as it was at `expected_revision`
-    /// (when it was read): a change made since is not overwritten.
     pub async fn update(
         &self,
         id: Uuid,
