@@ -1024,7 +1024,6 @@ impl DriverService for DriverApi {
             return Err(ApiError::NotFound(format!("driver {driver_id} not found")).into());
         }
         let live = &self.app.live;
-        let availability = live.availability(driver_id).await.map_err(ApiError::from)?;
         let position = live.position(driver_id).await.map_err(ApiError::from)?;
         let mut shown = Shown::default();
         let (mut open_offers, mut active_deliveries) = (Vec::new(), Vec::new());
@@ -1037,7 +1036,8 @@ impl DriverService for DriverApi {
         }
         Ok(Response::new(pb::GetDriverStateResponse {
             driver_id: driver_id.to_string(),
-            availability: availability_from(availability.as_deref()) as i32,
+            // Read by the sync, after it repaired the at-capacity flag.
+            availability: shown.availability.unwrap_or(pb::DriverAvailability::Offline) as i32,
             connected: live.connected(driver_id).await.map_err(ApiError::from)?,
             last_position: position.map(|p| convert::lat_lng(p.position)),
             last_position_at: position.map(|p| convert::timestamp(p.recorded_at)),
