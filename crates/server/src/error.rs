@@ -219,6 +219,7 @@ fn store_status(err: &StoreError) -> Status {
         | StoreError::Corrupt(_)
         | StoreError::MigrationEdited { .. }
         | StoreError::MigrationUnknown { .. }
+        | StoreError::MigrationLeaseLost
         | StoreError::MigrationFailed { .. } => {
             tracing::error!(error = %Chain(err), "store error");
             Status::internal("internal error; it has been logged")

@@ -59,6 +59,10 @@ pub enum StoreError {
     /// A migration recorded as applied is missing from this build.
     #[error("migration {name} is recorded as applied but is not part of this build")]
     MigrationUnknown { name: String },
+    /// This migrator stopped holding the migrations lease (its renewal
+    /// failed, or it expired and another migrator took it).
+    #[error("the migrations lease was lost before every migration was applied; run the migrations again")]
+    MigrationLeaseLost,
     /// A migration failed to apply.
     #[error("migration {name} failed")]
     MigrationFailed {

@@ -4,9 +4,12 @@
 //! that was edited since is refused before anything is applied.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use tokio_postgres::error::SqlState;
+use uuid::Uuid;
 
 use crate::postgres::Postgres;
 use crate::scylla::{Scylla, ScyllaConfig};
@@ -69,39 +72,126 @@ fn pending<'m>(
     Ok(migrations.iter().filter(|m| !applied.contains_key(&m.name)).collect())
 }
 
-/// Applies pending SQL migrations, each in its own transaction together with
-/// its `schema_migrations` row.
+/// How long a migrator's lease lasts unless renewed, how often it is renewed,
+/// and how often a migrator waiting for another's lease asks again.
+const LEASE: Duration = Duration::from_secs(60);
+const LEASE_RENEWAL: Duration = Duration::from_secs(20);
+const LEASE_POLL: Duration = Duration::from_millis(500);
+
+/// Applies pending SQL migrations one statement at a time, each in its own
+/// implicit transaction, and records a file once its last statement ran.
+///
+/// CockroachDB does not change a schema atomically inside a transaction
+/// (before v25.1 it refuses DDL after a write in the same transaction; from
+/// v25.1 it commits the transaction before each DDL statement), so a migration
+/// is atomic on neither engine: every statement must be idempotent (`IF NOT
+/// EXISTS`, `ON CONFLICT`), and a run cut short is finished by the next one. A
+/// lease in the database keeps concurrent migrators from running at once.
 pub async fn migrate_postgres(postgres: &Postgres, migrations: &[Migration]) -> Result<MigrationReport, StoreError> {
-    let mut client = postgres.client().await?;
-    client.batch_execute(sql::CREATE_MIGRATIONS_TABLE).await.map_err(StoreError::postgres)?;
-    let applied: BTreeMap<String, String> = client
-        .query(sql::SELECT_MIGRATIONS, &[])
-        .await
-        .map_err(StoreError::postgres)?
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect();
+    create_table(postgres, sql::CREATE_MIGRATIONS_LEASE_TABLE).await?;
+    let lease = Lease::take(postgres).await?;
+    let report = apply_postgres(postgres, migrations, &lease).await;
+    lease.release(postgres).await;
+    report
+}
+
+async fn apply_postgres(
+    postgres: &Postgres,
+    migrations: &[Migration],
+    lease: &Lease,
+) -> Result<MigrationReport, StoreError> {
+    create_table(postgres, sql::CREATE_MIGRATIONS_TABLE).await?;
+    let applied: BTreeMap<String, String> =
+        postgres.statement(sql::SELECT_MIGRATIONS, &[]).await?.iter().map(|row| (row.get(0), row.get(1))).collect();
     let mut report = MigrationReport { already_applied: applied.len(), ..Default::default() };
     for migration in pending(migrations, &applied)? {
         let failed = |source| StoreError::MigrationFailed { name: migration.name.clone(), source: Box::new(source) };
-        let tx = client.transaction().await.map_err(|e| failed(StoreError::postgres(e)))?;
-        // The row goes first: a concurrent migrator blocks on it, then fails
-        // with a unique violation instead of applying the file twice.
-        let claimed = tx.execute(sql::INSERT_MIGRATION, &[&migration.name, &migration.checksum()]).await;
-        match claimed {
-            Err(err) if err.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                tracing::info!(migration = %migration.name, "applied concurrently by another migrator");
-                continue;
-            }
-            Err(err) => return Err(failed(StoreError::postgres(err))),
-            Ok(_) => {}
+        for statement in split_statements(&migration.body) {
+            lease.check()?;
+            postgres.statement(&statement, &[]).await.map_err(failed)?;
         }
-        tx.batch_execute(&migration.body).await.map_err(|e| failed(StoreError::postgres(e)))?;
-        tx.commit().await.map_err(|e| failed(StoreError::postgres(e)))?;
+        lease.check()?;
+        postgres.statement(sql::INSERT_MIGRATION, &[&migration.name, &migration.checksum()]).await.map_err(failed)?;
         tracing::info!(migration = %migration.name, "applied");
         report.applied.push(migration.name.clone());
     }
     Ok(report)
+}
+
+/// Creates one of the migrator's own tables. Two first migrators can collide
+/// in PostgreSQL's catalog even with `IF NOT EXISTS`; the loser's second try
+/// finds the table.
+async fn create_table(postgres: &Postgres, statement: &str) -> Result<(), StoreError> {
+    if postgres.statement(statement, &[]).await.is_err() {
+        postgres.statement(statement, &[]).await?;
+    }
+    Ok(())
+}
+
+/// This migrator's hold on `schema_migrations_lease`, renewed in the
+/// background until released or dropped.
+struct Lease {
+    holder: Uuid,
+    lost: Arc<AtomicBool>,
+    renewal: tokio::task::JoinHandle<()>,
+}
+
+impl Lease {
+    /// Waits until no other live migrator holds the lease, then takes it.
+    async fn take(postgres: &Postgres) -> Result<Self, StoreError> {
+        let holder = Uuid::new_v4();
+        let mut told_at: Option<Instant> = None;
+        while !Self::claim(postgres, holder).await? {
+            if told_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+                tracing::info!("another migrator is running; waiting for it to finish or for its lease to expire");
+                told_at = Some(Instant::now());
+            }
+            tokio::time::sleep(LEASE_POLL).await;
+        }
+        let lost = Arc::new(AtomicBool::new(false));
+        let renewal = tokio::spawn(Self::renew(postgres.clone(), holder, lost.clone()));
+        Ok(Self { holder, lost, renewal })
+    }
+
+    /// Takes or renews the lease; false when another migrator holds it.
+    async fn claim(postgres: &Postgres, holder: Uuid) -> Result<bool, StoreError> {
+        let rows = postgres.statement(sql::TAKE_MIGRATIONS_LEASE, &[&holder, &LEASE.as_secs_f64()]).await?;
+        Ok(!rows.is_empty())
+    }
+
+    async fn renew(postgres: Postgres, holder: Uuid, lost: Arc<AtomicBool>) {
+        let mut renewed_at = Instant::now();
+        loop {
+            tokio::time::sleep(LEASE_RENEWAL).await;
+            match Self::claim(&postgres, holder).await {
+                Ok(true) => renewed_at = Instant::now(),
+                Ok(false) => break,
+                Err(err) if renewed_at.elapsed() < LEASE => {
+                    tracing::warn!(error = %crate::Chain(&err), "could not renew the migrations lease; retrying");
+                }
+                Err(_) => break,
+            }
+        }
+        lost.store(true, Ordering::Release);
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.lost.load(Ordering::Acquire) { Err(StoreError::MigrationLeaseLost) } else { Ok(()) }
+    }
+
+    /// Frees the lease for the next migrator; if that fails, it expires.
+    async fn release(self, postgres: &Postgres) {
+        self.renewal.abort();
+        if let Err(err) = postgres.statement(sql::RELEASE_MIGRATIONS_LEASE, &[&self.holder]).await {
+            tracing::warn!(error = %crate::Chain(&err), "could not release the migrations lease; it expires by itself");
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.renewal.abort();
+    }
 }
 
 /// Creates the keyspace if needed and applies pending CQL migrations. CQL
@@ -138,7 +228,7 @@ pub async fn migrate_scylla(
     let insert = session.prepare(sql::cql::insert_migration(keyspace)).await.map_err(StoreError::scylla_query)?;
     for migration in pending(migrations, &applied)? {
         let failed = |source| StoreError::MigrationFailed { name: migration.name.clone(), source: Box::new(source) };
-        for statement in split_cql(&migration.body) {
+        for statement in split_statements(&migration.body) {
             session.query_unpaged(statement, ()).await.map_err(|e| failed(StoreError::scylla(e)))?;
         }
         session
@@ -151,43 +241,54 @@ pub async fn migrate_scylla(
     Ok(report)
 }
 
-/// Splits a CQL file into statements at `;`, skipping `--` and `//` comments
-/// and not splitting inside quoted strings or identifiers.
-pub fn split_cql(body: &str) -> Vec<String> {
+/// Splits a migration file (SQL or CQL) into statements at `;`, skipping
+/// `--`, `//` and `/* */` comments, and never splitting inside a quoted string,
+/// a quoted identifier or a dollar-quoted body (`$$ ... $$`, `$tag$ ... $tag$`).
+pub fn split_statements(body: &str) -> Vec<String> {
     let mut statements = Vec::new();
     let mut current = String::new();
-    let mut chars = body.chars().peekable();
-    let mut quote: Option<char> = None;
-    while let Some(c) = chars.next() {
-        match quote {
-            Some(q) => {
-                current.push(c);
-                if c == q {
-                    quote = None;
-                }
-            }
-            None => match c {
-                '\'' | '"' => {
-                    quote = Some(c);
-                    current.push(c);
-                }
-                '-' if chars.peek() == Some(&'-') => skip_line(&mut chars),
-                '/' if chars.peek() == Some(&'/') => skip_line(&mut chars),
-                ';' => push_statement(&mut statements, &mut current),
-                _ => current.push(c),
+    let mut rest = body;
+    while let Some(c) = rest.chars().next() {
+        let token = match c {
+            '\'' | '"' => rest[1..].find(c).map_or(rest.len(), |end| end + 2),
+            '$' => match dollar_tag(rest) {
+                Some(tag) => rest[tag.len()..].find(tag).map_or(rest.len(), |end| tag.len() + end + tag.len()),
+                None => 1,
             },
-        }
+            _ if rest.starts_with("--") || rest.starts_with("//") => {
+                let comment = rest.find('\n').unwrap_or(rest.len());
+                current.push(' ');
+                rest = &rest[comment..];
+                continue;
+            }
+            _ if rest.starts_with("/*") => {
+                let comment = rest.find("*/").map_or(rest.len(), |end| end + 2);
+                current.push(' ');
+                rest = &rest[comment..];
+                continue;
+            }
+            ';' => {
+                push_statement(&mut statements, &mut current);
+                rest = &rest[1..];
+                continue;
+            }
+            _ => c.len_utf8(),
+        };
+        current.push_str(&rest[..token]);
+        rest = &rest[token..];
     }
     push_statement(&mut statements, &mut current);
     statements
 }
 
-fn skip_line(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
-    for c in chars.by_ref() {
-        if c == '\n' {
-            break;
-        }
-    }
+/// The opening `$tag$` of a dollar-quoted body at the start of `text`; `$1`
+/// (a placeholder) is none.
+fn dollar_tag(text: &str) -> Option<&str> {
+    let end = text[1..].find('$')? + 1;
+    let tag = &text[1..end];
+    let is_tag =
+        tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !tag.starts_with(|c: char| c.is_ascii_digit());
+    is_tag.then_some(&text[..=end])
 }
 
 fn push_statement(statements: &mut Vec<String>, current: &mut String) {
@@ -203,12 +304,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn split_cql_ignores_comments_and_quoted_semicolons() {
+    fn split_statements_ignores_comments_and_quoted_semicolons() {
         let body = "-- a; comment\nCREATE TABLE a (x text); // another; one\n\
-                    INSERT INTO a (x) VALUES ('semi;colon');\n  \n";
+                    INSERT INTO a (x) VALUES ('semi;colon', \"odd;name\", 'it''s');\n  \n\
+                    SELECT/* a; block */1;";
         assert_eq!(
-            split_cql(body),
-            vec!["CREATE TABLE a (x text)".to_string(), "INSERT INTO a (x) VALUES ('semi;colon')".to_string(),]
+            split_statements(body),
+            vec![
+                "CREATE TABLE a (x text)".to_string(),
+                "INSERT INTO a (x) VALUES ('semi;colon', \"odd;name\", 'it''s')".to_string(),
+                "SELECT 1".to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn split_statements_keeps_dollar_quoted_bodies_whole() {
+        let body = "DO $$ BEGIN PERFORM 1; END $$; DO $fn$ BEGIN RAISE NOTICE '$$;'; END $fn$;\nSELECT $1;";
+        assert_eq!(
+            split_statements(body),
+            vec![
+                "DO $$ BEGIN PERFORM 1; END $$".to_string(),
+                "DO $fn$ BEGIN RAISE NOTICE '$$;'; END $fn$".to_string(),
+                "SELECT $1".to_string(),
+            ]
         );
     }
 

@@ -108,6 +108,21 @@ statements! {
     )";
     SELECT_MIGRATIONS = "SELECT name, checksum FROM schema_migrations ORDER BY name";
     INSERT_MIGRATION = "INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)";
+    /// One row while a migrator runs; it expires unless renewed, so a
+    /// migrator that died frees it by itself.
+    CREATE_MIGRATIONS_LEASE_TABLE = "CREATE TABLE IF NOT EXISTS schema_migrations_lease (
+        id INT4 PRIMARY KEY,
+        holder UUID NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL
+    )";
+    /// Takes the lease when it is free or expired, or renews it for its
+    /// holder ($1) for $2 seconds; no row means another migrator holds it.
+    TAKE_MIGRATIONS_LEASE = "INSERT INTO schema_migrations_lease (id, holder, expires_at)
+        VALUES (1, $1, now() + $2::FLOAT8 * INTERVAL '1 second')
+        ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+            WHERE schema_migrations_lease.expires_at < now() OR schema_migrations_lease.holder = excluded.holder
+        RETURNING holder";
+    RELEASE_MIGRATIONS_LEASE = "DELETE FROM schema_migrations_lease WHERE id = 1 AND holder = $1";
 
     INSERT_RESTAURANT = concat!(
         "INSERT INTO restaurants (id, name, phone, address, lat, lng, h3_res6, h3_res8, cuisines, time_zone,
