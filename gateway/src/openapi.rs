@@ -102,7 +102,9 @@ fn operation(route: &Route, schemas: &mut Schemas) -> Value {
     let (status, content) = if method.is_server_streaming() {
         let description = format!(
             "Server-Sent Events: each `data:` is one {} as JSON; `id:` is the resume position (send it back \
-             as `Last-Event-ID`); comments are heartbeats.",
+             as `Last-Event-ID`); comments are heartbeats. `event: error` (data: the error JSON) ends the \
+             stream on an error, `event: end` when it is over (e.g. the order finished): close the \
+             EventSource then, or it reconnects.",
             method.output().name()
         );
         ("200", json!({"text/event-stream": {"schema": {"type": "string", "description": description}}}))

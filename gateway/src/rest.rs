@@ -538,8 +538,9 @@ pub(crate) fn not_answered_within(timeout: Duration) -> tonic::Status {
 
 /// A server stream as Server-Sent Events: one `data:` JSON per message, its
 /// `seq` (or `cursor`) as the event id, heartbeats as comments; an error
-/// mid-stream becomes an `event: error` and ends it. The stream must open
-/// within `open_timeout` (it waits while every upstream slot is taken).
+/// mid-stream becomes an `event: error` and ends it, and the server's clean
+/// end an `event: end`. The stream must open within `open_timeout` (it waits
+/// while every upstream slot is taken).
 async fn server_stream(
     upstream: &Upstream,
     route: &Route,
@@ -553,15 +554,22 @@ async fn server_stream(
         Err(_) => return grpc_error(&not_answered_within(open_timeout)),
     };
     let output = route.method.output();
-    let events = messages.map(move |message| {
-        let event = match message {
-            Ok(bytes) => stream_event(output.clone(), &bytes),
-            Err(status) => {
-                let body = errors::body(status.code(), status.message());
-                Event::default().event("error").data(body.to_string())
-            }
-        };
-        Ok::<_, Infallible>(event)
+    let events = futures::stream::unfold(Some(messages), move |messages| {
+        let output = output.clone();
+        async move {
+            let mut messages = messages?;
+            let (event, rest) = match messages.next().await {
+                Some(Ok(bytes)) => (stream_event(output, &bytes), Some(messages)),
+                Some(Err(status)) => {
+                    let body = errors::body(status.code(), status.message());
+                    (Event::default().event("error").data(body.to_string()), None)
+                }
+                // An EventSource reconnects whenever a response ends: `end`
+                // tells it this one is over (the order finished, say).
+                None => (Event::default().event("end").data("{}"), None),
+            };
+            Some((Ok::<_, Infallible>(event), rest))
+        }
     });
     let mut response = Sse::new(events).keep_alive(KeepAlive::default()).into_response();
     // Proxies such as nginx would otherwise hold events back in their buffers.

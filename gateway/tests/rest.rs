@@ -103,6 +103,27 @@ async fn a_customer_finds_orders_and_follows_an_order_over_rest() {
     assert_eq!(cancelled["code"], "FAILED_PRECONDITION");
     assert_eq!(cancelled["details"][0]["reason"], "ERROR_REASON_ILLEGAL_TRANSITION", "{cancelled}");
     assert_eq!(cancelled["details"][0]["metadata"]["status"], "ORDER_STATUS_PREPARING", "{cancelled}");
+
+    // A finished order's stream says `end` (an EventSource would otherwise
+    // reconnect to it forever), also on a reconnect after the last event.
+    let placed = stack.request(Method::POST, "/api/v1/orders", Some(&customer));
+    let placed = placed.header("Idempotency-Key", Uuid::new_v4().to_string()).json(&order).send().await.unwrap();
+    assert_eq!(placed.status(), StatusCode::CREATED);
+    let rejected: Value = placed.json().await.unwrap();
+    let rejected_id = rejected["order"]["orderId"].as_str().unwrap();
+    let reject = json!({"status": "rejected", "reason": "out of soup"});
+    let (status, body) = stack
+        .call(Method::PATCH, &format!("/api/v1/restaurants/orders/{rejected_id}"), Some(&staff), Some(reject))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let track = format!("/api/v1/orders/{rejected_id}/track");
+    let mut events = SseReader::new(stack.request(Method::GET, &track, Some(&customer)).send().await.unwrap());
+    let (id, snapshot) = events.next_event().await;
+    assert_eq!(snapshot["snapshot"]["order"]["status"], "ORDER_STATUS_REJECTED", "{snapshot}");
+    assert_eq!(events.next_named_event().await, (Some("end".to_string()), None, json!({})));
+    let reconnect = stack.request(Method::GET, &track, Some(&customer)).header("Last-Event-ID", id.unwrap());
+    let mut events = SseReader::new(reconnect.send().await.unwrap());
+    assert_eq!(events.next_named_event().await, (Some("end".to_string()), None, json!({})));
 }
 
 #[tokio::test]
@@ -150,20 +171,30 @@ impl SseReader {
         Self { chunks: response.bytes_stream().boxed(), buffer: String::new() }
     }
 
+    /// The next message event: its id and data.
     async fn next_event(&mut self) -> (Option<String>, Value) {
+        let (name, id, data) = self.next_named_event().await;
+        assert_eq!(name, None, "{data}");
+        (id, data)
+    }
+
+    /// The next event with data: its `event:` name, id and data.
+    async fn next_named_event(&mut self) -> (Option<String>, Option<String>, Value) {
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let block: String = self.buffer.drain(..end + 2).collect();
-                let (mut id, mut data) = (None, None);
+                let (mut name, mut id, mut data) = (None, None, None);
                 for line in block.lines() {
-                    if let Some(value) = line.strip_prefix("id:") {
+                    if let Some(value) = line.strip_prefix("event:") {
+                        name = Some(value.trim().to_string());
+                    } else if let Some(value) = line.strip_prefix("id:") {
                         id = Some(value.trim().to_string());
                     } else if let Some(value) = line.strip_prefix("data:") {
                         data = Some(serde_json::from_str(value.trim()).unwrap());
                     }
                 }
                 if let Some(data) = data {
-                    return (id, data);
+                    return (name, id, data);
                 }
                 continue;
             }
