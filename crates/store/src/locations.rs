@@ -278,6 +278,11 @@ impl LocationWriter {
         self.shared.drivers.durable_seq(driver_id)
     }
 
+    /// The lowest seq of this driver queued or being written, not durable yet.
+    pub fn lowest_unwritten(&self, driver_id: Uuid) -> Option<u64> {
+        self.shared.drivers.lowest_unwritten(driver_id)
+    }
+
     pub fn stats(&self) -> LocationWriterStats {
         let shared = &self.shared;
         LocationWriterStats {
@@ -640,6 +645,13 @@ impl Drivers {
     fn durable_seq(&self, driver_id: Uuid) -> Option<u64> {
         let shard = self.shard(&driver_id);
         shard.get(&driver_id).map(|state| *state.durable.borrow()).filter(|&seq| seq > 0)
+    }
+
+    /// The lowest pending seq is always unfinished: finished ones at the
+    /// bottom are removed as the watermark passes them.
+    fn lowest_unwritten(&self, driver_id: Uuid) -> Option<u64> {
+        let shard = self.shard(&driver_id);
+        shard.get(&driver_id).and_then(|state| state.pending.first_key_value().map(|(&seq, _)| seq))
     }
 
     /// Drops drivers with nothing pending, no subscriber, and no submission

@@ -18,7 +18,7 @@ use foodfast_domain::ping::{self, Ping, PingRejection, RawPing};
 use foodfast_domain::validation::{FieldError, parse_uuid};
 use foodfast_store::dispatch::{Accepted, AnswerFailure, OfferStatus};
 use foodfast_store::fanout::{DISPATCH_TOPIC, driver_topic};
-use foodfast_store::locations::{LocationPoint, LocationWriter};
+use foodfast_store::locations::{LocationPoint, LocationWriter, SubmitError};
 use foodfast_store::orders::{Arrival, ArrivalRefused};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt;
@@ -235,6 +235,25 @@ fn rejection(ping: &pb::LocationPing, why: PingRejection) -> pb::RejectedPing {
     pb::RejectedPing { seq: ping.seq, reason: reason as i32, detail }
 }
 
+/// Why [`DriverPings::take`] did not take a ping.
+enum NotTaken {
+    /// A bad ping: reported in the next ack, its seq covered by the watermark.
+    Rejected(PingRejection),
+    /// The writer stopped with the server: the ping is neither stored nor
+    /// rejected, and the app resends it after reconnecting.
+    Stopped,
+}
+
+impl From<PingRejection> for NotTaken {
+    fn from(why: PingRejection) -> Self {
+        NotTaken::Rejected(why)
+    }
+}
+
+fn shutting_down() -> Status {
+    Status::unavailable("the server is shutting down; reconnect and resend above durable_seq")
+}
+
 /// Rejected seqs one stream remembers while accepted pings below them wait
 /// to be durable.
 const MAX_REJECTED_WAITING: usize = 4096;
@@ -293,17 +312,12 @@ impl DriverPings {
     /// time series (waiting while the writer's queue is full: backpressure).
     /// A resend of a ping that went live but is not durable yet (the app
     /// reconnected before its ack) is written again, not rejected.
-    async fn accept(
-        &mut self,
-        app: &App,
-        writer: &LocationWriter,
-        ping: &pb::LocationPing,
-    ) -> Result<(), PingRejection> {
+    async fn accept(&mut self, app: &App, writer: &LocationWriter, ping: &pb::LocationPing) -> Result<(), NotTaken> {
         let raw = raw_ping(ping);
         let now = Utc::now();
         let policy = &app.ingest.ping_policy;
         if raw.seq != 0 && raw.seq <= self.durable {
-            return Err(PingRejection::DuplicateSeq);
+            return Err(PingRejection::DuplicateSeq.into());
         }
         let resend = self.last.is_some_and(|last| raw.seq <= last.seq);
         let accepted = ping::check(policy, if resend { None } else { self.last.as_ref() }, &raw, now)?;
@@ -327,9 +341,12 @@ impl DriverPings {
             recorded_at: accepted.recorded_at,
             received_at: now,
         };
-        if writer.submit(point).await.is_err() {
-            // The writer stops only when the server does; the app resends.
-            return Err(PingRejection::InvalidField("the server is shutting down; resend after reconnecting"));
+        match writer.submit(point).await {
+            Ok(()) => {}
+            Err(SubmitError::Stopped) => return Err(NotTaken::Stopped),
+            Err(SubmitError::SeqOutOfRange(_) | SubmitError::Full(_)) => {
+                return Err(PingRejection::InvalidField("seq must be between 1 and 2^63 - 1").into());
+            }
         }
         self.submitted = self.submitted.max(accepted.seq);
         self.pending.insert(accepted.seq);
@@ -337,38 +354,43 @@ impl DriverPings {
     }
 
     /// Checks a ping, remembering a rejected seq so the watermark can pass it.
-    async fn take(&mut self, app: &App, writer: &LocationWriter, ping: &pb::LocationPing) -> Result<(), PingRejection> {
+    async fn take(&mut self, app: &App, writer: &LocationWriter, ping: &pb::LocationPing) -> Result<(), NotTaken> {
         let outcome = self.accept(app, writer, ping).await;
-        if outcome.is_err() {
-            self.remember_rejected(ping.seq);
+        if let Err(NotTaken::Rejected(_)) = outcome {
+            self.remember_rejected(ping.seq, writer.lowest_unwritten(self.driver_id));
         }
         outcome
     }
 
-    /// Remembers a rejected seq above the watermark, up to
-    /// [`MAX_REJECTED_WAITING`]: past it (the store is down and the app keeps
-    /// sending bad pings) the ack covers the rest only once an accepted ping
-    /// above them is durable.
-    fn remember_rejected(&mut self, seq: u64) {
-        if seq > self.durable && self.rejected.len() < MAX_REJECTED_WAITING {
+    /// Remembers a rejected seq above the watermark and below an accepted
+    /// one, up to [`MAX_REJECTED_WAITING`]: past it (the store is down and the
+    /// app keeps sending bad pings) the ack covers the rest only once an
+    /// accepted ping above them is durable. A seq above every accepted one
+    /// (the newest ping was bad, or a bogus seq far ahead) waits for the next
+    /// accepted ping: covering it would make every ping below it a duplicate.
+    fn remember_rejected(&mut self, seq: u64, unwritten_elsewhere: Option<u64>) {
+        let highest_accepted = self.last.map_or(0, |last| last.seq).max(self.submitted);
+        if seq > self.durable && seq < highest_accepted && self.rejected.len() < MAX_REJECTED_WAITING {
             self.rejected.insert(seq);
-            self.advance();
+            self.advance(unwritten_elsewhere);
         }
     }
 
     /// The writer made everything accepted up to `seq` durable.
-    fn durable_moved(&mut self, seq: u64) {
+    fn durable_moved(&mut self, seq: u64, unwritten_elsewhere: Option<u64>) {
         self.durable = self.durable.max(seq);
-        self.advance();
+        self.advance(unwritten_elsewhere);
     }
 
-    /// Moves `durable` over rejected seqs with nothing accepted and unwritten below them.
-    fn advance(&mut self) {
+    /// Moves `durable` over rejected seqs with nothing accepted and unwritten
+    /// below them, by this session or, in `unwritten_elsewhere` (the writer's
+    /// lowest unwritten seq of this driver), by an older one still queued.
+    fn advance(&mut self, unwritten_elsewhere: Option<u64>) {
         let pending = self.pending.len();
         self.pending.retain(|&seq| seq > self.durable);
         self.newly_durable += (pending - self.pending.len()) as u64;
-        let first_pending = self.pending.first().copied().unwrap_or(u64::MAX);
-        if let Some(&covered) = self.rejected.range(..first_pending).next_back() {
+        let first_pending = self.pending.first().copied().into_iter().chain(unwritten_elsewhere).min();
+        if let Some(&covered) = self.rejected.range(..first_pending.unwrap_or(u64::MAX)).next_back() {
             self.durable = self.durable.max(covered);
         }
         self.rejected.retain(|&seq| seq > self.durable);
@@ -742,7 +764,7 @@ async fn connected(
             _ = app.stopping.cancelled() => {
                 let hint = pb::ServerHint { ping_interval: None, reconnect: true };
                 let _ = outbound.send(message(Payload::Hint(hint))).await;
-                let _ = outbound.send(Err(Status::unavailable("the server is shutting down; reconnect and resend above durable_seq"))).await;
+                let _ = outbound.send(Err(shutting_down())).await;
                 break 'stream;
             }
             _ = outbound.closed() => break 'stream,
@@ -757,9 +779,13 @@ async fn connected(
                     Some(pb::connect_request::Payload::Ping(ping)) => {
                         match pings.take(app, &writer, &ping).await {
                             Ok(()) => metrics::counter!(PINGS_ACCEPTED_TOTAL).increment(1),
-                            Err(why) => {
+                            Err(NotTaken::Rejected(why)) => {
                                 note_rejection(driver_id, ping.seq, why);
                                 rejected.push(rejection(&ping, why));
+                            }
+                            Err(NotTaken::Stopped) => {
+                                let _ = outbound.send(Err(shutting_down())).await;
+                                break 'stream;
                             }
                         }
                     }
@@ -822,7 +848,7 @@ async fn connected(
                     break 'stream;
                 }
                 let seq = *durable_seqs.borrow_and_update();
-                pings.durable_moved(seq);
+                pings.durable_moved(seq, writer.lowest_unwritten(driver_id));
             }
             // Lagged or reconnected: re-reading is the answer either way.
             _ = inbox.recv() => needs_sync = true,
@@ -966,10 +992,11 @@ impl DriverService for DriverApi {
         for ping in &sorted {
             match pings.take(&self.app, &writer, ping).await {
                 Ok(()) => highest = highest.max(ping.seq),
-                Err(why) => {
+                Err(NotTaken::Rejected(why)) => {
                     note_rejection(caller.user_id, ping.seq, why);
                     rejected.push(rejection(ping, why));
                 }
+                Err(NotTaken::Stopped) => return Err(shutting_down()),
             }
         }
         let deadline = tokio::time::sleep(self.app.ingest.report_timeout);
@@ -981,7 +1008,7 @@ impl DriverService for DriverApi {
             }
         }
         let seq = *durable_seqs.borrow();
-        pings.durable_moved(seq);
+        pings.durable_moved(seq, writer.lowest_unwritten(caller.user_id));
         pings.record_durable(&self.app, true).await;
         Ok(Response::new(pb::ReportLocationResponse {
             ack: Some(pb::PingAck { durable_seq: pings.durable, rejected }),
@@ -1166,35 +1193,67 @@ mod tests {
         DriverPings::new(Uuid::new_v4(), None, durable)
     }
 
+    /// `seqs` accepted and queued by this session.
+    fn submit(state: &mut DriverPings, seqs: &[u64]) {
+        state.pending.extend(seqs);
+        state.submitted = state.submitted.max(seqs.iter().copied().max().unwrap_or(0));
+    }
+
     #[test]
     fn a_rejected_seq_is_covered_once_everything_accepted_below_it_is_durable() {
         let mut state = pings(0);
-        state.pending.extend([1, 3]);
-        state.rejected.insert(2);
-        state.advance();
+        submit(&mut state, &[1, 3]);
+        state.remember_rejected(2, None);
         assert_eq!(state.durable, 0, "1 is not durable yet");
-        state.durable_moved(1);
+        state.durable_moved(1, None);
         assert_eq!(state.durable, 2, "1 durable, 2 rejected: both covered; 3 still pending");
-        state.rejected.insert(4);
-        state.advance();
+        submit(&mut state, &[5]);
+        state.remember_rejected(4, None);
         assert_eq!(state.durable, 2, "3 is pending below 4");
-        state.durable_moved(3);
+        state.durable_moved(3, None);
         assert_eq!(state.durable, 4);
+        state.durable_moved(5, None);
         assert!(state.rejected.is_empty() && state.pending.is_empty());
+    }
+
+    #[test]
+    fn a_rejected_seq_above_every_accepted_one_is_not_covered() {
+        let mut state = pings(0);
+        submit(&mut state, &[1]);
+        state.durable_moved(1, None);
+        // A bogus seq far ahead: covering it would refuse every later ping as a duplicate.
+        state.remember_rejected(1 << 62, None);
+        state.remember_rejected(2, None);
+        assert_eq!(state.durable, 1);
+        submit(&mut state, &[3]);
+        state.durable_moved(3, None);
+        assert_eq!(state.durable, 3, "the next accepted ping covers the bad one below it");
+    }
+
+    #[test]
+    fn a_rejected_seq_waits_for_an_older_session_s_unwritten_pings() {
+        // The app reconnected: 5 and 6 are still queued by the old session,
+        // and their resends here were rejected (too old, say).
+        let mut state = pings(4);
+        submit(&mut state, &[7]);
+        state.remember_rejected(5, Some(5));
+        state.remember_rejected(6, Some(5));
+        assert_eq!(state.durable, 4, "5 and 6 are only queued, not written");
+        state.durable_moved(6, None);
+        assert_eq!(state.durable, 6);
     }
 
     #[test]
     fn bad_pings_behind_one_that_is_not_durable_are_remembered_up_to_a_bound() {
         let mut state = pings(0);
-        state.pending.insert(1);
+        submit(&mut state, &[1, 10_000]);
         for seq in 2..10_000 {
-            state.remember_rejected(seq);
+            state.remember_rejected(seq, None);
         }
         assert_eq!(state.rejected.len(), MAX_REJECTED_WAITING);
-        state.durable_moved(1);
+        state.durable_moved(1, None);
         assert_eq!(state.durable, MAX_REJECTED_WAITING as u64 + 1, "the remembered ones are covered");
-        state.pending.insert(10_000);
-        state.durable_moved(10_000);
+        state.durable_moved(10_000, None);
         assert_eq!(state.durable, 10_000, "an accepted ping above the rest covers them too");
         assert!(state.rejected.is_empty());
     }
