@@ -105,8 +105,11 @@ struct Tracker {
 /// driver only while delivering).
 pub async fn track(app: App, start: Start, max_locations_per_second: u32, show_address: bool) -> BoxStream<Message> {
     let (order, after, history) = match start {
-        Start::Fresh { order, history } => {
+        Start::Fresh { order, mut history } => {
+            // History read after the order may hold newer events: they come
+            // as events, after the snapshot that matches the order.
             let after = order.last_event_seq;
+            history.retain(|event| event.seq <= after);
             (order, after, Some(history))
         }
         Start::Resume { order, after } => (order, after, None),
@@ -120,7 +123,9 @@ pub async fn track(app: App, start: Start, max_locations_per_second: u32, show_a
         cursor: after,
         snapshot: None,
         events: VecDeque::new(),
-        reread: history.is_none(),
+        // The order was read before subscribing: an event committed in
+        // between woke nobody, so look once more.
+        reread: true,
         degraded: false,
         notice: None,
         driver: None,
@@ -145,7 +150,6 @@ pub async fn track(app: App, start: Start, max_locations_per_second: u32, show_a
     if let Some(history) = history {
         tracker.snapshot = Some(tracker.snapshot_message(&order, &history).await);
     }
-    // The snapshot (or replay) is read after subscribing, so nothing falls in between.
     Box::pin(futures::stream::unfold(tracker, |mut tracker| async move {
         let message = tracker.next().await?;
         Some((message, tracker))
