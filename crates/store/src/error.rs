@@ -1,5 +1,7 @@
 use std::fmt;
 
+use tokio_postgres::error::SqlState;
+
 /// Which store an error came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -73,9 +75,19 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Classes by SQLSTATE what a client can do about it: retry later
+    /// (connection lost; 08 connection exception, 53 insufficient resources,
+    /// 57 operator intervention such as a node draining or a statement
+    /// timeout), retry now (a serialization failure or deadlock that reached
+    /// no retry loop: CockroachDB runs every statement SERIALIZABLE), or
+    /// nothing (a query error: a bug).
     pub(crate) fn postgres(err: tokio_postgres::Error) -> Self {
-        if err.is_closed() || err.as_db_error().is_none() {
+        let class = err.code().map(|code| &code.code()[..2]);
+        if err.is_closed() || err.as_db_error().is_none() || matches!(class, Some("08" | "53" | "57")) {
             StoreError::Unavailable { backend: Backend::Postgres, source: Box::new(err) }
+        } else if matches!(err.code(), Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED)
+        {
+            StoreError::Conflict { attempts: 1 }
         } else {
             StoreError::Query { backend: Backend::Postgres, source: Box::new(err) }
         }
@@ -133,5 +145,26 @@ mod tests {
             source: Box::new(StoreError::Unavailable { backend: Backend::Redis, source: Box::new(io) }),
         };
         assert_eq!(Chain(&err).to_string(), "migration 0001_init.sql failed: redis is unavailable: connection refused");
+    }
+
+    #[tokio::test]
+    async fn postgres_errors_are_classed_by_sqlstate() {
+        // The testkit's config type is another build of this crate's: connect by URL.
+        let url = foodfast_testkit::fresh_postgres().await.url;
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let raise = async |sqlstate: &str| {
+            let statement = format!("DO $$ BEGIN RAISE EXCEPTION 'raised' USING ERRCODE = '{sqlstate}'; END $$");
+            StoreError::postgres(client.batch_execute(&statement).await.unwrap_err())
+        };
+        for sqlstate in ["40001", "40P01"] {
+            assert!(matches!(raise(sqlstate).await, StoreError::Conflict { .. }), "{sqlstate}");
+        }
+        for sqlstate in ["08006", "53300", "57P01", "57014"] {
+            assert!(matches!(raise(sqlstate).await, StoreError::Unavailable { .. }), "{sqlstate}");
+        }
+        for sqlstate in ["23505", "42703", "XX000"] {
+            assert!(matches!(raise(sqlstate).await, StoreError::Query { .. }), "{sqlstate}");
+        }
     }
 }
