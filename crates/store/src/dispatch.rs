@@ -242,8 +242,10 @@ impl Dispatch {
     pub async fn claim_due(&self, owner: Uuid, lease: Duration, limit: u32) -> Result<Vec<ClaimedJob>, StoreError> {
         // A lone statement, not a SERIALIZABLE transaction: on PostgreSQL the
         // scan of due jobs would conflict with every transition touching a job.
-        let rows =
+        let mut rows =
             self.postgres.statement(sql::CLAIM_DISPATCH_JOBS, &[&owner, &millis(lease), &i64::from(limit)]).await?;
+        // RETURNING has no order of its own.
+        rows.sort_by_key(|row| row.get::<_, DateTime<Utc>>(10));
         if rows.is_empty() {
             return Ok(Vec::new());
         }

@@ -60,7 +60,7 @@ macro_rules! restaurants_in_cells {
             restaurant_columns!(),
             " FROM restaurants WHERE ",
             $column,
-            " = ANY($1) AND ($2::TEXT IS NULL OR $2 = ANY(cuisines))"
+            " = ANY($1) AND ($2::TEXT IS NULL OR $2::TEXT = ANY(cuisines))"
         )
     };
 }
@@ -146,7 +146,7 @@ statements! {
 
     LOCK_MENU_VERSION = "SELECT menu_version FROM restaurants WHERE id = $1 FOR UPDATE";
     /// One of the item ids `$2` that another restaurant than `$1` owns.
-    SELECT_FOREIGN_MENU_ITEM = "SELECT id FROM menu_items WHERE id = ANY($2) AND restaurant_id <> $1 LIMIT 1";
+    SELECT_FOREIGN_MENU_ITEM = "SELECT id FROM menu_items WHERE id = ANY($2) AND restaurant_id <> $1 ORDER BY id LIMIT 1";
     BUMP_MENU_VERSION = "UPDATE restaurants SET menu_version = menu_version + 1, menu_updated_at = now(),
             revision = revision + 1, updated_at = now()
         WHERE id = $1";
@@ -423,7 +423,7 @@ statements! {
             AND phase IN ('searching', 'offered') AND due_at <= now()
             AND (lease_until IS NULL OR lease_until < now())
         RETURNING order_id, delivery_id, city, restaurant_lat, restaurant_lng, rounds, lease_epoch, started_at,
-            flagged_at, now()";
+            flagged_at, now(), due_at";
     SELECT_READY_TIMES = "SELECT id, estimated_ready_at FROM orders WHERE id = ANY($1)";
     SELECT_JOB_OFFERS = "SELECT order_id, id, driver_id, status, deadline FROM delivery_offers
         WHERE order_id = ANY($1)";

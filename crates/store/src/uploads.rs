@@ -144,7 +144,7 @@ impl Uploads {
     }
 
     /// Claims up to `limit` due jobs (queued, or processing under a lapsed
-    /// claim) for `lease`, oldest first.
+    /// claim) for `lease`: the longest due, in no particular order.
     #[tracing::instrument(target = "foodfast::trace", name = "Uploads.claim_due", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn claim_due(&self, limit: u32, lease: Duration) -> Result<Vec<ClaimedUpload>, StoreError> {
         let rows = self
