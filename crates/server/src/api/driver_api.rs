@@ -235,6 +235,9 @@ fn rejection(ping: &pb::LocationPing, why: PingRejection) -> pb::RejectedPing {
     pb::RejectedPing { seq: ping.seq, reason: reason as i32, detail }
 }
 
+/// How long a new Connect stream may take to say `hello`.
+const HELLO_WITHIN: Duration = Duration::from_secs(30);
+
 /// Why [`DriverPings::take`] did not take a ping.
 enum NotTaken {
     /// A bad ping: reported in the next ack, its seq covered by the watermark.
@@ -604,12 +607,14 @@ async fn answer_on_stream(
     if answer.reason.chars().count() > MAX_DECLINE_REASON_CHARS {
         return Err(Status::invalid_argument("offer_answer.reason must be at most 200 characters"));
     }
-    let delivery_id = match shown.offers.get(&offer_id) {
-        Some(delivery_id) => *delivery_id,
-        None => match app.dispatch.offer_outcomes(&[offer_id]).await.map_err(ApiError::from)?.first() {
-            Some((_, delivery_id, _)) => *delivery_id,
-            None => return Ok(Some(offer_closed(offer_id, Uuid::nil(), pb::OfferClosedReason::Withdrawn))),
-        },
+    let known = match shown.offers.get(&offer_id) {
+        Some(delivery_id) => Ok(Some(*delivery_id)),
+        None => app.dispatch.offer_outcomes(&[offer_id]).await.map(|found| found.first().map(|(_, id, _)| *id)),
+    };
+    let delivery_id = match known.map_err(ApiError::from) {
+        Ok(Some(delivery_id)) => delivery_id,
+        Ok(None) => return Ok(Some(offer_closed(offer_id, Uuid::nil(), pb::OfferClosedReason::Withdrawn))),
+        Err(err) => return Ok(Some(answer_failed(driver_id, offer_id, err))),
     };
     let answered = if decision == pb::OfferDecision::Accept {
         accept_offer(app, driver_id, delivery_id).await.map(Result::err)
@@ -618,31 +623,36 @@ async fn answer_on_stream(
     };
     let refused = match answered {
         Ok(refused) => refused,
-        // Not the app's fault: the offer stays open until its deadline, the
-        // app is told to answer again, and the stream goes on.
-        Err(err) => {
-            tracing::warn!(driver = %driver_id, %offer_id, error = %err, "could not record an offer answer");
-            let status = Status::from(err);
-            return Ok(Some(Payload::OfferAnswerFailed(pb::OfferAnswerFailed {
-                offer_id: offer_id.to_string(),
-                code: status.code() as i32,
-                message: status.message().to_string(),
-                retry_after: Some(convert::duration(OFFER_ANSWER_RETRY_AFTER)),
-            })));
-        }
+        Err(err) => return Ok(Some(answer_failed(driver_id, offer_id, err))),
     };
     // An accepted or declined offer is told by the next sync, like any change.
     Ok(refused.map(|failure| offer_closed(offer_id, delivery_id, closed_reason(&failure))))
 }
 
+/// An answer the store could not record. Not the app's fault: the offer
+/// stays open until its deadline, the app is told to answer again, and the
+/// stream goes on.
+fn answer_failed(driver_id: Uuid, offer_id: Uuid, err: ApiError) -> Payload {
+    tracing::warn!(driver = %driver_id, %offer_id, error = %err, "could not record an offer answer");
+    let status = Status::from(err);
+    Payload::OfferAnswerFailed(pb::OfferAnswerFailed {
+        offer_id: offer_id.to_string(),
+        code: status.code() as i32,
+        message: status.message().to_string(),
+        retry_after: Some(convert::duration(OFFER_ANSWER_RETRY_AFTER)),
+    })
+}
+
 /// One Connect stream. Ends with `INVALID_ARGUMENT` when the first message
-/// is not `hello` or a message is malformed, `UNAVAILABLE` when the server
-/// shuts down (reconnect and resend above the last `durable_seq`), and
-/// `ABORTED` when a newer Connect stream of the driver (on any replica)
-/// replaced it (the app carries on with the newer one); a bad ping never
-/// ends it. When it ends, the driver gets no more offers until it
-/// reconnects, and an offer it had not answered goes to the next candidate
-/// (unless a newer stream replaced it).
+/// is not `hello` (or does not come within [`HELLO_WITHIN`]) or a message is
+/// malformed, `UNAVAILABLE` when the server shuts down or a store it needs to
+/// start the session is unreachable (reconnect with backoff and resend above
+/// the last `durable_seq`), and `ABORTED` when a newer Connect stream of the
+/// driver (on any replica) replaced it (the app carries on with the newer
+/// one); a bad ping never ends it. When it ends, the driver gets no more
+/// offers until it reconnects, and an offer it had not answered goes to the
+/// next candidate (unless a newer stream replaced it, or the server is
+/// shutting down: then at the offer's deadline).
 async fn session(
     app: App,
     writer: LocationWriter,
@@ -651,13 +661,18 @@ async fn session(
     outbound: Outbound,
 ) {
     let driver_id = caller.user_id;
-    let hello = match inbound.next().await {
-        Some(Ok(pb::ConnectRequest { payload: Some(pb::connect_request::Payload::Hello(hello)) })) => hello,
-        Some(Ok(_)) => {
-            let _ = outbound.send(Err(Status::invalid_argument("the first message must be `hello`"))).await;
+    let first = tokio::select! {
+        first = tokio::time::timeout(HELLO_WITHIN, inbound.next()) => first,
+        _ = app.stopping.cancelled() => return,
+    };
+    let hello = match first {
+        Ok(Some(Ok(pb::ConnectRequest { payload: Some(pb::connect_request::Payload::Hello(hello)) }))) => hello,
+        Ok(Some(Ok(_))) | Err(_) => {
+            let message = format!("the first message must be `hello`, within {} s", HELLO_WITHIN.as_secs());
+            let _ = outbound.send(Err(Status::invalid_argument(message))).await;
             return;
         }
-        Some(Err(_)) | None => return,
+        Ok(Some(Err(_)) | None) => return,
     };
     let session_id = Uuid::new_v4();
     let recorded = match app.live.start_session(driver_id, session_id).await {
@@ -673,6 +688,9 @@ async fn session(
     };
     connected(&app, writer, caller, hello, inbound, &outbound, recorded).await;
     match app.live.end_session(driver_id, session_id).await {
+        // A deploy: the app reconnects to another replica and finds its
+        // offers there; their deadlines cover an app that does not.
+        Ok(true) if app.stopping.is_cancelled() => {}
         Ok(true) => match app.dispatch.expire_driver_offers(driver_id).await {
             Ok(orders) if !orders.is_empty() => app.wake(DISPATCH_TOPIC).await,
             Ok(_) => {}
@@ -777,7 +795,14 @@ async fn connected(
                 }
                 Some(Ok(request)) => match request.payload {
                     Some(pb::connect_request::Payload::Ping(ping)) => {
-                        match pings.take(app, &writer, &ping).await {
+                        // Taking may wait for room in the writer's queue: not
+                        // past the app leaving or the server stopping.
+                        let taken = tokio::select! {
+                            taken = pings.take(app, &writer, &ping) => taken,
+                            _ = outbound.closed() => break 'stream,
+                            _ = app.stopping.cancelled() => Err(NotTaken::Stopped),
+                        };
+                        match taken {
                             Ok(()) => metrics::counter!(PINGS_ACCEPTED_TOTAL).increment(1),
                             Err(NotTaken::Rejected(why)) => {
                                 note_rejection(driver_id, ping.seq, why);
