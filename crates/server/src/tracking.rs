@@ -95,15 +95,24 @@ struct Tracker {
     finished: bool,
     /// Whether the caller may see the delivery address (snapshots omit it otherwise).
     show_address: bool,
+    /// The caller, when it watches as the order's driver: only while it is.
+    as_driver: Option<Uuid>,
 }
 
 /// The stream of one order. Ends with OK after a DELIVERED, CANCELLED or
 /// REJECTED event (or at once for an order already finished and nothing to
 /// replay); with UNAVAILABLE when the server shuts down or the database
-/// stays unreachable (resume with the last seq).
+/// stays unreachable (resume with the last seq); with PERMISSION_DENIED when
+/// the order leaves `as_driver`, the watching driver.
 /// `show_address`: whether the caller may see the delivery address (a
 /// driver only while delivering).
-pub async fn track(app: App, start: Start, max_locations_per_second: u32, show_address: bool) -> BoxStream<Message> {
+pub async fn track(
+    app: App,
+    start: Start,
+    max_locations_per_second: u32,
+    show_address: bool,
+    as_driver: Option<Uuid>,
+) -> BoxStream<Message> {
     let (order, after, history) = match start {
         Start::Fresh { order, mut history } => {
             // History read after the order may hold newer events: they come
@@ -138,6 +147,7 @@ pub async fn track(app: App, start: Start, max_locations_per_second: u32, show_a
         next_resync: now + jittered(config.resync_interval),
         finished: false,
         show_address,
+        as_driver,
         app,
     };
     // A replica that just started may not have reached Redis yet: give it a
@@ -179,6 +189,12 @@ impl Tracker {
         }
         loop {
             if let Some(event) = self.events.pop_front() {
+                // A cancellation clears the driver too: that last event is theirs to see.
+                if matches!(event.kind, EventKind::DriverAssigned | EventKind::StatusChanged)
+                    && !event.status.is_terminal()
+                {
+                    self.still_the_driver().await?;
+                }
                 return Ok(Some(self.event_message(event).await));
             }
             if self.reread {
@@ -294,6 +310,17 @@ impl Tracker {
         let interval = if self.degraded { config.degraded_poll_interval } else { config.resync_interval };
         self.next_resync = Instant::now() + jittered(interval);
         Ok(())
+    }
+
+    /// A driver watches only while the order is theirs: a reassignment (or a
+    /// release) ends the stream before it shows the next driver.
+    async fn still_the_driver(&self) -> Result<(), Status> {
+        let Some(me) = self.as_driver else { return Ok(()) };
+        let order = self.app.orders.get(self.tracked.order_id).await.map_err(ApiError::from)?;
+        if order.is_some_and(|order| order.driver_id == Some(me)) {
+            return Ok(());
+        }
+        Err(Status::permission_denied("the order is no longer assigned to you"))
     }
 
     async fn event_message(&mut self, event: OrderEvent) -> Message {

@@ -335,6 +335,37 @@ async fn only_the_orders_parties_and_operators_may_watch_it() {
 }
 
 #[tokio::test]
+async fn a_driver_stops_watching_when_the_order_is_reassigned() {
+    let kitchen = Kitchen::open().await;
+    let (first, second) = (kitchen.driver(1).await, kitchen.driver(1).await);
+    let order_id = kitchen.ready_order().await;
+    for driver in [&first, &second] {
+        kitchen.online(driver).await;
+    }
+    kitchen.assign(&order_id, &first).await.unwrap();
+    let mut watched = track(&mut kitchen.server.tracking(Some(&first)), &order_id, 0).await;
+    snapshot(next(&mut watched).await.unwrap());
+
+    kitchen.assign_as(&kitchen.admin, &order_id, &second, true).await.unwrap();
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(15), watched.next()).await.expect("the stream went silent") {
+            Some(Ok(message)) => {
+                assert!(
+                    !matches!(message.payload, Some(Payload::Event(_) | Payload::DriverLocation(_) | Payload::Eta(_))),
+                    "the first driver saw the order after it was reassigned: {message:?}"
+                );
+            }
+            Some(Err(status)) => break status,
+            None => panic!("the stream ended without an error"),
+        }
+    };
+    assert_eq!(ended.code(), Code::PermissionDenied, "{ended:?}");
+    // The new driver follows it.
+    let mut watched = track(&mut kitchen.server.tracking(Some(&second)), &order_id, 0).await;
+    snapshot(next(&mut watched).await.unwrap());
+}
+
+#[tokio::test]
 async fn a_redis_outage_degrades_the_stream_which_catches_up_from_the_database() {
     let mut redis = PrivateRedis::start();
     let kitchen = Kitchen::open_with(|config| {

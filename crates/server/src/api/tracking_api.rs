@@ -97,7 +97,8 @@ impl TrackingService for TrackingApi {
         } else {
             Start::Resume { order, after: resume_after }
         };
-        Ok(Response::new(tracking::track(self.app.clone(), start, rate, show_address).await))
+        let as_driver = (caller.role == Role::Driver).then_some(caller.user_id);
+        Ok(Response::new(tracking::track(self.app.clone(), start, rate, show_address, as_driver).await))
     }
 
     async fn get_driver_track(
