@@ -18,6 +18,7 @@ use foodfast_domain::eta::{Eta, EtaEstimator, Leg, should_push};
 use foodfast_domain::geo::LatLng;
 use foodfast_domain::names::display_name;
 use foodfast_domain::order::OrderStatus;
+use foodfast_store::StoreError;
 use foodfast_store::fanout::{DriverFollow, Wake, order_topic};
 use foodfast_store::live::LivePosition;
 use foodfast_store::orders::{EventKind, Order, OrderEvent};
@@ -97,12 +98,20 @@ struct Tracker {
     show_address: bool,
     /// The caller, when it watches as the order's driver: only while it is.
     as_driver: Option<Uuid>,
+    /// When reading events started failing for lack of a database.
+    database_failing_since: Option<Instant>,
 }
+
+/// How long a stream waits out an unreachable database before it ends, and
+/// how often it tries meanwhile.
+const DATABASE_OUTAGE_TOLERANCE: Duration = Duration::from_secs(30);
+const DATABASE_RETRY: Duration = Duration::from_secs(1);
 
 /// The stream of one order. Ends with OK after a DELIVERED, CANCELLED or
 /// REJECTED event (or at once for an order already finished and nothing to
 /// replay); with UNAVAILABLE when the server shuts down or the database
-/// stays unreachable (resume with the last seq); with PERMISSION_DENIED when
+/// stays unreachable for [`DATABASE_OUTAGE_TOLERANCE`] (resume with the last
+/// seq); with PERMISSION_DENIED when
 /// the order leaves `as_driver`, the watching driver.
 /// `show_address`: whether the caller may see the delivery address (a
 /// driver only while delivering).
@@ -148,6 +157,7 @@ pub async fn track(
         finished: false,
         show_address,
         as_driver,
+        database_failing_since: None,
         app,
     };
     // A replica that just started may not have reached Redis yet: give it a
@@ -296,14 +306,28 @@ impl Tracker {
             + jittered(if self.degraded { config.degraded_poll_interval } else { config.resync_interval });
     }
 
+    /// Reads the events after the cursor. While the database is unreachable
+    /// (a failover, a draining node) it tries again every second or so, and
+    /// gives up with UNAVAILABLE after [`DATABASE_OUTAGE_TOLERANCE`]: one
+    /// stream in 50,000 reconnecting at once would read far more.
     async fn read_events(&mut self) -> Result<(), Status> {
         let config = &self.app.tracking;
-        let events = self
-            .app
-            .orders
-            .events_after(self.tracked.order_id, self.cursor, config.event_batch)
-            .await
-            .map_err(ApiError::from)?;
+        let events = match self.app.orders.events_after(self.tracked.order_id, self.cursor, config.event_batch).await {
+            Ok(events) => {
+                self.database_failing_since = None;
+                events
+            }
+            Err(err @ (StoreError::Unavailable { .. } | StoreError::Conflict { .. })) => {
+                let since = *self.database_failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= DATABASE_OUTAGE_TOLERANCE {
+                    return Err(ApiError::from(err).into());
+                }
+                self.reread = false;
+                self.next_resync = Instant::now() + jittered(DATABASE_RETRY);
+                return Ok(());
+            }
+            Err(err) => return Err(ApiError::from(err).into()),
+        };
         // A full batch may have more behind it.
         self.reread = events.len() == config.event_batch as usize;
         self.events.extend(events);

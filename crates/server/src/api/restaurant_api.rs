@@ -223,7 +223,7 @@ impl RestaurantService for RestaurantApi {
     }
 
     /// Ends with `UNAVAILABLE` when the server shuts down or the database
-    /// stays unreachable (resume with the last cursor), `INVALID_ARGUMENT` for
+    /// fails (resume with the last cursor), `INVALID_ARGUMENT` for
     /// a bad cursor, `PERMISSION_DENIED` for anyone but the restaurant's staff
     /// and operators.
     async fn watch_orders(
