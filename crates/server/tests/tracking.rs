@@ -395,6 +395,32 @@ async fn a_redis_outage_degrades_the_stream_which_catches_up_from_the_database()
     assert_eq!((event.seq, event.status()), (seq + 2, pb::OrderStatus::Preparing));
 }
 
+#[tokio::test]
+async fn a_frozen_redis_is_noticed_and_the_stream_degrades_instead_of_stalling() {
+    let redis = PrivateRedis::start();
+    let kitchen = Kitchen::open_with(|config| {
+        config.stores.redis.url = redis.url();
+        config.tracking.degraded_poll_interval = Duration::from_millis(300);
+    })
+    .await;
+    let order_id = kitchen.placed_order().await;
+    let mut stream = track(&mut kitchen.server.tracking(Some(&kitchen.customer)), &order_id, 0).await;
+    let (seq, _) = snapshot(next(&mut stream).await.unwrap());
+
+    // The pub/sub connection stays open but nothing answers on it.
+    redis.freeze();
+    let notice = |message: Option<pb::TrackOrderResponse>| match message.unwrap().payload {
+        Some(Payload::Notice(notice)) => notice.kind(),
+        other => panic!("expected a notice, got {other:?}"),
+    };
+    assert_eq!(notice(next(&mut stream).await), pb::TrackingNoticeKind::LiveUpdatesDegraded);
+    redis.resume();
+    assert_eq!(notice(next(&mut stream).await), pb::TrackingNoticeKind::LiveUpdatesRestored);
+    kitchen.restaurant_sets(&order_id, "accepted").await;
+    let (event, _) = next_event(&mut stream).await;
+    assert_eq!((event.seq, event.status()), (seq + 1, pb::OrderStatus::Confirmed));
+}
+
 async fn arrived(
     kitchen: &Kitchen,
     caller: &foodfast_domain::access::Principal,

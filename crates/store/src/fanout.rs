@@ -45,6 +45,10 @@ const INBOX_BATCH: usize = 512;
 /// Most distinct topics an overflow remembers dropping wake-ups for; past
 /// it, every topic re-reads.
 const MAX_DROPPED_TOPICS: usize = 1_024;
+/// How often the pub/sub connection is asked for a PONG: a connection that
+/// stopped answering (a half-open socket, a frozen server) delivers nothing
+/// and fails nothing, so only asking finds it.
+const SUBSCRIBER_PING_EVERY: Duration = Duration::from_secs(5);
 
 /// A topic's wake-up: either a change was published, or changes may have
 /// been missed (the pub/sub connection came back, or the listener fell
@@ -287,9 +291,19 @@ impl Fanout {
                 self.wake_all(Wake::MayHaveMissed);
             }
             first = false;
+            let mut health =
+                tokio::time::interval_at(tokio::time::Instant::now() + SUBSCRIBER_PING_EVERY, SUBSCRIBER_PING_EVERY);
+            health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
+                    _ = health.tick() => {
+                        // Answered within the connection's response timeout, or it is gone.
+                        if let Err(err) = ::redis::cmd("PING").query_async::<Value>(&mut connection).await {
+                            tracing::warn!(error = %err, "pub/sub connection does not answer; reconnecting");
+                            break;
+                        }
+                    }
                     _ = self.followers_changed.notified() => {
                         if let Err(err) = self.sync_subscriptions(&mut connection, &mut subscribed).await {
                             tracing::warn!(error = %err, "pub/sub subscribe failed; reconnecting");

@@ -131,6 +131,22 @@ impl PrivateRedis {
         }
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open and nothing
+    /// answers, as with a half-open socket; `resume` thaws it.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("the server runs").id().to_string();
+        let sent = Command::new("kill").args([signal, &pid]).status().expect("kill");
+        assert!(sent.success(), "kill {signal} {pid}");
+    }
+
     /// Starts the server again on the same port and waits until it answers.
     pub fn restart(&mut self) {
         self.kill();
