@@ -168,6 +168,19 @@ async fn each_bad_ping_is_reported_with_its_reason_and_the_stream_goes_on() {
 }
 
 #[tokio::test]
+async fn a_seq_sent_twice_on_one_stream_is_a_duplicate_even_before_it_is_durable() {
+    let server = driver_server().await;
+    let driver = server.driver().await;
+    let mut session = connect(&server, &driver).await;
+    session.send(ping(1, 0.0, 60.0)).await;
+    session.send(ping(1, 0.0, 60.0)).await;
+    session.send(ping(2, 10.0, 59.0)).await;
+    let rejected = session.until_durable(2).await;
+    let reasons: Vec<(u64, pb::PingRejectionReason)> = rejected.iter().map(|r| (r.seq, r.reason())).collect();
+    assert_eq!(reasons, vec![(1, pb::PingRejectionReason::DuplicateSeq)]);
+}
+
+#[tokio::test]
 async fn the_durable_watermark_outlives_the_stream_for_the_next_session_on_any_replica() {
     let server = driver_server().await;
     let driver = server.driver().await;

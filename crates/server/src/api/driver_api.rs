@@ -23,7 +23,7 @@ use foodfast_store::orders::{Arrival, ArrivalRefused};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Code, Request, Response, Status, Streaming};
 use uuid::Uuid;
 
 use super::order_api::not_visible;
@@ -172,8 +172,9 @@ async fn reported(app: &App, caller: &Principal, order_id: Uuid, report: Report)
     }
 }
 
-/// The answer to a `DeliveryTransition` sent over Connect. A refusal is an
-/// answer too: it never ends the stream.
+/// The answer to a `DeliveryTransition` sent over Connect. A refusal, or a
+/// failure to record it (the app sends it again), is an answer too: it never
+/// ends the stream.
 async fn transition_result(app: &App, caller: &Principal, transition: pb::DeliveryTransition) -> pb::TransitionResult {
     let stepped = match (Report::from_proto(transition.step), parse_uuid("order_id", &transition.order_id)) {
         (Ok(report), Ok(order_id)) => reported(app, caller, order_id, report).await,
@@ -186,7 +187,16 @@ async fn transition_result(app: &App, caller: &Principal, transition: pb::Delive
             (pb::TransitionOutcome::AlreadyApplied, Some(order.status), String::new())
         }
         Err(Refusal { error, status }) => {
-            (pb::TransitionOutcome::Refused, status, Status::from(error).message().to_string())
+            let error = Status::from(error);
+            let outcome = match error.code() {
+                Code::Unavailable
+                | Code::Aborted
+                | Code::DeadlineExceeded
+                | Code::ResourceExhausted
+                | Code::Internal => pb::TransitionOutcome::Failed,
+                _ => pb::TransitionOutcome::Refused,
+            };
+            (outcome, status, error.message().to_string())
         }
     };
     pb::TransitionResult {
@@ -319,7 +329,9 @@ impl DriverPings {
         let raw = raw_ping(ping);
         let now = Utc::now();
         let policy = &app.ingest.ping_policy;
-        if raw.seq != 0 && raw.seq <= self.durable {
+        // Below the watermark, or queued by this session already: the same
+        // seq sent twice on one stream is not a resend.
+        if raw.seq != 0 && (raw.seq <= self.durable || self.pending.contains(&raw.seq)) {
             return Err(PingRejection::DuplicateSeq.into());
         }
         let resend = self.last.is_some_and(|last| raw.seq <= last.seq);

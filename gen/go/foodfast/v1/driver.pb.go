@@ -461,6 +461,9 @@ const (
 	TransitionOutcome_TRANSITION_OUTCOME_ALREADY_APPLIED TransitionOutcome = 2
 	// Not allowed now (wrong state, not this driver's order); nothing changed. See error.
 	TransitionOutcome_TRANSITION_OUTCOME_REFUSED TransitionOutcome = 3
+	// Could not be recorded now (the database was busy or unreachable); nothing changed. Send the
+	// same transition again (same transition_id) after a moment. See error.
+	TransitionOutcome_TRANSITION_OUTCOME_FAILED TransitionOutcome = 4
 )
 
 // Enum value maps for TransitionOutcome.
@@ -470,12 +473,14 @@ var (
 		1: "TRANSITION_OUTCOME_APPLIED",
 		2: "TRANSITION_OUTCOME_ALREADY_APPLIED",
 		3: "TRANSITION_OUTCOME_REFUSED",
+		4: "TRANSITION_OUTCOME_FAILED",
 	}
 	TransitionOutcome_value = map[string]int32{
 		"TRANSITION_OUTCOME_UNSPECIFIED":     0,
 		"TRANSITION_OUTCOME_APPLIED":         1,
 		"TRANSITION_OUTCOME_ALREADY_APPLIED": 2,
 		"TRANSITION_OUTCOME_REFUSED":         3,
+		"TRANSITION_OUTCOME_FAILED":          4,
 	}
 )
 
@@ -1247,8 +1252,8 @@ func (x *RejectedPing) GetDetail() string {
 	return ""
 }
 
-// Acknowledgement of pings. Sent when durable_seq advances or pings are rejected, batched at
-// most every few hundred milliseconds.
+// Acknowledgement of pings. Sent when durable_seq advances or pings are rejected; pings and
+// completions that arrive together share one ack.
 type PingAck struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Every ping of this driver with seq <= durable_seq is either stored durably in the location
@@ -1538,7 +1543,7 @@ type TransitionResult struct {
 	Outcome TransitionOutcome `protobuf:"varint,4,opt,name=outcome,proto3,enum=foodfast.v1.TransitionOutcome" json:"outcome,omitempty"`
 	// The order's status after it.
 	OrderStatus OrderStatus `protobuf:"varint,5,opt,name=order_status,json=orderStatus,proto3,enum=foodfast.v1.OrderStatus" json:"order_status,omitempty"`
-	// Why it was refused; empty otherwise.
+	// Why it was refused or failed; empty otherwise.
 	Error         string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3129,12 +3134,13 @@ const file_foodfast_v1_driver_proto_rawDesc = "" +
 	"\fDeliveryStop\x12\x1d\n" +
 	"\x19DELIVERY_STOP_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18DELIVERY_STOP_RESTAURANT\x10\x01\x12\x1a\n" +
-	"\x16DELIVERY_STOP_CUSTOMER\x10\x02*\x9f\x01\n" +
+	"\x16DELIVERY_STOP_CUSTOMER\x10\x02*\xbe\x01\n" +
 	"\x11TransitionOutcome\x12\"\n" +
 	"\x1eTRANSITION_OUTCOME_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aTRANSITION_OUTCOME_APPLIED\x10\x01\x12&\n" +
 	"\"TRANSITION_OUTCOME_ALREADY_APPLIED\x10\x02\x12\x1e\n" +
-	"\x1aTRANSITION_OUTCOME_REFUSED\x10\x032\xa5\t\n" +
+	"\x1aTRANSITION_OUTCOME_REFUSED\x10\x03\x12\x1d\n" +
+	"\x19TRANSITION_OUTCOME_FAILED\x10\x042\xa5\t\n" +
 	"\rDriverService\x12H\n" +
 	"\aConnect\x12\x1b.foodfast.v1.ConnectRequest\x1a\x1c.foodfast.v1.ConnectResponse(\x010\x01\x12~\n" +
 	"\x0eReportLocation\x12\".foodfast.v1.ReportLocationRequest\x1a#.foodfast.v1.ReportLocationResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/api/v1/drivers/location\x12\x85\x01\n" +

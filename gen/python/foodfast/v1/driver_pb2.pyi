@@ -73,6 +73,7 @@ class TransitionOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRANSITION_OUTCOME_APPLIED: _ClassVar[TransitionOutcome]
     TRANSITION_OUTCOME_ALREADY_APPLIED: _ClassVar[TransitionOutcome]
     TRANSITION_OUTCOME_REFUSED: _ClassVar[TransitionOutcome]
+    TRANSITION_OUTCOME_FAILED: _ClassVar[TransitionOutcome]
 DRIVER_AVAILABILITY_UNSPECIFIED: DriverAvailability
 DRIVER_AVAILABILITY_ONLINE: DriverAvailability
 DRIVER_AVAILABILITY_OFFLINE: DriverAvailability
@@ -110,6 +111,7 @@ TRANSITION_OUTCOME_UNSPECIFIED: TransitionOutcome
 TRANSITION_OUTCOME_APPLIED: TransitionOutcome
 TRANSITION_OUTCOME_ALREADY_APPLIED: TransitionOutcome
 TRANSITION_OUTCOME_REFUSED: TransitionOutcome
+TRANSITION_OUTCOME_FAILED: TransitionOutcome
 
 class Delivery(_message.Message):
     __slots__ = ("delivery_id", "order_id", "order_status", "restaurant_name", "restaurant_address", "customer_name", "customer_address", "item_count", "food_ready_at", "pickup_eta", "dropoff_eta", "estimated_earnings")
