@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::geo::{LatLng, distance_m};
+use crate::validation::FieldError;
 
 /// How strict the checks are (from configuration).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -35,6 +36,30 @@ impl Default for PingPolicy {
             max_speed_mps: 70.0,
             jitter_m: 50.0,
         }
+    }
+}
+
+/// The longest `max_age` or `max_future_skew` a policy may have: the
+/// stored track lives 30 days, and time arithmetic stays far from overflow.
+pub const MAX_PING_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
+
+impl PingPolicy {
+    /// For configuration: the field named is the struct field.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if self.max_age.is_zero() || self.max_age > MAX_PING_WINDOW {
+            return Err(FieldError::new("max_age", "must be more than 0 and at most 30 days"));
+        }
+        if self.max_future_skew > MAX_PING_WINDOW {
+            return Err(FieldError::new("max_future_skew", "must be at most 30 days"));
+        }
+        // Written so that NaN fails too.
+        if !(self.max_speed_mps.is_finite() && self.max_speed_mps > 0.0) {
+            return Err(FieldError::new("max_speed_mps", "must be a number more than 0"));
+        }
+        if !(self.jitter_m.is_finite() && self.jitter_m >= 0.0) {
+            return Err(FieldError::new("jitter_m", "must be a number, 0 or more"));
+        }
+        Ok(())
     }
 }
 
@@ -143,6 +168,21 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z").unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn the_default_policy_is_valid_and_bad_ones_name_their_field() {
+        PingPolicy::default().validate().unwrap();
+        let bad = [
+            ("max_age", PingPolicy { max_age: Duration::ZERO, ..PingPolicy::default() }),
+            ("max_age", PingPolicy { max_age: Duration::from_secs(u64::MAX), ..PingPolicy::default() }),
+            ("max_future_skew", PingPolicy { max_future_skew: MAX_PING_WINDOW * 2, ..PingPolicy::default() }),
+            ("max_speed_mps", PingPolicy { max_speed_mps: f64::NAN, ..PingPolicy::default() }),
+            ("jitter_m", PingPolicy { jitter_m: -1.0, ..PingPolicy::default() }),
+        ];
+        for (field, policy) in bad {
+            assert_eq!(policy.validate().unwrap_err().field, field);
+        }
     }
 
     fn raw(seq: u64, lat: f64, lng: f64, seconds_ago: i64) -> RawPing {

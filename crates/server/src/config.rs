@@ -804,6 +804,7 @@ impl Config {
             return Err(invalid("media.jpeg_quality", "must be 1 to 100".into()));
         }
         self.ingest.zones.validate().map_err(|message| invalid("ingest.zones", message))?;
+        self.ingest.ping_policy.validate().map_err(|err| invalid("ingest.ping_policy", err.to_string()))?;
         self.ingest.writer.validate().map_err(|err| invalid("ingest.writer", err.to_string()))?;
         if self.ingest.outbound_buffer == 0 {
             return Err(invalid("ingest.outbound_buffer", "must be at least 1".into()));
@@ -848,6 +849,9 @@ impl Config {
         }
         if self.service.watch_buffer == 0 {
             return Err(invalid("service.watch_buffer", "must be at least 1".into()));
+        }
+        if self.service.watch_heartbeat.is_zero() {
+            return Err(invalid("service.watch_heartbeat", "must be positive".into()));
         }
         self.traces.validate().map_err(|(field, message)| invalid(&format!("traces.{field}"), message))?;
         if self.admin.listen_addr == self.grpc.listen_addr {
