@@ -63,6 +63,21 @@ impl PingPolicy {
     }
 }
 
+/// How far past the driver's highest known seq a ping's seq may be. Seqs go
+/// up by one per ping, so a bigger jump is a bug; taking it (or covering it
+/// by the durable watermark) would make every later ping a duplicate.
+pub const MAX_SEQ_JUMP: u64 = 1_000_000;
+
+/// Refuses a seq more than [`MAX_SEQ_JUMP`] past `highest_known`.
+pub fn check_seq_jump(highest_known: u64, seq: u64) -> Result<(), PingRejection> {
+    if seq > highest_known.saturating_add(MAX_SEQ_JUMP) {
+        return Err(PingRejection::InvalidField(
+            "seq is more than 1,000,000 past the driver's last one; seqs go up by 1 per ping",
+        ));
+    }
+    Ok(())
+}
+
 /// A ping as the app sent it, not yet trusted.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RawPing {
@@ -168,6 +183,13 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z").unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_seq_may_jump_at_most_max_seq_jump_past_the_highest_known() {
+        assert!(check_seq_jump(0, MAX_SEQ_JUMP).is_ok());
+        assert!(check_seq_jump(0, MAX_SEQ_JUMP + 1).is_err());
+        assert!(check_seq_jump(u64::MAX - 1, u64::MAX).is_ok(), "no overflow near the top");
     }
 
     #[test]

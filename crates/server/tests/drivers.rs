@@ -181,6 +181,21 @@ async fn a_seq_sent_twice_on_one_stream_is_a_duplicate_even_before_it_is_durable
 }
 
 #[tokio::test]
+async fn a_seq_far_past_the_last_is_refused_and_does_not_lock_the_driver_out() {
+    let server = driver_server().await;
+    let driver = server.driver().await;
+    let mut session = connect(&server, &driver).await;
+    session.send(ping(1, 0.0, 60.0)).await;
+    session.send(ping(1 << 40, 5.0, 59.0)).await;
+    session.send(ping(2, 10.0, 58.0)).await;
+    let rejected = session.until_durable(2).await;
+    let reasons: Vec<(u64, pb::PingRejectionReason)> = rejected.iter().map(|r| (r.seq, r.reason())).collect();
+    assert_eq!(reasons, vec![(1 << 40, pb::PingRejectionReason::InvalidField)]);
+    let stored: Vec<u64> = track(&server, &driver, &driver).await.iter().map(|p| p.seq).collect();
+    assert_eq!(stored, vec![1, 2]);
+}
+
+#[tokio::test]
 async fn the_durable_watermark_outlives_the_stream_for_the_next_session_on_any_replica() {
     let server = driver_server().await;
     let driver = server.driver().await;

@@ -334,6 +334,7 @@ impl DriverPings {
         if raw.seq != 0 && (raw.seq <= self.durable || self.pending.contains(&raw.seq)) {
             return Err(PingRejection::DuplicateSeq.into());
         }
+        ping::check_seq_jump(self.highest_known(), raw.seq)?;
         let resend = self.last.is_some_and(|last| raw.seq <= last.seq);
         let accepted = ping::check(policy, if resend { None } else { self.last.as_ref() }, &raw, now)?;
         let city = app.ingest.zones.city_of(accepted.position).to_string();
@@ -377,18 +378,24 @@ impl DriverPings {
         outcome
     }
 
-    /// Remembers a rejected seq above the watermark and below an accepted
-    /// one, up to [`MAX_REJECTED_WAITING`]: past it (the store is down and the
-    /// app keeps sending bad pings) the ack covers the rest only once an
-    /// accepted ping above them is durable. A seq above every accepted one
-    /// (the newest ping was bad, or a bogus seq far ahead) waits for the next
-    /// accepted ping: covering it would make every ping below it a duplicate.
+    /// Remembers a rejected seq above the watermark, up to
+    /// [`MAX_REJECTED_WAITING`]: past it (the store is down and the app keeps
+    /// sending bad pings) the ack covers the rest only once an accepted ping
+    /// above them is durable. A bogus seq far ahead is never covered: it
+    /// would make every later ping a duplicate.
     fn remember_rejected(&mut self, seq: u64, unwritten_elsewhere: Option<u64>) {
-        let highest_accepted = self.last.map_or(0, |last| last.seq).max(self.submitted);
-        if seq > self.durable && seq < highest_accepted && self.rejected.len() < MAX_REJECTED_WAITING {
+        if seq > self.durable
+            && ping::check_seq_jump(self.highest_known(), seq).is_ok()
+            && self.rejected.len() < MAX_REJECTED_WAITING
+        {
             self.rejected.insert(seq);
             self.advance(unwritten_elsewhere);
         }
+    }
+
+    /// The highest seq this driver is known to have reached.
+    fn highest_known(&self) -> u64 {
+        self.last.map_or(0, |last| last.seq).max(self.submitted).max(self.durable)
     }
 
     /// The writer made everything accepted up to `seq` durable.
@@ -1254,17 +1261,15 @@ mod tests {
     }
 
     #[test]
-    fn a_rejected_seq_above_every_accepted_one_is_not_covered() {
+    fn a_rejected_seq_far_past_every_known_one_is_not_covered() {
         let mut state = pings(0);
         submit(&mut state, &[1]);
         state.durable_moved(1, None);
         // A bogus seq far ahead: covering it would refuse every later ping as a duplicate.
         state.remember_rejected(1 << 62, None);
-        state.remember_rejected(2, None);
         assert_eq!(state.durable, 1);
-        submit(&mut state, &[3]);
-        state.durable_moved(3, None);
-        assert_eq!(state.durable, 3, "the next accepted ping covers the bad one below it");
+        state.remember_rejected(2, None);
+        assert_eq!(state.durable, 2, "the newest ping was bad: covered, nothing is pending below it");
     }
 
     #[test]
