@@ -554,13 +554,15 @@ async fn server_stream(
         Err(_) => return grpc_error(&not_answered_within(open_timeout)),
     };
     let output = route.method.output();
+    let upstream = upstream.clone();
     let events = futures::stream::unfold(Some(messages), move |messages| {
-        let output = output.clone();
+        let (output, upstream) = (output.clone(), upstream.clone());
         async move {
             let mut messages = messages?;
             let (event, rest) = match messages.next().await {
                 Some(Ok(bytes)) => (stream_event(output, &bytes), Some(messages)),
                 Some(Err(status)) => {
+                    let status = upstream.own_error(status);
                     let body = errors::body(status.code(), status.message());
                     (Event::default().event("error").data(body.to_string()), None)
                 }

@@ -85,7 +85,20 @@ impl Upstream {
         request: tonic::Request<Vec<u8>>,
     ) -> Result<tonic::Response<Vec<u8>>, Status> {
         let (mut grpc, path) = self.ready(path).await?;
-        grpc.unary(request, path, RawCodec).await
+        grpc.unary(request, path, RawCodec).await.map_err(|status| self.own_error(status))
+    }
+
+    /// The gateway's own name for a failure of its own: tonic refuses an
+    /// answer past `max_response_bytes` as OUT_OF_RANGE, which would read as
+    /// the client's mistake (HTTP 400).
+    pub fn own_error(&self, status: Status) -> Status {
+        if status.code() == tonic::Code::OutOfRange && status.message().starts_with("Error, decoded message length") {
+            return Status::internal(format!(
+                "the server's answer is larger than the gateway takes (http.max_response_bytes, {} bytes)",
+                self.max_response_bytes
+            ));
+        }
+        status
     }
 
     /// Calls the server-streaming method at `path`.

@@ -161,6 +161,22 @@ async fn mistakes_get_4xx_json_that_names_them_and_never_reach_the_server() {
 }
 
 /// Reads `text/event-stream` events: their id and JSON data.
+#[tokio::test]
+async fn an_answer_larger_than_the_gateway_takes_is_its_own_error_not_the_clients() {
+    use reqwest::Method;
+    let stack = Stack::start_with(|config| config.http.max_response_bytes = 2048).await;
+    let admin = stack.user(Role::Admin, None).await;
+    let Kitchen { restaurant_id, staff, .. } = stack.kitchen(&admin).await;
+    let items: Vec<Value> = (0..60)
+        .map(|i| json!({"name": format!("Dish {i}"), "price": {"currencyCode": "EUR", "amount": "8.00"}}))
+        .collect();
+    let menu = json!({"categories": [{"name": "Mains", "items": items}]});
+    let path = format!("/api/v1/restaurants/{restaurant_id}/menu");
+    let (status, body) = stack.call(Method::PUT, &path, Some(&staff), Some(menu)).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::INTERNAL_SERVER_ERROR, Some("INTERNAL")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("http.max_response_bytes"), "{body}");
+}
+
 struct SseReader {
     chunks: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
     buffer: String,
