@@ -373,7 +373,8 @@ impl DriverPings {
     async fn take(&mut self, app: &App, writer: &LocationWriter, ping: &pb::LocationPing) -> Result<(), NotTaken> {
         let outcome = self.accept(app, writer, ping).await;
         if let Err(NotTaken::Rejected(_)) = outcome {
-            self.remember_rejected(ping.seq, writer.lowest_unwritten(self.driver_id));
+            let driver_id = self.driver_id;
+            self.remember_rejected(ping.seq, || writer.lowest_unwritten(driver_id));
         }
         outcome
     }
@@ -383,7 +384,7 @@ impl DriverPings {
     /// sending bad pings) the ack covers the rest only once an accepted ping
     /// above them is durable. A bogus seq far ahead is never covered: it
     /// would make every later ping a duplicate.
-    fn remember_rejected(&mut self, seq: u64, unwritten_elsewhere: Option<u64>) {
+    fn remember_rejected(&mut self, seq: u64, unwritten_elsewhere: impl FnOnce() -> Option<u64>) {
         if seq > self.durable
             && ping::check_seq_jump(self.highest_known(), seq).is_ok()
             && self.rejected.len() < MAX_REJECTED_WAITING
@@ -399,19 +400,23 @@ impl DriverPings {
     }
 
     /// The writer made everything accepted up to `seq` durable.
-    fn durable_moved(&mut self, seq: u64, unwritten_elsewhere: Option<u64>) {
+    fn durable_moved(&mut self, seq: u64, unwritten_elsewhere: impl FnOnce() -> Option<u64>) {
         self.durable = self.durable.max(seq);
         self.advance(unwritten_elsewhere);
     }
 
     /// Moves `durable` over rejected seqs with nothing accepted and unwritten
-    /// below them, by this session or, in `unwritten_elsewhere` (the writer's
-    /// lowest unwritten seq of this driver), by an older one still queued.
-    fn advance(&mut self, unwritten_elsewhere: Option<u64>) {
+    /// below them, by this session or, as `unwritten_elsewhere` tells (the
+    /// writer's lowest unwritten seq of this driver, asked only when a
+    /// rejected seq waits), by an older one still queued.
+    fn advance(&mut self, unwritten_elsewhere: impl FnOnce() -> Option<u64>) {
         let pending = self.pending.len();
         self.pending.retain(|&seq| seq > self.durable);
         self.newly_durable += (pending - self.pending.len()) as u64;
-        let first_pending = self.pending.first().copied().into_iter().chain(unwritten_elsewhere).min();
+        if self.rejected.is_empty() {
+            return;
+        }
+        let first_pending = self.pending.first().copied().into_iter().chain(unwritten_elsewhere()).min();
         if let Some(&covered) = self.rejected.range(..first_pending.unwrap_or(u64::MAX)).next_back() {
             self.durable = self.durable.max(covered);
         }
@@ -892,7 +897,7 @@ async fn connected(
                     break 'stream;
                 }
                 let seq = *durable_seqs.borrow_and_update();
-                pings.durable_moved(seq, writer.lowest_unwritten(driver_id));
+                pings.durable_moved(seq, || writer.lowest_unwritten(driver_id));
             }
             // Lagged or reconnected: re-reading is the answer either way.
             _ = inbox.recv() => needs_sync = true,
@@ -1052,7 +1057,7 @@ impl DriverService for DriverApi {
             }
         }
         let seq = *durable_seqs.borrow();
-        pings.durable_moved(seq, writer.lowest_unwritten(caller.user_id));
+        pings.durable_moved(seq, || writer.lowest_unwritten(caller.user_id));
         pings.record_durable(&self.app, true).await;
         Ok(Response::new(pb::ReportLocationResponse {
             ack: Some(pb::PingAck { durable_seq: pings.durable, rejected }),
@@ -1247,16 +1252,16 @@ mod tests {
     fn a_rejected_seq_is_covered_once_everything_accepted_below_it_is_durable() {
         let mut state = pings(0);
         submit(&mut state, &[1, 3]);
-        state.remember_rejected(2, None);
+        state.remember_rejected(2, || None);
         assert_eq!(state.durable, 0, "1 is not durable yet");
-        state.durable_moved(1, None);
+        state.durable_moved(1, || None);
         assert_eq!(state.durable, 2, "1 durable, 2 rejected: both covered; 3 still pending");
         submit(&mut state, &[5]);
-        state.remember_rejected(4, None);
+        state.remember_rejected(4, || None);
         assert_eq!(state.durable, 2, "3 is pending below 4");
-        state.durable_moved(3, None);
+        state.durable_moved(3, || None);
         assert_eq!(state.durable, 4);
-        state.durable_moved(5, None);
+        state.durable_moved(5, || None);
         assert!(state.rejected.is_empty() && state.pending.is_empty());
     }
 
@@ -1264,11 +1269,11 @@ mod tests {
     fn a_rejected_seq_far_past_every_known_one_is_not_covered() {
         let mut state = pings(0);
         submit(&mut state, &[1]);
-        state.durable_moved(1, None);
+        state.durable_moved(1, || None);
         // A bogus seq far ahead: covering it would refuse every later ping as a duplicate.
-        state.remember_rejected(1 << 62, None);
+        state.remember_rejected(1 << 62, || None);
         assert_eq!(state.durable, 1);
-        state.remember_rejected(2, None);
+        state.remember_rejected(2, || None);
         assert_eq!(state.durable, 2, "the newest ping was bad: covered, nothing is pending below it");
     }
 
@@ -1278,10 +1283,10 @@ mod tests {
         // and their resends here were rejected (too old, say).
         let mut state = pings(4);
         submit(&mut state, &[7]);
-        state.remember_rejected(5, Some(5));
-        state.remember_rejected(6, Some(5));
+        state.remember_rejected(5, || Some(5));
+        state.remember_rejected(6, || Some(5));
         assert_eq!(state.durable, 4, "5 and 6 are only queued, not written");
-        state.durable_moved(6, None);
+        state.durable_moved(6, || None);
         assert_eq!(state.durable, 6);
     }
 
@@ -1290,12 +1295,12 @@ mod tests {
         let mut state = pings(0);
         submit(&mut state, &[1, 10_000]);
         for seq in 2..10_000 {
-            state.remember_rejected(seq, None);
+            state.remember_rejected(seq, || None);
         }
         assert_eq!(state.rejected.len(), MAX_REJECTED_WAITING);
-        state.durable_moved(1, None);
+        state.durable_moved(1, || None);
         assert_eq!(state.durable, MAX_REJECTED_WAITING as u64 + 1, "the remembered ones are covered");
-        state.durable_moved(10_000, None);
+        state.durable_moved(10_000, || None);
         assert_eq!(state.durable, 10_000, "an accepted ping above the rest covers them too");
         assert!(state.rejected.is_empty());
     }
