@@ -470,11 +470,11 @@ struct Shown {
 
 impl Shown {
     /// Re-reads the driver's open offers, held deliveries and availability
-    /// (its at-capacity flag repaired from the database) and returns the
-    /// messages that bring the app up to date: new offers, closed ones,
-    /// deliveries assigned, taken away or cancelled, and the availability
-    /// when the server changed it (e.g. BUSY at capacity).
-    async fn sync(&mut self, app: &App, driver_id: Uuid) -> Result<Vec<Payload>, ApiError> {
+    /// (with `repair`, its at-capacity flag repaired from the database first)
+    /// and returns the messages that bring the app up to date: new offers,
+    /// closed ones, deliveries assigned, taken away or cancelled, and the
+    /// availability when the server changed it (e.g. BUSY at capacity).
+    async fn sync(&mut self, app: &App, driver_id: Uuid, repair: bool) -> Result<Vec<Payload>, ApiError> {
         let mut messages = Vec::new();
         let open = app.dispatch.open_offers(driver_id).await?;
         let closed: Vec<Uuid> =
@@ -539,8 +539,9 @@ impl Shown {
             }
         }
         // The live at-capacity flag follows each commit; a Redis failure then
-        // (or the hash expiring) would leave it wrong until this repair.
-        if let Some(profile) = app.users.driver(driver_id).await? {
+        // (or the hash expiring) would leave it wrong until this repair, done
+        // on the periodic resync rather than on every wake-up.
+        if repair && let Some(profile) = app.users.driver(driver_id).await? {
             app.live.set_at_capacity(driver_id, profile.active_deliveries >= profile.capacity).await?;
         }
         let availability = availability_from(app.live.availability(driver_id).await?.as_deref());
@@ -762,7 +763,7 @@ async fn connected(
     }
     let mut shown = Shown::default();
     let (mut open_offers, mut active_deliveries) = (Vec::new(), Vec::new());
-    match shown.sync(app, driver_id).await {
+    match shown.sync(app, driver_id, true).await {
         Ok(messages) => {
             for payload in messages {
                 match payload {
@@ -801,7 +802,7 @@ async fn connected(
     let resync_every = app.dispatch_config.driver_resync_interval;
     let mut next_resync = tokio::time::Instant::now() + jittered(resync_every);
     'stream: loop {
-        let mut needs_sync = false;
+        let (mut needs_sync, mut repair) = (false, false);
         tokio::select! {
             _ = app.stopping.cancelled() => {
                 let hint = pb::ServerHint { ping_interval: None, reconnect: true };
@@ -903,7 +904,7 @@ async fn connected(
             _ = inbox.recv() => needs_sync = true,
             _ = tokio::time::sleep_until(next_resync) => {
                 next_resync = tokio::time::Instant::now() + jittered(resync_every);
-                needs_sync = true;
+                (needs_sync, repair) = (true, true);
             }
             _ = sleep_until_or_never(follow_up) => {}
         }
@@ -922,7 +923,7 @@ async fn connected(
                     }
                 }
             }
-            match shown.sync(app, driver_id).await {
+            match shown.sync(app, driver_id, repair).await {
                 Ok(messages) => {
                     for payload in messages {
                         if outbound.send(message(payload)).await.is_err() {
@@ -1103,7 +1104,7 @@ impl DriverService for DriverApi {
         let position = live.position(driver_id).await.map_err(ApiError::from)?;
         let mut shown = Shown::default();
         let (mut open_offers, mut active_deliveries) = (Vec::new(), Vec::new());
-        for payload in shown.sync(&self.app, driver_id).await? {
+        for payload in shown.sync(&self.app, driver_id, true).await? {
             match payload {
                 Payload::Offer(offer) => open_offers.push(offer),
                 Payload::Assignment(change) => active_deliveries.extend(change.delivery),
