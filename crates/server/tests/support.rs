@@ -2,8 +2,9 @@
 //! replicas chat, every message stored (with its seq) before anyone sees it;
 //! a resent message is stored once; typing indicators cross replicas and
 //! lapse; a closed conversation refuses messages until it is opened again;
-//! a reconnect replays only what was missed; bad input is rejected without
-//! ending the stream; nobody reads another customer's conversation.
+//! a reconnect replays only what was missed; a retried start rejoins the open
+//! conversation; bad input is rejected without ending the stream; nobody
+//! reads another customer's conversation.
 
 mod common;
 
@@ -346,4 +347,30 @@ async fn typing_stops_when_the_typist_leaves_or_goes_quiet() {
     assert!(!mine.typing_indicator().await.typing);
     assert!(started.elapsed() >= Duration::from_secs(5), "lapsed after {:?}", started.elapsed());
     drop(theirs);
+}
+
+#[tokio::test]
+async fn a_start_retried_rejoins_the_open_conversation_instead_of_opening_a_second() {
+    let kitchen = Kitchen::open().await;
+    let server = &kitchen.server;
+    let customer = &kitchen.customer;
+    let order_id = kitchen.placed_order().await;
+    let start = |subject: &'static str, order_id: String| async move {
+        let mut chat = Chat::open(&mut server.support_chat(Some(customer)), new_conversation(subject, &order_id)).await;
+        (chat.conversation().await, chat)
+    };
+
+    // Two starts about the same order at once (an app retrying one it heard nothing back from).
+    let ((first, mut chat), (second, _)) =
+        tokio::join!(start("Cold soup", order_id.clone()), start("Cold soup", order_id.clone()));
+    assert_eq!(first.conversation_id, second.conversation_id, "one conversation for both starts");
+    let about_nothing = start("A question", String::new()).await.0;
+    assert_ne!(about_nothing.conversation_id, first.conversation_id, "another subject: another conversation");
+
+    // Once that one is closed, a new start opens a new one.
+    chat.up(pb::chat_request::Payload::Close(pb::CloseConversation::default())).await;
+    assert_eq!(chat.conversation().await.status(), pb::ConversationStatus::Closed);
+    let (third, _) = start("Cold soup again", order_id.clone()).await;
+    assert_ne!(third.conversation_id, first.conversation_id);
+    assert_eq!(third.subject, "Cold soup again");
 }

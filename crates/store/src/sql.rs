@@ -229,6 +229,12 @@ statements! {
         RETURNING ", conversation_columns!()
     );
     SELECT_CONVERSATION = concat!("SELECT ", conversation_columns!(), " FROM conversations WHERE id = $1");
+    /// The customer's open conversation about order `$2` (or about none).
+    SELECT_OPEN_CONVERSATION = concat!(
+        "SELECT ", conversation_columns!(), " FROM conversations
+        WHERE customer_id = $1 AND order_id IS NOT DISTINCT FROM $2 AND status = 'open'
+        ORDER BY created_at DESC, id DESC LIMIT 1"
+    );
     /// `$2`: the new agent or NULL; `$3`: whether it reopens.
     JOIN_CONVERSATION = concat!(
         "UPDATE conversations SET status = 'open', agent_id = COALESCE($2, agent_id),

@@ -55,7 +55,9 @@ impl Support {
         Self { postgres, redis }
     }
 
-    /// Opens a new conversation for `customer_id`.
+    /// Opens a conversation for `customer_id` about `order_id` (or about no
+    /// order), unless one is open already: then that one, so that an app
+    /// retrying a start it heard no answer to does not open a second.
     #[tracing::instrument(target = "foodfast::trace", name = "Support.start", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn start(
         &self,
@@ -63,12 +65,24 @@ impl Support {
         order_id: Option<Uuid>,
         subject: &str,
     ) -> Result<Conversation, StoreError> {
-        let client = self.postgres.client().await?;
-        let row = client
-            .query_one(sql::INSERT_CONVERSATION, &[&Uuid::new_v4(), &customer_id, &order_id, &subject])
+        // SERIALIZABLE: two starts at once cannot both find none and insert.
+        let subject = subject.to_string();
+        self.postgres
+            .serializable(move |tx| {
+                let subject = subject.clone();
+                Box::pin(async move {
+                    let open = tx.query_opt(sql::SELECT_OPEN_CONVERSATION, &[&customer_id, &order_id]).await?;
+                    let row = match open {
+                        Some(row) => row,
+                        None => {
+                            let id = Uuid::new_v4();
+                            tx.query_one(sql::INSERT_CONVERSATION, &[&id, &customer_id, &order_id, &subject]).await?
+                        }
+                    };
+                    Ok::<_, TxError>(conversation_from_row(&row)?)
+                })
+            })
             .await
-            .map_err(StoreError::postgres)?;
-        conversation_from_row(&row)
     }
 
     #[tracing::instrument(target = "foodfast::trace", name = "Support.conversation", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]

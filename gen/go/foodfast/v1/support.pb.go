@@ -317,7 +317,9 @@ func (x *ChatMessage) GetSentAt() *timestamppb.Timestamp {
 // Join or start a conversation (first message up).
 type OpenConversation struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// An existing conversation to join; empty starts a new one (customers only).
+	// An existing conversation to join; empty starts one (customers only), or rejoins the
+	// customer's open conversation about the same order (or about no order), so that a start
+	// retried after a lost answer does not open a second one.
 	ConversationId string `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
 	// For a new conversation: the order it is about (must be the customer's); optional.
 	OrderId string `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`

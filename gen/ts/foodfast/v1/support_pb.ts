@@ -180,7 +180,9 @@ export const ChatMessageSchema: GenMessage<ChatMessage> = /*@__PURE__*/
  */
 export type OpenConversation = Message<"foodfast.v1.OpenConversation"> & {
   /**
-   * An existing conversation to join; empty starts a new one (customers only).
+   * An existing conversation to join; empty starts one (customers only), or rejoins the
+   * customer's open conversation about the same order (or about no order), so that a start
+   * retried after a lost answer does not open a second one.
    *
    * @generated from field: string conversation_id = 1;
    */
