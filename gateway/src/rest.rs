@@ -451,24 +451,17 @@ async fn answer(rest: &Rest, client: SocketAddr, request: Request) -> Response {
         }
         return rest.upload.call(&rest.upstream, &parts, body).await;
     }
-    let Some(verb) = Verb::parse(parts.method.as_str()) else {
-        return error(Code::Unimplemented, StatusCode::METHOD_NOT_ALLOWED, &format!("{} is not served", parts.method));
+    let path = parts.uri.path();
+    let verb = match Verb::parse(parts.method.as_str()) {
+        Some(verb) => verb,
+        // GET without the body, which hyper leaves out of a HEAD answer.
+        None if parts.method == Method::HEAD => Verb::Get,
+        None => return not_served(&parts.method, path, rest.routes.verbs(path)),
     };
-    let (route, fields) = match rest.routes.find(verb, parts.uri.path()) {
+    let (route, fields) = match rest.routes.find(verb, path) {
         Ok(found) => found,
-        Err(NoRoute::NotFound) => {
-            let message = format!("no route {} {}", verb.as_str(), parts.uri.path());
-            return error(Code::NotFound, StatusCode::NOT_FOUND, &message);
-        }
-        Err(NoRoute::MethodNotAllowed(verbs)) => {
-            let allowed = verbs.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ");
-            let message = format!("{} is served with {allowed}", parts.uri.path());
-            let mut response = error(Code::InvalidArgument, StatusCode::METHOD_NOT_ALLOWED, &message);
-            if let Ok(allow) = HeaderValue::from_str(&allowed) {
-                response.headers_mut().insert(header::ALLOW, allow);
-            }
-            return response;
-        }
+        Err(NoRoute::NotFound) => return not_served(&parts.method, path, Vec::new()),
+        Err(NoRoute::MethodNotAllowed(verbs)) => return not_served(&parts.method, path, verbs),
     };
     let body = match axum::body::to_bytes(body, rest.max_body_bytes).await {
         Ok(body) => body,
@@ -528,6 +521,32 @@ pub(crate) fn json_answer(
         },
         Err(status) => grpc_error(&status),
     }
+}
+
+/// The answer to `method` on `path` when no route takes it: 404 for a path
+/// nothing serves; else, with `Allow` naming what does, 204 to OPTIONS (CORS
+/// preflights are answered before this when origins are configured) and 405
+/// to anything else.
+fn not_served(method: &Method, path: &str, verbs: Vec<Verb>) -> Response {
+    if verbs.is_empty() {
+        return error(Code::NotFound, StatusCode::NOT_FOUND, &format!("no route {method} {path}"));
+    }
+    let mut allowed: Vec<&str> = verbs.iter().map(|verb| verb.as_str()).collect();
+    if verbs.contains(&Verb::Get) {
+        allowed.push("HEAD");
+    }
+    allowed.push("OPTIONS");
+    let allowed = allowed.join(", ");
+    let mut response = if method == Method::OPTIONS {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        let message = format!("{path} is served with {allowed}");
+        error(Code::InvalidArgument, StatusCode::METHOD_NOT_ALLOWED, &message)
+    };
+    if let Ok(allow) = HeaderValue::from_str(&allowed) {
+        response.headers_mut().insert(header::ALLOW, allow);
+    }
+    response
 }
 
 /// The gateway's own DEADLINE_EXCEEDED (HTTP 504): the server did not

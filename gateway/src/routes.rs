@@ -5,8 +5,8 @@
 use foodfast_api::google::api::{HttpRule, http_rule::Pattern};
 use prost_reflect::{DescriptorPool, MethodDescriptor, Value};
 
-/// HTTP verbs the annotations use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// HTTP verbs the annotations use, in the order `Allow` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Verb {
     Get,
     Post,
@@ -193,20 +193,34 @@ impl RouteTable {
 
     /// The route for `verb` and `path` (without the query string).
     pub fn find<'p>(&self, verb: Verb, path: &'p str) -> Result<Match<'_, 'p>, NoRoute> {
-        let parts: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
-        let mut other_verbs = Vec::new();
+        let parts = path_segments(path);
+        let found = self.routes.iter().filter(|route| route.verb == verb).find_map(|route| {
+            let bound = route.bind(&parts)?;
+            Some((route, bound))
+        });
+        if let Some(found) = found {
+            return Ok(found);
+        }
+        let verbs = self.verbs(path);
+        if verbs.is_empty() { Err(NoRoute::NotFound) } else { Err(NoRoute::MethodNotAllowed(verbs)) }
+    }
+
+    /// The verbs `path` is served with, in order (none: no such path).
+    pub fn verbs(&self, path: &str) -> Vec<Verb> {
+        let parts = path_segments(path);
+        let mut verbs = Vec::new();
         for route in &self.routes {
-            if let Some(bound) = route.bind(&parts) {
-                if route.verb == verb {
-                    return Ok((route, bound));
-                }
-                if !other_verbs.contains(&route.verb) {
-                    other_verbs.push(route.verb);
-                }
+            if !verbs.contains(&route.verb) && route.bind(&parts).is_some() {
+                verbs.push(route.verb);
             }
         }
-        if other_verbs.is_empty() { Err(NoRoute::NotFound) } else { Err(NoRoute::MethodNotAllowed(other_verbs)) }
+        verbs.sort();
+        verbs
     }
+}
+
+fn path_segments(path: &str) -> Vec<&str> {
+    path.strip_prefix('/').unwrap_or(path).split('/').collect()
 }
 
 fn route(method: &MethodDescriptor, rule: &HttpRule) -> Result<Route, String> {

@@ -137,7 +137,17 @@ async fn mistakes_get_4xx_json_that_names_them_and_never_reach_the_server() {
     assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("NOT_FOUND")));
     let response = stack.request(Method::DELETE, &format!("{order}/cancel"), None).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(response.headers()["allow"], "POST");
+    assert_eq!(response.headers()["allow"], "POST, OPTIONS");
+    let options = stack.request(Method::OPTIONS, &format!("{order}/cancel"), None).send().await.unwrap();
+    assert_eq!(options.status(), StatusCode::NO_CONTENT);
+    assert_eq!(options.headers()["allow"], "POST, OPTIONS");
+    let search = "/api/v1/restaurants?lat=48.857&lng=2.352&radius_m=2000";
+    let head = stack.request(Method::HEAD, search, None).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::OK, "HEAD is GET without the body");
+    assert_eq!(head.headers()["content-type"], "application/json");
+    let response = stack.request(Method::TRACE, search, None).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()["allow"], "GET, POST, HEAD, OPTIONS");
     let (status, body) = stack.call(Method::GET, &order, None, None).await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("UNAUTHENTICATED")));
     let (status, body) = stack.call(Method::GET, "/api/v1/orders/not-a-uuid", Some(&customer), None).await;
