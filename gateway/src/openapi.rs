@@ -104,7 +104,8 @@ fn operation(route: &Route, schemas: &mut Schemas) -> Value {
             "Server-Sent Events: each `data:` is one {} as JSON; `id:` is the resume position (send it back \
              as `Last-Event-ID`); comments are heartbeats. `event: error` (data: the error JSON) ends the \
              stream on an error, `event: end` when it is over (e.g. the order finished): close the \
-             EventSource then, or it reconnects.",
+             EventSource then, or it reconnects. A browser's EventSource, which cannot set headers, may \
+             pass its bearer token as `?access_token=`.",
             method.output().name()
         );
         ("200", json!({"text/event-stream": {"schema": {"type": "string", "description": description}}}))

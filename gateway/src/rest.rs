@@ -318,6 +318,7 @@ async fn handle(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     mut request: Request,
 ) -> Response {
+    token_from_query(&rest.routes, &mut request);
     let telemetry = RequestTelemetry::start(request.method(), route_label(&rest, &request), request.headers());
     let request_id = identify(request.headers_mut());
     // The server's spans become children of this request's.
@@ -355,6 +356,33 @@ fn route_label(rest: &Rest, request: &Request) -> String {
     let route =
         Verb::parse(request.method().as_str()).and_then(|verb| rest.routes.find(verb, request.uri().path()).ok());
     route.map_or_else(|| "unmatched".into(), |(route, _)| route.template())
+}
+
+/// Moves `?access_token=` on a Server-Sent Events route into the
+/// `Authorization` header: a browser's `EventSource` cannot set headers.
+/// Only there, and only without a header, since a token in a URL can end up
+/// in proxies' logs and browser histories.
+fn token_from_query(routes: &RouteTable, request: &mut Request) {
+    if request.method() != Method::GET || request.headers().contains_key(header::AUTHORIZATION) {
+        return;
+    }
+    let Some(query) = request.uri().query() else { return };
+    let path = request.uri().path();
+    if !routes.find(Verb::Get, path).is_ok_and(|(route, _)| route.method.is_server_streaming()) {
+        return;
+    }
+    let (tokens, kept): (Vec<_>, Vec<_>) =
+        form_urlencoded::parse(query.as_bytes()).into_owned().partition(|(key, _)| key == "access_token");
+    let Some((_, token)) = tokens.into_iter().next_back() else { return };
+    let Ok(bearer) = HeaderValue::from_str(&format!("Bearer {token}")) else { return };
+    let mut uri = request.uri().clone().into_parts();
+    let kept = form_urlencoded::Serializer::new(String::new()).extend_pairs(kept).finish();
+    let path_and_query = if kept.is_empty() { path.to_string() } else { format!("{path}?{kept}") };
+    let Ok(path_and_query) = path_and_query.parse() else { return };
+    uri.path_and_query = Some(path_and_query);
+    let Ok(uri) = http::Uri::from_parts(uri) else { return };
+    *request.uri_mut() = uri;
+    request.headers_mut().insert(header::AUTHORIZATION, bearer);
 }
 
 /// Sets `x-request-id` and `traceparent` on `headers`; returns the id.

@@ -95,6 +95,16 @@ async fn a_customer_finds_orders_and_follows_an_order_over_rest() {
     assert_eq!((id.as_deref(), accepted["event"]["status"].as_str()), (Some("2"), Some("ORDER_STATUS_CONFIRMED")));
     let (id, preparing) = events.next_event().await;
     assert_eq!((id.as_deref(), preparing["event"]["status"].as_str()), (Some("3"), Some("ORDER_STATUS_PREPARING")));
+    // A browser's EventSource cannot set headers: the token may come in the query, on streams only.
+    let token = stack.token(&customer);
+    let with_token = format!("{track}?access_token={token}");
+    let response = stack.request(Method::GET, &with_token, None).header("Last-Event-ID", "2").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let (id, replayed) = SseReader::new(response).next_event().await;
+    assert_eq!((id.as_deref(), replayed["event"]["status"].as_str()), (Some("3"), Some("ORDER_STATUS_PREPARING")));
+    let unary = format!("/api/v1/orders/{order_id}?access_token={token}");
+    let (status, body) = stack.call(Method::GET, &unary, None, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "not outside streams: {body}");
 
     let (status, cancelled) = stack
         .call(Method::POST, &format!("/api/v1/orders/{order_id}/cancel"), Some(&customer), Some(json!({"reason": "x"})))
