@@ -6,6 +6,7 @@ pub mod announcements;
 pub mod audit;
 pub mod dispatch;
 pub mod error;
+pub mod failure_log;
 pub mod fanout;
 pub mod health;
 pub mod live;

@@ -28,7 +28,7 @@
 //! `idle_driver_ttl`; anything else is dropped by a periodic sweep.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -45,8 +45,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::failure_log::FailureLog;
 use crate::scylla::Scylla;
-use crate::{Chain, InvalidSetting, StoreError, lock, sql};
+use crate::{InvalidSetting, StoreError, lock, sql};
 
 /// One GPS fix of one driver, as the ingest path accepted it.
 #[derive(Debug, Clone, PartialEq)]
@@ -222,7 +223,7 @@ impl LocationWriter {
             durable: AtomicU64::new(0),
             rows_written: AtomicU64::new(0),
             retries: AtomicU64::new(0),
-            failures: FailureLog::default(),
+            failures: FailureLog::new("location inserts failing; retrying with backoff"),
             stop,
             config,
         });
@@ -519,59 +520,6 @@ fn rows_of(point: &LocationPoint, buckets: u16) -> (CityRowValues<'_>, TrackRowV
 fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
     let ceiling = base.saturating_mul(2u32.saturating_pow(attempt)).min(max);
     ceiling / 2 + ceiling.mul_f64(fastrand::f64() / 2.0)
-}
-
-/// Logs failing inserts at most once per `WARN_EVERY` with a count, not once
-/// per point, and a recovery once after a warning.
-#[derive(Default)]
-struct FailureLog {
-    failing: AtomicBool,
-    state: Mutex<FailureState>,
-}
-
-#[derive(Default)]
-struct FailureState {
-    since: Option<Instant>,
-    last_warn: Option<Instant>,
-    warned: bool,
-    unreported: u64,
-}
-
-const WARN_EVERY: Duration = Duration::from_secs(10);
-
-impl FailureLog {
-    fn failed(&self, err: &StoreError) {
-        let mut state = lock(&self.state);
-        // Under the lock, so a concurrent success cannot miss this episode.
-        self.failing.store(true, Ordering::Relaxed);
-        let now = Instant::now();
-        let since = *state.since.get_or_insert(now);
-        state.unreported += 1;
-        if state.last_warn.is_none_or(|at| now - at >= WARN_EVERY) {
-            tracing::warn!(
-                error = %Chain(err),
-                failed_attempts = state.unreported,
-                failing_for = ?now - since,
-                "location inserts failing; retrying with backoff"
-            );
-            state.last_warn = Some(now);
-            state.warned = true;
-            state.unreported = 0;
-        }
-    }
-
-    fn succeeded(&self) {
-        // The common case costs one relaxed load.
-        if !self.failing.load(Ordering::Relaxed) || !self.failing.swap(false, Ordering::Relaxed) {
-            return;
-        }
-        let mut state = lock(&self.state);
-        let Some(since) = state.since.take() else { return };
-        state.unreported = 0;
-        if std::mem::take(&mut state.warned) {
-            tracing::info!(failing_for = ?since.elapsed(), "location inserts succeed again");
-        }
-    }
 }
 
 /// Per-driver watermarks, sharded so submitting and completing points of

@@ -17,6 +17,7 @@ use foodfast_domain::order::{OrderAction, OrderStatus, Stop, TransitionError};
 use foodfast_domain::ping::{self, Ping, PingRejection, RawPing};
 use foodfast_domain::validation::{FieldError, parse_uuid};
 use foodfast_store::dispatch::{Accepted, AnswerFailure, OfferStatus};
+use foodfast_store::failure_log::FailureLog;
 use foodfast_store::fanout::{DISPATCH_TOPIC, driver_topic};
 use foodfast_store::locations::{LocationPoint, LocationWriter, SubmitError};
 use foodfast_store::orders::{Arrival, ArrivalRefused};
@@ -245,6 +246,10 @@ fn rejection(ping: &pb::LocationPing, why: PingRejection) -> pb::RejectedPing {
     pb::RejectedPing { seq: ping.seq, reason: reason as i32, detail }
 }
 
+/// Every ping's live update fails while Redis is down: warned of in bulk.
+static LIVE_UPDATE_FAILURES: FailureLog =
+    FailureLog::new("live position updates failing; pings are still stored and acknowledged");
+
 /// How long a new Connect stream may take to say `hello`.
 const HELLO_WITHIN: Duration = Duration::from_secs(30);
 
@@ -339,9 +344,10 @@ impl DriverPings {
         let accepted = ping::check(policy, if resend { None } else { self.last.as_ref() }, &raw, now)?;
         let city = app.ingest.zones.city_of(accepted.position).to_string();
         if !resend {
-            if let Err(err) = app.live.update(self.driver_id, &city, &accepted, now).await {
-                // The durable path still takes it; live state catches up with the next ping.
-                tracing::warn!(driver = %self.driver_id, error = %foodfast_store::Chain(&err), "live update failed");
+            // The durable path still takes it; live state catches up with the next ping.
+            match app.live.update(self.driver_id, &city, &accepted, now).await {
+                Ok(()) => LIVE_UPDATE_FAILURES.succeeded(),
+                Err(err) => LIVE_UPDATE_FAILURES.failed(&err),
             }
             self.last = Some(accepted);
         }
