@@ -75,6 +75,23 @@ async fn register_sign_in_refresh_and_sign_out() {
 }
 
 #[tokio::test]
+async fn guesses_sent_all_at_once_are_throttled_like_guesses_in_turn() {
+    let server = TestServer::start_with(|config| config.auth.login_throttle.max_failures = 3).await;
+    let anonymous = server.accounts(None);
+    let email = email();
+    anonymous.clone().register(registration(&email)).await.unwrap();
+    let guesses = (0..12).map(|i| {
+        let (mut client, email) = (anonymous.clone(), email.clone());
+        async move { client.login(pb::LoginRequest { email, password: format!("guess number {i}") }).await }
+    });
+    let answers = futures::future::join_all(guesses).await;
+    let checked = answers.iter().filter(|answer| matches!(answer, Err(s) if s.code() == Code::Unauthenticated)).count();
+    let throttled =
+        answers.iter().filter(|answer| matches!(answer, Err(s) if s.code() == Code::ResourceExhausted)).count();
+    assert_eq!((checked, throttled), (3, 9), "only 3 passwords were checked");
+}
+
+#[tokio::test]
 async fn a_wrong_password_and_an_unknown_email_get_the_same_answer_until_throttled() {
     let server = TestServer::start_with(|config| config.auth.login_throttle.max_failures = 3).await;
     let mut anonymous = server.accounts(None);

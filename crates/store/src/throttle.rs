@@ -1,5 +1,5 @@
 //! Throttling in Redis, so every server replica counts the same calls:
-//! sign-in failures per email in a fixed window ([`LoginThrottle`]), and
+//! sign-in attempts per email in a fixed window ([`LoginThrottle`]), and
 //! calls per key under a rate with a burst ([`RateLimiter`], e.g. orders
 //! placed per customer).
 
@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::StoreError;
 use crate::redis::Redis;
 
-/// Failures allowed per key and window.
+/// Attempts without a success allowed per key and window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ThrottlePolicy {
@@ -38,47 +38,37 @@ impl LoginThrottle {
         Self { redis, policy }
     }
 
-    /// How long `subject` must wait before trying again, if it is at the limit.
-    #[tracing::instrument(target = "foodfast::trace", name = "LoginThrottle.wait", skip_all, fields(otel.kind = "client", db.system = "redis"))]
-    pub async fn wait(&self, subject: &str) -> Result<Option<Duration>, StoreError> {
+    /// Counts a sign-in attempt of `subject` before its password is checked,
+    /// and answers how long it must wait if this attempt is past the limit.
+    /// Counted first, in one step, so that many attempts at once cannot all
+    /// find the count below the limit. The window starts at the first
+    /// attempt; a success forgets them all, so the limit is on attempts
+    /// without a success.
+    #[tracing::instrument(target = "foodfast::trace", name = "LoginThrottle.attempt", skip_all, fields(otel.kind = "client", db.system = "redis"))]
+    pub async fn attempt(&self, subject: &str) -> Result<Option<Duration>, StoreError> {
         let mut connection = self.redis.connection();
-        let (failures, ttl_ms): (Option<u32>, i64) = ::redis::pipe()
-            .cmd("GET")
-            .arg(key(subject))
-            .cmd("PTTL")
-            .arg(key(subject))
-            .query_async(&mut connection)
-            .await
-            .map_err(StoreError::redis)?;
-        Ok(match failures {
-            Some(failures) if failures >= self.policy.max_failures => {
-                crate::metrics::rate_limited("login");
-                Some(Duration::from_millis(ttl_ms.max(1000) as u64))
-            }
-            _ => None,
-        })
-    }
-
-    /// Counts a failure; the window starts at the first one.
-    #[tracing::instrument(target = "foodfast::trace", name = "LoginThrottle.failed", skip_all, fields(otel.kind = "client", db.system = "redis"))]
-    pub async fn failed(&self, subject: &str) -> Result<(), StoreError> {
-        let mut connection = self.redis.connection();
-        let _: () = ::redis::pipe()
+        let (attempts, ttl_ms): (u32, i64) = ::redis::pipe()
+            .atomic()
             .cmd("INCR")
             .arg(key(subject))
-            .ignore()
             .cmd("PEXPIRE")
             .arg(key(subject))
             .arg(self.policy.window.as_millis() as u64)
             .arg("NX")
             .ignore()
+            .cmd("PTTL")
+            .arg(key(subject))
             .query_async(&mut connection)
             .await
             .map_err(StoreError::redis)?;
-        Ok(())
+        if attempts <= self.policy.max_failures {
+            return Ok(None);
+        }
+        crate::metrics::rate_limited("login");
+        Ok(Some(Duration::from_millis(ttl_ms.max(1000) as u64)))
     }
 
-    /// A success forgets the failures.
+    /// A success forgets the attempts.
     #[tracing::instrument(target = "foodfast::trace", name = "LoginThrottle.succeeded", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn succeeded(&self, subject: &str) -> Result<(), StoreError> {
         let mut connection = self.redis.connection();

@@ -179,14 +179,15 @@ impl AccountService for AccountApi {
     }
 
     /// Anyone. A wrong email or password is the same `UNAUTHENTICATED`;
-    /// after `auth.login_throttle.max_failures` failures the email waits
-    /// (`RESOURCE_EXHAUSTED` with a RetryInfo).
+    /// after `auth.login_throttle.max_failures` attempts without a success
+    /// (counted before the password is checked, so concurrent guesses count
+    /// too) the email waits (`RESOURCE_EXHAUSTED` with a RetryInfo).
     async fn login(&self, request: Request<pb::LoginRequest>) -> Result<Response<pb::LoginResponse>, Status> {
         let request = request.into_inner();
         let email = account::email("email", &request.email).map_err(ApiError::from)?;
         let accounts = self.accounts();
         let key = throttle_key(&email);
-        match accounts.throttle.wait(&key).await {
+        match accounts.throttle.attempt(&key).await {
             Ok(Some(retry_after)) => {
                 return Err(ApiError::RateLimited { what: "too many failed sign-ins", retry_after }.into());
             }
@@ -196,9 +197,6 @@ impl AccountService for AccountApi {
         }
         let account = self.app.users.account_by_email(&email).await.map_err(ApiError::from)?;
         if !accounts.password_matches(account.as_ref(), request.password).await? {
-            if let Err(err) = accounts.throttle.failed(&key).await {
-                tracing::warn!(error = %foodfast_store::Chain(&err), "login throttle unavailable");
-            }
             return Err(ApiError::InvalidCredentials.into());
         }
         let account = account.expect("a password matched an account");
