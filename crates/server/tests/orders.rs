@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use common::{TestServer, address_near, item, line};
@@ -233,8 +234,18 @@ async fn declined_timed_out_and_failing_payments_leave_no_order() {
     }
     assert_eq!(shop.order_count().await, 0);
     let client = shop.server.stores.postgres.client().await.unwrap();
-    let keys: i64 = client.query_one("SELECT count(*) FROM idempotency_keys", &[]).await.unwrap().get(0);
-    assert_eq!(keys, 0, "a failed attempt leaves no claimed key behind");
+    let keys: Vec<String> = client
+        .query("SELECT idempotency_key FROM idempotency_keys ORDER BY idempotency_key", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(
+        keys,
+        ["key-pm_provider_error", "key-pm_provider_timeout"],
+        "a declined attempt gives its key back; one the provider did not answer keeps its order id"
+    );
     let events: i64 = client.query_one("SELECT count(*) FROM order_events", &[]).await.unwrap().get(0);
     assert_eq!(events, 0);
 
@@ -246,6 +257,29 @@ async fn declined_timed_out_and_failing_payments_leave_no_order() {
         .await
         .unwrap();
     assert_eq!(order.into_inner().order.unwrap().status(), pb::OrderStatus::Pending);
+}
+
+#[tokio::test]
+async fn a_retry_after_the_provider_did_not_answer_asks_again_for_the_same_order() {
+    let shop = shop().await;
+    let customer = shop.server.customer().await;
+    let request = shop.order_request("key-unanswered", "pm_provider_error");
+    for _ in 0..2 {
+        let err = shop.server.orders(Some(&customer)).create_order(request.clone()).await.unwrap_err();
+        assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    }
+    // The provider may have held money for the first attempt without a word:
+    // the retry asks under the same key (the same order id), so such a hold is
+    // found, not placed a second time.
+    let authorizations: HashSet<String> = shop
+        .server
+        .sandbox
+        .calls()
+        .into_iter()
+        .filter_map(|call| call.idempotency_key)
+        .filter(|key| key.starts_with("authorize:"))
+        .collect();
+    assert_eq!(authorizations.len(), 1, "{authorizations:?}");
 }
 
 #[tokio::test]

@@ -379,11 +379,17 @@ impl Orders {
     /// the payment was declined), so nothing of the attempt remains.
     #[tracing::instrument(target = "foodfast::trace", name = "Orders.release", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn release(&self, customer_id: Uuid, key: &str, order_id: Uuid) -> Result<(), StoreError> {
-        let client = self.postgres.client().await?;
-        client
-            .execute(sql::RELEASE_IDEMPOTENCY_KEY, &[&customer_id, &key, &order_id])
-            .await
-            .map_err(StoreError::postgres)?;
+        self.postgres.statement(sql::RELEASE_IDEMPOTENCY_KEY, &[&customer_id, &key, &order_id]).await?;
+        Ok(())
+    }
+
+    /// Gives up a claim but keeps its order id: the next call with the key
+    /// takes it over at once and places that same order, so whatever the
+    /// payment provider already holds under the order's id is found, not
+    /// held twice.
+    #[tracing::instrument(target = "foodfast::trace", name = "Orders.abandon", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    pub async fn abandon(&self, customer_id: Uuid, key: &str, order_id: Uuid) -> Result<(), StoreError> {
+        self.postgres.statement(sql::ABANDON_IDEMPOTENCY_KEY, &[&customer_id, &key, &order_id]).await?;
         Ok(())
     }
 

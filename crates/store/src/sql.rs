@@ -338,6 +338,9 @@ statements! {
         WHERE customer_id = $1 AND idempotency_key = $2 AND order_id = $3 AND NOT completed";
     RELEASE_IDEMPOTENCY_KEY = "DELETE FROM idempotency_keys
         WHERE customer_id = $1 AND idempotency_key = $2 AND order_id = $3 AND NOT completed";
+    /// Stale at once: the next call with the key takes it over, order id and all.
+    ABANDON_IDEMPOTENCY_KEY = "UPDATE idempotency_keys SET claimed_at = TIMESTAMPTZ '1970-01-01 00:00:00+00'
+        WHERE customer_id = $1 AND idempotency_key = $2 AND order_id = $3 AND NOT completed";
 
     NEXT_RESTAURANT_EVENT_SEQ = "UPDATE restaurants SET event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq";
     INSERT_ORDER = concat!(

@@ -65,14 +65,24 @@ impl OrderApi {
         Ok((restaurant, quote))
     }
 
-    /// Places the order whose idempotency key this call owns. Whatever
-    /// fails before the order is written gives the key back.
+    /// Places the order whose idempotency key this call owns. A refusal
+    /// (a bad cart, a decline) gives the key back for a corrected request. A
+    /// failure (the provider or the database did not answer) keeps the
+    /// order's id for the retry: the provider may hold money under it already,
+    /// and the retry must find that hold, not place a second one.
     async fn place(&self, request: &PlaceRequest<'_>, order_id: Uuid) -> Result<(Order, OrderEvent), ApiError> {
         let placed = self.authorize_and_write(request, order_id).await;
-        if placed.is_err()
-            && let Err(err) = self.app.orders.release(request.customer_id, request.key, order_id).await
-        {
-            tracing::warn!(order = %order_id, error = %foodfast_store::Chain(&err), "could not release idempotency key");
+        if let Err(err) = &placed {
+            let (customer, key) = (request.customer_id, request.key);
+            let given_back = match err {
+                ApiError::Payment(_) | ApiError::Store(_) | ApiError::Internal(_) => {
+                    self.app.orders.abandon(customer, key, order_id).await
+                }
+                _ => self.app.orders.release(customer, key, order_id).await,
+            };
+            if let Err(err) = given_back {
+                tracing::warn!(order = %order_id, error = %foodfast_store::Chain(&err), "could not give the idempotency key back; it goes stale by itself");
+            }
         }
         placed
     }
