@@ -762,8 +762,10 @@ type CreateOrderRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Client-generated key that makes retries safe, 8 to 128 characters (a UUID is
 	// recommended). The same key with the same request returns the order created the first
-	// time; the same key with a different request is ALREADY_EXISTS. Over REST the gateway
-	// fills it from the `Idempotency-Key` header.
+	// time; the same key with a different request is ALREADY_EXISTS. After a refusal (a bad
+	// cart, a decline) the key is free for a corrected request; after UNAVAILABLE retry with
+	// the same key and request: the provider may hold a payment for it already. Over REST the
+	// gateway fills it from the `Idempotency-Key` header.
 	IdempotencyKey string `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	// The restaurant to order from.
 	RestaurantId string `protobuf:"bytes,2,opt,name=restaurant_id,json=restaurantId,proto3" json:"restaurant_id,omitempty"`

@@ -480,8 +480,10 @@ export type CreateOrderRequest = Message<"foodfast.v1.CreateOrderRequest"> & {
   /**
    * Client-generated key that makes retries safe, 8 to 128 characters (a UUID is
    * recommended). The same key with the same request returns the order created the first
-   * time; the same key with a different request is ALREADY_EXISTS. Over REST the gateway
-   * fills it from the `Idempotency-Key` header.
+   * time; the same key with a different request is ALREADY_EXISTS. After a refusal (a bad
+   * cart, a decline) the key is free for a corrected request; after UNAVAILABLE retry with
+   * the same key and request: the provider may hold a payment for it already. Over REST the
+   * gateway fills it from the `Idempotency-Key` header.
    *
    * @generated from field: string idempotency_key = 1;
    */
