@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
-use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -41,7 +41,7 @@ struct Intent {
     status: String,
 }
 
-/// The part of a capture or cancel answer we check.
+/// The part of a capture, cancel or refund answer we check.
 #[derive(Deserialize)]
 struct IntentStatus {
     status: String,
@@ -248,8 +248,13 @@ impl PaymentGateway for HttpPaymentGateway {
 
     async fn refund(&self, payment_id: &str, order_id: Uuid) -> Result<(), PaymentError> {
         let body = json!({ "payment_intent": payment_id });
-        let _: IgnoredAny = self.post(self.url(&["v1", "refunds"]), &format!("refund:{order_id}"), Some(&body)).await?;
-        Ok(())
+        let refund: IntentStatus =
+            self.post(self.url(&["v1", "refunds"]), &format!("refund:{order_id}"), Some(&body)).await?;
+        // A pending refund completes at the provider; a failed or canceled one did not happen.
+        match refund.status.as_str() {
+            "succeeded" | "pending" => Ok(()),
+            _ => expect_status("refund", &refund.status, "succeeded"),
+        }
     }
 }
 
