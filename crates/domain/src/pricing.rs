@@ -31,6 +31,9 @@ use crate::validation::FieldError;
 
 pub const MAX_LINES: usize = 50;
 pub const MAX_QUANTITY: u32 = 99;
+/// The largest amount an order stores (NUMERIC(12, 2)): a cart past it is
+/// refused when priced, before any payment is asked for.
+pub const MAX_ORDER_TOTAL: Decimal = Decimal::from_parts(3_567_587_327, 232, 0, false, 2);
 
 /// Platform-wide pricing, from configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,13 +189,15 @@ pub enum CartError {
     TooManyChoices { line: usize, item_name: String, customization_name: String, max: u32 },
     #[error("the delivery address is {distance_m} m from the restaurant, beyond its delivery radius of {radius_m} m")]
     OutsideDeliveryArea { distance_m: u32, radius_m: u32 },
+    #[error("the order's total is above {max}: place it as several orders", max = MAX_ORDER_TOTAL)]
+    TotalTooLarge,
 }
 
 impl CartError {
     /// The request field at fault (`items[2].quantity`), for a malformed cart.
     pub fn field(&self) -> Option<String> {
         Some(match self {
-            CartError::EmptyCart | CartError::TooManyLines { .. } => "items".to_owned(),
+            CartError::EmptyCart | CartError::TooManyLines { .. } | CartError::TotalTooLarge => "items".to_owned(),
             CartError::QuantityOutOfRange { line, .. } => format!("items[{line}].quantity"),
             CartError::UnknownItem { line, .. } => format!("items[{line}].item_id"),
             CartError::UnknownCustomization { line, .. }
@@ -246,13 +251,17 @@ pub fn quote(
     let subtotal: Decimal = lines.iter().map(|line| line.line_total).sum();
     let delivery_fee = policy.delivery_fee(distance_m);
     let tax = round_money(subtotal * policy.tax_rate);
+    let total = subtotal + delivery_fee + tax;
+    if total > MAX_ORDER_TOTAL {
+        return Err(CartError::TotalTooLarge);
+    }
     let eta_earliest = later(now, restaurant.prep_time.saturating_add(policy.travel_time(distance_m)));
     Ok(Quote {
         lines,
         subtotal,
         delivery_fee,
         tax,
-        total: subtotal + delivery_fee + tax,
+        total,
         currency: restaurant.currency,
         distance_m,
         eta_earliest,
@@ -505,6 +514,21 @@ mod tests {
             quote_for(vec![line(LEMONADE, 0, &[])]).unwrap_err().to_string(),
             format!("item {}: quantity 0 is out of range; order from 1 to 99", id(LEMONADE))
         );
+    }
+
+    #[test]
+    fn a_total_the_order_cannot_store_is_refused_when_priced() {
+        assert_eq!(MAX_ORDER_TOTAL, dec!(9999999999.99));
+        let mut menu = items();
+        menu.get_mut(&id(LEMONADE)).unwrap().price = dec!(200000000.00);
+        let priced = |quantity| {
+            let cart = Cart { lines: vec![line(LEMONADE, quantity, &[])] };
+            quote(&PricingPolicy::default(), &restaurant(), &menu, &cart, north(2_500.0), now())
+        };
+        assert!(priced(1).is_ok());
+        let refused = priced(99).unwrap_err();
+        assert_eq!(refused, CartError::TotalTooLarge);
+        assert_eq!(refused.field().as_deref(), Some("items"));
     }
 
     #[test]
