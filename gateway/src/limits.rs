@@ -87,9 +87,10 @@ impl Limits {
         };
         self.per_ip.check_key(&client_block(ip)).map_err(refused("per_ip"))?;
         if let Some(token) = authorization {
-            // Keyed by the token (hashed: no secret kept): forged tokens still share the IP's bucket.
+            // Keyed by the token (hashed: no secret kept), as the server reads it: spaces
+            // around it make no new bucket. Forged tokens still share the IP's bucket.
             let mut hasher = DefaultHasher::new();
-            token.hash(&mut hasher);
+            foodfast_auth::bearer(token).unwrap_or(token).hash(&mut hasher);
             let caller = hasher.finish();
             self.per_caller.check_key(&caller).map_err(refused("per_caller"))?;
             if places_order {
@@ -193,6 +194,15 @@ mod tests {
         assert!(limits.check(ip, Some("b"), false).is_ok(), "another caller has its own bucket");
         assert!(limits.check(ip, None, false).is_err(), "the IP's burst of 4 is spent");
         assert!(limits.check([10, 0, 0, 2].into(), Some("b"), false).is_ok(), "another IP has its own bucket");
+    }
+
+    #[test]
+    fn spaces_around_a_token_make_no_new_caller() {
+        let limits = tight();
+        let ip = |last: u8| IpAddr::from([10, 0, 0, last]);
+        assert!(limits.check(ip(1), Some("Bearer tok"), false).is_ok());
+        assert!(limits.check(ip(2), Some("Bearer  tok "), false).is_ok());
+        assert!(limits.check(ip(3), Some("Bearer tok  "), false).is_err(), "the caller's burst of 2 is spent");
     }
 
     #[test]
