@@ -11,6 +11,7 @@ use foodfast_domain::support::ConversationStatus;
 use foodfast_store::migrate;
 use foodfast_store::postgres::Postgres;
 use foodfast_store::redis::Redis;
+use foodfast_store::sql;
 use foodfast_store::support::{ChatSender, ConversationFilter, Sent, Support};
 use foodfast_store::users::{NewUser, Users};
 use uuid::Uuid;
@@ -18,6 +19,7 @@ use uuid::Uuid;
 struct Fixture {
     support: Support,
     users: Users,
+    postgres: Postgres,
 }
 
 impl Fixture {
@@ -26,7 +28,16 @@ impl Fixture {
         let postgres = Postgres::connect(&config.postgres).await.unwrap();
         migrate::migrate_postgres(&postgres, &migrate::cockroach_migrations()).await.unwrap();
         let redis = Redis::connect(&config.redis).await.unwrap();
-        Self { support: Support::new(postgres.clone(), redis), users: Users::new(postgres) }
+        Self { support: Support::new(postgres.clone(), redis), users: Users::new(postgres.clone()), postgres }
+    }
+
+    /// A conversation of `customer` about no order, written as it is stored:
+    /// `start` would rejoin the open one instead of opening another.
+    async fn conversation(&self, customer: &ChatSender, subject: &str) -> Uuid {
+        let id = Uuid::new_v4();
+        let client = self.postgres.client().await.unwrap();
+        client.query_one(sql::INSERT_CONVERSATION, &[&id, &customer.id, &None::<Uuid>, &subject]).await.unwrap();
+        id
     }
 
     async fn account(&self, role: Role) -> ChatSender {
@@ -128,13 +139,29 @@ async fn a_closed_conversation_takes_nothing_until_someone_joins_it_again() {
 }
 
 #[tokio::test]
+async fn a_start_rejoins_the_open_conversation_about_the_same_order_until_it_closes() {
+    let fixture = Fixture::new().await;
+    let customer = fixture.account(Role::Customer).await;
+    let starts = (0..4).map(|_| fixture.support.start(customer.id, None, "Cold soup"));
+    let started: HashSet<Uuid> = futures::future::join_all(starts).await.into_iter().map(|c| c.unwrap().id).collect();
+    assert_eq!(started.len(), 1, "four starts at once, one conversation");
+    let id = *started.iter().next().unwrap();
+    fixture.support.close(id, &customer, "").await.unwrap();
+    assert_ne!(
+        fixture.support.start(customer.id, None, "Cold soup").await.unwrap().id,
+        id,
+        "a closed one is not rejoined"
+    );
+}
+
+#[tokio::test]
 async fn lists_page_by_latest_activity_and_filter() {
     let fixture = Fixture::new().await;
     let (ana, bo) = (fixture.account(Role::Customer).await, fixture.account(Role::Customer).await);
     let mut ids = Vec::new();
     for n in 0..5 {
         let customer = if n < 3 { &ana } else { &bo };
-        ids.push(fixture.support.start(customer.id, None, &format!("subject {n}")).await.unwrap().id);
+        ids.push(fixture.conversation(customer, &format!("subject {n}")).await);
     }
     // Ana's first conversation becomes the most recently active.
     fixture.support.send(ids[0], &ana, Uuid::new_v4(), "still there?").await.unwrap();
