@@ -49,6 +49,19 @@ async fn register_sign_in_refresh_and_sign_out() {
     let refresh = |token: &str| pb::RefreshTokenRequest { refresh_token: token.into() };
     let rotated = anonymous.refresh_token(refresh(&session.refresh_token)).await.unwrap().into_inner().tokens.unwrap();
     server.accounts_as(&rotated.access_token).get_profile(pb::GetProfileRequest {}).await.unwrap();
+    // A retry moments later (its answer was lost, or another tab) is refused, and harms nobody.
+    let retried = anonymous.refresh_token(refresh(&session.refresh_token)).await.unwrap_err();
+    assert_eq!(retried.code(), Code::Unauthenticated);
+    let rotated = anonymous.refresh_token(refresh(&rotated.refresh_token)).await.unwrap().into_inner().tokens.unwrap();
+    // Later, the old token back means someone else holds a copy: every session ends.
+    let client = server.stores.postgres.client().await.unwrap();
+    client
+        .execute(
+            "UPDATE refresh_tokens SET revoked_at = revoked_at - INTERVAL '1 minute' WHERE replaced_by IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap();
     let reused = anonymous.refresh_token(refresh(&session.refresh_token)).await.unwrap_err();
     assert_eq!(reused.code(), Code::Unauthenticated);
     let stolen_copy = anonymous.refresh_token(refresh(&rotated.refresh_token)).await.unwrap_err();
@@ -65,6 +78,9 @@ async fn register_sign_in_refresh_and_sign_out() {
         .unwrap();
     assert_eq!(anonymous.refresh_token(refresh(&first.refresh_token)).await.unwrap_err().code(), Code::Unauthenticated);
     let still = anonymous.refresh_token(refresh(&second.refresh_token)).await.unwrap().into_inner().tokens.unwrap();
+    // A dead token (rotated, or found in an old backup) signs nobody out: `still` goes on below.
+    let dead = anonymous.logout(pb::LogoutRequest { refresh_token: second.refresh_token.clone(), all_sessions: true });
+    assert_eq!(dead.await.unwrap_err().code(), Code::Unauthenticated);
     anonymous
         .logout(pb::LogoutRequest { refresh_token: still.refresh_token.clone(), all_sessions: true })
         .await

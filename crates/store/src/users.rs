@@ -86,6 +86,10 @@ pub struct DriverProfile {
     pub active_deliveries: u32,
 }
 
+/// How long after a rotation the old refresh token may come back without
+/// being taken for a stolen copy (it is refused either way).
+const REFRESH_REUSE_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+
 #[derive(Clone)]
 pub struct Users {
     postgres: Postgres,
@@ -225,10 +229,12 @@ impl Users {
                     let (id, user_id): (Uuid, Uuid) = (row.get(0), row.get(1));
                     let expires_at: DateTime<Utc> = row.get(2);
                     let revoked_at: Option<DateTime<Utc>> = row.get(3);
-                    if revoked_at.is_some() {
+                    if let Some(revoked_at) = revoked_at {
                         let replaced_by: Option<Uuid> = row.get(4);
-                        if replaced_by.is_some() {
-                            // Reuse of a rotated token: someone else holds a copy.
+                        // Reuse of a rotated token: someone else holds a copy. Unless it comes
+                        // within moments of the rotation: the same app retrying a refresh whose
+                        // answer it lost, or two tabs refreshing at once.
+                        if replaced_by.is_some() && revoked_at < Utc::now() - REFRESH_REUSE_GRACE {
                             tx.execute(sql::REVOKE_USER_REFRESH_TOKENS, &[&user_id]).await?;
                         }
                         return Ok(Err(RefreshRefused::Revoked));
@@ -247,7 +253,9 @@ impl Users {
     }
 
     /// Revokes the refresh token `token_hash`, or with `all_sessions` every
-    /// token of its account. `false` if the token is not known.
+    /// token of its account. `false` if the token is not known or no longer
+    /// live (revoked, rotated or expired): an old token found in a backup
+    /// signs nobody out.
     #[tracing::instrument(target = "foodfast::trace", name = "Users.revoke_refresh_token", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn revoke_refresh_token(&self, token_hash: &str, all_sessions: bool) -> Result<bool, StoreError> {
         let client = self.postgres.client().await?;
@@ -257,6 +265,10 @@ impl Users {
             return Ok(false);
         };
         let (id, user_id): (Uuid, Uuid) = (row.get(0), row.get(1));
+        let (expires_at, revoked_at): (DateTime<Utc>, Option<DateTime<Utc>>) = (row.get(2), row.get(3));
+        if revoked_at.is_some() || expires_at <= Utc::now() {
+            return Ok(false);
+        }
         let (statement, key) =
             if all_sessions { (sql::REVOKE_USER_REFRESH_TOKENS, user_id) } else { (sql::REVOKE_REFRESH_TOKEN, id) };
         client.execute(statement, &[&key]).await.map_err(StoreError::postgres)?;

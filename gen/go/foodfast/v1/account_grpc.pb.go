@@ -47,10 +47,13 @@ type AccountServiceClient interface {
 	Login(ctx context.Context, in *LoginRequest, opts ...grpc.CallOption) (*LoginResponse, error)
 	// Exchanges a refresh token for a new access token and a new refresh token; the old refresh
 	// token is revoked. Anyone holding a valid refresh token may call (no access token needed).
-	// A revoked, expired or unknown refresh token is UNAUTHENTICATED.
+	// A revoked, expired or unknown refresh token is UNAUTHENTICATED. A token already exchanged
+	// that comes back more than 30 s later is taken for a stolen copy: every refresh token of the
+	// account is revoked (sooner, it is only refused: a retry whose answer was lost).
 	RefreshToken(ctx context.Context, in *RefreshTokenRequest, opts ...grpc.CallOption) (*RefreshTokenResponse, error)
-	// Revokes a refresh token (or every refresh token of the account). Anyone holding the
-	// refresh token may call. Access tokens already issued stay valid until they expire.
+	// Revokes a refresh token (or every refresh token of the account). Anyone holding the live
+	// refresh token may call; a revoked, exchanged or expired one is UNAUTHENTICATED. Access
+	// tokens already issued stay valid until they expire.
 	Logout(ctx context.Context, in *LogoutRequest, opts ...grpc.CallOption) (*LogoutResponse, error)
 	// Returns the caller's own profile. Any authenticated caller.
 	GetProfile(ctx context.Context, in *GetProfileRequest, opts ...grpc.CallOption) (*GetProfileResponse, error)
@@ -157,10 +160,13 @@ type AccountServiceServer interface {
 	Login(context.Context, *LoginRequest) (*LoginResponse, error)
 	// Exchanges a refresh token for a new access token and a new refresh token; the old refresh
 	// token is revoked. Anyone holding a valid refresh token may call (no access token needed).
-	// A revoked, expired or unknown refresh token is UNAUTHENTICATED.
+	// A revoked, expired or unknown refresh token is UNAUTHENTICATED. A token already exchanged
+	// that comes back more than 30 s later is taken for a stolen copy: every refresh token of the
+	// account is revoked (sooner, it is only refused: a retry whose answer was lost).
 	RefreshToken(context.Context, *RefreshTokenRequest) (*RefreshTokenResponse, error)
-	// Revokes a refresh token (or every refresh token of the account). Anyone holding the
-	// refresh token may call. Access tokens already issued stay valid until they expire.
+	// Revokes a refresh token (or every refresh token of the account). Anyone holding the live
+	// refresh token may call; a revoked, exchanged or expired one is UNAUTHENTICATED. Access
+	// tokens already issued stay valid until they expire.
 	Logout(context.Context, *LogoutRequest) (*LogoutResponse, error)
 	// Returns the caller's own profile. Any authenticated caller.
 	GetProfile(context.Context, *GetProfileRequest) (*GetProfileResponse, error)

@@ -100,15 +100,18 @@ class AccountServiceServicer:
     def RefreshToken(self, request, context):
         """Exchanges a refresh token for a new access token and a new refresh token; the old refresh
         token is revoked. Anyone holding a valid refresh token may call (no access token needed).
-        A revoked, expired or unknown refresh token is UNAUTHENTICATED.
+        A revoked, expired or unknown refresh token is UNAUTHENTICATED. A token already exchanged
+        that comes back more than 30 s later is taken for a stolen copy: every refresh token of the
+        account is revoked (sooner, it is only refused: a retry whose answer was lost).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Logout(self, request, context):
-        """Revokes a refresh token (or every refresh token of the account). Anyone holding the
-        refresh token may call. Access tokens already issued stay valid until they expire.
+        """Revokes a refresh token (or every refresh token of the account). Anyone holding the live
+        refresh token may call; a revoked, exchanged or expired one is UNAUTHENTICATED. Access
+        tokens already issued stay valid until they expire.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
