@@ -365,9 +365,9 @@ async fn a_driver_stops_watching_when_the_order_is_reassigned() {
     snapshot(next(&mut watched).await.unwrap());
 }
 
-#[tokio::test]
-async fn a_redis_outage_degrades_the_stream_which_catches_up_from_the_database() {
-    let mut redis = PrivateRedis::start();
+/// A kitchen on a Redis of the test's own, and a customer tracking a placed
+/// order: the stream and the seq of its snapshot.
+async fn tracking_on(redis: &PrivateRedis) -> (Kitchen, String, Streaming<pb::TrackOrderResponse>, u64) {
     let kitchen = Kitchen::open_with(|config| {
         config.stores.redis.url = redis.url();
         config.tracking.degraded_poll_interval = Duration::from_millis(300);
@@ -376,12 +376,22 @@ async fn a_redis_outage_degrades_the_stream_which_catches_up_from_the_database()
     let order_id = kitchen.placed_order().await;
     let mut stream = track(&mut kitchen.server.tracking(Some(&kitchen.customer)), &order_id, 0).await;
     let (seq, _) = snapshot(next(&mut stream).await.unwrap());
+    (kitchen, order_id, stream, seq)
+}
 
-    redis.kill();
-    let notice = |message: Option<pb::TrackOrderResponse>| match message.unwrap().payload {
+fn notice(message: Option<pb::TrackOrderResponse>) -> pb::TrackingNoticeKind {
+    match message.unwrap().payload {
         Some(Payload::Notice(notice)) => notice.kind(),
         other => panic!("expected a notice, got {other:?}"),
-    };
+    }
+}
+
+#[tokio::test]
+async fn a_redis_outage_degrades_the_stream_which_catches_up_from_the_database() {
+    let mut redis = PrivateRedis::start();
+    let (kitchen, order_id, mut stream, seq) = tracking_on(&redis).await;
+
+    redis.kill();
     assert_eq!(notice(next(&mut stream).await), pb::TrackingNoticeKind::LiveUpdatesDegraded);
     // No wake-up can be published now; the stream still sees the change, from the database.
     kitchen.restaurant_sets(&order_id, "accepted").await;
@@ -398,21 +408,10 @@ async fn a_redis_outage_degrades_the_stream_which_catches_up_from_the_database()
 #[tokio::test]
 async fn a_frozen_redis_is_noticed_and_the_stream_degrades_instead_of_stalling() {
     let redis = PrivateRedis::start();
-    let kitchen = Kitchen::open_with(|config| {
-        config.stores.redis.url = redis.url();
-        config.tracking.degraded_poll_interval = Duration::from_millis(300);
-    })
-    .await;
-    let order_id = kitchen.placed_order().await;
-    let mut stream = track(&mut kitchen.server.tracking(Some(&kitchen.customer)), &order_id, 0).await;
-    let (seq, _) = snapshot(next(&mut stream).await.unwrap());
+    let (kitchen, order_id, mut stream, seq) = tracking_on(&redis).await;
 
     // The pub/sub connection stays open but nothing answers on it.
     redis.freeze();
-    let notice = |message: Option<pb::TrackOrderResponse>| match message.unwrap().payload {
-        Some(Payload::Notice(notice)) => notice.kind(),
-        other => panic!("expected a notice, got {other:?}"),
-    };
     assert_eq!(notice(next(&mut stream).await), pb::TrackingNoticeKind::LiveUpdatesDegraded);
     redis.resume();
     assert_eq!(notice(next(&mut stream).await), pb::TrackingNoticeKind::LiveUpdatesRestored);
