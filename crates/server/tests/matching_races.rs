@@ -98,8 +98,9 @@ async fn courier(
                 (pb::DeliveryStep::PickedUp, pb::TransitionOutcome::Applied) => {
                     step(&result.order_id, pb::DeliveryStep::Delivered)
                 }
-                // Not ready yet, or the store was busy: an app resends (safe, by transition id).
-                (step_taken, pb::TransitionOutcome::Refused) => {
+                // Not ready yet (refused), or the store was busy (failed): an app resends
+                // (safe, by transition id).
+                (step_taken, pb::TransitionOutcome::Refused | pb::TransitionOutcome::Failed) => {
                     refusals += 1;
                     assert!(refusals < 1_000, "courier steps keep being refused: {result:?}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
