@@ -66,6 +66,16 @@ pub enum PaymentEffect {
     Refund,
 }
 
+impl PaymentEffect {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Capture => "capture",
+            Self::Void => "void",
+            Self::Refund => "refund",
+        }
+    }
+}
+
 /// What a decision needs to know about an order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct OrderState {

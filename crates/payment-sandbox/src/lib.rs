@@ -7,6 +7,7 @@
 //! | `POST /v1/payment_intents` `{amount, currency, payment_method, capture_method: "manual", metadata}` | 200 `{id, status: "requires_capture"}`, 402 on a decline |
 //! | `POST /v1/payment_intents/{id}/capture` | 200 `{id, status: "succeeded"}` |
 //! | `POST /v1/payment_intents/{id}/cancel` | 200 `{id, status: "canceled"}` |
+//! | `GET /v1/payment_intents/{id}` | 200 `{id, status}`; a refund leaves `succeeded`, as Stripe's does |
 //! | `POST /v1/refunds` `{payment_intent}` | 200 `{id, payment_intent, status: "succeeded"}` |
 //!
 //! Errors are `{"error": {"type", "code", "message"}}`. Every request needs
@@ -23,6 +24,7 @@
 //! | `pm_provider_timeout` | answers only after [`SandboxConfig::timeout_delay`] |
 //! | `pm_flaky` | 503 on the first attempt of each idempotency key, then success |
 //! | `pm_provider_oversized` | 200 with a 2 MiB body on every call |
+//! | `pm_capture_answer_lost` | a capture takes the funds, but every capture call answers 500 |
 //! | anything else, e.g. `pm_card_visa` | approved |
 //!
 //! Captures, cancels and refunds behave by the payment method of their intent.
@@ -39,7 +41,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -137,7 +139,7 @@ impl Sandbox {
     }
 
     pub fn intent(&self, id: &str) -> Option<IntentState> {
-        lock(&self.shared.intents).iter().find(|intent| intent.id == id).cloned()
+        self.shared.intent(id)
     }
 
     /// Every intent created so far, oldest first.
@@ -189,6 +191,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/payment_intents", post(create_intent))
+        .route("/v1/payment_intents/{id}", get(retrieve_intent))
         .route("/v1/payment_intents/{id}/capture", post(capture_intent))
         .route("/v1/payment_intents/{id}/cancel", post(cancel_intent))
         .route("/v1/refunds", post(refund))
@@ -294,8 +297,12 @@ impl Shared {
         }
     }
 
+    fn intent(&self, id: &str) -> Option<IntentState> {
+        lock(&self.intents).iter().find(|intent| intent.id == id).cloned()
+    }
+
     fn payment_method_of(&self, id: &str) -> Option<String> {
-        lock(&self.intents).iter().find(|intent| intent.id == id).map(|intent| intent.payment_method.clone())
+        self.intent(id).map(|intent| intent.payment_method)
     }
 
     /// Moves intent `id` from `from` to `to` atomically, or says why not.
@@ -375,6 +382,16 @@ fn decline(code: &str, message: &str) -> Reply {
     error(StatusCode::PAYMENT_REQUIRED, "card_error", code, message)
 }
 
+async fn retrieve_intent(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Reply {
+    let Some(intent) = shared.intent(&id) else { return missing_intent(&id) };
+    let status = match intent.status {
+        IntentStatus::Authorized => "requires_capture",
+        IntentStatus::Captured | IntentStatus::Refunded => "succeeded",
+        IntentStatus::Canceled => "canceled",
+    };
+    Reply { status: StatusCode::OK, body: json!({"id": intent.id, "status": status}) }
+}
+
 async fn capture_intent(State(shared): State<Arc<Shared>>, Path(id): Path<String>, headers: HeaderMap) -> Reply {
     let key = idempotency_key(&headers);
     let work = async {
@@ -382,7 +399,11 @@ async fn capture_intent(State(shared): State<Arc<Shared>>, Path(id): Path<String
         if let Some(reply) = shared.fault(&payment_method, key.as_deref()).await {
             return reply;
         }
-        match shared.transition(&id, "capture", IntentStatus::Authorized, IntentStatus::Captured) {
+        let captured = shared.transition(&id, "capture", IntentStatus::Authorized, IntentStatus::Captured);
+        if payment_method == "pm_capture_answer_lost" {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "api_error", "internal_error", "Something went wrong.");
+        }
+        match captured {
             Ok(intent) => Reply { status: StatusCode::OK, body: json!({"id": intent.id, "status": "succeeded"}) },
             Err(reply) => reply,
         }

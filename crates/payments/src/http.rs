@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use reqwest::{StatusCode, Url};
+use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::breaker::CircuitBreaker;
 use crate::money::to_minor_units;
-use crate::{Authorization, AuthorizeRequest, PaymentError, PaymentGateway, PaymentsConfig};
+use crate::{Authorization, AuthorizeRequest, PaymentError, PaymentGateway, PaymentsConfig, ProviderStatus};
 
 const CIRCUIT_OPEN: &str = "payment provider circuit open";
 /// The largest answer read from the provider: a payment intent is a few
@@ -91,13 +91,24 @@ impl HttpPaymentGateway {
         url
     }
 
-    /// POSTs until an attempt gets an answer other than "unavailable", `max_attempts`
-    /// are spent, or the breaker opens. Retrying is safe because every attempt carries
-    /// the same idempotency key.
+    /// POSTs with `idempotency_key`; see [`Self::send`].
     async fn post<T: DeserializeOwned>(
         &self,
         url: Url,
         idempotency_key: &str,
+        body: Option<&Value>,
+    ) -> Result<T, PaymentError> {
+        self.send(Method::POST, url, Some(idempotency_key), body).await
+    }
+
+    /// Sends until an attempt gets an answer other than "unavailable", `max_attempts`
+    /// are spent, or the breaker opens. Retrying is safe because every attempt of a
+    /// POST carries the same idempotency key (and a GET changes nothing).
+    async fn send<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: Url,
+        idempotency_key: Option<&str>,
         body: Option<&Value>,
     ) -> Result<T, PaymentError> {
         let mut attempt = 1;
@@ -105,7 +116,7 @@ impl HttpPaymentGateway {
             let Some(permit) = self.breaker.try_acquire(Instant::now()) else {
                 return Err(PaymentError::Unavailable { reason: CIRCUIT_OPEN.into() });
             };
-            let outcome = self.attempt(&url, idempotency_key, body).await;
+            let outcome = self.attempt(method.clone(), &url, idempotency_key, body).await;
             // Declines and rejections are answers: the provider is up.
             match &outcome {
                 Err(PaymentError::Unavailable { .. }) => permit.failure(Instant::now()),
@@ -125,12 +136,15 @@ impl HttpPaymentGateway {
 
     async fn attempt<T: DeserializeOwned>(
         &self,
+        method: Method,
         url: &Url,
-        idempotency_key: &str,
+        idempotency_key: Option<&str>,
         body: Option<&Value>,
     ) -> Result<T, PaymentError> {
-        let mut request =
-            self.client.post(url.clone()).bearer_auth(&self.api_key).header("Idempotency-Key", idempotency_key);
+        let mut request = self.client.request(method, url.clone()).bearer_auth(&self.api_key);
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -255,6 +269,18 @@ impl PaymentGateway for HttpPaymentGateway {
             "succeeded" | "pending" => Ok(()),
             _ => expect_status("refund", &refund.status, "succeeded"),
         }
+    }
+
+    async fn status(&self, payment_id: &str) -> Result<ProviderStatus, PaymentError> {
+        let url = self.url(&["v1", "payment_intents", payment_id]);
+        let intent: IntentStatus = self.send(Method::GET, url, None, None).await?;
+        Ok(match intent.status.as_str() {
+            "requires_capture" => ProviderStatus::Held,
+            // A refund does not change its intent's status.
+            "succeeded" => ProviderStatus::Captured,
+            "canceled" => ProviderStatus::Voided,
+            _ => ProviderStatus::Other(intent.status),
+        })
     }
 }
 

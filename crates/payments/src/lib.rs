@@ -30,6 +30,23 @@ pub trait PaymentGateway: Send + Sync + 'static {
     async fn void(&self, payment_id: &str, order_id: Uuid) -> Result<(), PaymentError>;
     /// Gives captured funds back.
     async fn refund(&self, payment_id: &str, order_id: Uuid) -> Result<(), PaymentError>;
+    /// Where the provider says the payment stands: what settles a call it
+    /// refused, e.g. a void of a hold that a capture, whose answer was lost,
+    /// already took.
+    async fn status(&self, payment_id: &str) -> Result<ProviderStatus, PaymentError>;
+}
+
+/// A payment as the provider holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderStatus {
+    /// Funds held, waiting for capture or void.
+    Held,
+    /// Funds taken (and perhaps refunded since: a refund leaves this status).
+    Captured,
+    /// The hold released.
+    Voided,
+    /// Any other state the provider names, e.g. still waiting for the card.
+    Other(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

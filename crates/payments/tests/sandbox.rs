@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use foodfast_payment_sandbox::{IntentStatus, Sandbox};
-use foodfast_payments::{AuthorizeRequest, HttpPaymentGateway, PaymentError, PaymentGateway, PaymentsConfig};
+use foodfast_payments::{
+    AuthorizeRequest, HttpPaymentGateway, PaymentError, PaymentGateway, PaymentsConfig, ProviderStatus,
+};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
@@ -104,6 +106,42 @@ async fn approve_capture_then_refund() {
     gateway.refund(&payment_id, request.order_id).await.unwrap();
     assert_eq!(sandbox.intent(&payment_id).unwrap().status, IntentStatus::Refunded);
     assert_eq!(calls(&sandbox).last().unwrap(), &("/v1/refunds".to_owned(), format!("refund:{}", request.order_id)));
+}
+
+#[tokio::test]
+async fn status_follows_the_payment_through_its_life() {
+    let sandbox = sandbox().await;
+    let gateway = gateway(config(&sandbox));
+
+    let voided = request("pm_card_visa");
+    let payment_id = gateway.authorize(&voided).await.unwrap().payment_id;
+    assert_eq!(gateway.status(&payment_id).await.unwrap(), ProviderStatus::Held);
+    gateway.void(&payment_id, voided.order_id).await.unwrap();
+    assert_eq!(gateway.status(&payment_id).await.unwrap(), ProviderStatus::Voided);
+
+    let refunded = request("pm_card_visa");
+    let payment_id = gateway.authorize(&refunded).await.unwrap().payment_id;
+    gateway.capture(&payment_id, refunded.order_id).await.unwrap();
+    assert_eq!(gateway.status(&payment_id).await.unwrap(), ProviderStatus::Captured);
+    gateway.refund(&payment_id, refunded.order_id).await.unwrap();
+    assert_eq!(gateway.status(&payment_id).await.unwrap(), ProviderStatus::Captured, "as the provider says it");
+
+    let error = gateway.status("pi_unknown").await.unwrap_err();
+    assert!(matches!(error, PaymentError::Rejected { status: 404, .. }), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_capture_whose_answer_is_lost_took_the_funds_and_status_says_so() {
+    let sandbox = sandbox().await;
+    let gateway = gateway(config(&sandbox));
+    let request = request("pm_capture_answer_lost");
+
+    let payment_id = gateway.authorize(&request).await.unwrap().payment_id;
+    let error = gateway.capture(&payment_id, request.order_id).await.unwrap_err();
+    assert!(matches!(error, PaymentError::Unavailable { .. }), "{error:?}");
+    assert_eq!(gateway.status(&payment_id).await.unwrap(), ProviderStatus::Captured);
+    let error = gateway.void(&payment_id, request.order_id).await.unwrap_err();
+    assert!(matches!(error, PaymentError::Rejected { status: 400, .. }), "a captured hold cannot be voided: {error:?}");
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ pub const PINGS_ACCEPTED_TOTAL: &str = "foodfast_pings_accepted_total";
 pub const NOTIFICATION_ATTEMPTS_TOTAL: &str = "foodfast_notification_attempts_total";
 pub const NOTIFICATIONS_PENDING: &str = "foodfast_notifications_pending";
 pub const UPLOAD_JOBS_TOTAL: &str = "foodfast_upload_jobs_total";
+pub const PAYMENT_CALLS_TOTAL: &str = "foodfast_payment_calls_total";
 pub const PINGS_REJECTED_TOTAL: &str = "foodfast_pings_rejected_total";
 pub const PINGS_ACKED_TOTAL: &str = "foodfast_pings_acked_total";
 pub const PING_TO_TRACKING_SECONDS: &str = "foodfast_ping_to_tracking_seconds";
@@ -38,6 +39,11 @@ pub fn describe_metrics() {
         UPLOAD_JOBS_TOTAL,
         "image upload jobs this replica's workers ended or put back, by target and outcome \
          (succeeded, refused, failed, retry, lost)"
+    );
+    describe_counter!(
+        PAYMENT_CALLS_TOTAL,
+        "capture, void and refund calls this replica's settlement made, by effect and outcome \
+         (settled, unavailable, reconciled: refused but settled by the provider's state, refused: needs a person)"
     );
     describe_gauge!(NOTIFICATIONS_PENDING, "notifications waiting to be sent, in every replica's queue");
     describe_histogram!(

@@ -593,6 +593,81 @@ async fn staff_give_a_preparation_estimate_when_accepting_and_it_is_an_event() {
     assert_eq!(seconds(shown.estimated_ready_at), ready_at);
 }
 
+/// The order's payment status and last payment error, as the database holds them.
+async fn payment_row(shop: &Shop, order_id: &str) -> (String, Option<String>) {
+    let client = shop.server.stores.postgres.client().await.unwrap();
+    let sql = "SELECT payment_status, payment_error FROM orders WHERE id = $1";
+    let row = client.query_one(sql, &[&order_id.parse::<uuid::Uuid>().unwrap()]).await.unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test]
+async fn a_cancel_after_a_capture_whose_answer_was_lost_refunds_the_money() {
+    let shop = shop().await;
+    let customer = shop.server.customer().await;
+    let staff = shop.server.staff(shop.restaurant.restaurant_id.parse().unwrap()).await;
+    let request = shop.order_request("lost-capture", "pm_capture_answer_lost");
+    let order = shop.server.orders(Some(&customer)).create_order(request).await.unwrap().into_inner().order.unwrap();
+    let accept = pb::UpdateOrderStatusRequest {
+        order_id: order.order_id.clone(),
+        status: "accepted".into(),
+        reason: String::new(),
+        prep_time: None,
+    };
+    shop.server.restaurants(Some(&staff)).update_order_status(accept).await.unwrap();
+    // The provider took the funds, but its answers never arrived: for us the capture is still owed.
+    wait_for_intent(&shop, &order.order_id, IntentStatus::Captured).await;
+    assert_eq!(payment_row(&shop, &order.order_id).await.0, "capture_pending");
+
+    let cancel = pb::CancelOrderRequest { order_id: order.order_id.clone(), reason: "taking too long".into() };
+    shop.server.orders(Some(&customer)).cancel_order(cancel).await.unwrap();
+    // The void is refused (nothing is held any more); the provider's state says why, so the money goes back.
+    wait_for_intent(&shop, &order.order_id, IntentStatus::Refunded).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while payment_row(&shop, &order.order_id).await != ("refunded".to_owned(), None) {
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", payment_row(&shop, &order.order_id).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_refusal_the_providers_state_does_not_explain_is_kept_on_the_order() {
+    let shop = shop().await;
+    let customer = shop.server.customer().await;
+    let staff = shop.server.staff(shop.restaurant.restaurant_id.parse().unwrap()).await;
+    let request = shop.order_request("released-hold", "pm_card_visa");
+    let order = shop.server.orders(Some(&customer)).create_order(request).await.unwrap().into_inner().order.unwrap();
+    // The hold is released behind our back (at the provider's dashboard, or it expired).
+    let payment_id =
+        shop.server.sandbox.intents().into_iter().find(|i| i.metadata["order_id"] == order.order_id).unwrap().id;
+    let released = reqwest::Client::new()
+        .post(format!("{}/v1/payment_intents/{payment_id}/cancel", shop.server.sandbox.base_url()))
+        .bearer_auth(&shop.server.config.payments.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert!(released.status().is_success(), "{released:?}");
+
+    let accept = pb::UpdateOrderStatusRequest {
+        order_id: order.order_id.clone(),
+        status: "accepted".into(),
+        reason: String::new(),
+        prep_time: None,
+    };
+    shop.server.restaurants(Some(&staff)).update_order_status(accept).await.unwrap();
+    // Nothing was collected: the capture stays owed, and why is on the order for support to see.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let error = loop {
+        if let (status, Some(error)) = payment_row(&shop, &order.order_id).await {
+            assert_eq!(status, "capture_pending");
+            break error;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the refused capture was not recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(error.contains("refused the capture") && error.contains("Voided"), "{error}");
+}
+
 async fn wait_for_intent(shop: &Shop, order_id: &str, status: IntentStatus) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {

@@ -86,6 +86,17 @@ impl PaymentStatus {
     }
 }
 
+/// A payment that owes the provider a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsettledPayment {
+    pub order_id: Uuid,
+    /// The provider's id for the payment.
+    pub payment_id: String,
+    pub status: PaymentStatus,
+    /// How many calls for this step have failed in a row.
+    pub failures: u32,
+}
+
 /// What happened to an order, as `order_events` records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
@@ -763,9 +774,10 @@ impl Orders {
         rows.iter().map(event_from_row).collect()
     }
 
-    /// Orders whose payment still owes a provider call, oldest first.
+    /// Orders whose payment owes a provider call that is due, the longest
+    /// due first.
     #[tracing::instrument(target = "foodfast::trace", name = "Orders.unsettled_payments", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-    pub async fn unsettled_payments(&self, limit: u32) -> Result<Vec<(Uuid, String, PaymentStatus)>, StoreError> {
+    pub async fn unsettled_payments(&self, limit: u32) -> Result<Vec<UnsettledPayment>, StoreError> {
         let client = self.postgres.client().await?;
         let rows = client
             .query(
@@ -777,16 +789,31 @@ impl Orders {
         rows.iter()
             .map(|row| {
                 let payment_id: Option<String> = row.get(1);
-                Ok((row.get(0), payment_id.unwrap_or_default(), PaymentStatus::parse(row.get(2))?))
+                let failures: i64 = row.get(3);
+                Ok(UnsettledPayment {
+                    order_id: row.get(0),
+                    payment_id: payment_id.unwrap_or_default(),
+                    status: PaymentStatus::parse(row.get(2))?,
+                    failures: u32::try_from(failures).unwrap_or(u32::MAX),
+                })
             })
             .collect()
     }
 
-    /// The provider call for `order_id`'s pending payment step failed: the
-    /// sweep comes back to it after `wait`, and to others meanwhile.
+    /// The provider call owed from `status` failed with `error`: the sweep
+    /// comes back to it after `wait`, and to others meanwhile. Nothing
+    /// changes if a step of the order moved the payment on meanwhile.
     #[tracing::instrument(target = "foodfast::trace", name = "Orders.defer_payment", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-    pub async fn defer_payment(&self, order_id: Uuid, wait: std::time::Duration) -> Result<(), StoreError> {
-        self.postgres.statement(sql::DEFER_PAYMENT, &[&order_id, &wait.as_secs_f64()]).await?;
+    pub async fn defer_payment(
+        &self,
+        order_id: Uuid,
+        status: PaymentStatus,
+        wait: Duration,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        self.postgres
+            .statement(sql::DEFER_PAYMENT, &[&order_id, &status.as_str(), &wait.as_secs_f64(), &error])
+            .await?;
         Ok(())
     }
 

@@ -379,7 +379,8 @@ statements! {
     );
     UPDATE_ORDER_STATUS = concat!(
         "UPDATE orders SET status = $2, driver_id = $3, payment_status = $4, last_event_seq = last_event_seq + 1,
-            estimated_ready_at = COALESCE($5, estimated_ready_at), payment_retry_at = now(), updated_at = now()
+            estimated_ready_at = COALESCE($5, estimated_ready_at), payment_retry_at = now(), payment_failures = 0,
+            payment_error = NULL, updated_at = now()
         WHERE id = $1
         RETURNING ", order_columns!()
     );
@@ -519,12 +520,17 @@ statements! {
         ORDER BY restaurant_seq LIMIT $3"
     );
 
-    SELECT_UNSETTLED_PAYMENTS = "SELECT id, payment_id, payment_status FROM orders
+    SELECT_UNSETTLED_PAYMENTS = "SELECT id, payment_id, payment_status, payment_failures FROM orders
         WHERE payment_status IN ('capture_pending', 'void_pending', 'refund_pending') AND payment_retry_at <= now()
         ORDER BY payment_retry_at LIMIT $1";
-    /// The provider call for order `$1` failed: try again in `$2` seconds.
-    DEFER_PAYMENT = "UPDATE orders SET payment_retry_at = now() + $2::FLOAT8 * INTERVAL '1 second' WHERE id = $1";
-    SETTLE_PAYMENT = "UPDATE orders SET payment_status = $3 WHERE id = $1 AND payment_status = $2";
+    /// The provider call owed from status `$2` of order `$1` failed with
+    /// `$4`: try again in `$3` seconds, unless a step changed it meanwhile.
+    DEFER_PAYMENT = "UPDATE orders SET payment_retry_at = now() + $3::FLOAT8 * INTERVAL '1 second',
+            payment_failures = payment_failures + 1, payment_error = $4
+        WHERE id = $1 AND payment_status = $2";
+    SETTLE_PAYMENT = "UPDATE orders SET payment_status = $3, payment_retry_at = now(), payment_failures = 0,
+            payment_error = NULL
+        WHERE id = $1 AND payment_status = $2";
 }
 
 /// CQL the store sends. Statements that name the keyspace are built by

@@ -413,27 +413,70 @@ async fn a_payment_whose_call_failed_waits_its_turn_and_a_new_step_makes_it_due_
     }
     let due = |limit| {
         let orders = &fixture.orders;
-        async move { orders.unsettled_payments(limit).await.unwrap().into_iter().map(|(id, _, _)| id).collect::<Vec<_>>() }
+        async move { orders.unsettled_payments(limit).await.unwrap() }
     };
+    let due_ids = |limit| async move { due(limit).await.into_iter().map(|p| p.order_id).collect::<Vec<_>>() };
     let both = due(10).await;
     assert_eq!(both.len(), 2, "both captures are pending: {both:?}");
+    assert!(both.iter().all(|p| p.status == PaymentStatus::CapturePending && p.failures == 0), "{both:?}");
+    let (first, second) = (both[0].order_id, both[1].order_id);
+    let failure = |order_id| {
+        let client = fixture.stores.postgres.client();
+        async move {
+            let row = client
+                .await
+                .unwrap()
+                .query_one("SELECT payment_failures, payment_error FROM orders WHERE id = $1", &[&order_id])
+                .await
+                .unwrap();
+            (row.get::<_, i64>(0), row.get::<_, Option<String>>(1))
+        }
+    };
+    let make_due = |order_id| {
+        let client = fixture.stores.postgres.client();
+        async move {
+            let sql = "UPDATE orders SET payment_retry_at = now() WHERE id = $1";
+            client.await.unwrap().execute(sql, &[&order_id]).await.unwrap();
+        }
+    };
 
     // The provider refuses the first in line: it steps aside, and a sweep of one takes the other.
-    fixture.orders.defer_payment(both[0], Duration::from_secs(60)).await.unwrap();
-    assert_eq!(due(1).await, [both[1]]);
-    assert_eq!(due(10).await, [both[1]], "not due before its time");
+    let wait = Duration::from_secs(60);
+    fixture.orders.defer_payment(first, PaymentStatus::CapturePending, wait, "refused: one").await.unwrap();
+    assert_eq!(due_ids(1).await, [second]);
+    assert_eq!(due_ids(10).await, [second], "not due before its time");
+    assert_eq!(failure(first).await, (1, Some("refused: one".to_owned())));
 
-    // A new step of the order (here a cancellation: void) makes it due at once.
-    let client = fixture.stores.postgres.client().await.unwrap();
-    client.execute("UPDATE orders SET payment_retry_at = now() WHERE id = $1", &[&both[0]]).await.unwrap();
-    assert_eq!(due(10).await.len(), 2);
-    fixture.orders.defer_payment(both[0], Duration::from_secs(60)).await.unwrap();
+    // Failures in a row are counted, and the latest error kept.
+    make_due(first).await;
+    fixture.orders.defer_payment(first, PaymentStatus::CapturePending, wait, "refused: two").await.unwrap();
+    assert_eq!(failure(first).await, (2, Some("refused: two".to_owned())));
+    make_due(first).await;
+    assert_eq!(due(10).await.iter().find(|p| p.order_id == first).map(|p| p.failures), Some(2));
+
+    // A failure of a call the order has moved past changes nothing.
+    fixture.orders.defer_payment(first, PaymentStatus::VoidPending, wait, "stale").await.unwrap();
+    assert_eq!(failure(first).await, (2, Some("refused: two".to_owned())));
+    assert_eq!(due_ids(10).await.len(), 2, "still due");
+
+    // A new step of the order (here a cancellation: void) makes it due at once, with a clean slate.
+    fixture.orders.defer_payment(first, PaymentStatus::CapturePending, wait, "refused: three").await.unwrap();
     let cancel = TransitionRequest {
         action: OrderAction::Cancel,
         actor: Actor::Support,
         reason: "test",
-        ..restaurant_accepts(both[0])
+        ..restaurant_accepts(first)
     };
     fixture.orders.transition(cancel, |_| true).await.unwrap();
-    assert!(due(10).await.contains(&both[0]), "the void is due");
+    let void = due(10).await.into_iter().find(|p| p.order_id == first).expect("the void is due");
+    assert_eq!((void.status, void.failures), (PaymentStatus::VoidPending, 0));
+    assert_eq!(failure(first).await, (0, None));
+
+    // So does a settled call.
+    fixture.orders.defer_payment(second, PaymentStatus::CapturePending, wait, "refused").await.unwrap();
+    make_due(second).await;
+    assert!(
+        fixture.orders.settle_payment(second, PaymentStatus::CapturePending, PaymentStatus::Captured).await.unwrap()
+    );
+    assert_eq!(failure(second).await, (0, None));
 }
