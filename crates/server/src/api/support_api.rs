@@ -397,6 +397,10 @@ impl Chat {
     /// Sends down every message after the cursor, then the conversation if it changed.
     async fn catch_up(&mut self) -> Result<(), Stop> {
         let id = self.conversation.id;
+        // The conversation before its messages: a close commits its note and
+        // the status together, so a closed status read first has its note in
+        // the messages read after it, and the client gets the note first.
+        let now = self.app.support.conversation(id).await.map_err(ApiError::from)?;
         loop {
             let messages =
                 self.app.support.messages_after(id, self.cursor, READ_BATCH).await.map_err(ApiError::from)?;
@@ -409,7 +413,6 @@ impl Chat {
                 break;
             }
         }
-        let now = self.app.support.conversation(id).await.map_err(ApiError::from)?;
         if let Some(now) =
             now.filter(|now| (now.status, now.agent_id) != (self.conversation.status, self.conversation.agent_id))
         {
