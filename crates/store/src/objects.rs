@@ -77,10 +77,21 @@ impl Objects {
         let invalid = |message: String| StoreError::InvalidQuery(format!("stores.objects.url: {message}"));
         let (store, base): (Arc<dyn ObjectStore>, String) = match config.location().map_err(invalid)? {
             Location::S3 { bucket, prefix } => {
-                let s3 = object_store::aws::AmazonS3Builder::from_env()
-                    .with_bucket_name(&bucket)
-                    .build()
-                    .map_err(|err| unavailable(err.into()))?;
+                // Served to browsers (through a CDN) as the images they are, not as
+                // downloads of `binary/octet-stream`.
+                let client = object_store::ClientOptions::new()
+                    .with_content_type_for_suffix("jpg", "image/jpeg")
+                    .with_content_type_for_suffix("png", "image/png");
+                // As `from_env` reads AWS_*, but after the client options, which
+                // would otherwise replace those the environment set (AWS_ALLOW_HTTP).
+                let mut s3 = object_store::aws::AmazonS3Builder::new().with_client_options(client);
+                for (key, value) in std::env::vars_os() {
+                    let (Some(key), Some(value)) = (key.to_str(), value.to_str()) else { continue };
+                    if let Some(Ok(key)) = key.starts_with("AWS_").then(|| key.to_ascii_lowercase().parse()) {
+                        s3 = s3.with_config(key, value);
+                    }
+                }
+                let s3 = s3.with_bucket_name(&bucket).build().map_err(|err| unavailable(err.into()))?;
                 // An S3-compatible store (AWS_ENDPOINT) serves its buckets path-style.
                 let base = match std::env::var("AWS_ENDPOINT").or_else(|_| std::env::var("AWS_ENDPOINT_URL")) {
                     Ok(endpoint) => format!("{}/{bucket}", endpoint.trim_end_matches('/')),

@@ -19,7 +19,7 @@ impl Drop for S3Server {
     }
 }
 
-/// A plain HTTP/1.1 request to the server; the status line and the body.
+/// A plain HTTP/1.1 request to the server; the status line and headers, and the body.
 async fn http(port: u16, method: &str, path: &str, body: &str) -> (String, Vec<u8>) {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let length = body.len();
@@ -31,7 +31,7 @@ async fn http(port: u16, method: &str, path: &str, body: &str) -> (String, Vec<u
     stream.read_to_end(&mut answer).await.unwrap();
     let split = answer.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP answer") + 4;
     let head = String::from_utf8_lossy(&answer[..split]).to_string();
-    (head.lines().next().unwrap_or_default().to_string(), answer[split..].to_vec())
+    (head, answer[split..].to_vec())
 }
 
 #[tokio::test]
@@ -72,9 +72,10 @@ async fn objects_round_trip_through_an_s3_compatible_server() {
 
     let url = objects.public_url("menu_item/a/b.jpg");
     assert_eq!(url, format!("http://127.0.0.1:{port}/foodfast-media/images/menu_item/a/b.jpg"));
-    let (status, served) = http(port, "GET", url.trim_start_matches(&format!("http://127.0.0.1:{port}")), "").await;
-    assert!(status.contains(" 200 "), "{status}");
+    let (head, served) = http(port, "GET", url.trim_start_matches(&format!("http://127.0.0.1:{port}")), "").await;
+    assert!(head.lines().next().unwrap().contains(" 200 "), "{head}");
     assert_eq!(served, photo, "the public URL serves the object under the bucket's prefix");
+    assert!(head.to_ascii_lowercase().contains("content-type: image/jpeg"), "served as an image: {head}");
 
     objects.delete("menu_item/a/b.jpg").await.unwrap();
     assert!(objects.get("menu_item/a/b.jpg").await.is_err(), "deleted");
