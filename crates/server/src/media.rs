@@ -20,11 +20,17 @@ use tokio_util::sync::CancellationToken;
 use crate::config::MediaConfig;
 use crate::telemetry::UPLOAD_JOBS_TOTAL;
 
-/// The largest image decoded, per side, in pixels: a small file that
-/// claims to be huge is refused before anything is allocated for it.
+/// The largest image decoded, per side and in all, in pixels: a small file
+/// that claims to be huge is refused before anything is allocated for it.
+/// 40 megapixels is more than a phone's photo; decoded as RGBA it is 160 MB.
 const MAX_DECODED_SIDE_PX: u32 = 12_000;
-/// The most memory one decode may take.
-const MAX_DECODE_ALLOC_BYTES: u64 = 512 * 1024 * 1024;
+const MAX_DECODED_PIXELS: u64 = 40_000_000;
+/// The most memory one decode may take (a 16-bit image near the pixel
+/// limit is refused: it would take twice as much).
+const MAX_DECODE_ALLOC_BYTES: u64 = 256 * 1024 * 1024;
+
+/// What the uploader reads when a decoded picture could not be re-encoded.
+const COULD_NOT_ENCODE: &str = "could not be converted; export the picture again as an 8-bit JPEG or PNG";
 
 /// A processed image, ready to store.
 #[derive(Debug)]
@@ -42,27 +48,48 @@ pub fn decode(bytes: &[u8], declared: ImageType) -> Result<DynamicImage, String>
         ImageType::Png => ImageFormat::Png,
         ImageType::Webp => ImageFormat::WebP,
     };
-    let not_decodable = || format!("not a decodable {}", declared.label());
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(MAX_DECODED_SIDE_PX);
-    limits.max_image_height = Some(MAX_DECODED_SIDE_PX);
-    limits.max_alloc = Some(MAX_DECODE_ALLOC_BYTES);
-    reader.limits(limits);
-    reader.decode().map_err(|err| match err {
-        image::ImageError::Limits(_) => {
-            format!("larger than {MAX_DECODED_SIDE_PX} x {MAX_DECODED_SIDE_PX} pixels, or too large to decode")
-        }
-        _ => not_decodable(),
-    })
+    let too_large = || {
+        format!(
+            "larger than {MAX_DECODED_SIDE_PX} x {MAX_DECODED_SIDE_PX} or {} megapixels, or too large to decode",
+            MAX_DECODED_PIXELS / 1_000_000
+        )
+    };
+    let reader = || {
+        let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+        let mut limits = Limits::default();
+        limits.max_image_width = Some(MAX_DECODED_SIDE_PX);
+        limits.max_image_height = Some(MAX_DECODED_SIDE_PX);
+        limits.max_alloc = Some(MAX_DECODE_ALLOC_BYTES);
+        reader.limits(limits);
+        reader
+    };
+    let explain = |err| match err {
+        image::ImageError::Limits(_) => too_large(),
+        _ => format!("not a decodable {}", declared.label()),
+    };
+    // The header alone first: the pixel count is checked before any pixel is.
+    let (width, height) = reader().into_dimensions().map_err(explain)?;
+    if u64::from(width) * u64::from(height) > MAX_DECODED_PIXELS {
+        return Err(too_large());
+    }
+    reader().decode().map_err(explain)
 }
 
 /// Shrinks `image` to fit within `max_side` pixels and encodes it.
-pub fn encode(image: &DynamicImage, max_side: u32, jpeg_quality: u8) -> Result<Processed, String> {
+pub fn encode(image: DynamicImage, max_side: u32, jpeg_quality: u8) -> Result<Processed, String> {
     let (width, height) = fit_within(image.width(), image.height(), max_side);
     let resized = if (width, height) == (image.width(), image.height()) {
-        image.clone()
+        image
     } else {
+        // The filtered resize keeps a float copy of the whole width: a large
+        // original is first brought to twice the target by the integer
+        // thumbnail, which allocates only its output.
+        let (twice_width, twice_height) = (width.saturating_mul(2), height.saturating_mul(2));
+        let image = if image.width() > twice_width && image.height() > twice_height {
+            image.thumbnail_exact(twice_width, twice_height)
+        } else {
+            image
+        };
         image.resize_exact(width, height, image::imageops::FilterType::CatmullRom)
     };
     let mut bytes = Vec::new();
@@ -157,17 +184,27 @@ impl Worker {
         let image = match decoded {
             Ok(Ok(image)) => image,
             Ok(Err(reason)) => return Attempt::Refused(reason),
-            Err(panicked) => return Attempt::Refused(format!("could not be decoded ({panicked})")),
+            Err(panicked) => {
+                tracing::error!(job = %job.id, error = %panicked, "decoding an upload panicked");
+                return Attempt::Refused(format!("not a decodable {}", content_type.label()));
+            }
         };
         self.progress(job, 60).await;
         let (max_side, quality) = (job.target.max_side_px(), self.config.jpeg_quality);
-        match tokio::task::spawn_blocking(move || encode(&image, max_side, quality)).await {
+        match tokio::task::spawn_blocking(move || encode(image, max_side, quality)).await {
             Ok(Ok(processed)) => {
                 self.progress(job, 90).await;
                 Attempt::Done(processed)
             }
-            Ok(Err(reason)) => Attempt::Refused(format!("could not be encoded: {reason}")),
-            Err(panicked) => Attempt::Refused(format!("could not be encoded ({panicked})")),
+            // The details are the image library's, not the uploader's business.
+            Ok(Err(reason)) => {
+                tracing::warn!(job = %job.id, reason, "an upload could not be encoded");
+                Attempt::Refused(COULD_NOT_ENCODE.into())
+            }
+            Err(panicked) => {
+                tracing::error!(job = %job.id, error = %panicked, "encoding an upload panicked");
+                Attempt::Refused(COULD_NOT_ENCODE.into())
+            }
         }
     }
 
@@ -228,7 +265,7 @@ mod tests {
     fn a_large_photo_is_shrunk_to_fit_and_stored_as_jpeg() {
         let photo = DynamicImage::ImageRgb8(RgbImage::from_pixel(2_000, 1_000, Rgb([200, 30, 30])));
         let decoded = decode(&png(photo), ImageType::Png).unwrap();
-        let processed = encode(&decoded, 1_600, 85).unwrap();
+        let processed = encode(decoded, 1_600, 85).unwrap();
         assert_eq!((processed.width, processed.height, processed.extension), (1_600, 800, "jpg"));
         let back = image::load_from_memory_with_format(&processed.bytes, ImageFormat::Jpeg).unwrap();
         assert_eq!((back.width(), back.height()), (1_600, 800));
@@ -239,7 +276,7 @@ mod tests {
     #[test]
     fn transparency_is_kept_as_png_and_small_images_keep_their_size() {
         let logo = DynamicImage::ImageRgba8(RgbaImage::from_pixel(300, 200, Rgba([0, 0, 0, 0])));
-        let processed = encode(&decode(&png(logo), ImageType::Png).unwrap(), 512, 85).unwrap();
+        let processed = encode(decode(&png(logo), ImageType::Png).unwrap(), 512, 85).unwrap();
         assert_eq!((processed.width, processed.height, processed.extension), (300, 200, "png"));
         let back = image::load_from_memory_with_format(&processed.bytes, ImageFormat::Png).unwrap();
         assert_eq!(back.to_rgba8().get_pixel(10, 10).0[3], 0, "still transparent");
@@ -263,7 +300,29 @@ mod tests {
         let crc = crc32(&header[12..29]);
         header[29..33].copy_from_slice(&crc.to_be_bytes());
         let refused = decode(&header, ImageType::Png).unwrap_err();
-        assert!(refused.starts_with("larger than 12000 x 12000 pixels"), "{refused}");
+        assert!(refused.starts_with("larger than 12000 x 12000 or 40 megapixels"), "{refused}");
+    }
+
+    #[test]
+    fn a_picture_within_each_side_but_over_the_pixel_count_is_refused_unread() {
+        let mut header = png(DynamicImage::ImageLuma8(image::GrayImage::new(1, 1)));
+        header[16..20].copy_from_slice(&7_000u32.to_be_bytes());
+        header[20..24].copy_from_slice(&7_000u32.to_be_bytes());
+        let crc = crc32(&header[12..29]);
+        header[29..33].copy_from_slice(&crc.to_be_bytes());
+        let refused = decode(&header, ImageType::Png).unwrap_err();
+        assert!(refused.starts_with("larger than"), "{refused}");
+    }
+
+    #[test]
+    fn a_very_large_photo_shrinks_in_two_steps_to_the_exact_size() {
+        let photo = DynamicImage::ImageRgb8(RgbImage::from_pixel(6_000, 4_000, Rgb([30, 200, 30])));
+        let processed = encode(photo, 1_600, 85).unwrap();
+        assert_eq!((processed.width, processed.height), (1_600, 1_067));
+        let back = image::load_from_memory_with_format(&processed.bytes, ImageFormat::Jpeg).unwrap();
+        assert_eq!((back.width(), back.height()), (1_600, 1_067));
+        let pixel = back.to_rgb8().get_pixel(800, 500).0;
+        assert!(pixel[1] > 150 && pixel[0] < 80, "still green: {pixel:?}");
     }
 
     fn crc32(bytes: &[u8]) -> u32 {
