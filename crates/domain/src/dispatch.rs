@@ -3,8 +3,9 @@
 //!
 //! The rules:
 //! - A driver can take an order when they have a free slot (`active_deliveries < capacity`) and are
-//!   within the search radius of the restaurant in straight line: `search_radius_m`, or
-//!   `widened_radius_m` once the order has had `rounds_before_widening` unanswered offers.
+//!   within the job's radius of the restaurant in straight line: `search_radius_m`, or
+//!   `widened_radius_m` once the order has had `rounds_before_widening` unanswered offers or
+//!   nobody free was within `search_radius_m` ([`DispatchPolicy::wider_radius_m`]).
 //! - Travel time = straight-line distance × `detour_factor` / `driving_speed_mps`, rounded up to a
 //!   second (as the ETA does).
 //! - The cost of a pairing (lower is better) is the sum of five terms, in milliseconds of late
@@ -188,6 +189,13 @@ impl DispatchPolicy {
         if offer_rounds >= self.rounds_before_widening { self.widened_radius_m } else { self.search_radius_m }
     }
 
+    /// The radius to search when nobody who can take the order is within `radius_m`: the widened
+    /// one, unless the search was already that wide. Waiting for the rounds to widen would only
+    /// delay an order that nobody nearby can take.
+    pub fn wider_radius_m(&self, radius_m: u32) -> Option<u32> {
+        (radius_m < self.widened_radius_m).then_some(self.widened_radius_m)
+    }
+
     /// The estimated driving time over `distance_m` of straight line.
     pub fn travel_time(&self, distance_m: f64) -> Duration {
         travel_time(distance_m * self.detour_factor, self.driving_speed_mps * 3.6)
@@ -225,8 +233,9 @@ pub struct Job {
     pub restaurant: LatLng,
     /// How long until the restaurant expects the food to be ready; zero if it is.
     pub food_ready_in: Duration,
-    /// Offers for this order declined or timed out so far: it picks the radius.
-    pub offer_rounds: u32,
+    /// How far from the restaurant, in straight line, a driver may be: see
+    /// [`DispatchPolicy::radius_m`] and [`DispatchPolicy::wider_radius_m`].
+    pub radius_m: u32,
 }
 
 /// One driver's cost for one order, with its terms for explaining the choice. Costs are in
@@ -246,14 +255,14 @@ pub struct Score {
 }
 
 /// `candidate`'s cost for `job`, or `None` when they cannot take it: no free slot, or beyond the
-/// radius for the job's round.
+/// job's radius.
 pub fn score(policy: &DispatchPolicy, job: &Job, candidate: &Candidate) -> Option<Score> {
     if candidate.active_deliveries >= candidate.capacity {
         return None;
     }
     let distance = distance_m(candidate.position, job.restaurant);
     // A NaN distance (a point that skipped LatLng::new) is out of range too.
-    if distance.is_nan() || distance > f64::from(policy.radius_m(job.offer_rounds)) {
+    if distance.is_nan() || distance > f64::from(job.radius_m) {
         return None;
     }
     let weights = &policy.weights;
@@ -333,10 +342,16 @@ pub fn assign_greedy(policy: &DispatchPolicy, jobs: &[Job], candidates: &[Candid
 
 /// Assigns the jobs to the candidates globally (Hungarian algorithm): as many jobs as can be served
 /// at all, and among those assignments the one of least total cost. Jobs no candidate can take are
-/// left out; so is every job beyond the number of drivers. The result follows the order of `jobs`
-/// and does not depend on the order of either input. A repeated order or driver id counts once (the
-/// first). O(n³) in the larger side: meant for batches of up to a few hundred.
-pub fn assign_batch(policy: &DispatchPolicy, jobs: &[Job], candidates: &[Candidate]) -> Vec<Assignment> {
+/// left out; so is every job beyond the number of drivers, and every pair `may_pair` refuses (e.g.
+/// a driver who declined that order). The result follows the order of `jobs` and does not depend
+/// on the order of either input. A repeated order or driver id counts once (the first). O(n³) in
+/// the larger side: meant for batches of up to a few hundred.
+pub fn assign_batch(
+    policy: &DispatchPolicy,
+    jobs: &[Job],
+    candidates: &[Candidate],
+    may_pair: impl Fn(&Job, &Candidate) -> bool,
+) -> Vec<Assignment> {
     let jobs_in_order = first_of_each(jobs, |j| j.order_id);
     // Sorted by id, so the matrix, and the optimum picked among equal ones, ignore input order.
     let mut by_id = jobs_in_order.clone();
@@ -344,7 +359,7 @@ pub fn assign_batch(policy: &DispatchPolicy, jobs: &[Job], candidates: &[Candida
     let mut drivers = first_of_each(candidates, |c| c.driver_id);
     drivers.sort_by_key(|c| c.driver_id);
     let scores: Vec<Vec<Option<Score>>> =
-        by_id.iter().map(|job| drivers.iter().map(|c| score(policy, job, c)).collect()).collect();
+        by_id.iter().map(|job| drivers.iter().map(|c| pair_score(policy, job, c, &may_pair)).collect()).collect();
     // Only rows and columns with a feasible pair: a smaller matrix, and no empty side.
     let rows: Vec<usize> = (0..by_id.len()).filter(|&r| scores[r].iter().any(Option::is_some)).collect();
     let cols: Vec<usize> = (0..drivers.len()).filter(|&c| rows.iter().any(|&r| scores[r][c].is_some())).collect();
@@ -375,6 +390,15 @@ pub fn assign_batch(policy: &DispatchPolicy, jobs: &[Job], candidates: &[Candida
         }
     }
     jobs_in_order.iter().filter_map(|j| chosen.remove(&j.order_id)).collect()
+}
+
+fn pair_score(
+    policy: &DispatchPolicy,
+    job: &Job,
+    candidate: &Candidate,
+    may_pair: impl Fn(&Job, &Candidate) -> bool,
+) -> Option<Score> {
+    if may_pair(job, candidate) { score(policy, job, candidate) } else { None }
 }
 
 /// Each item whose id has not been seen before, in order.
@@ -468,8 +492,12 @@ mod tests {
         }
     }
 
+    fn any_pair(_: &Job, _: &Candidate) -> bool {
+        true
+    }
+
     fn job(n: u128, restaurant: LatLng, ready_in_s: u64) -> Job {
-        Job { order_id: id(n), restaurant, food_ready_in: secs(ready_in_s), offer_rounds: 0 }
+        Job { order_id: id(n), restaurant, food_ready_in: secs(ready_in_s), radius_m: 5_000 }
     }
 
     /// The unknown heading's cost under the default weights: half of two minutes.
@@ -584,6 +612,15 @@ mod tests {
     }
 
     #[test]
+    fn nobody_within_the_radius_widens_it_at_once_but_never_past_the_widened_one() {
+        let policy = DispatchPolicy::default();
+        assert_eq!(policy.wider_radius_m(5_000), Some(10_000));
+        assert_eq!(policy.wider_radius_m(10_000), None);
+        let wide = DispatchPolicy { widened_radius_m: 5_000, ..policy };
+        assert_eq!(wide.wider_radius_m(5_000), None, "widening to the same radius finds nobody new");
+    }
+
+    #[test]
     fn a_driver_without_a_free_slot_is_not_a_candidate() {
         let policy = plain();
         let order = job(1, restaurant(), 0);
@@ -600,7 +637,7 @@ mod tests {
     fn a_driver_beyond_the_radius_is_not_a_candidate_until_it_widens() {
         let policy = DispatchPolicy::default();
         let at = |m, rounds| {
-            let order = Job { offer_rounds: rounds, ..job(1, restaurant(), 0) };
+            let order = Job { radius_m: policy.radius_m(rounds), ..job(1, restaurant(), 0) };
             score(&policy, &order, &driver(1, north(m)))
         };
         assert!(at(0.0, 0).is_some());
@@ -735,8 +772,12 @@ mod tests {
         let s = score(&bad_weight, &job(1, restaurant(), 0), &driver(1, north(1_000.0))).unwrap();
         assert_eq!(s.wait, u64::MAX, "NaN is the worst cost, not the best");
         // The batch still works on such costs: clamped, and the lone driver still serves one order.
-        let assigned =
-            assign_batch(&stopped, &[job(1, restaurant(), 0), job(2, restaurant(), 0)], &[driver(1, north(1_000.0))]);
+        let assigned = assign_batch(
+            &stopped,
+            &[job(1, restaurant(), 0), job(2, restaurant(), 0)],
+            &[driver(1, north(1_000.0))],
+            any_pair,
+        );
         assert_eq!(assigned.len(), 1);
     }
 
@@ -769,7 +810,7 @@ mod tests {
         let jobs = [job(1, a, 0), job(2, b, 0)];
         let drivers = [driver(10, north(999.5)), driver(11, north(-1_199.5))];
         let greedy = assign_greedy(&plain(), &jobs, &drivers);
-        let batch = assign_batch(&plain(), &jobs, &drivers);
+        let batch = assign_batch(&plain(), &jobs, &drivers, any_pair);
         let pairs = |v: &[Assignment]| v.iter().map(|a| (a.order_id, a.driver_id)).collect::<Vec<_>>();
         assert_eq!(pairs(&greedy), [(id(1), id(10)), (id(2), id(11))]);
         assert_eq!(pairs(&batch), [(id(1), id(11)), (id(2), id(10))]);
@@ -789,10 +830,23 @@ mod tests {
         let drivers = [driver(10, north(1_000.0)), driver(11, north(-1_100.0))];
         let greedy = assign_greedy(&plain(), &jobs, &drivers);
         assert_eq!(greedy.len(), 1);
-        let batch = assign_batch(&plain(), &jobs, &drivers);
+        let batch = assign_batch(&plain(), &jobs, &drivers, any_pair);
         let pairs: Vec<_> = batch.iter().map(|a| (a.order_id, a.driver_id)).collect();
         assert_eq!(pairs, [(id(1), id(11)), (id(2), id(10))]);
         assert!(total_cost(&batch) > total_cost(&greedy), "two orders cost more than one");
+    }
+
+    #[test]
+    fn batch_never_pairs_what_may_pair_refuses() {
+        // The cheapest pairs are 1–10 and 2–11; driver 10 declined order 1.
+        let jobs = [job(1, restaurant(), 0), job(2, north(2_000.0), 0)];
+        let drivers = [driver(10, north(100.0)), driver(11, north(2_100.0))];
+        let declined = |job: &Job, candidate: &Candidate| !(job.order_id == id(1) && candidate.driver_id == id(10));
+        let pairs = |v: &[Assignment]| v.iter().map(|a| (a.order_id, a.driver_id)).collect::<Vec<_>>();
+        assert_eq!(pairs(&assign_batch(&plain(), &jobs, &drivers, any_pair)), [(id(1), id(10)), (id(2), id(11))]);
+        assert_eq!(pairs(&assign_batch(&plain(), &jobs, &drivers, declined)), [(id(1), id(11)), (id(2), id(10))]);
+        // Refused its only driver, the order is left out.
+        assert_eq!(pairs(&assign_batch(&plain(), &jobs[..1], &drivers[..1], declined)), []);
     }
 
     #[test]
@@ -800,21 +854,21 @@ mod tests {
         let policy = plain();
         // One driver, three orders: it goes where it is cheapest.
         let jobs = [job(1, north(2_000.0), 0), job(2, north(500.0), 0), job(3, north(-3_000.0), 0)];
-        let one = assign_batch(&policy, &jobs, &[driver(10, restaurant())]);
+        let one = assign_batch(&policy, &jobs, &[driver(10, restaurant())], any_pair);
         assert_eq!(one.iter().map(|a| (a.order_id, a.driver_id)).collect::<Vec<_>>(), [(id(2), id(10))]);
         // One order, three drivers: the best of them.
         let drivers = [driver(10, north(2_000.0)), driver(11, north(-300.0)), driver(12, north(700.0))];
-        let best = assign_batch(&policy, &[job(1, restaurant(), 0)], &drivers);
+        let best = assign_batch(&policy, &[job(1, restaurant(), 0)], &drivers, any_pair);
         assert_eq!(best.iter().map(|a| a.driver_id).collect::<Vec<_>>(), [id(11)]);
         assert_eq!(best[0].score, score(&policy, &job(1, restaurant(), 0), &drivers[1]).unwrap());
         // Three each, in a row along a meridian: each order takes the driver at its door.
         let jobs = [job(1, north(0.0), 0), job(2, north(2_000.0), 0), job(3, north(4_000.0), 0)];
         let drivers = [driver(12, north(4_010.0)), driver(10, north(10.0)), driver(11, north(2_010.0))];
-        let all = assign_batch(&policy, &jobs, &drivers);
+        let all = assign_batch(&policy, &jobs, &drivers, any_pair);
         let pairs: Vec<_> = all.iter().map(|a| (a.order_id, a.driver_id)).collect();
         assert_eq!(pairs, [(id(1), id(10)), (id(2), id(11)), (id(3), id(12))]);
-        assert!(assign_batch(&policy, &[], &drivers).is_empty());
-        assert!(assign_batch(&policy, &jobs, &[]).is_empty());
+        assert!(assign_batch(&policy, &[], &drivers, any_pair).is_empty());
+        assert!(assign_batch(&policy, &jobs, &[], any_pair).is_empty());
         assert!(assign_greedy(&policy, &[], &drivers).is_empty());
         assert!(assign_greedy(&policy, &jobs, &[]).is_empty());
     }
@@ -825,7 +879,7 @@ mod tests {
         let far = job(2, north(20_000.0), 0);
         let jobs = [job(1, restaurant(), 0), far, job(1, north(1_000.0), 0), job(3, north(200.0), 0)];
         let drivers = [driver(10, north(100.0)), driver(10, north(150.0)), driver(11, north(50.0))];
-        for assigned in [assign_batch(&policy, &jobs, &drivers), assign_greedy(&policy, &jobs, &drivers)] {
+        for assigned in [assign_batch(&policy, &jobs, &drivers, any_pair), assign_greedy(&policy, &jobs, &drivers)] {
             let orders: Vec<Uuid> = assigned.iter().map(|a| a.order_id).collect();
             assert_eq!(orders, [id(1), id(3)], "{assigned:?}");
             for a in &assigned {
@@ -836,7 +890,7 @@ mod tests {
             }
         }
         // Nobody in reach of anything.
-        assert!(assign_batch(&policy, &[far], &drivers).is_empty());
+        assert!(assign_batch(&policy, &[far], &drivers, any_pair).is_empty());
         assert!(assign_greedy(&policy, &[far], &drivers).is_empty());
     }
 
@@ -869,12 +923,14 @@ mod tests {
     }
 
     fn any_job() -> impl Strategy<Value = Job> {
-        (around(restaurant(), 4_000.0), 0..1_800u64, 0..6u32).prop_map(|(restaurant, ready, offer_rounds)| Job {
-            order_id: Uuid::nil(),
-            restaurant,
-            food_ready_in: secs(ready),
-            offer_rounds,
-        })
+        (around(restaurant(), 4_000.0), 0..1_800u64, prop_oneof![Just(5_000u32), Just(10_000)]).prop_map(
+            |(restaurant, ready, radius_m)| Job {
+                order_id: Uuid::nil(),
+                restaurant,
+                food_ready_in: secs(ready),
+                radius_m,
+            },
+        )
     }
 
     /// Jobs and candidates with distinct ids, from random bits so that their order is random too.
@@ -955,7 +1011,7 @@ mod tests {
             candidate in any_candidate(),
         ) {
             prop_assert_eq!(policy.validate(), Ok(()));
-            let in_reach = distance_m(candidate.position, job.restaurant) <= f64::from(policy.radius_m(job.offer_rounds));
+            let in_reach = distance_m(candidate.position, job.restaurant) <= f64::from(job.radius_m);
             let free = candidate.active_deliveries < candidate.capacity;
             let s = score(&policy, &job, &candidate);
             prop_assert_eq!(s.is_some(), in_reach && free);
@@ -974,10 +1030,10 @@ mod tests {
         fn a_closer_driver_is_never_worse_when_the_food_is_ready(
             policy in any_policy(),
             candidate in any_candidate(),
-            rounds in 0..6u32,
+            radius_m in prop_oneof![Just(5_000u32), Just(10_000)],
             (far, closer_by) in (0.0..10_000.0f64).prop_flat_map(|d| (Just(d), 0.0..=d)),
         ) {
-            let order = Job { offer_rounds: rounds, ..job(1, restaurant(), 0) };
+            let order = Job { radius_m, ..job(1, restaurant(), 0) };
             // On the meridian the restaurant lies due south from anywhere: the heading term is the same.
             let at = |m| score(&policy, &order, &Candidate { position: north(m), ..candidate });
             if let Some(from_far) = at(far) {
@@ -1045,7 +1101,7 @@ mod tests {
             ((jobs, candidates), shuffled_jobs, shuffled_candidates) in any_scenario(10)
                 .prop_flat_map(|(j, c)| (Just((j.clone(), c.clone())), Just(j).prop_shuffle(), Just(c).prop_shuffle())),
         ) {
-            let batch = assign_batch(&policy, &jobs, &candidates);
+            let batch = assign_batch(&policy, &jobs, &candidates, any_pair);
             let greedy = assign_greedy(&policy, &jobs, &candidates);
             for assigned in [&batch, &greedy] {
                 let orders: HashSet<Uuid> = assigned.iter().map(|a| a.order_id).collect();
@@ -1067,7 +1123,7 @@ mod tests {
             // The batch follows the jobs' order, and its pairs do not depend on the input order.
             let position = |id: Uuid| jobs.iter().position(|j| j.order_id == id);
             prop_assert!(batch.windows(2).all(|w| position(w[0].order_id) < position(w[1].order_id)));
-            prop_assert_eq!(pairs(&assign_batch(&policy, &shuffled_jobs, &shuffled_candidates)), pairs(&batch));
+            prop_assert_eq!(pairs(&assign_batch(&policy, &shuffled_jobs, &shuffled_candidates, any_pair)), pairs(&batch));
         }
 
         #[test]
@@ -1078,7 +1134,7 @@ mod tests {
             let costs: Vec<Vec<Option<u64>>> =
                 jobs.iter().map(|j| candidates.iter().map(|c| score(&policy, j, c).map(|s| s.total)).collect()).collect();
             let best = brute_force(&costs, 0, &mut vec![false; candidates.len()]);
-            let batch = assign_batch(&policy, &jobs, &candidates);
+            let batch = assign_batch(&policy, &jobs, &candidates, any_pair);
             prop_assert_eq!((batch.len(), total_cost(&batch)), best);
         }
     }

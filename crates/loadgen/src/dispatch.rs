@@ -176,7 +176,7 @@ fn compare_greedy_and_batch(policy: &DispatchPolicy, market: &Market, orders: us
                 order_id: Uuid::new_v4(),
                 restaurant: LatLng::new(lat, lng).expect("a restaurant in range"),
                 food_ready_in: Duration::from_secs(fastrand::u64(0..=600)),
-                offer_rounds: 0,
+                radius_m: policy.radius_m(0),
             }
         })
         .collect();
@@ -196,7 +196,7 @@ fn compare_greedy_and_batch(policy: &DispatchPolicy, market: &Market, orders: us
     let greedy = dispatch::assign_greedy(policy, &jobs, &candidates);
     let greedy_took = started.elapsed();
     let started = Instant::now();
-    let batch = dispatch::assign_batch(policy, &jobs, &candidates);
+    let batch = dispatch::assign_batch(policy, &jobs, &candidates, |_, _| true);
     let batch_took = started.elapsed();
     let pickup_km =
         |assignments: &[dispatch::Assignment]| assignments.iter().map(|a| a.score.distance_m).sum::<f64>() / 1000.0;

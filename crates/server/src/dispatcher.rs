@@ -22,6 +22,10 @@ use crate::api::App;
 
 /// Without an earlier rate, a driver counts as accepting this share of offers.
 const PRIOR_ACCEPTANCE: (f32, f32) = (1.0, 2.0);
+/// How long after an offer's deadline a flagged order may be offered to the
+/// same driver again. Without it the nearest driver would be asked again the
+/// moment they declined, and everyone further away never.
+const REOFFER_AFTER: Duration = Duration::from_secs(120);
 
 /// Runs until the server stops.
 pub async fn run(app: App) {
@@ -118,8 +122,8 @@ async fn settle_open_offer(app: &App, mut job: ClaimedJob) -> Result<Option<Clai
 /// Offers the job to its best candidate, or tries again later.
 async fn match_greedy(app: &App, job: &ClaimedJob) -> Result<(), StoreError> {
     let policy = &app.dispatch_config.policy;
-    let candidates = candidates(app, job).await?;
-    for (driver_id, score) in dispatch::rank(policy, &domain_job(job), &candidates) {
+    let (radius_m, candidates) = candidates(app, job).await?;
+    for (driver_id, score) in dispatch::rank(policy, &domain_job(job, radius_m), &candidates) {
         match offer(app, job, driver_id, &score).await? {
             Offered::Made { .. } | Offered::LeaseLost => return Ok(()),
             Offered::DriverTaken => continue,
@@ -145,15 +149,22 @@ async fn match_batch(app: &App, jobs: &[ClaimedJob]) -> Result<(), StoreError> {
         return Ok(());
     }
     let mut candidates: HashMap<Uuid, Candidate> = HashMap::new();
+    let mut domain_jobs = Vec::with_capacity(jobs.len());
     for job in jobs {
-        for candidate in self::candidates(app, job).await? {
+        let (radius_m, found) = self::candidates(app, job).await?;
+        domain_jobs.push(domain_job(job, radius_m));
+        for candidate in found {
             candidates.insert(candidate.driver_id, candidate);
         }
     }
     let mut candidates: Vec<Candidate> = candidates.into_values().collect();
     candidates.sort_by_key(|c| c.driver_id);
-    let domain_jobs: Vec<Job> = jobs.iter().map(domain_job).collect();
-    let assignments = dispatch::assign_batch(&config.policy, &domain_jobs, &candidates);
+    // The pool is every job's candidates: a driver who declined one order may be another's.
+    let by_order: HashMap<Uuid, &ClaimedJob> = jobs.iter().map(|job| (job.order_id, job)).collect();
+    let may_pair = |job: &Job, candidate: &Candidate| {
+        by_order.get(&job.order_id).is_some_and(|claimed| may_offer(claimed, candidate.driver_id))
+    };
+    let assignments = dispatch::assign_batch(&config.policy, &domain_jobs, &candidates, may_pair);
     tracing::debug!(
         jobs = jobs.len(),
         drivers = candidates.len(),
@@ -190,16 +201,29 @@ async fn offer(app: &App, job: &ClaimedJob, driver_id: Uuid, score: &Score) -> R
     Ok(offered)
 }
 
-/// Free drivers near the restaurant who were not offered this order yet
-/// (once the order is flagged, everyone is asked again), with their records.
-async fn candidates(app: &App, job: &ClaimedJob) -> Result<Vec<Candidate>, StoreError> {
+/// Free drivers near the restaurant whom the order may be offered to, with
+/// their records, and the radius they were found within: the round's, or
+/// the widened one at once when nobody was within that.
+async fn candidates(app: &App, job: &ClaimedJob) -> Result<(u32, Vec<Candidate>), StoreError> {
     let policy: &DispatchPolicy = &app.dispatch_config.policy;
-    let radius = policy.radius_m(job.rounds);
-    let wanted = policy.max_candidates as usize + if job.flagged { 0 } else { job.offered.len() };
+    let mut radius_m = policy.radius_m(job.rounds);
+    loop {
+        let found = candidates_within(app, job, radius_m).await?;
+        match policy.wider_radius_m(radius_m) {
+            Some(wider) if found.is_empty() => radius_m = wider,
+            _ => return Ok((radius_m, found)),
+        }
+    }
+}
+
+async fn candidates_within(app: &App, job: &ClaimedJob, radius_m: u32) -> Result<Vec<Candidate>, StoreError> {
+    let policy: &DispatchPolicy = &app.dispatch_config.policy;
+    // Enough to have `max_candidates` left after those the order may not go to.
+    let wanted = policy.max_candidates as usize + job.offered.len();
     let max_age = chrono::Duration::from_std(app.dispatch_config.max_position_age).unwrap_or(chrono::Duration::MAX);
     let fresh_since = Utc::now().checked_sub_signed(max_age).unwrap_or(DateTime::<Utc>::MIN_UTC);
-    let nearby = app.live.available_near(&job.city, job.restaurant, radius, wanted, fresh_since).await?;
-    let nearby: Vec<_> = nearby.into_iter().filter(|p| job.flagged || !job.offered.contains(&p.driver_id)).collect();
+    let nearby = app.live.available_near(&job.city, job.restaurant, radius_m, wanted, fresh_since).await?;
+    let nearby: Vec<_> = nearby.into_iter().filter(|p| may_offer(job, p.driver_id)).collect();
     if nearby.is_empty() {
         return Ok(Vec::new());
     }
@@ -222,15 +246,28 @@ async fn candidates(app: &App, job: &ClaimedJob) -> Result<Vec<Candidate>, Store
                 since_last_offer: record.last_offer_at.map(|at| until(at, job.claimed_at)),
             })
         })
+        // A driver without a free slot (the live state lagging) widens the search like nobody.
+        .filter(|candidate| candidate.active_deliveries < candidate.capacity)
         .collect())
 }
 
-fn domain_job(job: &ClaimedJob) -> Job {
+/// Whether the job's order may be offered to `driver_id`: never twice to
+/// one driver, until the order is flagged; then again, once `REOFFER_AFTER`
+/// has passed since their last offer of it.
+fn may_offer(job: &ClaimedJob, driver_id: Uuid) -> bool {
+    let mut theirs = job.offered.iter().filter(|offer| offer.driver_id == driver_id);
+    if !job.flagged {
+        return theirs.next().is_none();
+    }
+    theirs.all(|offer| until(offer.deadline, job.claimed_at) >= REOFFER_AFTER)
+}
+
+fn domain_job(job: &ClaimedJob, radius_m: u32) -> Job {
     Job {
         order_id: job.order_id,
         restaurant: job.restaurant,
         food_ready_in: until(job.claimed_at, job.food_ready_at),
-        offer_rounds: job.rounds,
+        radius_m,
     }
 }
 
@@ -256,6 +293,8 @@ fn until_boundary(now: DateTime<Utc>, interval: Duration) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    use foodfast_store::dispatch::PastOffer;
+
     use super::*;
 
     #[test]
@@ -265,6 +304,35 @@ mod tests {
         assert_eq!(until_boundary(at(9_000), three), three, "on a boundary: the next one");
         assert_eq!(until_boundary(at(9_001), three), Duration::from_millis(2_999));
         assert_eq!(until_boundary(at(11_999), three), Duration::from_millis(1));
+    }
+
+    #[test]
+    fn a_driver_is_asked_again_only_once_the_order_is_flagged_and_after_a_pause() {
+        let now = Utc::now();
+        let (asked, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let closed_ago = |secs: i64| PastOffer { driver_id: asked, deadline: now - chrono::Duration::seconds(secs) };
+        let job = |flagged: bool, offered: Vec<PastOffer>| ClaimedJob {
+            order_id: Uuid::new_v4(),
+            delivery_id: Uuid::new_v4(),
+            city: "lisbon".into(),
+            restaurant: foodfast_domain::geo::LatLng::new(38.7, -9.1).unwrap(),
+            rounds: offered.len() as u32,
+            lease_epoch: 1,
+            started_at: now,
+            flagged,
+            claimed_at: now,
+            food_ready_at: now,
+            open_offer: None,
+            offered,
+        };
+        assert!(may_offer(&job(false, vec![]), asked));
+        assert!(!may_offer(&job(false, vec![closed_ago(3_600)]), asked), "never twice before flagging");
+        assert!(may_offer(&job(false, vec![closed_ago(3_600)]), other));
+        assert!(!may_offer(&job(true, vec![closed_ago(0)]), asked), "not the moment they declined");
+        assert!(!may_offer(&job(true, vec![closed_ago(119)]), asked));
+        assert!(may_offer(&job(true, vec![closed_ago(120)]), asked));
+        assert!(!may_offer(&job(true, vec![closed_ago(600), closed_ago(30)]), asked), "the latest offer counts");
+        assert!(may_offer(&job(true, vec![closed_ago(0)]), other));
     }
 
     #[test]

@@ -360,7 +360,7 @@ async fn the_search_widens_after_three_rounds_and_the_order_is_flagged_after_the
         .unwrap()
         .into_inner();
     assert_eq!(listed.orders.iter().map(|o| o.order_id.as_str()).collect::<Vec<_>>(), vec![order_id.as_str()]);
-    // Matching goes on while flagged, everyone asked again: at least the four rounds.
+    // Matching goes on while flagged (each driver asked again after a pause): at least the four rounds.
     assert!(listed.orders[0].rounds >= 4, "rounds {}", listed.orders[0].rounds);
     assert_eq!(listed.orders[0].restaurant_name, "Luigi");
 
@@ -371,6 +371,41 @@ async fn the_search_widens_after_three_rounds_and_the_order_is_flagged_after_the
     assert!(state.offers.iter().all(|o| o.outcome() != pb::OfferOutcome::Pending));
     let listed = ops.clone().list_flagged_orders(pb::ListFlaggedOrdersRequest::default()).await.unwrap().into_inner();
     assert!(listed.orders.iter().all(|o| o.order_id != order_id));
+}
+
+#[tokio::test]
+async fn nobody_within_the_search_radius_widens_it_at_once() {
+    let kitchen = common::quick_kitchen(|_| {}).await;
+    // Beyond 5 km, within 10: the only driver there is.
+    let mut far = DriverApp::at(&kitchen, north_of_kitchen(7_000.0)).await;
+    let order_id = confirmed_order(&kitchen).await;
+    let offer = far.offer().await;
+    assert!(offer.pickup_distance_m > 6_900, "{} m", offer.pickup_distance_m);
+    assert_eq!(matching(&kitchen, &order_id).await.offers.iter().map(|o| o.round).collect::<Vec<_>>(), [1]);
+}
+
+#[tokio::test]
+async fn a_flagged_order_goes_to_the_next_driver_not_straight_back_to_the_one_who_declined() {
+    let kitchen = common::quick_kitchen(|config| {
+        config.dispatch.policy.max_rounds = 1;
+        config.dispatch.policy.rounds_before_widening = 1;
+    })
+    .await;
+    let mut nearest = DriverApp::at(&kitchen, north_of_kitchen(500.0)).await;
+    let mut further = DriverApp::at(&kitchen, north_of_kitchen(3_000.0)).await;
+    let order_id = confirmed_order(&kitchen).await;
+    let offer = nearest.offer().await;
+    nearest.answer(&offer, pb::OfferDecision::Decline).await;
+
+    // One round and the order is flagged; matching goes on with the driver not asked yet.
+    let offer = further.offer().await;
+    assert_eq!(matching(&kitchen, &order_id).await.phase(), pb::MatchingPhase::Flagged);
+    assert!(!nearest.offered_within(Duration::from_secs(2)).await, "asked again the moment they declined");
+    further.answer(&offer, pb::OfferDecision::Decline).await;
+    // Both declined just now: neither is asked again at once.
+    assert!(!nearest.offered_within(Duration::from_secs(2)).await);
+    assert!(!further.offered_within(Duration::from_millis(100)).await);
+    assert_eq!(matching(&kitchen, &order_id).await.offers.len(), 2);
 }
 
 #[tokio::test]

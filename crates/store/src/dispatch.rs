@@ -42,8 +42,16 @@ pub struct ClaimedJob {
     pub claimed_at: DateTime<Utc>,
     pub food_ready_at: DateTime<Utc>,
     pub open_offer: Option<OpenOffer>,
-    /// Every driver offered this order before, whatever they answered.
-    pub offered: Vec<Uuid>,
+    /// Every offer of this order before, whatever the driver answered.
+    pub offered: Vec<PastOffer>,
+}
+
+/// An earlier offer of a job's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PastOffer {
+    pub driver_id: Uuid,
+    /// When it closed at the latest.
+    pub deadline: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,7 +287,7 @@ impl Dispatch {
                     claimed_at,
                     food_ready_at,
                     open_offer,
-                    offered: mine.map(|o| o.get(2)).collect(),
+                    offered: mine.map(|o| PastOffer { driver_id: o.get(2), deadline: o.get(4) }).collect(),
                 })
             })
             .collect()

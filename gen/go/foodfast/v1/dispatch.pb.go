@@ -542,7 +542,8 @@ type GetMatchingStateResponse struct {
 	Mode MatchingMode `protobuf:"varint,3,opt,name=mode,proto3,enum=foodfast.v1.MatchingMode" json:"mode,omitempty"`
 	// Current round, from 1 (0 before the first).
 	Round uint32 `protobuf:"varint,4,opt,name=round,proto3" json:"round,omitempty"`
-	// Current search radius around the restaurant, in metres (widened after three rounds).
+	// The round's search radius around the restaurant, in metres: widened after three rounds, and
+	// for a search that finds nobody free within it.
 	RadiusM uint32 `protobuf:"varint,5,opt,name=radius_m,json=radiusM,proto3" json:"radius_m,omitempty"`
 	// Every offer made for the order, oldest first.
 	Offers []*OfferRecord `protobuf:"bytes,6,rep,name=offers,proto3" json:"offers,omitempty"`

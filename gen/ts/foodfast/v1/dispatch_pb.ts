@@ -243,7 +243,8 @@ export type GetMatchingStateResponse = Message<"foodfast.v1.GetMatchingStateResp
   round: number;
 
   /**
-   * Current search radius around the restaurant, in metres (widened after three rounds).
+   * The round's search radius around the restaurant, in metres: widened after three rounds, and
+   * for a search that finds nobody free within it.
    *
    * @generated from field: uint32 radius_m = 5;
    */
