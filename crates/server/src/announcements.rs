@@ -52,10 +52,11 @@ async fn keep(
     // Subscribed before the first read, so no publication falls in between.
     let mut wake = fanout.subscribe(ANNOUNCEMENTS_TOPIC);
     let mut held: Vec<Announcement> = Vec::new();
+    let mut read_to = 0;
     loop {
         let before = held.len();
         let last_before = held.last().map(|a| a.seq);
-        if let Err(err) = read_new(&store, &mut held).await {
+        if let Err(err) = read_new(&store, &mut held, &mut read_to).await {
             tracing::warn!(error = %foodfast_store::Chain(&err), "could not read new announcements; retrying");
         }
         let now = Utc::now();
@@ -79,13 +80,17 @@ async fn keep(
     }
 }
 
-async fn read_new(store: &Announcements, held: &mut Vec<Announcement>) -> Result<(), foodfast_store::StoreError> {
+/// Adds the announcements in force published after `read_to`, and moves it on.
+async fn read_new(
+    store: &Announcements,
+    held: &mut Vec<Announcement>,
+    read_to: &mut i64,
+) -> Result<(), foodfast_store::StoreError> {
     loop {
-        let after = held.last().map_or(0, |a| a.seq);
-        let new = store.in_force_after(after, READ_BATCH).await?;
-        let done = new.len() < READ_BATCH as usize;
-        held.extend(new);
-        if done {
+        let read = store.in_force_after(*read_to, READ_BATCH).await?;
+        held.extend(read.announcements);
+        *read_to = read.read_to.unwrap_or(*read_to).max(*read_to);
+        if !read.more {
             return Ok(());
         }
     }

@@ -62,9 +62,11 @@ impl Announcements {
             .await
     }
 
-    /// Announcements still in force published after `seq`, oldest first, at most `limit`.
+    /// Announcements still in force published after `seq`, oldest first:
+    /// `limit` rows read, less those addressed only to roles this version
+    /// does not know.
     #[tracing::instrument(target = "foodfast::trace", name = "Announcements.in_force_after", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-    pub async fn in_force_after(&self, seq: i64, limit: u32) -> Result<Vec<Announcement>, StoreError> {
+    pub async fn in_force_after(&self, seq: i64, limit: u32) -> Result<InForce, StoreError> {
         let client = self.postgres.client().await?;
         let rows = client
             .query(
@@ -73,8 +75,26 @@ impl Announcements {
             )
             .await
             .map_err(StoreError::postgres)?;
-        rows.iter().filter_map(|row| announcement_from_row(row).transpose()).collect()
+        Ok(InForce {
+            announcements: rows
+                .iter()
+                .filter_map(|row| announcement_from_row(row).transpose())
+                .collect::<Result<_, _>>()?,
+            read_to: rows.last().map(|row| row.get(0)),
+            more: rows.len() >= limit as usize,
+        })
     }
+}
+
+/// One read of the announcements in force.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InForce {
+    pub announcements: Vec<Announcement>,
+    /// The last seq read, kept or not: where the next read starts, so that a
+    /// batch of rows this version skips cannot hold the reader in place.
+    pub read_to: Option<i64>,
+    /// Whether `limit` rows were read: there may be more.
+    pub more: bool,
 }
 
 /// `None` for one addressed only to roles this version does not know (a

@@ -23,7 +23,7 @@ fn new(title: &str, expires_in: TimeDelta) -> NewAnnouncement {
 async fn concurrent_publishers_get_distinct_sequence_numbers_and_only_those_in_force_read_back() {
     let postgres = Postgres::connect(&foodfast_testkit::fresh_postgres().await).await.unwrap();
     migrate::migrate_postgres(&postgres, &migrate::cockroach_migrations()).await.unwrap();
-    let store = Announcements::new(postgres);
+    let store = Announcements::new(postgres.clone());
     let published = futures::future::join_all((0..8).map(|n| {
         let store = store.clone();
         async move { store.publish(&new(&format!("a{n}"), TimeDelta::hours(1)), None).await.unwrap() }
@@ -34,11 +34,22 @@ async fn concurrent_publishers_get_distinct_sequence_numbers_and_only_those_in_f
     assert_eq!(seqs, (1..=8).collect::<Vec<_>>(), "one number each, none skipped or shared");
     store.publish(&new("expired", TimeDelta::seconds(-1)), None).await.unwrap();
 
-    let in_force = store.in_force_after(0, 100).await.unwrap();
+    let read = store.in_force_after(0, 100).await.unwrap();
+    assert_eq!((read.read_to, read.more), (Some(8), false));
+    let in_force = read.announcements;
     assert_eq!(in_force.iter().map(|a| a.seq).collect::<Vec<_>>(), (1..=8).collect::<Vec<_>>());
     let first = published.iter().find(|a| a.seq == 1).unwrap();
     assert_eq!(&in_force[0], first, "reads back as published");
     assert_eq!(in_force[0].audience, [Role::Driver, Role::RestaurantStaff]);
-    assert_eq!(store.in_force_after(6, 100).await.unwrap().len(), 2);
-    assert_eq!(store.in_force_after(0, 3).await.unwrap().len(), 3, "the limit holds");
+    assert_eq!(store.in_force_after(6, 100).await.unwrap().announcements.len(), 2);
+    let first_three = store.in_force_after(0, 3).await.unwrap();
+    assert_eq!((first_three.announcements.len(), first_three.read_to, first_three.more), (3, Some(3), true));
+
+    // A newer version's audience: skipped, but read past, so the reader moves on.
+    let client = postgres.client().await.unwrap();
+    client.execute("UPDATE announcements SET audience = ARRAY['martian'] WHERE seq <= 3", &[]).await.unwrap();
+    let skipped = store.in_force_after(0, 3).await.unwrap();
+    assert_eq!((skipped.announcements.len(), skipped.read_to, skipped.more), (0, Some(3), true));
+    let next = store.in_force_after(3, 3).await.unwrap();
+    assert_eq!(next.announcements.iter().map(|a| a.seq).collect::<Vec<_>>(), [4, 5, 6]);
 }
