@@ -92,7 +92,8 @@ impl Default for NotificationsConfig {
         Self {
             provider_url: String::new(),
             timeout: Duration::from_secs(5),
-            max_attempts: 5,
+            // 2 s doubling to 5 minutes: about a quarter of an hour of tries.
+            max_attempts: 10,
             backoff_base: Duration::from_secs(2),
             backoff_cap: Duration::from_secs(300),
             poll_interval: Duration::from_secs(1),
@@ -787,6 +788,18 @@ impl Config {
                 "max_attempts and max_pending must be at least 1, and batch 1 to 1000".into(),
             ));
         }
+        // Zero would make the sender spin on the database or give up on every call.
+        if notifications.poll_interval.is_zero()
+            || notifications.timeout.is_zero()
+            || notifications.backoff_base.is_zero()
+            || notifications.backoff_cap < notifications.backoff_base
+        {
+            return Err(invalid(
+                "notifications",
+                "poll_interval, timeout and backoff_base must be more than 0, and backoff_cap at least backoff_base"
+                    .into(),
+            ));
+        }
         let media = &self.media;
         if media.max_attempts == 0 || media.max_concurrent_uploads == 0 || media.max_pending == 0 {
             return Err(invalid(
@@ -992,6 +1005,17 @@ mod tests {
         std::fs::write(&file, "[dispatch]\nmax_position_age = \"10s\"\n").unwrap();
         let config = Config::load(Some(&file), &env(&[]), &Overrides::default()).unwrap();
         assert_eq!(config.dispatch.max_position_age, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_notification_sender_that_would_spin_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("foodfast.toml");
+        for setting in ["poll_interval = \"0s\"", "timeout = \"0s\"", "backoff_cap = \"1s\""] {
+            std::fs::write(&file, format!("[notifications]\n{setting}\n")).unwrap();
+            let err = Config::load(Some(&file), &env(&[]), &Overrides::default()).unwrap_err().to_string();
+            assert!(err.contains("notifications") && err.contains("poll_interval, timeout"), "{setting}: {err}");
+        }
     }
 
     #[test]

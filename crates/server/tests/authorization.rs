@@ -324,7 +324,7 @@ impl World {
                     idempotency_key: None,
                 };
                 let store = Notifications::new(server.stores.postgres.clone());
-                let id = store.enqueue(&own, State::Queued).await.unwrap();
+                let id = store.enqueue(&own, State::Queued).await.unwrap().id().unwrap();
                 let mut notifications = NotificationServiceClient::with_interceptor(channel, bearer);
                 let request = pb::GetNotificationRequest { notification_id: id.to_string() };
                 code(notifications.get_notification(request).await)

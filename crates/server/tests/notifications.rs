@@ -231,7 +231,8 @@ async fn notifications_go_through_the_provider_with_retries_and_every_attempt_re
         config.notifications.provider_url = provider.url.clone();
         config.notifications.max_attempts = 3;
         config.notifications.backoff_base = Duration::from_millis(50);
-        config.notifications.backoff_cap = Duration::from_millis(200);
+        // Also the longest Retry-After honoured.
+        config.notifications.backoff_cap = Duration::from_secs(1);
         config.notifications.poll_interval = Duration::from_millis(100);
     })
     .await;
@@ -265,6 +266,21 @@ async fn notifications_go_through_the_provider_with_retries_and_every_attempt_re
     let failed = settled(&server, &support, &refused).await;
     assert_eq!(outcomes(&failed), [false], "a refusal is final");
     assert!(failed.attempts[0].error.contains("400"), "{:?}", failed.attempts[0]);
+    assert!(
+        !failed.attempts[0].error.contains("+336"),
+        "the provider's words stay in the log: {:?}",
+        failed.attempts[0]
+    );
+
+    // Asked to slow down (Retry-After: 1), the sender waits as long as the provider said, not its own 50 ms.
+    let throttled = queue(send(&customer, pb::NotificationChannel::Email, "throttle")).await;
+    let sent = settled(&server, &support, &throttled).await;
+    assert_eq!(outcomes(&sent), [false, true]);
+    let at = |i: usize| {
+        let t = sent.attempts[i].attempted_at.unwrap();
+        Duration::new(t.seconds as u64, t.nanos as u32)
+    };
+    assert!(at(1) - at(0) >= Duration::from_millis(900), "retried after {:?}", at(1) - at(0));
 
     let sms = queue(send(&customer, pb::NotificationChannel::Sms, "Your driver is here")).await;
     let failed = settled(&server, &support, &sms).await;
@@ -282,7 +298,15 @@ async fn notifications_go_through_the_provider_with_retries_and_every_attempt_re
     }));
     templated.idempotency_key = "order:42:delivered:push".into();
     let push = queue(templated.clone()).await;
-    assert_eq!(queue(templated).await, push, "the same key is the same notification");
+    assert_eq!(queue(templated.clone()).await, push, "the same key is the same notification");
+    let mut another = templated;
+    another.content = Some(pb::send_notification_request::Content::Message(pb::NotificationMessage {
+        title: "Sorry".into(),
+        body: "Your order is late".into(),
+    }));
+    let err = client.clone().send_notification(another).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::AlreadyExists, "{err:?}");
+    assert!(err.message().contains("idempotency_key"), "{err:?}");
     settled(&server, &customer, &push).await;
     let delivered = provider.accepted_for(&push);
     assert_eq!(delivered.len(), 1, "sent once");
@@ -438,7 +462,7 @@ async fn the_customer_hears_of_its_orders_steps_on_its_device_once_each() {
 }
 
 #[tokio::test]
-async fn past_the_outbox_limit_an_orders_notice_is_recorded_as_dropped() {
+async fn an_orders_notice_is_queued_with_its_step_even_past_the_outbox_limit() {
     // No provider: nothing drains the outbox, which holds one notification at most.
     let kitchen = common::Kitchen::open_with(|config| {
         config.notifications.max_pending = 1;
@@ -461,10 +485,12 @@ async fn past_the_outbox_limit_an_orders_notice_is_recorded_as_dropped() {
             .unwrap();
         rows.iter().map(|row| row.get::<_, String>(0)).collect::<Vec<_>>()
     };
+    // Written with the step: there when the answer arrives.
     assert_eq!(states().await, ["queued"]);
     tokio::time::sleep(Duration::from_millis(300)).await; // the backlog is counted again
 
     let second = kitchen.placed_order().await;
     kitchen.restaurant_sets(&second, "accepted").await;
-    assert_eq!(states().await, ["queued", "dropped"], "the order moved on; its notice did not queue");
+    // Only LOW notifications are shed; an order's are HIGH or CRITICAL, as many as the orders.
+    assert_eq!(states().await, ["queued", "queued"]);
 }

@@ -2,15 +2,89 @@
 //! senders on every replica claim from (see
 //! `migrations/cockroach/0008_notifications.sql`).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use foodfast_domain::notification::{Channel, Message, Priority, State};
+use foodfast_domain::names::display_name;
+use foodfast_domain::notification::{self, Channel, Message, Priority, State};
+use foodfast_domain::order::OrderStatus;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use crate::orders::{EventKind, Order, OrderEvent};
 use crate::postgres::{Postgres, TxError};
 use crate::{StoreError, sql};
+
+/// Queues the push notice the customer gets for an order's `event`, inside
+/// the transition's transaction: the outbox, so a crash after the commit
+/// cannot lose it and a retried transition cannot send it twice. Customers
+/// hear of the order being confirmed, given a driver, delivered, cancelled
+/// or rejected, on their devices (none: nothing is queued). These are never
+/// shed: their number follows the orders'. Returns whether one was queued.
+pub(crate) async fn queue_order_notice(
+    tx: &tokio_postgres::Transaction<'_>,
+    order: &Order,
+    event: &OrderEvent,
+) -> Result<bool, TxError> {
+    let (template, priority) = match (event.kind, event.status) {
+        (EventKind::DriverAssigned, _) => ("driver_assigned", Priority::High),
+        (EventKind::StatusChanged, OrderStatus::Confirmed) => ("order_confirmed", Priority::High),
+        (EventKind::StatusChanged, OrderStatus::Delivered) => ("order_delivered", Priority::High),
+        (EventKind::StatusChanged, OrderStatus::Cancelled | OrderStatus::Rejected) => {
+            ("order_cancelled", Priority::Critical)
+        }
+        _ => return Ok(false),
+    };
+    let mut params = HashMap::from([
+        ("restaurant_name".to_owned(), order.restaurant_name.clone()),
+        ("reason".to_owned(), event.reason.clone()),
+    ]);
+    if let Some(driver_id) = event.driver_id.filter(|_| event.kind == EventKind::DriverAssigned)
+        && let Some(driver) = tx.query_opt(sql::SELECT_DRIVER_PROFILE, &[&driver_id]).await?
+    {
+        // As customers see drivers everywhere: "Ali N.", not the full name.
+        params.insert("driver_name".to_owned(), display_name(driver.get(0)));
+    }
+    let message = match notification::render(template, &params) {
+        Ok(message) => message,
+        Err(err) => {
+            // Not a reason to refuse the order's step.
+            tracing::warn!(order = %order.id, template, error = %err, "could not write the customer's notice");
+            return Ok(false);
+        }
+    };
+    let key = format!("order:{}:event:{}:push", order.id, event.seq);
+    let queued = tx
+        .query_opt(
+            sql::INSERT_ORDER_NOTICE,
+            &[&Uuid::new_v4(), &order.customer_id, &priority.rank(), &message.title, &message.body, &key],
+        )
+        .await?;
+    Ok(queued.is_some())
+}
+
+/// What queueing a notification came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Queued now, with this id.
+    New(Uuid),
+    /// Its idempotency key queued the same notification before: that one's id.
+    Repeat(Uuid),
+    /// Its idempotency key queued another notification before (another
+    /// recipient, channel, priority or text).
+    KeyInUse,
+}
+
+impl Enqueued {
+    /// The notification's id, unless the key was someone else's.
+    pub fn id(self) -> Option<Uuid> {
+        match self {
+            Enqueued::New(id) | Enqueued::Repeat(id) => Some(id),
+            Enqueued::KeyInUse => None,
+        }
+    }
+}
 
 /// What SendNotification queues.
 #[derive(Debug, Clone)]
@@ -90,10 +164,9 @@ impl Notifications {
     }
 
     /// Records `new` as `state`: queued, or dropped at once (shed under
-    /// overload); with an idempotency key already used, the first
-    /// notification's id instead.
+    /// overload), unless its idempotency key was used before.
     #[tracing::instrument(target = "foodfast::trace", name = "Notifications.enqueue", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-    pub async fn enqueue(&self, new: &NewNotification, state: State) -> Result<Uuid, StoreError> {
+    pub async fn enqueue(&self, new: &NewNotification, state: State) -> Result<Enqueued, StoreError> {
         let client = self.postgres.client().await?;
         let inserted = client
             .query_opt(
@@ -111,15 +184,31 @@ impl Notifications {
             )
             .await
             .map_err(StoreError::postgres)?;
-        match (inserted, &new.idempotency_key) {
-            (Some(row), _) => Ok(row.get(0)),
-            (None, Some(key)) => {
-                let row =
-                    client.query_one(sql::SELECT_NOTIFICATION_BY_KEY, &[key]).await.map_err(StoreError::postgres)?;
-                Ok(row.get(0))
-            }
-            (None, None) => Err(StoreError::Corrupt("a notification without a key conflicted".into())),
+        if let Some(row) = inserted {
+            return Ok(Enqueued::New(row.get(0)));
         }
+        self.queued_under_key(new)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("a notification conflicted on a key nobody holds".into()))
+    }
+
+    /// What `new`'s idempotency key queued before, if it was used: the same
+    /// notification or another.
+    #[tracing::instrument(target = "foodfast::trace", name = "Notifications.queued_under_key", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    pub async fn queued_under_key(&self, new: &NewNotification) -> Result<Option<Enqueued>, StoreError> {
+        let Some(key) = &new.idempotency_key else { return Ok(None) };
+        let client = self.postgres.client().await?;
+        let Some(row) =
+            client.query_opt(sql::SELECT_NOTIFICATION_BY_KEY, &[key]).await.map_err(StoreError::postgres)?
+        else {
+            return Ok(None);
+        };
+        let same = row.get::<_, Uuid>(1) == new.recipient_id
+            && row.get::<_, &str>(2) == new.channel.as_str()
+            && row.get::<_, i16>(3) == new.priority.rank()
+            && row.get::<_, &str>(4) == new.message.title
+            && row.get::<_, &str>(5) == new.message.body;
+        Ok(Some(if same { Enqueued::Repeat(row.get(0)) } else { Enqueued::KeyInUse }))
     }
 
     /// Notifications not yet sent, failed or dropped: the queue's depth.

@@ -300,6 +300,8 @@ pub struct Transitioned {
     /// Drivers to tell: the order's driver before and after, and any whose
     /// offer for it was withdrawn.
     pub drivers_affected: Vec<Uuid>,
+    /// Whether a push notice to the customer was queued with it.
+    pub customer_notified: bool,
 }
 
 /// A driver's load after a transition took or gave back one of its slots.
@@ -887,6 +889,7 @@ pub(crate) async fn apply_transition(
         driver_id: if assigns { driver_id } else { None },
     };
     insert_event(tx, &event).await?;
+    let customer_notified = crate::notifications::queue_order_notice(tx, &after, &event).await?;
     let after = match request.ready_at {
         Some(_) => {
             let by = Notice { actor: request.actor, actor_id: request.actor_id, reason: String::new() };
@@ -904,6 +907,7 @@ pub(crate) async fn apply_transition(
         delivery_id: moved.delivery_id,
         driver_loads: moved.loads,
         drivers_affected,
+        customer_notified,
     }))
 }
 

@@ -200,9 +200,17 @@ statements! {
         VALUES ($1, $2, $3, $4, $8, $5, $6, $7)
         ON CONFLICT (idempotency_key) DO NOTHING
         RETURNING id";
+    /// An order's push notice to customer `$2`, queued only when they have a device.
+    INSERT_ORDER_NOTICE = "INSERT INTO notifications (id, recipient_id, channel, priority, state, title, body,
+            idempotency_key)
+        SELECT $1::UUID, $2::UUID, 'push', $3::INT2, 'queued', $4::TEXT, $5::TEXT, $6::TEXT
+        WHERE EXISTS (SELECT 1 FROM devices WHERE user_id = $2::UUID)
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING id";
     COUNT_PENDING_NOTIFICATIONS = "SELECT count(*) FROM notifications
         WHERE state IN ('queued', 'sending', 'retry_scheduled')";
-    SELECT_NOTIFICATION_BY_KEY = "SELECT id FROM notifications WHERE idempotency_key = $1";
+    SELECT_NOTIFICATION_BY_KEY = "SELECT id, recipient_id, channel, priority, title, body FROM notifications
+        WHERE idempotency_key = $1";
     SELECT_NOTIFICATION = "SELECT id, recipient_id, channel, priority, state, attempts, due_at, created_at, updated_at
         FROM notifications WHERE id = $1";
     SELECT_NOTIFICATION_ATTEMPTS = "SELECT attempt, attempted_at, succeeded, error FROM notification_attempts

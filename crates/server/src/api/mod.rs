@@ -13,10 +13,8 @@ mod restaurant_api;
 mod support_api;
 mod tracking_api;
 
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use foodfast_api::v1::{
     account_service_server::AccountServiceServer, dispatch_service_server::DispatchServiceServer,
@@ -25,7 +23,6 @@ use foodfast_api::v1::{
     restaurant_service_server::RestaurantServiceServer, support_service_server::SupportServiceServer,
     tracking_service_server::TrackingServiceServer,
 };
-use foodfast_domain::notification::{self, Channel, Priority, State as NotificationState};
 use foodfast_domain::order::OrderStatus;
 use foodfast_domain::pricing::PricingPolicy;
 use foodfast_payments::PaymentGateway;
@@ -35,8 +32,8 @@ use foodfast_store::dispatch::Dispatch;
 use foodfast_store::fanout::{DISPATCH_TOPIC, Fanout, driver_topic, order_topic, restaurant_topic};
 use foodfast_store::live::LivePositions;
 use foodfast_store::locations::{LocationReader, LocationWriter};
-use foodfast_store::notifications::{NewNotification, Notifications};
-use foodfast_store::orders::{EventKind, Order, Orders, Transitioned};
+use foodfast_store::notifications::Notifications;
+use foodfast_store::orders::{Order, Orders, Transitioned};
 use foodfast_store::restaurants::{Restaurant, Restaurants};
 use foodfast_store::scylla::Scylla;
 use foodfast_store::support::Support;
@@ -148,8 +145,9 @@ impl App {
 
     /// Everything that follows a committed transition: the payment call it
     /// owes, the drivers' live availability, and wake-ups for the order's
-    /// watchers, the drivers concerned and the dispatchers (once confirmed,
-    /// or when a driver has room again).
+    /// watchers, the drivers concerned, the dispatchers (once confirmed, or
+    /// when a driver has room again) and the notification senders (the
+    /// customer's notice was queued in the transaction).
     /// A lost wake-up only delays its readers until their next poll.
     pub(crate) async fn committed(&self, done: &Transitioned) {
         if done.order.payment_status.unsettled().is_some() {
@@ -170,68 +168,8 @@ impl App {
         if confirmed || driver_freed {
             self.wake(DISPATCH_TOPIC).await;
         }
-        self.notify_customer(done).await;
-    }
-
-    /// Queues the customer's push notification for the steps customers hear
-    /// about (confirmed, a driver assigned, delivered, cancelled or rejected),
-    /// once per event (its idempotency key), when the customer has a
-    /// registered device. A failure here is logged: the order's change stands.
-    async fn notify_customer(&self, done: &Transitioned) {
-        let order = &done.order;
-        let (template, priority) = match (done.event.kind, done.event.status) {
-            (EventKind::DriverAssigned, _) => ("driver_assigned", Priority::High),
-            (EventKind::StatusChanged, OrderStatus::Confirmed) => ("order_confirmed", Priority::High),
-            (EventKind::StatusChanged, OrderStatus::Delivered) => ("order_delivered", Priority::High),
-            (EventKind::StatusChanged, OrderStatus::Cancelled | OrderStatus::Rejected) => {
-                ("order_cancelled", Priority::Critical)
-            }
-            _ => return,
-        };
-        let mut params = HashMap::from([
-            ("restaurant_name".to_string(), order.restaurant_name.clone()),
-            ("reason".to_string(), done.event.reason.clone()),
-        ]);
-        if let Some(driver_id) = done.event.driver_id.filter(|_| template == "driver_assigned") {
-            match self.users.driver(driver_id).await {
-                Ok(Some(driver)) => {
-                    // As customers see drivers everywhere: "Ali N.", not the full name.
-                    params.insert("driver_name".to_string(), foodfast_domain::names::display_name(&driver.name));
-                }
-                Ok(None) => {}
-                Err(err) => {
-                    tracing::warn!(order = %order.id, error = %foodfast_store::Chain(&err), "could not read the assigned driver's name");
-                    return;
-                }
-            }
-        }
-        let message = match notification::render(template, &params) {
-            Ok(message) => message,
-            Err(err) => {
-                tracing::warn!(order = %order.id, %template, error = %err, "could not write the customer's notification");
-                return;
-            }
-        };
-        let queued = async {
-            if self.notifications.push_tokens(order.customer_id).await?.is_empty() {
-                return Ok(());
-            }
-            let new = NewNotification {
-                recipient_id: order.customer_id,
-                channel: Channel::Push,
-                priority,
-                message,
-                idempotency_key: Some(format!("order:{}:event:{}:push", order.id, done.event.seq)),
-            };
-            // Past the outbox's limit the step still stands; its notice is recorded as dropped.
-            let full = self.notification_backlog.load(Ordering::Relaxed) >= self.notifications_config.max_pending;
-            let state = if full { NotificationState::Dropped } else { NotificationState::Queued };
-            self.notifications.enqueue(&new, state).await?;
+        if done.customer_notified {
             self.notifier_nudge.notify_one();
-            Ok::<_, foodfast_store::StoreError>(())
-        };
-        if let Err(err) = queued.await {
-            tracing::warn!(order = %order.id, error = %foodfast_store::Chain(&err), "could not queue the customer's notification");
         }
     }
 

@@ -13,7 +13,7 @@ use foodfast_domain::device::{Platform, validate_push_token};
 use foodfast_domain::notification::{self, Channel, Message, Priority, State};
 use foodfast_domain::validation::{FieldError, parse_uuid};
 use foodfast_store::fanout::ANNOUNCEMENTS_TOPIC;
-use foodfast_store::notifications::NewNotification;
+use foodfast_store::notifications::{Enqueued, NewNotification};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -68,7 +68,7 @@ impl NotificationService for NotificationApi {
     ) -> Result<Response<pb::SendNotificationResponse>, Status> {
         let request = request.into_inner();
         let recipient_id = parse_uuid("recipient_id", &request.recipient_id).map_err(ApiError::from)?;
-        let channel = match request.channel() {
+        let channel = match convert::known_enum("channel", request.channel).map_err(ApiError::from)? {
             pb::NotificationChannel::Unspecified => {
                 return Err(ApiError::from(FieldError::new("channel", "is required")).into());
             }
@@ -97,6 +97,13 @@ impl NotificationService for NotificationApi {
         if self.app.notifications.contact(recipient_id).await.map_err(ApiError::from)?.is_none() {
             return Err(ApiError::NotFound(format!("account {recipient_id} not found")).into());
         }
+        // Keys of this API live apart from the server's own ("order:…").
+        let idempotency_key = idempotency_key.map(|key| format!("send:{key}"));
+        let new = NewNotification { recipient_id, channel, priority, message, idempotency_key };
+        // A retry is answered whatever the backlog.
+        if let Some(before) = self.app.notifications.queued_under_key(&new).await.map_err(ApiError::from)? {
+            return sent(before);
+        }
         let backlog = self.app.notification_backlog.load(Ordering::Relaxed);
         let max_pending = self.app.notifications_config.max_pending;
         let state = match (backlog >= max_pending, priority) {
@@ -110,10 +117,9 @@ impl NotificationService for NotificationApi {
                 .into());
             }
         };
-        let new = NewNotification { recipient_id, channel, priority, message, idempotency_key };
-        let id = self.app.notifications.enqueue(&new, state).await.map_err(ApiError::from)?;
+        let enqueued = self.app.notifications.enqueue(&new, state).await.map_err(ApiError::from)?;
         self.app.notifier_nudge.notify_one();
-        Ok(Response::new(pb::SendNotificationResponse { notification_id: id.to_string() }))
+        sent(enqueued)
     }
 
     /// Support and admins, and the recipient; anyone else is told the same
@@ -142,7 +148,7 @@ impl NotificationService for NotificationApi {
     ) -> Result<Response<pb::RegisterDeviceResponse>, Status> {
         let caller = principal(&request)?;
         let request = request.into_inner();
-        let platform = match request.platform() {
+        let platform = match convert::known_enum("platform", request.platform).map_err(ApiError::from)? {
             pb::DevicePlatform::Unspecified => {
                 return Err(ApiError::from(FieldError::new("platform", "is required")).into());
             }
@@ -252,4 +258,16 @@ async fn watch(
 /// The board's announcements after `cursor` addressed to `role`, oldest first.
 fn unseen(board: &Board, cursor: i64, role: Option<Role>) -> Vec<Announcement> {
     board.iter().filter(|a| a.seq > cursor && a.addressed_to(role)).cloned().collect()
+}
+
+/// SendNotification's answer: the notification's id, or `ALREADY_EXISTS`
+/// when its idempotency key was used for another.
+fn sent(enqueued: Enqueued) -> Result<Response<pb::SendNotificationResponse>, Status> {
+    let id = enqueued.id().ok_or_else(|| {
+        ApiError::IdempotencyKeyReused(
+            "idempotency_key was used for another notification (recipient, channel, priority or text); choose a new key"
+                .into(),
+        )
+    })?;
+    Ok(Response::new(pb::SendNotificationResponse { notification_id: id.to_string() }))
 }

@@ -871,13 +871,16 @@ impl Provider {
                     async move {
                         let body = message["body"].as_str().unwrap_or_default().to_string();
                         let first = seen.lock().unwrap().insert(message["id"].to_string());
+                        let answer = |status, text: &'static str| (status, [("retry-after", "0")], text);
                         if body.contains("refuse") {
-                            (StatusCode::BAD_REQUEST, "invalid recipient")
+                            answer(StatusCode::BAD_REQUEST, "invalid recipient +33612345678")
+                        } else if body.contains("throttle") && first {
+                            (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "slow down")
                         } else if body.contains("down") || (body.contains("flaky") && first) {
-                            (StatusCode::SERVICE_UNAVAILABLE, "try later")
+                            answer(StatusCode::SERVICE_UNAVAILABLE, "try later")
                         } else {
                             accepted.lock().unwrap().push(message);
-                            (StatusCode::OK, "accepted")
+                            answer(StatusCode::OK, "accepted")
                         }
                     }
                 }),

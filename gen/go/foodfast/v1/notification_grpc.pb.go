@@ -39,7 +39,8 @@ const (
 type NotificationServiceClient interface {
 	// Queues a notification to one account and returns its ID at once (delivery is
 	// asynchronous; poll GetNotification). Support and admins (and the platform's own
-	// services). The same idempotency key returns the first notification's ID.
+	// services). The same idempotency key returns the first notification's ID, whatever the
+	// backlog; a key used for a different notification is ALREADY_EXISTS.
 	SendNotification(ctx context.Context, in *SendNotificationRequest, opts ...grpc.CallOption) (*SendNotificationResponse, error)
 	// Returns a notification's delivery state and attempts. Support and admins; the recipient
 	// (its own notifications).
@@ -134,7 +135,8 @@ func (c *notificationServiceClient) PublishAnnouncement(ctx context.Context, in 
 type NotificationServiceServer interface {
 	// Queues a notification to one account and returns its ID at once (delivery is
 	// asynchronous; poll GetNotification). Support and admins (and the platform's own
-	// services). The same idempotency key returns the first notification's ID.
+	// services). The same idempotency key returns the first notification's ID, whatever the
+	// backlog; a key used for a different notification is ALREADY_EXISTS.
 	SendNotification(context.Context, *SendNotificationRequest) (*SendNotificationResponse, error)
 	// Returns a notification's delivery state and attempts. Support and admins; the recipient
 	// (its own notifications).

@@ -73,7 +73,8 @@ class NotificationServiceServicer:
     def SendNotification(self, request, context):
         """Queues a notification to one account and returns its ID at once (delivery is
         asynchronous; poll GetNotification). Support and admins (and the platform's own
-        services). The same idempotency key returns the first notification's ID.
+        services). The same idempotency key returns the first notification's ID, whatever the
+        backlog; a key used for a different notification is ALREADY_EXISTS.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

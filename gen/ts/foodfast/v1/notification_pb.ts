@@ -831,7 +831,8 @@ export const NotificationService: GenService<{
   /**
    * Queues a notification to one account and returns its ID at once (delivery is
    * asynchronous; poll GetNotification). Support and admins (and the platform's own
-   * services). The same idempotency key returns the first notification's ID.
+   * services). The same idempotency key returns the first notification's ID, whatever the
+   * backlog; a key used for a different notification is ALREADY_EXISTS.
    *
    * @generated from rpc foodfast.v1.NotificationService.SendNotification
    */
