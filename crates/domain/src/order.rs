@@ -177,7 +177,9 @@ fn permitted(actor: Actor, action: OrderAction, from: OrderStatus) -> bool {
     use OrderStatus as S;
 
     match action {
-        A::Accept | A::Reject | A::StartPreparing | A::MarkReady => matches!(actor, Restaurant | Support | Admin),
+        A::Accept | A::StartPreparing | A::MarkReady => matches!(actor, Restaurant | Support | Admin),
+        // The system rejects an order the restaurant left unanswered for too long.
+        A::Reject => matches!(actor, Restaurant | Support | Admin | System),
         A::AssignDriver | A::ReassignDriver => matches!(actor, System | Support | Admin),
         A::PickUp | A::Deliver => matches!(actor, Driver | Support | Admin),
         A::StartDelivering => matches!(actor, Driver | System),
@@ -419,7 +421,7 @@ mod tests {
     /// has a driver; `NotPermitted` when the row exists but the actor is not in it; `Illegal` otherwise.
     const ALLOWED: &str = "
         pending          any accept           restaurant,support,admin          confirmed        same capture
-        pending          any reject           restaurant,support,admin          rejected         same void
+        pending          any reject           restaurant,support,admin,system   rejected         same void
         pending          any cancel           customer,support,admin            cancelled        same void
         confirmed        any start_preparing  restaurant,support,admin          preparing        same -
         confirmed        no  mark_ready       restaurant,support,admin          ready_for_pickup no   -
@@ -524,7 +526,7 @@ mod tests {
         }
         assert_eq!(checked, 10 * 2 * 10 * 6);
         // Counted from the table by hand: rows with "any" count twice.
-        assert_eq!(allowed, 106);
+        assert_eq!(allowed, 108);
     }
 
     #[test]

@@ -355,6 +355,10 @@ pub struct ServiceSettings {
     /// How often unsettled payment calls are retried.
     #[serde(with = "humantime_serde")]
     pub payment_sweep_interval: Duration,
+    /// An order its restaurant has neither accepted nor rejected this long
+    /// after it was placed is rejected for it, and its hold released.
+    #[serde(with = "humantime_serde")]
+    pub pending_order_timeout: Duration,
 }
 
 impl Default for ServiceSettings {
@@ -368,6 +372,7 @@ impl Default for ServiceSettings {
             watch_heartbeat: Duration::from_secs(15),
             watch_poll_interval: Duration::from_secs(2),
             payment_sweep_interval: Duration::from_secs(10),
+            pending_order_timeout: Duration::from_secs(10 * 60),
         }
     }
 }
@@ -758,6 +763,9 @@ impl Config {
         }
         if self.service.order_rate.max == 0 {
             return Err(invalid("service.order_rate.max", "must allow at least one order per window".into()));
+        }
+        if self.service.pending_order_timeout < Duration::from_secs(1) {
+            return Err(invalid("service.pending_order_timeout", "must be at least 1s".into()));
         }
         if self.service.order_rate.window.is_zero() {
             return Err(invalid("service.order_rate.window", "must be positive".into()));

@@ -19,3 +19,4 @@ pub mod server;
 pub mod settlement;
 pub mod telemetry;
 pub mod tracking;
+pub mod unanswered;

@@ -120,6 +120,7 @@ pub async fn serve(
         stopping: stopping.clone(),
     };
     let dispatcher = config.dispatch.enabled.then(|| tokio::spawn(crate::dispatcher::run(app.clone())));
+    tokio::spawn(crate::unanswered::run(app.clone(), config.service.pending_order_timeout));
     tokio::spawn(crate::notifier::count_pending(
         app.notifications.clone(),
         app.notification_backlog.clone(),

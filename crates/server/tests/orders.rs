@@ -25,7 +25,11 @@ struct Shop {
 }
 
 async fn shop() -> Shop {
-    let server = TestServer::start().await;
+    shop_with(|_| {}).await
+}
+
+async fn shop_with(adjust: impl FnOnce(&mut foodfast_server::config::Config)) -> Shop {
+    let server = TestServer::start_with(adjust).await;
     let (restaurant, menu) = server.restaurant_at("Luigi", "pizza", LAT, LNG).await;
     Shop { server, restaurant, menu }
 }
@@ -591,6 +595,39 @@ async fn staff_give_a_preparation_estimate_when_accepting_and_it_is_an_event() {
     assert_eq!(update("ready_for_pickup", Some(Duration::from_secs(1))).await.unwrap().into_inner().seq, 5);
     let shown = orders.get_order(pb::GetOrderRequest { order_id }).await.unwrap().into_inner().order.unwrap();
     assert_eq!(seconds(shown.estimated_ready_at), ready_at);
+}
+
+#[tokio::test]
+async fn an_order_the_restaurant_leaves_unanswered_is_rejected_and_its_hold_released() {
+    let shop = shop_with(|config| config.service.pending_order_timeout = Duration::from_secs(2)).await;
+    let customer = shop.server.customer().await;
+    let staff = shop.server.staff(shop.restaurant.restaurant_id.parse().unwrap()).await;
+    let place = |key: &'static str| {
+        let mut client = shop.server.orders(Some(&customer));
+        let request = shop.order_request(key, "pm_card_visa");
+        async move { client.create_order(request).await.unwrap().into_inner().order.unwrap() }
+    };
+    let unanswered = place("unanswered").await;
+    let answered = place("answered").await;
+    let accept = pb::UpdateOrderStatusRequest {
+        order_id: answered.order_id.clone(),
+        status: "accepted".into(),
+        reason: String::new(),
+        prep_time: None,
+    };
+    shop.server.restaurants(Some(&staff)).update_order_status(accept).await.unwrap();
+
+    wait_for_intent(&shop, &unanswered.order_id, IntentStatus::Canceled).await;
+    let read = |order_id: String| {
+        let mut client = shop.server.orders(Some(&customer));
+        async move { client.get_order(pb::GetOrderRequest { order_id }).await.unwrap().into_inner().order.unwrap() }
+    };
+    let rejected = read(unanswered.order_id.clone()).await;
+    assert_eq!(rejected.status(), pb::OrderStatus::Rejected);
+    let last = rejected.history.last().unwrap();
+    assert_eq!((last.actor(), last.reason.as_str()), (pb::Actor::System, "the restaurant did not answer in time"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(read(answered.order_id.clone()).await.status(), pb::OrderStatus::Confirmed, "an answered order stays");
 }
 
 /// The order's payment status and last payment error, as the database holds them.

@@ -776,6 +776,21 @@ impl Orders {
         rows.iter().map(event_from_row).collect()
     }
 
+    /// Orders their restaurant has left pending for longer than `for_longer_than`,
+    /// oldest first, at most `limit`.
+    #[tracing::instrument(target = "foodfast::trace", name = "Orders.unanswered", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    pub async fn unanswered(&self, for_longer_than: Duration, limit: u32) -> Result<Vec<Uuid>, StoreError> {
+        let client = self.postgres.client().await?;
+        let rows = client
+            .query(
+                &client.prepare_cached(sql::SELECT_UNANSWERED_ORDERS).await.map_err(StoreError::postgres)?,
+                &[&for_longer_than.as_secs_f64(), &i64::from(limit)],
+            )
+            .await
+            .map_err(StoreError::postgres)?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
     /// Orders whose payment owes a provider call that is due, the longest
     /// due first.
     #[tracing::instrument(target = "foodfast::trace", name = "Orders.unsettled_payments", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]

@@ -528,6 +528,10 @@ statements! {
         ORDER BY restaurant_seq LIMIT $3"
     );
 
+    /// Orders still pending `$1` seconds after they were placed, oldest first.
+    SELECT_UNANSWERED_ORDERS = "SELECT id FROM orders
+        WHERE status = 'pending' AND created_at < now() - $1::FLOAT8 * INTERVAL '1 second'
+        ORDER BY created_at LIMIT $2";
     SELECT_UNSETTLED_PAYMENTS = "SELECT id, payment_id, payment_status, payment_failures FROM orders
         WHERE payment_status IN ('capture_pending', 'void_pending', 'refund_pending') AND payment_retry_at <= now()
         ORDER BY payment_retry_at LIMIT $1";
