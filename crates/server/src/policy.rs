@@ -116,6 +116,7 @@ pub const RPCS: &[(&str, Access, Audit)] = &[
     ("NotificationService/SendNotification", OPS, Changes("notification", Response("notification_id"))),
     ("NotificationService/GetNotification", Authenticated, ReadOnly),
     ("NotificationService/RegisterDevice", Authenticated, Changes("device", Response("device_id"))),
+    ("NotificationService/UnregisterDevice", Authenticated, Changes("device", Caller)),
     ("NotificationService/WatchAnnouncements", Public, ReadOnly),
     (
         "NotificationService/PublishAnnouncement",

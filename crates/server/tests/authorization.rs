@@ -68,6 +68,7 @@ const EXPECTED: &[(&str, &[Who])] = &[
     ("NotificationService/SendNotification", &[Support, Admin]),
     ("NotificationService/GetNotification", SIGNED_IN),
     ("NotificationService/RegisterDevice", SIGNED_IN),
+    ("NotificationService/UnregisterDevice", SIGNED_IN),
     ("NotificationService/WatchAnnouncements", EVERYONE),
     ("NotificationService/PublishAnnouncement", &[Admin]),
     ("OrderService/Quote", &[Customer]),
@@ -332,6 +333,10 @@ impl World {
             "NotificationService/RegisterDevice" => {
                 let mut notifications = NotificationServiceClient::with_interceptor(channel, bearer);
                 code(notifications.register_device(pb::RegisterDeviceRequest::default()).await)
+            }
+            "NotificationService/UnregisterDevice" => {
+                let mut notifications = NotificationServiceClient::with_interceptor(channel, bearer);
+                code(notifications.unregister_device(pb::UnregisterDeviceRequest::default()).await)
             }
             "NotificationService/WatchAnnouncements" => {
                 let mut notifications = NotificationServiceClient::with_interceptor(channel, bearer);

@@ -176,6 +176,22 @@ async fn a_push_token_is_registered_once_and_follows_the_account_that_registered
     let other = register(Some(&second), pb::DevicePlatform::Web, &long_token).await.unwrap().into_inner().device_id;
     assert_ne!(other, device);
 
+    // Signing out on the phone: only its current owner can unregister it, and once.
+    let unregister = |caller, token: &str| {
+        let mut client = server.notifications(caller);
+        let request = pb::UnregisterDeviceRequest { push_token: token.into() };
+        async move { client.unregister_device(request).await }
+    };
+    assert!(!unregister(Some(&first), token).await.unwrap().into_inner().removed, "no longer the first's");
+    assert_eq!(owner(device.clone()).await.0, second.user_id);
+    assert!(unregister(Some(&second), token).await.unwrap().into_inner().removed);
+    assert!(!unregister(Some(&second), token).await.unwrap().into_inner().removed, "a retry changes nothing");
+    let devices = server.stores.postgres.client().await.unwrap();
+    let left = devices.query("SELECT id FROM devices WHERE user_id = $1", &[&second.user_id]).await.unwrap();
+    assert_eq!(left.len(), 1, "the other device stays");
+    let status = unregister(Some(&second), "").await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+
     let status = register(None, pb::DevicePlatform::Ios, "apns:abc").await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     for (platform, token, field) in [

@@ -195,6 +195,7 @@ statements! {
         ON CONFLICT (token_hash) DO UPDATE SET user_id = excluded.user_id, platform = excluded.platform,
             updated_at = now()
         RETURNING id";
+    DELETE_DEVICE = "DELETE FROM devices WHERE token_hash = $1 AND user_id = $2 RETURNING id";
     INSERT_NOTIFICATION = "INSERT INTO notifications (id, recipient_id, channel, priority, state, title, body,
             idempotency_key)
         VALUES ($1, $2, $3, $4, $8, $5, $6, $7)

@@ -299,13 +299,23 @@ impl Users {
         platform: Platform,
         push_token: &str,
     ) -> Result<Uuid, StoreError> {
-        let token_hash = hex::encode(Sha256::digest(push_token.as_bytes()));
         let client = self.postgres.client().await?;
         let row = client
-            .query_one(sql::UPSERT_DEVICE, &[&Uuid::new_v4(), &token_hash, &user_id, &platform.as_str(), &push_token])
+            .query_one(
+                sql::UPSERT_DEVICE,
+                &[&Uuid::new_v4(), &push_token_hash(push_token), &user_id, &platform.as_str(), &push_token],
+            )
             .await
             .map_err(StoreError::postgres)?;
         Ok(row.get(0))
+    }
+
+    /// Removes `user_id`'s registration of `push_token`. Returns whether
+    /// there was one (a token registered by another account stays theirs).
+    #[tracing::instrument(target = "foodfast::trace", name = "Users.unregister_device", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    pub async fn unregister_device(&self, user_id: Uuid, push_token: &str) -> Result<bool, StoreError> {
+        let removed = self.postgres.statement(sql::DELETE_DEVICE, &[&push_token_hash(push_token), &user_id]).await?;
+        Ok(!removed.is_empty())
     }
 
     /// Makes a driver account a driver: its home city, vehicle and how many
@@ -364,4 +374,9 @@ fn account_from_row(row: &Row) -> Result<Account, StoreError> {
         created_at: row.get(8),
         avatar_url: row.get(9),
     })
+}
+
+/// Devices are found by their token's hash: the token itself may be long.
+fn push_token_hash(push_token: &str) -> String {
+    hex::encode(Sha256::digest(push_token.as_bytes()))
 }

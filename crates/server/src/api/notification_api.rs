@@ -166,6 +166,19 @@ impl NotificationService for NotificationApi {
         Ok(Response::new(pb::RegisterDeviceResponse { device_id: device_id.to_string() }))
     }
 
+    /// Any signed-in caller, for itself.
+    async fn unregister_device(
+        &self,
+        request: Request<pb::UnregisterDeviceRequest>,
+    ) -> Result<Response<pb::UnregisterDeviceResponse>, Status> {
+        let caller = principal(&request)?;
+        let request = request.into_inner();
+        validate_push_token("push_token", &request.push_token).map_err(ApiError::from)?;
+        let removed =
+            self.app.users.unregister_device(caller.user_id, &request.push_token).await.map_err(ApiError::from)?;
+        Ok(Response::new(pb::UnregisterDeviceResponse { removed }))
+    }
+
     /// Admins only (checked by the policy layer too).
     async fn publish_announcement(
         &self,

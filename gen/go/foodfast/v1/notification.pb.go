@@ -1101,6 +1101,98 @@ func (x *RegisterDeviceResponse) GetDeviceId() string {
 	return ""
 }
 
+// Request of UnregisterDevice.
+type UnregisterDeviceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The push token the device registered, 1 to 4096 characters.
+	PushToken     string `protobuf:"bytes,1,opt,name=push_token,json=pushToken,proto3" json:"push_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnregisterDeviceRequest) Reset() {
+	*x = UnregisterDeviceRequest{}
+	mi := &file_foodfast_v1_notification_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnregisterDeviceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnregisterDeviceRequest) ProtoMessage() {}
+
+func (x *UnregisterDeviceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_foodfast_v1_notification_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnregisterDeviceRequest.ProtoReflect.Descriptor instead.
+func (*UnregisterDeviceRequest) Descriptor() ([]byte, []int) {
+	return file_foodfast_v1_notification_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *UnregisterDeviceRequest) GetPushToken() string {
+	if x != nil {
+		return x.PushToken
+	}
+	return ""
+}
+
+// Response of UnregisterDevice.
+type UnregisterDeviceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether a registration of the caller's was removed (false: there was none, e.g. a retry).
+	Removed       bool `protobuf:"varint,1,opt,name=removed,proto3" json:"removed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnregisterDeviceResponse) Reset() {
+	*x = UnregisterDeviceResponse{}
+	mi := &file_foodfast_v1_notification_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnregisterDeviceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnregisterDeviceResponse) ProtoMessage() {}
+
+func (x *UnregisterDeviceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_foodfast_v1_notification_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnregisterDeviceResponse.ProtoReflect.Descriptor instead.
+func (*UnregisterDeviceResponse) Descriptor() ([]byte, []int) {
+	return file_foodfast_v1_notification_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *UnregisterDeviceResponse) GetRemoved() bool {
+	if x != nil {
+		return x.Removed
+	}
+	return false
+}
+
 // Request of WatchAnnouncements.
 type WatchAnnouncementsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1113,7 +1205,7 @@ type WatchAnnouncementsRequest struct {
 
 func (x *WatchAnnouncementsRequest) Reset() {
 	*x = WatchAnnouncementsRequest{}
-	mi := &file_foodfast_v1_notification_proto_msgTypes[11]
+	mi := &file_foodfast_v1_notification_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1125,7 +1217,7 @@ func (x *WatchAnnouncementsRequest) String() string {
 func (*WatchAnnouncementsRequest) ProtoMessage() {}
 
 func (x *WatchAnnouncementsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_foodfast_v1_notification_proto_msgTypes[11]
+	mi := &file_foodfast_v1_notification_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1138,7 +1230,7 @@ func (x *WatchAnnouncementsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchAnnouncementsRequest.ProtoReflect.Descriptor instead.
 func (*WatchAnnouncementsRequest) Descriptor() ([]byte, []int) {
-	return file_foodfast_v1_notification_proto_rawDescGZIP(), []int{11}
+	return file_foodfast_v1_notification_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WatchAnnouncementsRequest) GetAfterCursor() string {
@@ -1166,7 +1258,7 @@ type WatchAnnouncementsResponse struct {
 
 func (x *WatchAnnouncementsResponse) Reset() {
 	*x = WatchAnnouncementsResponse{}
-	mi := &file_foodfast_v1_notification_proto_msgTypes[12]
+	mi := &file_foodfast_v1_notification_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1178,7 +1270,7 @@ func (x *WatchAnnouncementsResponse) String() string {
 func (*WatchAnnouncementsResponse) ProtoMessage() {}
 
 func (x *WatchAnnouncementsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_foodfast_v1_notification_proto_msgTypes[12]
+	mi := &file_foodfast_v1_notification_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1191,7 +1283,7 @@ func (x *WatchAnnouncementsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchAnnouncementsResponse.ProtoReflect.Descriptor instead.
 func (*WatchAnnouncementsResponse) Descriptor() ([]byte, []int) {
-	return file_foodfast_v1_notification_proto_rawDescGZIP(), []int{12}
+	return file_foodfast_v1_notification_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WatchAnnouncementsResponse) GetCursor() string {
@@ -1265,7 +1357,7 @@ type PublishAnnouncementRequest struct {
 
 func (x *PublishAnnouncementRequest) Reset() {
 	*x = PublishAnnouncementRequest{}
-	mi := &file_foodfast_v1_notification_proto_msgTypes[13]
+	mi := &file_foodfast_v1_notification_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1277,7 +1369,7 @@ func (x *PublishAnnouncementRequest) String() string {
 func (*PublishAnnouncementRequest) ProtoMessage() {}
 
 func (x *PublishAnnouncementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_foodfast_v1_notification_proto_msgTypes[13]
+	mi := &file_foodfast_v1_notification_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1290,7 +1382,7 @@ func (x *PublishAnnouncementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishAnnouncementRequest.ProtoReflect.Descriptor instead.
 func (*PublishAnnouncementRequest) Descriptor() ([]byte, []int) {
-	return file_foodfast_v1_notification_proto_rawDescGZIP(), []int{13}
+	return file_foodfast_v1_notification_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PublishAnnouncementRequest) GetTitle() string {
@@ -1346,7 +1438,7 @@ type PublishAnnouncementResponse struct {
 
 func (x *PublishAnnouncementResponse) Reset() {
 	*x = PublishAnnouncementResponse{}
-	mi := &file_foodfast_v1_notification_proto_msgTypes[14]
+	mi := &file_foodfast_v1_notification_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1358,7 +1450,7 @@ func (x *PublishAnnouncementResponse) String() string {
 func (*PublishAnnouncementResponse) ProtoMessage() {}
 
 func (x *PublishAnnouncementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_foodfast_v1_notification_proto_msgTypes[14]
+	mi := &file_foodfast_v1_notification_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1371,7 +1463,7 @@ func (x *PublishAnnouncementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishAnnouncementResponse.ProtoReflect.Descriptor instead.
 func (*PublishAnnouncementResponse) Descriptor() ([]byte, []int) {
-	return file_foodfast_v1_notification_proto_rawDescGZIP(), []int{14}
+	return file_foodfast_v1_notification_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PublishAnnouncementResponse) GetAnnouncement() *Announcement {
@@ -1442,7 +1534,12 @@ const file_foodfast_v1_notification_proto_rawDesc = "" +
 	"\n" +
 	"push_token\x18\x02 \x01(\tR\tpushToken\"5\n" +
 	"\x16RegisterDeviceResponse\x12\x1b\n" +
-	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\">\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\"8\n" +
+	"\x17UnregisterDeviceRequest\x12\x1d\n" +
+	"\n" +
+	"push_token\x18\x01 \x01(\tR\tpushToken\"4\n" +
+	"\x18UnregisterDeviceResponse\x12\x18\n" +
+	"\aremoved\x18\x01 \x01(\bR\aremoved\">\n" +
 	"\x19WatchAnnouncementsRequest\x12!\n" +
 	"\fafter_cursor\x18\x01 \x01(\tR\vafterCursor\"\xb8\x01\n" +
 	"\x1aWatchAnnouncementsResponse\x12\x16\n" +
@@ -1488,11 +1585,12 @@ const file_foodfast_v1_notification_proto_rawDesc = "" +
 	"!ANNOUNCEMENT_SEVERITY_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aANNOUNCEMENT_SEVERITY_INFO\x10\x01\x12!\n" +
 	"\x1dANNOUNCEMENT_SEVERITY_WARNING\x10\x02\x12\"\n" +
-	"\x1eANNOUNCEMENT_SEVERITY_CRITICAL\x10\x032\xcb\x05\n" +
+	"\x1eANNOUNCEMENT_SEVERITY_CRITICAL\x10\x032\xe2\x06\n" +
 	"\x13NotificationService\x12\x81\x01\n" +
 	"\x10SendNotification\x12$.foodfast.v1.SendNotificationRequest\x1a%.foodfast.v1.SendNotificationResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/api/v1/notifications\x12\x8d\x01\n" +
 	"\x0fGetNotification\x12#.foodfast.v1.GetNotificationRequest\x1a$.foodfast.v1.GetNotificationResponse\"/\x82\xd3\xe4\x93\x02)\x12'/api/v1/notifications/{notification_id}\x12\x83\x01\n" +
-	"\x0eRegisterDevice\x12\".foodfast.v1.RegisterDeviceRequest\x1a#.foodfast.v1.RegisterDeviceResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/api/v1/notifications/devices\x12\x8c\x01\n" +
+	"\x0eRegisterDevice\x12\".foodfast.v1.RegisterDeviceRequest\x1a#.foodfast.v1.RegisterDeviceResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/api/v1/notifications/devices\x12\x94\x01\n" +
+	"\x10UnregisterDevice\x12$.foodfast.v1.UnregisterDeviceRequest\x1a%.foodfast.v1.UnregisterDeviceResponse\"3\x82\xd3\xe4\x93\x02-:\x01*\"(/api/v1/notifications/devices/unregister\x12\x8c\x01\n" +
 	"\x12WatchAnnouncements\x12&.foodfast.v1.WatchAnnouncementsRequest\x1a'.foodfast.v1.WatchAnnouncementsResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/api/v1/announcements/watch0\x01\x12\x8a\x01\n" +
 	"\x13PublishAnnouncement\x12'.foodfast.v1.PublishAnnouncementRequest\x1a(.foodfast.v1.PublishAnnouncementResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/api/v1/announcementsB<Z:github.com/foodfast/foodfast/gen/go/foodfast/v1;foodfastv1b\x06proto3"
 
@@ -1509,7 +1607,7 @@ func file_foodfast_v1_notification_proto_rawDescGZIP() []byte {
 }
 
 var file_foodfast_v1_notification_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_foodfast_v1_notification_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_foodfast_v1_notification_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_foodfast_v1_notification_proto_goTypes = []any{
 	(NotificationChannel)(0),            // 0: foodfast.v1.NotificationChannel
 	(NotificationPriority)(0),           // 1: foodfast.v1.NotificationPriority
@@ -1527,29 +1625,31 @@ var file_foodfast_v1_notification_proto_goTypes = []any{
 	(*GetNotificationResponse)(nil),     // 13: foodfast.v1.GetNotificationResponse
 	(*RegisterDeviceRequest)(nil),       // 14: foodfast.v1.RegisterDeviceRequest
 	(*RegisterDeviceResponse)(nil),      // 15: foodfast.v1.RegisterDeviceResponse
-	(*WatchAnnouncementsRequest)(nil),   // 16: foodfast.v1.WatchAnnouncementsRequest
-	(*WatchAnnouncementsResponse)(nil),  // 17: foodfast.v1.WatchAnnouncementsResponse
-	(*PublishAnnouncementRequest)(nil),  // 18: foodfast.v1.PublishAnnouncementRequest
-	(*PublishAnnouncementResponse)(nil), // 19: foodfast.v1.PublishAnnouncementResponse
-	nil,                                 // 20: foodfast.v1.NotificationTemplate.ParamsEntry
-	(*timestamppb.Timestamp)(nil),       // 21: google.protobuf.Timestamp
-	(Role)(0),                           // 22: foodfast.v1.Role
-	(*Heartbeat)(nil),                   // 23: foodfast.v1.Heartbeat
+	(*UnregisterDeviceRequest)(nil),     // 16: foodfast.v1.UnregisterDeviceRequest
+	(*UnregisterDeviceResponse)(nil),    // 17: foodfast.v1.UnregisterDeviceResponse
+	(*WatchAnnouncementsRequest)(nil),   // 18: foodfast.v1.WatchAnnouncementsRequest
+	(*WatchAnnouncementsResponse)(nil),  // 19: foodfast.v1.WatchAnnouncementsResponse
+	(*PublishAnnouncementRequest)(nil),  // 20: foodfast.v1.PublishAnnouncementRequest
+	(*PublishAnnouncementResponse)(nil), // 21: foodfast.v1.PublishAnnouncementResponse
+	nil,                                 // 22: foodfast.v1.NotificationTemplate.ParamsEntry
+	(*timestamppb.Timestamp)(nil),       // 23: google.protobuf.Timestamp
+	(Role)(0),                           // 24: foodfast.v1.Role
+	(*Heartbeat)(nil),                   // 25: foodfast.v1.Heartbeat
 }
 var file_foodfast_v1_notification_proto_depIdxs = []int32{
-	20, // 0: foodfast.v1.NotificationTemplate.params:type_name -> foodfast.v1.NotificationTemplate.ParamsEntry
-	21, // 1: foodfast.v1.DeliveryAttempt.attempted_at:type_name -> google.protobuf.Timestamp
+	22, // 0: foodfast.v1.NotificationTemplate.params:type_name -> foodfast.v1.NotificationTemplate.ParamsEntry
+	23, // 1: foodfast.v1.DeliveryAttempt.attempted_at:type_name -> google.protobuf.Timestamp
 	0,  // 2: foodfast.v1.Notification.channel:type_name -> foodfast.v1.NotificationChannel
 	1,  // 3: foodfast.v1.Notification.priority:type_name -> foodfast.v1.NotificationPriority
 	2,  // 4: foodfast.v1.Notification.state:type_name -> foodfast.v1.NotificationState
 	7,  // 5: foodfast.v1.Notification.attempts:type_name -> foodfast.v1.DeliveryAttempt
-	21, // 6: foodfast.v1.Notification.next_attempt_at:type_name -> google.protobuf.Timestamp
-	21, // 7: foodfast.v1.Notification.created_at:type_name -> google.protobuf.Timestamp
-	21, // 8: foodfast.v1.Notification.updated_at:type_name -> google.protobuf.Timestamp
+	23, // 6: foodfast.v1.Notification.next_attempt_at:type_name -> google.protobuf.Timestamp
+	23, // 7: foodfast.v1.Notification.created_at:type_name -> google.protobuf.Timestamp
+	23, // 8: foodfast.v1.Notification.updated_at:type_name -> google.protobuf.Timestamp
 	4,  // 9: foodfast.v1.Announcement.severity:type_name -> foodfast.v1.AnnouncementSeverity
-	22, // 10: foodfast.v1.Announcement.audience:type_name -> foodfast.v1.Role
-	21, // 11: foodfast.v1.Announcement.published_at:type_name -> google.protobuf.Timestamp
-	21, // 12: foodfast.v1.Announcement.expires_at:type_name -> google.protobuf.Timestamp
+	24, // 10: foodfast.v1.Announcement.audience:type_name -> foodfast.v1.Role
+	23, // 11: foodfast.v1.Announcement.published_at:type_name -> google.protobuf.Timestamp
+	23, // 12: foodfast.v1.Announcement.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 13: foodfast.v1.SendNotificationRequest.channel:type_name -> foodfast.v1.NotificationChannel
 	1,  // 14: foodfast.v1.SendNotificationRequest.priority:type_name -> foodfast.v1.NotificationPriority
 	5,  // 15: foodfast.v1.SendNotificationRequest.template:type_name -> foodfast.v1.NotificationTemplate
@@ -1557,23 +1657,25 @@ var file_foodfast_v1_notification_proto_depIdxs = []int32{
 	8,  // 17: foodfast.v1.GetNotificationResponse.notification:type_name -> foodfast.v1.Notification
 	3,  // 18: foodfast.v1.RegisterDeviceRequest.platform:type_name -> foodfast.v1.DevicePlatform
 	9,  // 19: foodfast.v1.WatchAnnouncementsResponse.announcement:type_name -> foodfast.v1.Announcement
-	23, // 20: foodfast.v1.WatchAnnouncementsResponse.heartbeat:type_name -> foodfast.v1.Heartbeat
+	25, // 20: foodfast.v1.WatchAnnouncementsResponse.heartbeat:type_name -> foodfast.v1.Heartbeat
 	4,  // 21: foodfast.v1.PublishAnnouncementRequest.severity:type_name -> foodfast.v1.AnnouncementSeverity
-	22, // 22: foodfast.v1.PublishAnnouncementRequest.audience:type_name -> foodfast.v1.Role
-	21, // 23: foodfast.v1.PublishAnnouncementRequest.expires_at:type_name -> google.protobuf.Timestamp
+	24, // 22: foodfast.v1.PublishAnnouncementRequest.audience:type_name -> foodfast.v1.Role
+	23, // 23: foodfast.v1.PublishAnnouncementRequest.expires_at:type_name -> google.protobuf.Timestamp
 	9,  // 24: foodfast.v1.PublishAnnouncementResponse.announcement:type_name -> foodfast.v1.Announcement
 	10, // 25: foodfast.v1.NotificationService.SendNotification:input_type -> foodfast.v1.SendNotificationRequest
 	12, // 26: foodfast.v1.NotificationService.GetNotification:input_type -> foodfast.v1.GetNotificationRequest
 	14, // 27: foodfast.v1.NotificationService.RegisterDevice:input_type -> foodfast.v1.RegisterDeviceRequest
-	16, // 28: foodfast.v1.NotificationService.WatchAnnouncements:input_type -> foodfast.v1.WatchAnnouncementsRequest
-	18, // 29: foodfast.v1.NotificationService.PublishAnnouncement:input_type -> foodfast.v1.PublishAnnouncementRequest
-	11, // 30: foodfast.v1.NotificationService.SendNotification:output_type -> foodfast.v1.SendNotificationResponse
-	13, // 31: foodfast.v1.NotificationService.GetNotification:output_type -> foodfast.v1.GetNotificationResponse
-	15, // 32: foodfast.v1.NotificationService.RegisterDevice:output_type -> foodfast.v1.RegisterDeviceResponse
-	17, // 33: foodfast.v1.NotificationService.WatchAnnouncements:output_type -> foodfast.v1.WatchAnnouncementsResponse
-	19, // 34: foodfast.v1.NotificationService.PublishAnnouncement:output_type -> foodfast.v1.PublishAnnouncementResponse
-	30, // [30:35] is the sub-list for method output_type
-	25, // [25:30] is the sub-list for method input_type
+	16, // 28: foodfast.v1.NotificationService.UnregisterDevice:input_type -> foodfast.v1.UnregisterDeviceRequest
+	18, // 29: foodfast.v1.NotificationService.WatchAnnouncements:input_type -> foodfast.v1.WatchAnnouncementsRequest
+	20, // 30: foodfast.v1.NotificationService.PublishAnnouncement:input_type -> foodfast.v1.PublishAnnouncementRequest
+	11, // 31: foodfast.v1.NotificationService.SendNotification:output_type -> foodfast.v1.SendNotificationResponse
+	13, // 32: foodfast.v1.NotificationService.GetNotification:output_type -> foodfast.v1.GetNotificationResponse
+	15, // 33: foodfast.v1.NotificationService.RegisterDevice:output_type -> foodfast.v1.RegisterDeviceResponse
+	17, // 34: foodfast.v1.NotificationService.UnregisterDevice:output_type -> foodfast.v1.UnregisterDeviceResponse
+	19, // 35: foodfast.v1.NotificationService.WatchAnnouncements:output_type -> foodfast.v1.WatchAnnouncementsResponse
+	21, // 36: foodfast.v1.NotificationService.PublishAnnouncement:output_type -> foodfast.v1.PublishAnnouncementResponse
+	31, // [31:37] is the sub-list for method output_type
+	25, // [25:31] is the sub-list for method input_type
 	25, // [25:25] is the sub-list for extension type_name
 	25, // [25:25] is the sub-list for extension extendee
 	0,  // [0:25] is the sub-list for field type_name
@@ -1589,7 +1691,7 @@ func file_foodfast_v1_notification_proto_init() {
 		(*SendNotificationRequest_Template)(nil),
 		(*SendNotificationRequest_Message)(nil),
 	}
-	file_foodfast_v1_notification_proto_msgTypes[12].OneofWrappers = []any{
+	file_foodfast_v1_notification_proto_msgTypes[14].OneofWrappers = []any{
 		(*WatchAnnouncementsResponse_Announcement)(nil),
 		(*WatchAnnouncementsResponse_Heartbeat)(nil),
 	}
@@ -1599,7 +1701,7 @@ func file_foodfast_v1_notification_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_foodfast_v1_notification_proto_rawDesc), len(file_foodfast_v1_notification_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,7 @@ const (
 	NotificationService_SendNotification_FullMethodName    = "/foodfast.v1.NotificationService/SendNotification"
 	NotificationService_GetNotification_FullMethodName     = "/foodfast.v1.NotificationService/GetNotification"
 	NotificationService_RegisterDevice_FullMethodName      = "/foodfast.v1.NotificationService/RegisterDevice"
+	NotificationService_UnregisterDevice_FullMethodName    = "/foodfast.v1.NotificationService/UnregisterDevice"
 	NotificationService_WatchAnnouncements_FullMethodName  = "/foodfast.v1.NotificationService/WatchAnnouncements"
 	NotificationService_PublishAnnouncement_FullMethodName = "/foodfast.v1.NotificationService/PublishAnnouncement"
 )
@@ -48,6 +49,11 @@ type NotificationServiceClient interface {
 	// Registers (or refreshes) the caller's device for push notifications. Any authenticated
 	// caller. Registering the same token again updates it.
 	RegisterDevice(ctx context.Context, in *RegisterDeviceRequest, opts ...grpc.CallOption) (*RegisterDeviceResponse, error)
+	// Stops push notifications to one of the caller's devices: call it when the app signs
+	// out, so a shared or sold phone does not keep receiving the account's notices. Any
+	// authenticated caller, for its own registrations only; unregistering a token that is not
+	// (or no longer) the caller's changes nothing and says so.
+	UnregisterDevice(ctx context.Context, in *UnregisterDeviceRequest, opts ...grpc.CallOption) (*UnregisterDeviceResponse, error)
 	// System-wide announcements as a server stream: first the announcements still in force
 	// (given after_cursor, only those published after it), then new ones as they are published.
 	// Any caller, including anonymous ones; each receives the announcements addressed to its
@@ -90,6 +96,16 @@ func (c *notificationServiceClient) RegisterDevice(ctx context.Context, in *Regi
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RegisterDeviceResponse)
 	err := c.cc.Invoke(ctx, NotificationService_RegisterDevice_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *notificationServiceClient) UnregisterDevice(ctx context.Context, in *UnregisterDeviceRequest, opts ...grpc.CallOption) (*UnregisterDeviceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnregisterDeviceResponse)
+	err := c.cc.Invoke(ctx, NotificationService_UnregisterDevice_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -144,6 +160,11 @@ type NotificationServiceServer interface {
 	// Registers (or refreshes) the caller's device for push notifications. Any authenticated
 	// caller. Registering the same token again updates it.
 	RegisterDevice(context.Context, *RegisterDeviceRequest) (*RegisterDeviceResponse, error)
+	// Stops push notifications to one of the caller's devices: call it when the app signs
+	// out, so a shared or sold phone does not keep receiving the account's notices. Any
+	// authenticated caller, for its own registrations only; unregistering a token that is not
+	// (or no longer) the caller's changes nothing and says so.
+	UnregisterDevice(context.Context, *UnregisterDeviceRequest) (*UnregisterDeviceResponse, error)
 	// System-wide announcements as a server stream: first the announcements still in force
 	// (given after_cursor, only those published after it), then new ones as they are published.
 	// Any caller, including anonymous ones; each receives the announcements addressed to its
@@ -170,6 +191,9 @@ func (UnimplementedNotificationServiceServer) GetNotification(context.Context, *
 }
 func (UnimplementedNotificationServiceServer) RegisterDevice(context.Context, *RegisterDeviceRequest) (*RegisterDeviceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RegisterDevice not implemented")
+}
+func (UnimplementedNotificationServiceServer) UnregisterDevice(context.Context, *UnregisterDeviceRequest) (*UnregisterDeviceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UnregisterDevice not implemented")
 }
 func (UnimplementedNotificationServiceServer) WatchAnnouncements(*WatchAnnouncementsRequest, grpc.ServerStreamingServer[WatchAnnouncementsResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchAnnouncements not implemented")
@@ -252,6 +276,24 @@ func _NotificationService_RegisterDevice_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NotificationService_UnregisterDevice_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnregisterDeviceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NotificationServiceServer).UnregisterDevice(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NotificationService_UnregisterDevice_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NotificationServiceServer).UnregisterDevice(ctx, req.(*UnregisterDeviceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _NotificationService_WatchAnnouncements_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(WatchAnnouncementsRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -299,6 +341,10 @@ var NotificationService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RegisterDevice",
 			Handler:    _NotificationService_RegisterDevice_Handler,
+		},
+		{
+			MethodName: "UnregisterDevice",
+			Handler:    _NotificationService_UnregisterDevice_Handler,
 		},
 		{
 			MethodName: "PublishAnnouncement",

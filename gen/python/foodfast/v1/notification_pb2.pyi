@@ -200,6 +200,18 @@ class RegisterDeviceResponse(_message.Message):
     device_id: str
     def __init__(self, device_id: _Optional[str] = ...) -> None: ...
 
+class UnregisterDeviceRequest(_message.Message):
+    __slots__ = ("push_token",)
+    PUSH_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    push_token: str
+    def __init__(self, push_token: _Optional[str] = ...) -> None: ...
+
+class UnregisterDeviceResponse(_message.Message):
+    __slots__ = ("removed",)
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    removed: bool
+    def __init__(self, removed: _Optional[bool] = ...) -> None: ...
+
 class WatchAnnouncementsRequest(_message.Message):
     __slots__ = ("after_cursor",)
     AFTER_CURSOR_FIELD_NUMBER: _ClassVar[int]

@@ -52,6 +52,11 @@ class NotificationServiceStub:
                 request_serializer=foodfast_dot_v1_dot_notification__pb2.RegisterDeviceRequest.SerializeToString,
                 response_deserializer=foodfast_dot_v1_dot_notification__pb2.RegisterDeviceResponse.FromString,
                 _registered_method=True)
+        self.UnregisterDevice = channel.unary_unary(
+                '/foodfast.v1.NotificationService/UnregisterDevice',
+                request_serializer=foodfast_dot_v1_dot_notification__pb2.UnregisterDeviceRequest.SerializeToString,
+                response_deserializer=foodfast_dot_v1_dot_notification__pb2.UnregisterDeviceResponse.FromString,
+                _registered_method=True)
         self.WatchAnnouncements = channel.unary_stream(
                 '/foodfast.v1.NotificationService/WatchAnnouncements',
                 request_serializer=foodfast_dot_v1_dot_notification__pb2.WatchAnnouncementsRequest.SerializeToString,
@@ -96,6 +101,16 @@ class NotificationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UnregisterDevice(self, request, context):
+        """Stops push notifications to one of the caller's devices: call it when the app signs
+        out, so a shared or sold phone does not keep receiving the account's notices. Any
+        authenticated caller, for its own registrations only; unregistering a token that is not
+        (or no longer) the caller's changes nothing and says so.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchAnnouncements(self, request, context):
         """System-wide announcements as a server stream: first the announcements still in force
         (given after_cursor, only those published after it), then new ones as they are published.
@@ -131,6 +146,11 @@ def add_NotificationServiceServicer_to_server(servicer, server):
                     servicer.RegisterDevice,
                     request_deserializer=foodfast_dot_v1_dot_notification__pb2.RegisterDeviceRequest.FromString,
                     response_serializer=foodfast_dot_v1_dot_notification__pb2.RegisterDeviceResponse.SerializeToString,
+            ),
+            'UnregisterDevice': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnregisterDevice,
+                    request_deserializer=foodfast_dot_v1_dot_notification__pb2.UnregisterDeviceRequest.FromString,
+                    response_serializer=foodfast_dot_v1_dot_notification__pb2.UnregisterDeviceResponse.SerializeToString,
             ),
             'WatchAnnouncements': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchAnnouncements,
@@ -227,6 +247,33 @@ class NotificationService:
             '/foodfast.v1.NotificationService/RegisterDevice',
             foodfast_dot_v1_dot_notification__pb2.RegisterDeviceRequest.SerializeToString,
             foodfast_dot_v1_dot_notification__pb2.RegisterDeviceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnregisterDevice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/foodfast.v1.NotificationService/UnregisterDevice',
+            foodfast_dot_v1_dot_notification__pb2.UnregisterDeviceRequest.SerializeToString,
+            foodfast_dot_v1_dot_notification__pb2.UnregisterDeviceResponse.FromString,
             options,
             channel_credentials,
             insecure,
