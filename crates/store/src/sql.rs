@@ -315,6 +315,12 @@ statements! {
     REQUEUE_UPLOAD_JOB = "UPDATE upload_jobs
         SET state = 'queued', due_at = now() + $3::FLOAT8 * INTERVAL '1 second', updated_at = now()
         WHERE id = $1 AND attempts = $2 AND state = 'processing'";
+    /// Whether an upload for the same target as job `$1`, created after it,
+    /// has shown its image already.
+    NEWER_UPLOAD_SHOWN = "SELECT 1 FROM upload_jobs newer, upload_jobs job
+        WHERE job.id = $1 AND newer.target_kind = job.target_kind AND newer.target_id = job.target_id
+            AND newer.state = 'succeeded' AND (newer.created_at, newer.id) > (job.created_at, job.id)
+        LIMIT 1";
     SET_MENU_ITEM_IMAGE = "UPDATE menu_items SET image_url = $2, updated_at = now() WHERE id = $1 AND NOT archived
         RETURNING restaurant_id";
     SET_RESTAURANT_IMAGE = "UPDATE restaurants SET image_url = $2, revision = revision + 1, updated_at = now()

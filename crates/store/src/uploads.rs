@@ -189,8 +189,9 @@ impl Uploads {
     }
 
     /// Stores the processed image and, in one transaction, shows it on its
-    /// target and ends the job; a target gone meanwhile fails the job
-    /// instead. `None` if the claim was lost.
+    /// target and ends the job; a target gone meanwhile, or a later upload
+    /// for it shown already, fails the job instead. `None` if the claim was
+    /// lost.
     #[tracing::instrument(target = "foodfast::trace", name = "Uploads.succeed", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn succeed(
         &self,
@@ -209,6 +210,12 @@ impl Uploads {
                 Box::pin(async move {
                     if tx.query_opt(sql::HOLDS_UPLOAD_CLAIM, &[&id, &attempt]).await?.is_none() {
                         return Ok(None);
+                    }
+                    if tx.query_opt(sql::NEWER_UPLOAD_SHOWN, &[&id]).await?.is_some() {
+                        let error = "a picture uploaded after this one is shown already";
+                        let state = JobState::Failed.as_str();
+                        let row = tx.query_one(sql::END_UPLOAD_JOB, &[&id, &attempt, &state, &"", &error]).await?;
+                        return Ok(Some(Ended { job: job_from_row(&row)?, restaurant_id: None }));
                     }
                     // Some(the restaurant whose menu or cover changed, if any) while the target exists.
                     let shown: Option<Option<Uuid>> = match target {

@@ -95,6 +95,29 @@ async fn a_lapsed_claim_is_taken_over_and_its_old_holder_changes_nothing() {
 }
 
 #[tokio::test]
+async fn an_older_upload_finishing_last_does_not_put_the_old_picture_back() {
+    let fixture = Fixture::new().await;
+    let (user_id, older) = fixture.avatar_job().await;
+    let metadata =
+        UploadMetadata::new(ImageTarget::AccountAvatar, user_id, "image/png", ORIGINAL.len() as u64, "new.png", "")
+            .unwrap();
+    let newer = fixture.uploads.accept(user_id, &metadata, ORIGINAL.to_vec()).await.unwrap().id;
+    let uploads = &fixture.uploads;
+    let claimed = uploads.claim_due(10, Duration::from_secs(60)).await.unwrap();
+    let claim = |id| claimed.iter().find(|c| c.id == id).unwrap();
+
+    // The older one was held up (a store error, a retry); the newer one finishes first.
+    let shown = uploads.succeed(claim(newer), b"new".to_vec(), "jpg").await.unwrap().unwrap();
+    assert_eq!(shown.job.state, JobState::Succeeded);
+    let late = uploads.succeed(claim(older), b"old".to_vec(), "jpg").await.unwrap().unwrap();
+    assert_eq!(
+        (late.job.state, late.job.error.as_str()),
+        (JobState::Failed, "a picture uploaded after this one is shown already")
+    );
+    assert_eq!(fixture.users.account(user_id).await.unwrap().unwrap().avatar_url, shown.job.result_url);
+}
+
+#[tokio::test]
 async fn a_job_sent_back_waits_its_turn_and_a_failure_keeps_its_reason() {
     let fixture = Fixture::new().await;
     let (user_id, job_id) = fixture.avatar_job().await;
