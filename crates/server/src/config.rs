@@ -132,6 +132,9 @@ pub struct MediaConfig {
     pub max_pending: u64,
     /// Quality of processed JPEG images, 1 to 100.
     pub jpeg_quality: u8,
+    /// Uploads one account may start per window, counted in Redis across
+    /// replicas: one account cannot fill the processing queue.
+    pub upload_rate: RatePolicy,
 }
 
 impl Default for MediaConfig {
@@ -146,6 +149,7 @@ impl Default for MediaConfig {
             upload_timeout: Duration::from_secs(120),
             max_pending: 1_000,
             jpeg_quality: 85,
+            upload_rate: RatePolicy { max: 30, window: Duration::from_secs(3600) },
         }
     }
 }
@@ -809,6 +813,9 @@ impl Config {
             ));
         }
         let media = &self.media;
+        if media.upload_rate.max == 0 || media.upload_rate.window.is_zero() {
+            return Err(invalid("media.upload_rate", "must allow at least one upload per positive window".into()));
+        }
         if media.max_attempts == 0 || media.max_concurrent_uploads == 0 || media.max_pending == 0 {
             return Err(invalid(
                 "media",

@@ -109,6 +109,7 @@ pub async fn serve(
         pricing: Arc::new(config.pricing.clone()),
         settings: Arc::new(config.service.clone()),
         order_rate: RateLimiter::new(stores.redis.clone(), "orders", config.service.order_rate),
+        upload_rate: RateLimiter::new(stores.redis.clone(), "uploads", config.media.upload_rate),
         live: LivePositions::new(stores.redis.clone()),
         ingest: Arc::new(config.ingest.clone()),
         tracking: Arc::new(config.tracking.clone()),

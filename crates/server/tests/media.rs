@@ -267,6 +267,43 @@ async fn a_malformed_upload_is_refused_with_what_to_fix() {
 }
 
 #[tokio::test]
+async fn a_stream_that_sends_nothing_holds_no_upload_place_and_one_account_is_rate_limited() {
+    let server = TestServer::start_with(|config| {
+        config.media.max_concurrent_uploads = 1;
+        config.media.upload_rate.max = 2;
+    })
+    .await;
+    let customer = server.customer().await;
+    let avatar = customer.user_id.to_string();
+    let bytes = png(&photo(64, 64));
+
+    // An app that opened an upload and went quiet.
+    let (_quiet, nothing) = tokio::sync::mpsc::channel::<pb::UploadImageRequest>(1);
+    let mut idle_client = server.media(Some(&customer));
+    let idle =
+        tokio::spawn(
+            async move { idle_client.upload_image(tokio_stream::wrappers::ReceiverStream::new(nothing)).await },
+        );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut media = server.media(Some(&customer));
+    upload(&mut media, pb::ImageTargetKind::AccountAvatar, &avatar, &bytes).await.expect("the only place is free");
+    upload(&mut media, pb::ImageTargetKind::AccountAvatar, &avatar, &bytes).await.unwrap();
+
+    let status = upload(&mut media, pb::ImageTargetKind::AccountAvatar, &avatar, &bytes).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("too many images"), "{status:?}");
+    let other = server.customer().await;
+    let mut theirs = server.media(Some(&other));
+    upload(&mut theirs, pb::ImageTargetKind::AccountAvatar, &other.user_id.to_string(), &bytes)
+        .await
+        .expect("another account has its own allowance");
+
+    let status = idle.await.unwrap().unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(status.message().contains("metadata"), "{status:?}");
+}
+
+#[tokio::test]
 async fn only_the_owner_uploads_and_reads_its_jobs() {
     let server = TestServer::start().await;
     let (staff, _, menu) = staff_and_menu(&server).await;

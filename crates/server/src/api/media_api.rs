@@ -22,6 +22,8 @@ use crate::error::ApiError;
 /// How soon to poll a job again, by state.
 const POLL_QUEUED: Duration = Duration::from_secs(1);
 const POLL_PROCESSING: Duration = Duration::from_millis(500);
+/// How soon an upload's first message (its metadata) must arrive.
+const METADATA_WITHIN: Duration = Duration::from_secs(10);
 
 pub struct MediaApi {
     app: App,
@@ -41,7 +43,7 @@ impl MediaApi {
         let Some(pb::upload_image_request::Payload::Metadata(given)) = first.and_then(|first| first.payload) else {
             return Err(FieldError::new("metadata", "must be the first message of the stream").into());
         };
-        let target = match given.target_kind() {
+        let target = match convert::known_enum("metadata.target_kind", given.target_kind)? {
             pb::ImageTargetKind::Unspecified => {
                 return Err(FieldError::new("metadata.target_kind", "is required").into());
             }
@@ -125,7 +127,37 @@ impl MediaService for MediaApi {
     ) -> Result<Response<pb::UploadImageResponse>, Status> {
         let caller = principal(&request)?;
         let settings = &self.app.media_config;
-        // Each upload in progress holds its bytes in memory: the permits bound them.
+        let mut stream = request.into_inner();
+        let first = tokio::time::timeout(METADATA_WITHIN, stream.message()).await.map_err(|_| {
+            Status::deadline_exceeded(format!(
+                "the upload's metadata did not arrive within {}; send it first",
+                humantime::format_duration(METADATA_WITHIN)
+            ))
+        })??;
+        let metadata = self.metadata(&caller, first).await?;
+        match self.app.upload_rate.take(&caller.user_id.to_string()).await {
+            Ok(None) => {}
+            Ok(Some(retry_after)) => {
+                return Err(
+                    ApiError::RateLimited { what: "too many images uploaded in a short time", retry_after }.into()
+                );
+            }
+            // Uploads go on without Redis; only the limit is lost for a while.
+            Err(err) => tracing::warn!(error = %foodfast_store::Chain(&err), "upload rate limit unavailable"),
+        }
+        let pending = self.app.uploads.pending().await.map_err(ApiError::from)?;
+        if pending >= settings.max_pending {
+            return Err(ApiError::QueueFull {
+                message: format!(
+                    "{pending} images are waiting to be processed (the limit is {}); retry later",
+                    settings.max_pending
+                ),
+                retry_after: settings.poll_interval * 5,
+            }
+            .into());
+        }
+        // Each upload receiving its bytes holds them in memory: the permits
+        // bound them. Taken only now, so a stream that sends nothing holds none.
         let Ok(_permit) = self.app.upload_permits.clone().try_acquire_owned() else {
             return Err(ApiError::QueueFull {
                 message: format!(
@@ -136,26 +168,8 @@ impl MediaService for MediaApi {
             }
             .into());
         };
-        let mut stream = request.into_inner();
         let timeout = settings.upload_timeout;
-        let upload = async {
-            let first = stream.message().await?;
-            let metadata = self.metadata(&caller, first).await?;
-            let pending = self.app.uploads.pending().await.map_err(ApiError::from)?;
-            if pending >= settings.max_pending {
-                return Err(ApiError::QueueFull {
-                    message: format!(
-                        "{pending} images are waiting to be processed (the limit is {}); retry later",
-                        settings.max_pending
-                    ),
-                    retry_after: settings.poll_interval * 5,
-                }
-                .into());
-            }
-            let bytes = receive(&mut stream, &metadata).await?;
-            Ok::<_, Status>((metadata, bytes))
-        };
-        let (metadata, bytes) = tokio::time::timeout(timeout, upload).await.map_err(|_| {
+        let bytes = tokio::time::timeout(timeout, receive(&mut stream, &metadata)).await.map_err(|_| {
             Status::deadline_exceeded(format!(
                 "the upload did not arrive within {}; send it again",
                 humantime::format_duration(timeout)

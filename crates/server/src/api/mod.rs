@@ -120,6 +120,8 @@ pub struct App {
     pub settings: Arc<ServiceSettings>,
     /// Orders placed per customer (`service.order_rate`).
     pub order_rate: RateLimiter,
+    /// Uploads started per account (`media.upload_rate`).
+    pub upload_rate: RateLimiter,
     pub live: LivePositions,
     pub ingest: Arc<IngestConfig>,
     pub tracking: Arc<TrackingConfig>,
