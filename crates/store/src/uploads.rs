@@ -129,9 +129,7 @@ impl Uploads {
         let queued = queued.await;
         if queued.is_err() {
             // No job will ever read it: the client is told to upload again.
-            if let Err(err) = self.objects.delete(&original_key).await {
-                tracing::warn!(key = %original_key, error = %crate::Chain(&err), "could not delete an unqueued original");
-            }
+            self.delete_quietly(&original_key, "an unqueued original").await;
         }
         queued
     }
@@ -248,13 +246,20 @@ impl Uploads {
             .await?;
         // Nothing will show an image whose target is gone. (A lost claim keeps
         // it: the job's next holder writes the same key.)
-        if let Some(ended) = &ended
-            && ended.job.state == JobState::Failed
-            && let Err(err) = self.objects.delete(&key).await
-        {
-            tracing::warn!(job = %id, %key, error = %crate::Chain(&err), "could not delete an unused processed image");
+        if let Some(ended) = &ended {
+            if ended.job.state == JobState::Failed {
+                self.delete_quietly(&key, "an unused processed image").await;
+            }
+            self.delete_quietly(&claimed.original_key, "an original").await;
         }
         Ok(ended)
+    }
+
+    /// Deletes a file nothing will read again; a failure only leaves it behind.
+    async fn delete_quietly(&self, key: &str, what: &str) {
+        if let Err(err) = self.objects.delete(key).await {
+            tracing::warn!(%key, error = %crate::Chain(&err), "could not delete {what}");
+        }
     }
 
     /// Ends the job as failed, for `error`; `false` if the claim was lost.
@@ -265,6 +270,9 @@ impl Uploads {
             .query_opt(sql::END_UPLOAD_JOB, &[&claimed.id, &claimed.attempt, &JobState::Failed.as_str(), &"", &error])
             .await
             .map_err(StoreError::postgres)?;
+        if ended.is_some() {
+            self.delete_quietly(&claimed.original_key, "an original").await;
+        }
         Ok(ended.is_some())
     }
 

@@ -90,6 +90,7 @@ async fn a_lapsed_claim_is_taken_over_and_its_old_holder_changes_nothing() {
     );
     assert_eq!(fixture.users.account(user_id).await.unwrap().unwrap().avatar_url, ended.job.result_url);
     assert_eq!(uploads.get(job_id).await.unwrap().unwrap(), ended.job);
+    assert!(uploads.original(second).await.is_err(), "the original goes once the job ends");
     assert_eq!(uploads.pending().await.unwrap(), 0);
     assert!(uploads.claim_due(10, lease).await.unwrap().is_empty(), "an ended job is never claimed again");
 }
@@ -133,6 +134,7 @@ async fn a_job_sent_back_waits_its_turn_and_a_failure_keeps_its_reason() {
     assert_eq!((again.id, again.attempt), (job_id, 2));
 
     assert!(uploads.fail(&again, "not a decodable PNG").await.unwrap());
+    assert!(uploads.original(&again).await.is_err(), "a failed job's original goes too");
     let failed = uploads.get(job_id).await.unwrap().unwrap();
     assert_eq!(
         (failed.state, failed.error.as_str(), failed.result_url.as_str()),
