@@ -131,6 +131,25 @@ static END_SESSION: std::sync::LazyLock<::redis::Script> = std::sync::LazyLock::
     )
 });
 
+/// Takes the members ARGV[1], ARGV[3], … out of the available set KEYS[1],
+/// each unless its position is no longer the one it was judged stale by
+/// (ARGV[2], ARGV[4], …; '' for none): a ping that filed the driver again
+/// meanwhile is not undone.
+static DROP_STALE: std::sync::LazyLock<::redis::Script> = std::sync::LazyLock::new(|| {
+    ::redis::Script::new(
+        r"
+        local dropped = 0
+        for i = 1, #ARGV, 2 do
+            local now = redis.call('HGET', 'ff:driver:' .. ARGV[i], 'position') or ''
+            if now == ARGV[i + 1] then
+                dropped = dropped + redis.call('ZREM', KEYS[1], ARGV[i])
+            end
+        end
+        return dropped
+        ",
+    )
+});
+
 #[derive(Clone)]
 pub struct LivePositions {
     redis: Redis,
@@ -377,22 +396,21 @@ impl LivePositions {
             .iter()
             .map(|id| id.parse().map_err(|_| StoreError::Corrupt(format!("available set member {id:?}"))))
             .collect::<Result<Vec<Uuid>, _>>()?;
-        let positions = positions_of(&mut connection, &ids).await?;
+        let stored = stored_positions_of(&mut connection, &ids).await?;
         let mut available = Vec::with_capacity(found.len());
-        let mut gone = Vec::new();
-        for (id, position) in found.iter().zip(positions) {
-            match position {
+        let mut gone = DROP_STALE.key(&key);
+        let mut any_gone = false;
+        for ((id, member), stored) in ids.iter().zip(&found).zip(&stored) {
+            match parse_position(*id, stored.as_deref())? {
                 Some(position) if position.received_at >= fresh_since => available.push(position),
-                _ => gone.push(id),
+                _ => {
+                    gone.arg(member).arg(stored.as_deref().unwrap_or_default());
+                    any_gone = true;
+                }
             }
         }
-        if !gone.is_empty() {
-            let _: i64 = ::redis::cmd("ZREM")
-                .arg(&key)
-                .arg(gone)
-                .query_async(&mut connection)
-                .await
-                .map_err(StoreError::redis)?;
+        if any_gone {
+            let _: i64 = gone.invoke_async(&mut connection).await.map_err(StoreError::redis)?;
         }
         Ok(available)
     }
@@ -403,6 +421,15 @@ async fn positions_of(
     connection: &mut ::redis::aio::ConnectionManager,
     drivers: &[Uuid],
 ) -> Result<Vec<Option<LivePosition>>, StoreError> {
+    let found = stored_positions_of(connection, drivers).await?;
+    drivers.iter().zip(found).map(|(id, position)| parse_position(*id, position.as_deref())).collect()
+}
+
+/// Each driver's last live position as stored (`None`: its hash expired).
+async fn stored_positions_of(
+    connection: &mut ::redis::aio::ConnectionManager,
+    drivers: &[Uuid],
+) -> Result<Vec<Option<String>>, StoreError> {
     if drivers.is_empty() {
         return Ok(Vec::new());
     }
@@ -410,15 +437,12 @@ async fn positions_of(
     for id in drivers {
         lookup.cmd("HGET").arg(driver_key(id)).arg("position");
     }
-    let found: Vec<Option<String>> = lookup.query_async(connection).await.map_err(StoreError::redis)?;
-    drivers
-        .iter()
-        .zip(found)
-        .map(|(id, position)| {
-            position
-                .map(|p| serde_json::from_str(&p))
-                .transpose()
-                .map_err(|err| StoreError::Corrupt(format!("live position of {id}: {err}")))
-        })
-        .collect()
+    lookup.query_async(connection).await.map_err(StoreError::redis)
+}
+
+fn parse_position(driver_id: Uuid, stored: Option<&str>) -> Result<Option<LivePosition>, StoreError> {
+    stored
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|err| StoreError::Corrupt(format!("live position of {driver_id}: {err}")))
 }
