@@ -722,6 +722,8 @@ async fn session(
         // A deploy: the app reconnects to another replica and finds its
         // offers there; their deadlines cover an app that does not.
         Ok(true) if app.stopping.is_cancelled() => {}
+        // Reconnected (to any replica) already: its new stream shows the offers.
+        Ok(true) if app.live.connected(driver_id).await.unwrap_or(false) => {}
         Ok(true) => match app.dispatch.expire_driver_offers(driver_id).await {
             Ok(orders) if !orders.is_empty() => app.wake(DISPATCH_TOPIC).await,
             Ok(_) => {}
