@@ -290,27 +290,27 @@ mod tests {
         assert_eq!(decode(b"hello", ImageType::Webp).unwrap_err(), "not a decodable WebP");
     }
 
+    /// A one-pixel PNG whose header claims `side` x `side`: the decoder reads the size first.
+    fn png_claiming(side: u32) -> Vec<u8> {
+        let mut header = png(DynamicImage::ImageLuma8(image::GrayImage::new(1, 1)));
+        // Rewrite the IHDR size (bytes 16..24) and its CRC.
+        header[16..20].copy_from_slice(&side.to_be_bytes());
+        header[20..24].copy_from_slice(&side.to_be_bytes());
+        let crc = crc32(&header[12..29]);
+        header[29..33].copy_from_slice(&crc.to_be_bytes());
+        header
+    }
+
     #[test]
     fn a_decompression_bomb_is_refused_before_it_is_decoded() {
         // A 20,000 x 20,000 PNG of one colour compresses to a few hundred kilobytes.
-        let mut header = png(DynamicImage::ImageLuma8(image::GrayImage::new(1, 1)));
-        // Rewrite the IHDR size (bytes 16..24) and its CRC: the decoder reads the size first.
-        header[16..20].copy_from_slice(&20_000u32.to_be_bytes());
-        header[20..24].copy_from_slice(&20_000u32.to_be_bytes());
-        let crc = crc32(&header[12..29]);
-        header[29..33].copy_from_slice(&crc.to_be_bytes());
-        let refused = decode(&header, ImageType::Png).unwrap_err();
+        let refused = decode(&png_claiming(20_000), ImageType::Png).unwrap_err();
         assert!(refused.starts_with("larger than 12000 x 12000 or 40 megapixels"), "{refused}");
     }
 
     #[test]
     fn a_picture_within_each_side_but_over_the_pixel_count_is_refused_unread() {
-        let mut header = png(DynamicImage::ImageLuma8(image::GrayImage::new(1, 1)));
-        header[16..20].copy_from_slice(&7_000u32.to_be_bytes());
-        header[20..24].copy_from_slice(&7_000u32.to_be_bytes());
-        let crc = crc32(&header[12..29]);
-        header[29..33].copy_from_slice(&crc.to_be_bytes());
-        let refused = decode(&header, ImageType::Png).unwrap_err();
+        let refused = decode(&png_claiming(7_000), ImageType::Png).unwrap_err();
         assert!(refused.starts_with("larger than"), "{refused}");
     }
 

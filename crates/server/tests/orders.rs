@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::{TestServer, address_near, item, line};
 use foodfast_api::v1 as pb;
+use foodfast_domain::access::Principal;
 use foodfast_payment_sandbox::IntentStatus;
 use foodfast_store::throttle::RatePolicy;
 use tokio_stream::StreamExt;
@@ -35,6 +36,17 @@ async fn shop_with(adjust: impl FnOnce(&mut foodfast_server::config::Config)) ->
 }
 
 impl Shop {
+    /// The restaurant accepts the order.
+    async fn accept(&self, staff: &Principal, order_id: &str) {
+        let request = pb::UpdateOrderStatusRequest {
+            order_id: order_id.into(),
+            status: "accepted".into(),
+            reason: String::new(),
+            prep_time: None,
+        };
+        self.server.restaurants(Some(staff)).update_order_status(request).await.unwrap();
+    }
+
     fn order_request(&self, key: &str, payment_method_id: &str) -> pb::CreateOrderRequest {
         pb::CreateOrderRequest {
             idempotency_key: key.into(),
@@ -609,13 +621,7 @@ async fn an_order_the_restaurant_leaves_unanswered_is_rejected_and_its_hold_rele
     };
     let unanswered = place("unanswered").await;
     let answered = place("answered").await;
-    let accept = pb::UpdateOrderStatusRequest {
-        order_id: answered.order_id.clone(),
-        status: "accepted".into(),
-        reason: String::new(),
-        prep_time: None,
-    };
-    shop.server.restaurants(Some(&staff)).update_order_status(accept).await.unwrap();
+    shop.accept(&staff, &answered.order_id).await;
 
     wait_for_intent(&shop, &unanswered.order_id, IntentStatus::Canceled).await;
     let read = |order_id: String| {
@@ -645,13 +651,7 @@ async fn a_cancel_after_a_capture_whose_answer_was_lost_refunds_the_money() {
     let staff = shop.server.staff(shop.restaurant.restaurant_id.parse().unwrap()).await;
     let request = shop.order_request("lost-capture", "pm_capture_answer_lost");
     let order = shop.server.orders(Some(&customer)).create_order(request).await.unwrap().into_inner().order.unwrap();
-    let accept = pb::UpdateOrderStatusRequest {
-        order_id: order.order_id.clone(),
-        status: "accepted".into(),
-        reason: String::new(),
-        prep_time: None,
-    };
-    shop.server.restaurants(Some(&staff)).update_order_status(accept).await.unwrap();
+    shop.accept(&staff, &order.order_id).await;
     // The provider took the funds, but its answers never arrived: for us the capture is still owed.
     wait_for_intent(&shop, &order.order_id, IntentStatus::Captured).await;
     assert_eq!(payment_row(&shop, &order.order_id).await.0, "capture_pending");
@@ -685,13 +685,7 @@ async fn a_refusal_the_providers_state_does_not_explain_is_kept_on_the_order() {
         .unwrap();
     assert!(released.status().is_success(), "{released:?}");
 
-    let accept = pb::UpdateOrderStatusRequest {
-        order_id: order.order_id.clone(),
-        status: "accepted".into(),
-        reason: String::new(),
-        prep_time: None,
-    };
-    shop.server.restaurants(Some(&staff)).update_order_status(accept).await.unwrap();
+    shop.accept(&staff, &order.order_id).await;
     // Nothing was collected: the capture stays owed, and why is on the order for support to see.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let error = loop {
