@@ -114,22 +114,24 @@ async fn settle(
     let count = |outcome: &'static str| {
         metrics::counter!(PAYMENT_CALLS_TOTAL, "effect" => effect.as_str(), "outcome" => outcome).increment(1);
     };
+    let unavailable = |reason: String| async move {
+        count("unavailable");
+        let wait = retry_wait(failures);
+        tracing::warn!(order = %order_id, effect = effect.as_str(), ?wait, reason, "payment provider unavailable; will retry");
+        orders.defer_payment(order_id, status, wait, &format!("provider unavailable: {reason}")).await?;
+        Ok(None)
+    };
     let refusal = match outcome {
         Ok(()) => {
             count("settled");
             return record(orders, order_id, status, settled).await;
         }
-        Err(PaymentError::Unavailable { reason }) => {
-            count("unavailable");
-            let wait = retry_wait(failures);
-            tracing::warn!(order = %order_id, effect = effect.as_str(), ?wait, reason, "payment provider unavailable; will retry");
-            orders.defer_payment(order_id, status, wait, &format!("provider unavailable: {reason}")).await?;
-            return Ok(None);
-        }
+        Err(PaymentError::Unavailable { reason }) => return unavailable(reason).await,
         Err(refused) => refused,
     };
     let found = match gateway.status(payment_id).await {
         Ok(found) => found,
+        Err(PaymentError::Unavailable { reason }) => return unavailable(reason).await,
         Err(err) => ProviderStatus::Other(format!("unknown ({err})")),
     };
     if let Some(to) = reconciled(effect, &found) {
