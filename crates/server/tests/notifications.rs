@@ -28,6 +28,7 @@ fn request(title: &str, audience: &[pb::Role]) -> pb::PublishAnnouncementRequest
         audience: audience.iter().map(|&role| role as i32).collect(),
         city: "Paris".into(),
         expires_at: Some(foodfast_server::convert::timestamp(Utc::now() + TimeDelta::hours(1))),
+        idempotency_key: String::new(),
     }
 }
 
@@ -86,7 +87,7 @@ async fn watchers_get_what_is_addressed_to_them_live_on_every_replica_and_resume
         city: String::new(),
         expires_at: Utc::now() - TimeDelta::seconds(1),
     };
-    Announcements::new(server.stores.postgres.clone()).publish(&expired, None).await.unwrap();
+    Announcements::new(server.stores.postgres.clone()).publish(&expired, None, None).await.unwrap();
 
     let replica = server.spawn_replica().await;
     let mut as_customer = watch(&mut server.notifications(Some(&customer)), "").await;
@@ -121,8 +122,9 @@ async fn only_admins_publish_and_bad_input_is_named() {
 
     let mut client = server.notifications(Some(&admin));
     type Spoil = fn(&mut pb::PublishAnnouncementRequest);
-    let cases: [(&str, Spoil); 7] = [
+    let cases: [(&str, Spoil); 8] = [
         ("title", |r| r.title = "  ".into()),
+        ("idempotency_key", |r| r.idempotency_key = "short".into()),
         ("severity", |r| r.severity = 9),
         ("audience[0]", |r| r.audience = vec![77]),
         ("body", |r| r.body = "b".repeat(5_001)),
@@ -143,6 +145,16 @@ async fn only_admins_publish_and_bad_input_is_named() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+
+    // A retry after a lost answer announces once; the key with other words is refused.
+    let keyed = pb::PublishAnnouncementRequest { idempotency_key: "storm-lyon-0001".into(), ..request("Storm", &[]) };
+    let first = client.publish_announcement(keyed.clone()).await.unwrap().into_inner().announcement.unwrap();
+    let again = client.publish_announcement(keyed.clone()).await.unwrap().into_inner().announcement.unwrap();
+    assert_eq!(again, first);
+    let reworded = pb::PublishAnnouncementRequest { body: "Roads are closed".into(), ..keyed };
+    let status = client.publish_announcement(reworded).await.unwrap_err();
+    assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
+    assert!(status.message().contains("idempotency_key"), "{status:?}");
 }
 
 #[tokio::test]

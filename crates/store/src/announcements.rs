@@ -19,15 +19,31 @@ impl Announcements {
         Self { postgres }
     }
 
-    /// Publishes `new` with the next sequence number.
+    /// Publishes `new` with the next sequence number, unless its
+    /// `idempotency_key` published before.
     #[tracing::instrument(target = "foodfast::trace", name = "Announcements.publish", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-    pub async fn publish(&self, new: &NewAnnouncement, published_by: Option<Uuid>) -> Result<Announcement, StoreError> {
+    pub async fn publish(
+        &self,
+        new: &NewAnnouncement,
+        published_by: Option<Uuid>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Published, StoreError> {
         let id = Uuid::new_v4();
         let audience: Vec<&'static str> = new.audience.iter().map(|role| role.as_str()).collect();
         self.postgres
             .serializable(move |tx| {
-                let (new, audience) = (new.clone(), audience.clone());
+                let (new, audience, key) = (new.clone(), audience.clone(), idempotency_key.map(str::to_owned));
                 Box::pin(async move {
+                    // Before the counter: a concurrent publisher with the same key
+                    // conflicts on it, and the retry finds the key.
+                    if let Some(key) = &key
+                        && let Some(row) = tx.query_opt(sql::SELECT_ANNOUNCEMENT_BY_KEY, &[key]).await?
+                    {
+                        return Ok(match announcement_from_row(&row)? {
+                            Some(before) if same_announcement(&before, &new) => Published::Repeat(before),
+                            _ => Published::KeyInUse,
+                        });
+                    }
                     let seq: i64 = tx.query_one(sql::NEXT_ANNOUNCEMENT_SEQ, &[]).await?.get(0);
                     let row = tx
                         .query_one(
@@ -42,10 +58,11 @@ impl Announcements {
                                 &new.city,
                                 &published_by,
                                 &new.expires_at,
+                                &key,
                             ],
                         )
                         .await?;
-                    Ok::<_, TxError>(Announcement {
+                    Ok::<_, TxError>(Published::New(Announcement {
                         id,
                         seq,
                         title: new.title,
@@ -56,7 +73,7 @@ impl Announcements {
                         published_at: row.get(0),
                         // As stored (microseconds), as every later read gives it.
                         expires_at: row.get(1),
-                    })
+                    }))
                 })
             })
             .await
@@ -84,6 +101,33 @@ impl Announcements {
             more: rows.len() >= limit as usize,
         })
     }
+}
+
+/// What publishing came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Published {
+    New(Announcement),
+    /// Its idempotency key published the same announcement before: that one.
+    Repeat(Announcement),
+    /// Its idempotency key published a different announcement before.
+    KeyInUse,
+}
+
+impl Published {
+    /// The announcement, unless the key was another's.
+    pub fn announcement(self) -> Option<Announcement> {
+        match self {
+            Published::New(announcement) | Published::Repeat(announcement) => Some(announcement),
+            Published::KeyInUse => None,
+        }
+    }
+}
+
+/// Whether `before` is what `new` would publish (times as stored, to the microsecond).
+fn same_announcement(before: &Announcement, new: &NewAnnouncement) -> bool {
+    (&before.title, &before.body, before.severity, &before.audience, &before.city)
+        == (&new.title, &new.body, new.severity, &new.audience, &new.city)
+        && before.expires_at.timestamp_micros() == new.expires_at.timestamp_micros()
 }
 
 /// One read of the announcements in force.

@@ -329,9 +329,11 @@ statements! {
     SET_USER_AVATAR = "UPDATE users SET avatar_url = $2, updated_at = now() WHERE id = $1 RETURNING id";
     NEXT_ANNOUNCEMENT_SEQ = "UPDATE announcement_sequence SET seq = seq + 1 WHERE id = 1 RETURNING seq";
     INSERT_ANNOUNCEMENT = "INSERT INTO announcements (seq, id, title, body, severity, audience, city, published_by,
-            expires_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+            expires_at, idempotency_key)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
         RETURNING published_at, expires_at";
+    SELECT_ANNOUNCEMENT_BY_KEY = "SELECT seq, id, title, body, severity, audience, city, published_at, expires_at
+        FROM announcements WHERE idempotency_key = $1";
     SELECT_ANNOUNCEMENTS_IN_FORCE = "SELECT seq, id, title, body, severity, audience, city, published_at, expires_at
         FROM announcements WHERE seq > $1 AND expires_at > now() ORDER BY seq LIMIT $2";
     INSERT_AUDIT = "INSERT INTO audit_log (id, actor_id, actor_role, action, resource_kind, resource_id, request_id)

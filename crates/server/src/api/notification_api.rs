@@ -12,6 +12,7 @@ use foodfast_domain::announcement::{Announcement, NewAnnouncement, Severity};
 use foodfast_domain::device::{Platform, validate_push_token};
 use foodfast_domain::notification::{self, Channel, Message, Priority, State};
 use foodfast_domain::validation::{FieldError, parse_uuid};
+use foodfast_store::announcements::Published;
 use foodfast_store::fanout::ANNOUNCEMENTS_TOPIC;
 use foodfast_store::notifications::{Enqueued, NewNotification};
 use tokio::sync::mpsc;
@@ -188,9 +189,17 @@ impl NotificationService for NotificationApi {
         if caller.role != Role::Admin {
             return Err(ApiError::PermissionDenied("only admins publish announcements".into()).into());
         }
-        let new = new_announcement(request.into_inner())?;
-        let announcement = self.app.announcements.publish(&new, Some(caller.user_id)).await.map_err(ApiError::from)?;
-        self.app.wake(ANNOUNCEMENTS_TOPIC).await;
+        let request = request.into_inner();
+        let key = notification::idempotency_key(&request.idempotency_key).map_err(ApiError::from)?.map(str::to_owned);
+        let new = new_announcement(request)?;
+        let published =
+            self.app.announcements.publish(&new, Some(caller.user_id), key.as_deref()).await.map_err(ApiError::from)?;
+        if let Published::New(_) = published {
+            self.app.wake(ANNOUNCEMENTS_TOPIC).await;
+        }
+        let announcement = published.announcement().ok_or_else(|| {
+            ApiError::IdempotencyKeyReused("idempotency_key was used for another announcement; choose a new key".into())
+        })?;
         Ok(Response::new(pb::PublishAnnouncementResponse { announcement: Some(convert::announcement(&announcement)) }))
     }
 

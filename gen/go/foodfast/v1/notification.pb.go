@@ -1350,9 +1350,13 @@ type PublishAnnouncementRequest struct {
 	// City (zone) it concerns; empty means every city.
 	City string `protobuf:"bytes,5,opt,name=city,proto3" json:"city,omitempty"`
 	// When it stops being in force; required, in the future, at most 30 days ahead.
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// Caller-chosen key making retries safe, 8 to 200 characters; empty means none. A retry
+	// with the same key returns the first publication, announced once; the same key with
+	// other content is ALREADY_EXISTS.
+	IdempotencyKey string `protobuf:"bytes,7,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PublishAnnouncementRequest) Reset() {
@@ -1425,6 +1429,13 @@ func (x *PublishAnnouncementRequest) GetExpiresAt() *timestamppb.Timestamp {
 		return x.ExpiresAt
 	}
 	return nil
+}
+
+func (x *PublishAnnouncementRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
 }
 
 // Response of PublishAnnouncement.
@@ -1546,7 +1557,7 @@ const file_foodfast_v1_notification_proto_rawDesc = "" +
 	"\x06cursor\x18\x01 \x01(\tR\x06cursor\x12?\n" +
 	"\fannouncement\x18\x02 \x01(\v2\x19.foodfast.v1.AnnouncementH\x00R\fannouncement\x126\n" +
 	"\theartbeat\x18\x03 \x01(\v2\x16.foodfast.v1.HeartbeatH\x00R\theartbeatB\t\n" +
-	"\apayload\"\x83\x02\n" +
+	"\apayload\"\xac\x02\n" +
 	"\x1aPublishAnnouncementRequest\x12\x14\n" +
 	"\x05title\x18\x01 \x01(\tR\x05title\x12\x12\n" +
 	"\x04body\x18\x02 \x01(\tR\x04body\x12=\n" +
@@ -1554,7 +1565,8 @@ const file_foodfast_v1_notification_proto_rawDesc = "" +
 	"\baudience\x18\x04 \x03(\x0e2\x11.foodfast.v1.RoleR\baudience\x12\x12\n" +
 	"\x04city\x18\x05 \x01(\tR\x04city\x129\n" +
 	"\n" +
-	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\\\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12'\n" +
+	"\x0fidempotency_key\x18\a \x01(\tR\x0eidempotencyKey\"\\\n" +
 	"\x1bPublishAnnouncementResponse\x12=\n" +
 	"\fannouncement\x18\x01 \x01(\v2\x19.foodfast.v1.AnnouncementR\fannouncement*\x98\x01\n" +
 	"\x13NotificationChannel\x12$\n" +

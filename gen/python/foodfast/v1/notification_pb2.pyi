@@ -229,20 +229,22 @@ class WatchAnnouncementsResponse(_message.Message):
     def __init__(self, cursor: _Optional[str] = ..., announcement: _Optional[_Union[Announcement, _Mapping]] = ..., heartbeat: _Optional[_Union[_common_pb2.Heartbeat, _Mapping]] = ...) -> None: ...
 
 class PublishAnnouncementRequest(_message.Message):
-    __slots__ = ("title", "body", "severity", "audience", "city", "expires_at")
+    __slots__ = ("title", "body", "severity", "audience", "city", "expires_at", "idempotency_key")
     TITLE_FIELD_NUMBER: _ClassVar[int]
     BODY_FIELD_NUMBER: _ClassVar[int]
     SEVERITY_FIELD_NUMBER: _ClassVar[int]
     AUDIENCE_FIELD_NUMBER: _ClassVar[int]
     CITY_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     title: str
     body: str
     severity: AnnouncementSeverity
     audience: _containers.RepeatedScalarFieldContainer[_common_pb2.Role]
     city: str
     expires_at: _timestamp_pb2.Timestamp
-    def __init__(self, title: _Optional[str] = ..., body: _Optional[str] = ..., severity: _Optional[_Union[AnnouncementSeverity, str]] = ..., audience: _Optional[_Iterable[_Union[_common_pb2.Role, str]]] = ..., city: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, title: _Optional[str] = ..., body: _Optional[str] = ..., severity: _Optional[_Union[AnnouncementSeverity, str]] = ..., audience: _Optional[_Iterable[_Union[_common_pb2.Role, str]]] = ..., city: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class PublishAnnouncementResponse(_message.Message):
     __slots__ = ("announcement",)
