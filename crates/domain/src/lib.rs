@@ -22,6 +22,7 @@ pub mod access;
 pub mod account;
 pub mod address;
 pub mod announcement;
+pub mod backoff;
 pub mod device;
 pub mod dispatch;
 pub mod eta;

@@ -140,7 +140,7 @@ impl RetryPolicy {
     /// or `None` when none is left.
     pub fn next_delay(&self, attempt: u32) -> Option<Duration> {
         (attempt < self.max_attempts)
-            .then(|| self.backoff_base.saturating_mul(1 << (attempt - 1).min(20)).min(self.backoff_cap))
+            .then(|| crate::backoff::doubling(self.backoff_base, self.backoff_cap, attempt.saturating_sub(1)))
     }
 }
 

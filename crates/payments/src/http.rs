@@ -210,7 +210,7 @@ fn unavailable(error: reqwest::Error) -> PaymentError {
 /// Exponential and capped, with "equal jitter" (half fixed, half random) so that the
 /// retries of many orders hit during one outage spread out instead of arriving together.
 fn backoff(base: Duration, attempt: u32) -> Duration {
-    let ceiling = base.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(MAX_BACKOFF);
+    let ceiling = foodfast_domain::backoff::doubling(base, MAX_BACKOFF, attempt.saturating_sub(1));
     ceiling / 2 + ceiling.mul_f64(fastrand::f64()) / 2
 }
 

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use foodfast_domain::backoff;
 use foodfast_domain::notification::{Channel, RetryPolicy};
 use foodfast_store::notifications::{Claimed, Notifications, Outcome};
 use tokio::sync::Notify;
@@ -65,7 +66,8 @@ pub async fn run(store: Notifications, config: NotificationsConfig, nudge: Arc<N
         let asked_to_wait = answers.iter().flatten().max().copied();
         let wait = match asked_to_wait {
             Some(asked) => {
-                let wait = busy_pause(&config, busy_batches).max(asked.min(config.backoff_cap));
+                let pause = backoff::doubling(config.backoff_base, config.backoff_cap, busy_batches);
+                let wait = pause.max(asked.min(config.backoff_cap));
                 busy_batches = busy_batches.saturating_add(1);
                 tracing::warn!(?wait, "notification provider unavailable; pausing the sender");
                 wait
@@ -84,11 +86,6 @@ pub async fn run(store: Notifications, config: NotificationsConfig, nudge: Arc<N
             _ = tokio::time::sleep(wait) => {}
         }
     }
-}
-
-/// The pause after the `busy_batches`+1st batch in a row the provider could not take.
-fn busy_pause(config: &NotificationsConfig, busy_batches: u32) -> Duration {
-    config.backoff_base.saturating_mul(1 << busy_batches.min(20)).min(config.backoff_cap)
 }
 
 /// Keeps `backlog` at the number of pending notifications, counted every

@@ -188,7 +188,7 @@ fn reconciled(effect: PaymentEffect, found: &ProviderStatus) -> Option<PaymentSt
 /// How long to wait after the call failed, `failures` calls having failed
 /// in a row before it.
 fn retry_wait(failures: u32) -> Duration {
-    FIRST_RETRY_WAIT.saturating_mul(1 << failures.min(16)).min(MAX_RETRY_WAIT)
+    foodfast_domain::backoff::doubling(FIRST_RETRY_WAIT, MAX_RETRY_WAIT, failures)
 }
 
 #[cfg(test)]
