@@ -310,6 +310,12 @@ async fn notifications_go_through_the_provider_with_retries_and_every_attempt_re
     };
     assert!(at(1) - at(0) >= Duration::from_millis(900), "retried after {:?}", at(1) - at(0));
 
+    // Our key refused (rotated, mistyped): our configuration is wrong, not the message; it waits.
+    let misconfigured = queue(send(&customer, pb::NotificationChannel::Email, "wrong key")).await;
+    let sent = settled(&server, &support, &misconfigured).await;
+    assert_eq!(outcomes(&sent), [false, true], "not failed for good");
+    assert!(sent.attempts[0].error.contains("401"), "{:?}", sent.attempts[0]);
+
     let sms = queue(send(&customer, pb::NotificationChannel::Sms, "Your driver is here")).await;
     let failed = settled(&server, &support, &sms).await;
     assert_eq!(outcomes(&failed), [false]);

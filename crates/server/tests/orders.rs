@@ -36,6 +36,12 @@ async fn shop_with(adjust: impl FnOnce(&mut foodfast_server::config::Config)) ->
 }
 
 impl Shop {
+    /// `customer` places the usual order, paying with `payment_method_id`.
+    async fn place(&self, customer: &Principal, key: &str, payment_method_id: &str) -> pb::Order {
+        let request = self.order_request(key, payment_method_id);
+        self.server.orders(Some(customer)).create_order(request).await.unwrap().into_inner().order.unwrap()
+    }
+
     /// The restaurant accepts the order.
     async fn accept(&self, staff: &Principal, order_id: &str) {
         let request = pb::UpdateOrderStatusRequest {
@@ -423,11 +429,7 @@ async fn transitions_follow_the_state_machine_and_move_the_money() {
     let shop = shop().await;
     let customer = shop.server.customer().await;
     let staff = shop.server.staff(shop.restaurant.restaurant_id.parse().unwrap()).await;
-    let place = |key: &'static str| {
-        let mut client = shop.server.orders(Some(&customer));
-        let request = shop.order_request(key, "pm_card_visa");
-        async move { client.create_order(request).await.unwrap().into_inner().order.unwrap() }
-    };
+    let place = |key: &'static str| shop.place(&customer, key, "pm_card_visa");
     let update = |order_id: &str, status: &str, reason: &str| {
         let mut client = shop.server.restaurants(Some(&staff));
         let request = pb::UpdateOrderStatusRequest {
@@ -614,11 +616,7 @@ async fn an_order_the_restaurant_leaves_unanswered_is_rejected_and_its_hold_rele
     let shop = shop_with(|config| config.service.pending_order_timeout = Duration::from_secs(2)).await;
     let customer = shop.server.customer().await;
     let staff = shop.server.staff(shop.restaurant.restaurant_id.parse().unwrap()).await;
-    let place = |key: &'static str| {
-        let mut client = shop.server.orders(Some(&customer));
-        let request = shop.order_request(key, "pm_card_visa");
-        async move { client.create_order(request).await.unwrap().into_inner().order.unwrap() }
-    };
+    let place = |key: &'static str| shop.place(&customer, key, "pm_card_visa");
     let unanswered = place("unanswered").await;
     let answered = place("answered").await;
     shop.accept(&staff, &answered.order_id).await;
@@ -649,8 +647,7 @@ async fn a_cancel_after_a_capture_whose_answer_was_lost_refunds_the_money() {
     let shop = shop().await;
     let customer = shop.server.customer().await;
     let staff = shop.server.staff(shop.restaurant.restaurant_id.parse().unwrap()).await;
-    let request = shop.order_request("lost-capture", "pm_capture_answer_lost");
-    let order = shop.server.orders(Some(&customer)).create_order(request).await.unwrap().into_inner().order.unwrap();
+    let order = shop.place(&customer, "lost-capture", "pm_capture_answer_lost").await;
     shop.accept(&staff, &order.order_id).await;
     // The provider took the funds, but its answers never arrived: for us the capture is still owed.
     wait_for_intent(&shop, &order.order_id, IntentStatus::Captured).await;
@@ -672,8 +669,7 @@ async fn a_refusal_the_providers_state_does_not_explain_is_kept_on_the_order() {
     let shop = shop().await;
     let customer = shop.server.customer().await;
     let staff = shop.server.staff(shop.restaurant.restaurant_id.parse().unwrap()).await;
-    let request = shop.order_request("released-hold", "pm_card_visa");
-    let order = shop.server.orders(Some(&customer)).create_order(request).await.unwrap().into_inner().order.unwrap();
+    let order = shop.place(&customer, "released-hold", "pm_card_visa").await;
     // The hold is released behind our back (at the provider's dashboard, or it expired).
     let payment_id =
         shop.server.sandbox.intents().into_iter().find(|i| i.metadata["order_id"] == order.order_id).unwrap().id;

@@ -874,6 +874,8 @@ impl Provider {
                         let answer = |status, text: &'static str| (status, [("retry-after", "0")], text);
                         if body.contains("refuse") {
                             answer(StatusCode::BAD_REQUEST, "invalid recipient +33612345678")
+                        } else if body.contains("wrong key") && first {
+                            answer(StatusCode::UNAUTHORIZED, "invalid API key")
                         } else if body.contains("throttle") && first {
                             (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "slow down")
                         } else if body.contains("down") || (body.contains("flaky") && first) {
